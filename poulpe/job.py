@@ -1,0 +1,164 @@
+"""The job record: one dataclass-like struct with the behaviour that belongs to it."""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from typing import Any
+
+import msgspec
+
+HISTORY_KEEP = 20
+
+
+class Method(enum.StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    EXEC = "EXEC"
+    MAIL_TO = "MAIL_TO"
+    QUEUE = "QUEUE"
+
+
+HTTP_METHODS = frozenset({Method.GET, Method.POST, Method.PUT, Method.PATCH, Method.DELETE})
+QUERY_METHODS = frozenset({Method.GET, Method.DELETE})
+
+
+class Status(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
+WAITING = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING})
+# The words the Rust poulpe answered with; its clients read them.
+WORD_OK, WORD_TIMEOUT, WORD_FAIL = "OK", "Timeout", "Fail"
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """How many attempts a job gets and how long it waits between them.
+
+    `intervals` (kingtask's `time_interval`) wins over `max`/`interval`: one retry after each listed interval.
+    """
+
+    max: int = 3
+    interval: float = 10.0
+    backoff: str = "fixed"
+    max_interval: float = 3600.0
+    intervals: tuple[float, ...] | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + (len(self.intervals) if self.intervals is not None else self.max)
+
+    def delay_before_retry(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the `failures`-th failed attempt (1-based) before the next one."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_interval)
+        if self.intervals is not None:
+            return self.intervals[min(failures, len(self.intervals)) - 1]
+        if self.backoff == "exponential":
+            ceiling = min(self.interval * 2 ** (failures - 1), self.max_interval)
+            # equal jitter: half fixed, half random, so jobs failing together do not retry together
+            return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return self.interval
+
+
+class Attempt(msgspec.Struct, omit_defaults=True):
+    n: int
+    started_at: float
+    worker: int | None = None
+    node: str | None = None
+    finished_at: float | None = None
+    ok: bool | None = None
+    error: str | None = None
+
+
+class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One unit of work. User fields first, engine fields after (the saq layout)."""
+
+    id: str
+    method: Method
+    name: str
+    params: Any = None
+    cc: tuple[int, ...] = ()
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
+    headers: dict[str, str] | None = None
+    callback: str | None = None
+    meta: dict[str, Any] | None = None
+    source: str = "http"
+
+    status: Status = Status.QUEUED
+    seq: int = 0
+    attempts: int = 0
+    failures: int = 0
+    created_at: float = 0.0
+    run_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: Any = None
+    error: str | None = None
+    history: list[Attempt] = msgspec.field(default_factory=list)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def policy(self, default: RetryPolicy) -> RetryPolicy:
+        return self.retry if self.retry is not None else default
+
+    def begin_attempt(self, worker: int | None, node: str | None = None, now: float | None = None) -> Attempt:
+        now = time.time() if now is None else now
+        self.attempts += 1
+        self.status = Status.RUNNING
+        self.started_at = now
+        attempt = Attempt(n=self.attempts, started_at=now, worker=worker, node=node)
+        self.history.append(attempt)
+        del self.history[:-HISTORY_KEEP]
+        return attempt
+
+    def end_attempt(self, ok: bool, error: str | None, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        if self.history and self.history[-1].finished_at is None:
+            last = self.history[-1]
+            last.finished_at, last.ok, last.error = now, ok, error
+        self.error = error
+
+    def to_result(self) -> dict[str, Any]:
+        """The result JSON of SPEC 3.1 (with the attempt history)."""
+        return {
+            "id": self.id,
+            "method": self.method.value,
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "run_at": self.run_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "result": self.result,
+            "error": self.error,
+            "meta": self.meta,
+            "history": [msgspec.to_builtins(a) for a in self.history],
+        }
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Job)
+
+
+def encode_job(job: Job) -> bytes:
+    return _encoder.encode(job)
+
+
+def decode_job(data: bytes | str) -> Job:
+    return _decoder.decode(data)

@@ -1,0 +1,102 @@
+"""Every flag of `poulpe`, its default and its checks, in one frozen record."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+
+class Secret:
+    """A value that never prints: its repr and str are masked, so it cannot leak into logs or errors."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class SettingsError(ValueError):
+    """A flag has a value poulpe cannot run with; the message names the flag."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data: Path = Path("poulpe.db")
+    redis: str | None = None
+    redis_prefix: str = "poulpe:"
+    cron: Path | None = None
+    timezone: str = "UTC"
+    dead: Path = Path("deadpool")
+    workers: int = 8
+    retry_interval: float = 10.0
+    max_retry: int = 3
+    job_timeout: float = 30.0
+    result_ttl: float = 86400.0
+    exec_dir: Path | None = None
+    allow_hosts: tuple[str, ...] = ()
+    smtp_server: str | None = None
+    smtp_port: int = 25
+    smtp_name: str | None = None
+    smtp_pwd: Secret | None = None
+    starttls: bool = False
+    smtp_tls: bool = False
+    kafka_servers: str | None = None
+    kafka_topic: str | None = None
+    kafka_resp_topic: str | None = None
+    kafka_group: str = "poulpe"
+    signing_key: Secret | None = None
+    token: Secret | None = None
+    lease: float = 60.0
+    grace: float = 30.0
+    max_body: int = 1024 * 1024
+    log_level: str = "info"
+    log_json: bool = False
+    access_log: bool = False
+    loop: str = "asyncio"
+
+    def validate(self) -> Settings:
+        """Raise SettingsError naming the first flag that cannot work."""
+        checks: list[tuple[bool, str, str]] = [
+            (1 <= self.workers <= 1024, "workers", "must be between 1 and 1024"),
+            (0 < self.port < 65536, "port", "must be a TCP port (1-65535)"),
+            (self.retry_interval >= 0, "retry_interval", "must be >= 0"),
+            (0 <= self.max_retry <= 100, "max_retry", "must be between 0 and 100"),
+            (self.job_timeout > 0, "job_timeout", "must be > 0"),
+            (self.result_ttl > 0, "result_ttl", "must be > 0"),
+            (self.lease > 0, "lease", "must be > 0"),
+            (self.grace >= 0, "grace", "must be >= 0"),
+            (self.max_body >= 1024, "max_body", "must be at least 1024 bytes"),
+            (self.loop in ("asyncio", "uvloop"), "loop", "must be asyncio or uvloop"),
+            (self.log_level.lower() in ("debug", "info", "warning", "error"), "log_level", "must be debug, info, warning or error"),
+        ]
+        for ok, flag, why in checks:
+            if not ok:
+                raise SettingsError(f"--{flag} {why}")
+        if self.exec_dir is not None and not self.exec_dir.is_dir():
+            raise SettingsError(f"--exec_dir {self.exec_dir} is not a directory")
+        return self
+
+    @property
+    def exec_root(self) -> Path | None:
+        """The real path of --exec_dir: EXEC confinement compares real paths."""
+        return Path(os.path.realpath(self.exec_dir)) if self.exec_dir is not None else None
