@@ -1,0 +1,96 @@
+"""Dead letters: one JSON file per dead job, `DIR/<UTC day of death>/<id>.json` (the Rust poulpe's layout).
+
+Files are written atomically (temp file, fsync, rename, fsync the directory), so a reader or a crash never sees
+half a letter. The directory is the source of truth: an operator may move or delete files by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from poulpe.job import Job, decode_job, encode_job
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class DeadLetters:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.write_errors = 0
+
+    async def write(self, job: Job) -> Path:
+        """Write the job's full record; raises OSError when the directory cannot be written."""
+        return await asyncio.to_thread(self._write, job)
+
+    def _write(self, job: Job) -> Path:
+        when = job.finished_at or dt.datetime.now(dt.UTC).timestamp()
+        folder = self.root / dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%d")
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{job.id}.json"
+        temp = folder / f".{job.id}.{uuid.uuid4().hex}.tmp"
+        data = msgspec.json.format(encode_job(job), indent=2)
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return final
+
+    def _find(self, job_id: str) -> Path | None:
+        if not _ID.match(job_id) or not self.root.is_dir():
+            return None
+        for day in sorted(self._days(), reverse=True):
+            path = self.root / day / f"{job_id}.json"
+            if path.is_file():
+                return path
+        return None
+
+    def _days(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return [entry.name for entry in os.scandir(self.root) if entry.is_dir() and _DAY.match(entry.name)]
+
+    async def read(self, job_id: str) -> Job | None:
+        def read() -> Job | None:
+            path = self._find(job_id)
+            return decode_job(path.read_bytes()) if path else None
+
+        return await asyncio.to_thread(read)
+
+    async def remove(self, job_id: str) -> bool:
+        def remove() -> bool:
+            path = self._find(job_id)
+            if path is None:
+                return False
+            path.unlink(missing_ok=True)
+            return True
+
+        return await asyncio.to_thread(remove)
+
+    async def list(self, *, page: int = 1, size: int = 50) -> tuple[list[dict[str, Any]], int]:
+        """A page of dead letters, newest day first: each {"id", "day", "file"}."""
+
+        def scan() -> tuple[list[dict[str, Any]], int]:
+            names: list[tuple[str, str]] = []
+            for day in sorted(self._days(), reverse=True):
+                files = sorted(e.name for e in os.scandir(self.root / day) if e.name.endswith(".json"))
+                names.extend((day, name) for name in files)
+            chosen = names[(page - 1) * size : page * size]
+            items = [{"id": n[: -len(".json")], "day": d, "file": f"{d}/{n}"} for d, n in chosen]
+            return items, len(names)
+
+        return await asyncio.to_thread(scan)

@@ -1,0 +1,315 @@
+"""JobManager: the one path every job takes, from submit (store, then ack) to finish (store, then wake).
+
+intake → validate → submit → store → scheduler → workers → runner → finish → store + waiters (+ dead letter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from poulpe.deadletter import DeadLetters
+from poulpe.errors import BadRequest, Conflict, NotFound, Unavailable
+from poulpe.job import FINAL, WAITING, Job, Method, RetryPolicy, Status
+from poulpe.runners import Outcome, Runner
+from poulpe.scheduler import Entry, Scheduler
+from poulpe.store.base import Store
+from poulpe.waiters import Waiters
+from poulpe.workers import Workers
+
+log = logging.getLogger("poulpe.jobs")
+READY_CAP = 10_000  # due jobs held in memory at once; the rest wait in the heap until workers catch up
+INTERRUPTED = "interrupted: poulpe stopped during the attempt"
+
+
+class JobManager:
+    def __init__(
+        self,
+        store: Store,
+        runners: Mapping[Method, Runner],
+        dead: DeadLetters,
+        *,
+        workers: int = 8,
+        default_retry: RetryPolicy = RetryPolicy(),
+        job_timeout: float = 30.0,
+        result_ttl: float = 86400.0,
+        node: str = "poulpe",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.runners = runners
+        self.dead = dead
+        self.default_retry = default_retry
+        self.job_timeout = job_timeout
+        self.result_ttl = result_ttl
+        self.node = node
+        self.clock = clock
+        self.waiters = Waiters()
+        self.scheduler = Scheduler(self._on_due, room=self._room, clock=clock)
+        self.workers = Workers(workers, self._run, on_free=self.scheduler.poke)
+        self.accepting = False
+        self._live: dict[str, Job] = {}  # ready or running in this process: the freshest state
+        self._cancel_after: set[str] = set()
+        self._cancelling: set[str] = set()
+        self._seq = 0
+        self._purger: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover from the store: scheduled jobs keep their time, queued ones run, running ones run again."""
+        self._seq = await self.store.max_seq()
+        pending = await self.store.pending()
+        interrupted = [p.id for p in pending if p.status is Status.RUNNING]
+        for job in await self.store.get_many(interrupted):
+            job.end_attempt(False, INTERRUPTED, self.clock())
+            job.status, job.run_at = Status.QUEUED, self.clock()
+            await self.store.save(job)
+            log.info("job %s recovered: attempt %d was interrupted, it runs again", job.id, job.attempts)
+        now = self.clock()
+        self.scheduler.extend((now if p.status is Status.RUNNING else p.run_at, p.seq, p.id) for p in pending)
+        self.scheduler.start()
+        self.workers.start()
+        self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
+        self.accepting = True
+        log.info("recovered %d unfinished jobs (%d were running)", len(pending), len(interrupted))
+
+    def stop_intake(self) -> None:
+        """First step of a drain: new jobs get 503 and every long-poll answers with the current state."""
+        self.accepting = False
+        self.waiters.release_all()
+
+    async def stop(self, grace: float) -> None:
+        """Drain: running attempts get `grace` seconds; what is left stays stored and runs after a restart."""
+        self.stop_intake()
+        self.scheduler.stop()
+        await self.workers.stop(grace)
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+
+    # --- intake ----------------------------------------------------------------------------------------------
+    async def submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+        """Store the jobs, then schedule them. Returns (job, duplicate) for each; a duplicate is never run twice."""
+        if not self.accepting:
+            raise Unavailable("poulpe is shutting down: the job was not accepted")
+        for job in jobs:
+            self._seq += 1
+            job.seq = self._seq
+        stored = await self.store.add(jobs)
+        for job, duplicate in stored:
+            if not duplicate:
+                log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
+                self._enqueue(job)
+        return stored
+
+    def _enqueue(self, job: Job) -> None:
+        if job.method is Method.QUEUE:
+            return  # held in the store for external workers
+        if job.run_at <= self.clock() and self.workers.ready < READY_CAP:
+            job.status = Status.QUEUED
+            self._live[job.id] = job
+            self.workers.push(job)
+        else:
+            self.scheduler.add(job.run_at, job.seq, job.id)
+
+    def _room(self) -> int:
+        return max(0, READY_CAP - self.workers.ready)
+
+    def _on_due(self, entries: list[Entry]) -> None:
+        asyncio.get_running_loop().create_task(self._make_ready(entries))
+
+    async def _make_ready(self, entries: list[Entry]) -> None:
+        ids = [job_id for _, _, job_id in entries if job_id not in self._live and job_id not in self._cancelling]
+        jobs = {job.id: job for job in await self.store.get_many(ids)}
+        now = self.clock()
+        for run_at, _, job_id in entries:
+            job = jobs.get(job_id)
+            # skip what was cancelled, finished or moved to a later time since this entry was made
+            if job is None or job.status not in WAITING or job.run_at > max(run_at, now) or job_id in self._live:
+                continue
+            if job.method is Method.QUEUE:
+                continue
+            if job.status is not Status.QUEUED:
+                job.status = Status.QUEUED
+                self.store.save_soon(job)
+            self._live[job.id] = job
+            self.workers.push(job)
+
+    # --- running ---------------------------------------------------------------------------------------------
+    async def _run(self, job: Job, worker: int) -> None:
+        job.begin_attempt(worker, self.node, self.clock())
+        self.store.save_soon(job)
+        log.info("job %s running attempt=%d worker=%d late_ms=%.1f", job.id, job.attempts, worker,
+                 (job.started_at or 0) * 1000 - job.run_at * 1000)
+        runner = self.runners.get(job.method)
+        try:
+            if runner is None:
+                outcome = Outcome(ok=False, final=True, error=f"{job.method} jobs cannot run on this poulpe")
+            else:
+                outcome = await runner.run(job, job.attempts, job.timeout or self.job_timeout)
+        except asyncio.CancelledError:
+            await self._put_back(job)
+            raise
+        except Exception as exc:
+            log.exception("runner for %s failed on job %s", job.method, job.id)
+            outcome = Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
+        await self.finish(job, outcome)
+
+    async def _put_back(self, job: Job) -> None:
+        """An attempt cut short by shutdown: the job goes back to queued and runs again after a restart."""
+        job.end_attempt(False, INTERRUPTED, self.clock())
+        job.status = Status.QUEUED
+        self._live.pop(job.id, None)
+        with contextlib.suppress(Exception):
+            await self.store.save(job)
+        log.info("job %s put back attempt=%d (shutdown)", job.id, job.attempts)
+
+    async def finish(self, job: Job, outcome: Outcome) -> None:
+        """Record an attempt's outcome: succeeded, retrying (back to the scheduler) or dead (dead letter)."""
+        now = self.clock()
+        job.end_attempt(outcome.ok, outcome.error, now)
+        job.result = outcome.result
+        policy = job.policy(self.default_retry)
+        if outcome.ok:
+            job.status = Status.SUCCEEDED
+        else:
+            job.failures += 1
+            if job.id in self._cancel_after:
+                job.status = Status.CANCELLED
+            elif outcome.final or job.failures >= policy.max_attempts:
+                job.status = Status.DEAD
+            else:
+                job.status = Status.RETRYING
+                job.run_at = now + policy.delay_before_retry(job.failures, outcome.retry_after)
+        self._cancel_after.discard(job.id)
+        if job.final:
+            job.finished_at = now
+        if job.status is Status.DEAD:
+            await self._write_dead_letter(job)
+        await self.store.save(job)
+        self._live.pop(job.id, None)
+        elapsed = (now - (job.started_at or now)) * 1000
+        log.info("job %s %s attempt=%d elapsed_ms=%.1f%s", job.id, job.status, job.attempts, elapsed,
+                 f" error={job.error!r}" if job.error else "")
+        if job.status is Status.RETRYING:
+            self.scheduler.add(job.run_at, job.seq, job.id)
+        if job.final:
+            self.waiters.notify(job)
+
+    async def _write_dead_letter(self, job: Job) -> None:
+        try:
+            await self.dead.write(job)
+        except OSError as exc:
+            self.dead.write_errors += 1
+            log.error("job %s is dead but its dead letter could not be written: %s", job.id, exc)
+
+    # --- queries and commands --------------------------------------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        """The job's freshest state, or None when unknown or expired (--result_ttl)."""
+        live = self._live.get(job_id)
+        if live is not None:
+            return live
+        job = await self.store.get(job_id)
+        if job is not None and job.final and (job.finished_at or 0) + self.result_ttl < self.clock():
+            return None
+        return job
+
+    async def wait(self, job_id: str, timeout: float) -> Job | None:
+        """The job once final, or its state when `timeout` passes first (or poulpe drains); None when unknown."""
+        if timeout <= 0 or not self.accepting:
+            return await self.get(job_id)
+        fut = self.waiters.subscribe(job_id)
+        try:
+            job = await self.get(job_id)
+            if job is None or job.final:
+                return job
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    done = await fut
+                    if done is not None:
+                        return done
+        finally:
+            self.waiters.unsubscribe(job_id, fut)
+        return await self.get(job_id)
+
+    async def cancel(self, job_id: str) -> Job:
+        job = await self.get(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}")
+        if job.status is Status.RUNNING:
+            self._cancel_after.add(job_id)
+            raise Conflict(f"job {job_id} is running: it will be cancelled after this attempt unless it succeeds")
+        if job.status in FINAL:
+            raise Conflict(f"job {job_id} is already {job.status}")
+        self._cancelling.add(job_id)
+        try:
+            self.workers.discard(job_id)
+            self._live.pop(job_id, None)
+            job.status, job.finished_at = Status.CANCELLED, self.clock()
+            await self.store.save(job)
+        finally:
+            self._cancelling.discard(job_id)
+        log.info("job %s cancelled attempt=%d", job.id, job.attempts)
+        self.waiters.notify(job)
+        return job
+
+    async def retry_dead(self, job_id: str) -> Job:
+        """Run a dead job again with fresh attempts; its dead letter goes once the job is stored."""
+        if not self.accepting:
+            raise Unavailable("poulpe is shutting down")
+        job = await self.dead.read(job_id)
+        if job is None:
+            raise NotFound(f"no dead letter for job {job_id}")
+        current = await self.store.get(job_id)
+        if current is not None and not current.final:
+            raise Conflict(f"job {job_id} is {current.status} already")
+        job.status, job.failures, job.run_at = Status.QUEUED, 0, self.clock()
+        job.finished_at, job.error, job.result = None, None, None
+        await self.store.save(job)
+        await self.dead.remove(job_id)
+        log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
+        self._enqueue(job)
+        return job
+
+    async def sys_info(self, cap: int = 1000) -> dict[str, Any]:
+        running = [job.id for job in self.workers.running if job is not None]
+        delayed = self.scheduler.peek_ids(cap + 1)
+        dead = await self.store.list_jobs(status=Status.DEAD, size=cap + 1)
+        failed = [job.id for job in dead.jobs]
+        today = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        return {
+            "workers": [
+                {"id": n, "running": job.id if job else None, "queue": self.workers.only_for(n)}
+                for n, job in enumerate(self.workers.running)
+            ],
+            "running": running[:cap],
+            "delayed": delayed[:cap],
+            "failed": failed[:cap],
+            "truncated": len(delayed) > cap or len(failed) > cap,
+            "counts": await self.store.counts(),
+            "today": await self.store.day_counts(today),
+        }
+
+    async def _purge_forever(self) -> None:
+        """Results expire after --result_ttl; `get` hides expired ones at once, this reclaims the space."""
+        period = min(max(self.result_ttl / 2, 1.0), 300.0)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                purged = await self.store.purge(self.clock() - self.result_ttl)
+                if purged:
+                    log.info("purged %d expired results", purged)
+            except Exception as exc:
+                log.warning("purging expired results failed: %s", exc)
+
+
+def check_page(page: int, size: int) -> None:
+    if page < 1 or page > 1_000_000:
+        raise BadRequest("page must be between 1 and 1000000", "page")
+    if not 1 <= size <= 1000:
+        raise BadRequest("size must be between 1 and 1000", "size")
