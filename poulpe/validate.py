@@ -1,0 +1,316 @@
+"""Job JSON → Job. The one validator every intake uses; each error names the field at fault."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from poulpe.errors import BadRequest
+from poulpe.job import HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
+from poulpe.runners.exec import resolve_program, split_args
+from poulpe.runners.http import host_allowed
+
+MAX_BATCH = 1000
+MAX_PARAMS = 512 * 1024
+MAX_META = 16 * 1024
+MAX_SECONDS = 10 * 366 * 86400  # ten years: far enough for any schedule, small enough to stay exact
+MAX_UNIX = 253402300799  # 9999-12-31T23:59:59Z
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+_TYPE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+_ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
+_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_MSGSPEC_PATH = re.compile(r" - at `\$((?:\.[^`.\[]+|\[\d+\])*)`$")
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+
+
+class RetryIn(msgspec.Struct, forbid_unknown_fields=True):
+    max: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    interval: Seconds | None = None
+    backoff: Literal["fixed", "exponential"] | None = None
+    max_interval: Seconds | None = None
+    intervals: Annotated[list[Seconds], msgspec.Meta(min_length=1, max_length=100)] | None = None
+
+
+class JobIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The wire shape of SPEC 2.1, checked by type; the rules between fields are checked in `_build`."""
+
+    method: Annotated[str, msgspec.Meta(max_length=16)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    id: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)] | None = None
+    params: msgspec.Raw = msgspec.Raw(b"null")
+    delay: Seconds | None = None
+    at: Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIX)] | Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    cc: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    wait: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
+    retry: RetryIn | None = None
+    headers: Annotated[dict[str, str], msgspec.Meta(max_length=64)] | None = None
+    callback: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    meta: msgspec.Raw = msgspec.Raw(b"null")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What validation needs to know about the running poulpe."""
+
+    workers: int = 8
+    exec_dir: Path | None = None
+    allow_hosts: tuple[str, ...] = ()
+    mail_enabled: bool = False
+    default_retry: RetryPolicy = RetryPolicy()
+
+
+@dataclass(slots=True)
+class Submission:
+    """A valid job, and how long its submitter wants to wait for the result."""
+
+    job: Job
+    wait: float | None = None
+
+
+def parse_body(body: bytes, limits: Limits, *, now: float | None = None) -> list[Submission | BadRequest] | Submission:
+    """Parse a request body: one job (→ Submission, or raises BadRequest) or a batch (→ one slot per job)."""
+    now = time.time() if now is None else now
+    head = body.lstrip()[:1]
+    if head == b"[":
+        try:
+            items = msgspec.json.decode(body, type=list[msgspec.Raw])
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise BadRequest(f"a batch holds 1 to {MAX_BATCH} jobs, this one has {len(items)}")
+        slots: list[Submission | BadRequest] = []
+        for raw in items:
+            try:
+                slots.append(parse_job(raw, limits, now=now))
+            except BadRequest as exc:
+                slots.append(exc)
+        return slots
+    return parse_job(body, limits, now=now)
+
+
+def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = None) -> Submission:
+    """One job object as JSON bytes → Submission; raises BadRequest naming the field."""
+    try:
+        wire = msgspec.json.decode(raw, type=JobIn)
+    except msgspec.ValidationError as exc:
+        field, reason = _split_msgspec(str(exc))
+        raise BadRequest(reason, field) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
+    return _build(wire, limits, time.time() if now is None else now)
+
+
+def job_from_object(obj: Any, limits: Limits, *, now: float | None = None) -> Submission:
+    """The same validation for a job given as Python data (compat routes, cron, Kafka)."""
+    return parse_job(msgspec.json.encode(obj), limits, now=now)
+
+
+def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
+    try:
+        method = Method(wire.method.upper())
+    except ValueError:
+        raise BadRequest(f"method must be one of {', '.join(m.value for m in Method)}", "method") from None
+    params = _decode_raw(wire.params, "params", MAX_PARAMS)
+    meta = _decode_raw(wire.meta, "meta", MAX_META)
+    if meta is not None and not isinstance(meta, dict):
+        raise BadRequest("meta must be an object", "meta")
+    if wire.delay is not None and wire.at is not None:
+        raise BadRequest("give delay or at, not both", "at")
+    run_at = now + (wire.delay or 0.0)
+    if wire.at is not None:
+        run_at = max(now, _parse_at(wire.at))
+    _check_name_and_params(method, wire.name, params, limits)
+    if wire.callback is not None:
+        _check_url(wire.callback, "callback", limits)
+    job = Job(
+        id=wire.id if wire.id is not None else str(uuid.uuid4()),
+        method=method,
+        name=wire.name,
+        params=params,
+        cc=_parse_cc(wire.cc, limits.workers),
+        timeout=wire.timeout,
+        retry=_policy(wire.retry, limits.default_retry),
+        headers=_check_headers(wire.headers),
+        callback=wire.callback,
+        meta=meta,
+        status=Status.QUEUED if run_at <= now else Status.SCHEDULED,
+        created_at=now,
+        run_at=run_at,
+    )
+    return Submission(job=job, wait=wire.wait)
+
+
+def _check_name_and_params(method: Method, name: str, params: Any, limits: Limits) -> None:
+    if method in HTTP_METHODS:
+        _check_url(name, "name", limits)
+        if method in QUERY_METHODS:
+            if params is not None and not isinstance(params, str | dict):
+                raise BadRequest(f"params of a {method} job must be a query string or an object", "params")
+            if isinstance(params, dict) and not all(_is_query_value(v) for v in params.values()):
+                raise BadRequest("query values must be strings, numbers, booleans or lists of them", "params")
+        elif isinstance(params, str):
+            try:
+                json.loads(params)
+            except ValueError:
+                raise BadRequest(f"params of a {method} job must be JSON (the request body)", "params") from None
+        elif params is not None and not isinstance(params, dict | list):
+            raise BadRequest(f"params of a {method} job must be a JSON object, array or string", "params")
+    elif method is Method.EXEC:
+        if limits.exec_dir is None:
+            raise BadRequest("EXEC is disabled: poulpe runs without --exec_dir", "method")
+        try:
+            resolve_program(limits.exec_dir, name)
+            split_args(params)
+        except ValueError as exc:
+            raise BadRequest(str(exc), "params" if "argument" in str(exc) else "name") from None
+    elif method is Method.MAIL_TO:
+        if not limits.mail_enabled:
+            raise BadRequest("MAIL_TO is disabled: poulpe runs without --smtp_server", "method")
+        check_mail(name, params)
+    elif method is Method.QUEUE and not _TYPE_RE.match(name):
+        raise BadRequest("name of a QUEUE job is its task type: 1-64 characters of A-Z a-z 0-9 . _ -", "name")
+
+
+def check_mail(name: str, params: Any) -> dict[str, Any]:
+    """The MAIL_TO params of SPEC 2.2 as an object, every address checked."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            raise BadRequest("params of a MAIL_TO job must be a JSON object", "params") from None
+    if not isinstance(params, dict):
+        raise BadRequest("params of a MAIL_TO job must be an object", "params")
+    allowed = {"from_addr", "to_addr", "title", "body", "html", "cc", "bcc", "reply_to"}
+    for key, value in params.items():
+        if key not in allowed:
+            raise BadRequest(f"unknown mail field {key!r}", f"params.{key}")
+        if not isinstance(value, str):
+            raise BadRequest(f"{key} must be a string", f"params.{key}")
+    for key in ("from_addr", "title", "body"):
+        if key not in params:
+            raise BadRequest(f"{key} is required for MAIL_TO", f"params.{key}")
+    _check_addresses(params.get("to_addr", name), "params.to_addr" if "to_addr" in params else "name")
+    for key in ("from_addr", "cc", "bcc", "reply_to"):
+        if key in params:
+            _check_addresses(params[key], f"params.{key}", single=key == "from_addr")
+    return params
+
+
+def _check_addresses(value: str, field: str, *, single: bool = False) -> None:
+    parts = [p.strip() for p in value.split(",")]
+    if single and len(parts) != 1 or not parts or len(parts) > 100:
+        raise BadRequest(f"{field} must hold {'one address' if single else '1 to 100 addresses'}", field)
+    for part in parts:
+        address = parseaddr(part)[1]
+        if not address or not _ADDRESS_RE.match(address) or any(c in part for c in "\r\n\0"):
+            raise BadRequest(f"{field}: {part!r} is not an email address", field)
+
+
+def _check_url(url: str, field: str, limits: Limits) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"{field} must be an http or https URL", field)
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise BadRequest(f"{field} must not contain spaces or control characters", field)
+    try:
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        raise BadRequest(f"{field} has an invalid port", field) from None
+    if limits.allow_hosts and not host_allowed(url, limits.allow_hosts):
+        raise BadRequest(f"host {parts.hostname} is not in --allow_hosts", field)
+
+
+def _check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    for key, value in (headers or {}).items():
+        if not _HEADER_NAME_RE.match(key) or key.lower() in _RESERVED_HEADERS or key.lower().startswith("poulpe-"):
+            raise BadRequest(f"header name {key[:64]!r} is not allowed", "headers")
+        if len(value) > 8192 or any(c in value for c in "\r\n\0"):
+            raise BadRequest(f"header {key} has a value that is too long or holds a line break", "headers")
+    return headers
+
+
+def _parse_cc(cc: str | None, workers: int) -> tuple[int, ...]:
+    if not cc or not cc.strip():
+        return ()
+    found: set[int] = set()
+    for part in cc.replace(",", " ").split():
+        if not part.isascii() or not part.isdigit() or int(part) >= workers:
+            raise BadRequest(f"cc names workers 0 to {workers - 1}; {part[:20]!r} is not one of them", "cc")
+        found.add(int(part))
+    return tuple(sorted(found))
+
+
+def _parse_at(at: float | str) -> float:
+    if isinstance(at, float | int):
+        return float(at)
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise BadRequest("at must be unix seconds or an ISO-8601 time with an offset", "at") from None
+    if moment.tzinfo is None:
+        raise BadRequest("at needs a UTC offset (e.g. 2030-01-01T09:00:00+01:00 or ...Z)", "at")
+    return moment.timestamp()
+
+
+def _policy(retry: RetryIn | None, default: RetryPolicy) -> RetryPolicy | None:
+    if retry is None:
+        return None
+    if retry.intervals is not None and (retry.max is not None or retry.interval is not None or retry.backoff):
+        raise BadRequest("give intervals, or max/interval/backoff, not both", "retry.intervals")
+    return RetryPolicy(
+        max=default.max if retry.max is None else retry.max,
+        interval=default.interval if retry.interval is None else retry.interval,
+        backoff=retry.backoff or default.backoff,
+        max_interval=default.max_interval if retry.max_interval is None else retry.max_interval,
+        intervals=tuple(retry.intervals) if retry.intervals is not None else None,
+    )
+
+
+def _decode_raw(raw: msgspec.Raw, field: str, cap: int) -> Any:
+    if len(raw) > cap:
+        raise BadRequest(f"{field} is larger than {cap // 1024} KiB", field)
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise BadRequest(f"{field} is not valid JSON: {_reason(exc)}", field) from None
+
+
+def _is_query_value(value: Any) -> bool:
+    scalar = (str, int, float, bool)
+    return isinstance(value, scalar) or (isinstance(value, list) and all(isinstance(v, scalar) for v in value))
+
+
+def _split_msgspec(message: str) -> tuple[str | None, str]:
+    """msgspec says 'Expected `int` - at `$.retry.max`': keep the field and a readable reason."""
+    field = None
+    path = _MSGSPEC_PATH.search(message)
+    if path:
+        message = message[: path.start()]
+        field = path.group(1).lstrip(".").replace("`", "") or None
+    unknown = _UNKNOWN_FIELD.search(message)
+    if unknown:
+        field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
+        return field, f"unknown field {unknown.group(1)!r}"
+    if message.startswith("Object missing required field"):
+        missing = message.split("`")[1]
+        field = f"{field}.{missing}" if field else missing
+        return field, f"{missing} is required"
+    return field, f"{field or 'body'}: {message[0].lower()}{message[1:]}" if message else "invalid value"
+
+
+def _reason(exc: BaseException) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]

@@ -1,0 +1,121 @@
+"""The job validator: every field and limit, each error naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from poulpe.errors import BadRequest
+from poulpe.job import Method, RetryPolicy, Status
+from poulpe.validate import Limits, Submission, parse_body
+
+LIMITS = Limits(workers=4)
+URL = "http://127.0.0.1:9/x"
+
+
+def one(body: object, limits: Limits = LIMITS) -> Submission:
+    parsed = parse_body(json.dumps(body).encode(), limits, now=1000.0)
+    assert isinstance(parsed, Submission)
+    return parsed
+
+
+def field_of(body: object | bytes, limits: Limits = LIMITS) -> str | None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    with pytest.raises(BadRequest) as caught:
+        parse_body(raw, limits, now=1000.0)
+    return caught.value.field
+
+
+def test_a_minimal_job_gets_an_id_and_runs_now() -> None:
+    sub = one({"method": "get", "name": URL})
+    assert sub.job.method is Method.GET and len(sub.job.id) == 36
+    assert sub.job.status is Status.QUEUED and sub.job.run_at == 1000.0
+
+
+def test_delay_and_at_set_the_due_time() -> None:
+    assert one({"method": "GET", "name": URL, "delay": 5}).job.run_at == 1005.0
+    assert one({"method": "GET", "name": URL, "at": 2000}).job.status is Status.SCHEDULED
+    assert one({"method": "GET", "name": URL, "at": "1970-01-01T01:00:00+01:00"}).job.run_at == 1000.0  # past: now
+    assert one({"method": "GET", "name": URL, "at": "2030-01-01T00:00:00Z"}).job.run_at == 1893456000.0
+
+
+def test_cc_and_retry_are_parsed() -> None:
+    job = one({"method": "GET", "name": URL, "cc": "3, 1 1", "retry": {"intervals": [60, 600]}}).job
+    assert job.cc == (1, 3)
+    assert job.retry == RetryPolicy(intervals=(60.0, 600.0)) and job.retry.max_attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": URL}, "method"),
+        ({"method": "GET"}, "name"),
+        ({"method": "FETCH", "name": URL}, "method"),
+        ({"method": "GET", "name": "ftp://x/y"}, "name"),
+        ({"method": "GET", "name": URL, "id": "a b"}, "id"),
+        ({"method": "GET", "name": URL, "id": "x" * 129}, "id"),
+        ({"method": "GET", "name": URL, "delay": -1}, "delay"),
+        ({"method": "GET", "name": URL, "delay": "5"}, "delay"),
+        ({"method": "GET", "name": URL, "delay": 1e12}, "delay"),
+        ({"method": "GET", "name": URL, "delay": 1, "at": 5}, "at"),
+        ({"method": "GET", "name": URL, "at": "tomorrow"}, "at"),
+        ({"method": "GET", "name": URL, "at": "2030-01-01T00:00:00"}, "at"),
+        ({"method": "GET", "name": URL, "cc": "4"}, "cc"),
+        ({"method": "GET", "name": URL, "cc": "-1"}, "cc"),
+        ({"method": "GET", "name": URL, "wait": 301}, "wait"),
+        ({"method": "GET", "name": URL, "timeout": 0}, "timeout"),
+        ({"method": "GET", "name": URL, "retry": {"max": 1000}}, "retry.max"),
+        ({"method": "GET", "name": URL, "retry": {"maxx": 1}}, "retry.maxx"),
+        ({"method": "GET", "name": URL, "retry": {"intervals": [1], "max": 2}}, "retry.intervals"),
+        ({"method": "GET", "name": URL, "headers": {"X-A": "1\r\nEvil: 1"}}, "headers"),
+        ({"method": "GET", "name": URL, "headers": {"Poulpe-Job-Id": "x"}}, "headers"),
+        ({"method": "GET", "name": URL, "params": [1, 2]}, "params"),
+        ({"method": "POST", "name": URL, "params": "{not json"}, "params"),
+        ({"method": "GET", "name": URL, "callback": "javascript:alert(1)"}, "callback"),
+        ({"method": "GET", "name": URL, "meta": [1]}, "meta"),
+        ({"method": "GET", "name": URL, "meta": {"x": "y" * 17000}}, "meta"),
+        ({"method": "GET", "name": URL, "surprise": 1}, "surprise"),
+        ({"method": "EXEC", "name": "add"}, "method"),
+        ({"method": "MAIL_TO", "name": "a@example.com"}, "method"),
+        ({"method": "QUEUE", "name": "bad type!"}, "name"),
+    ],
+)
+def test_each_bad_field_is_named(body: dict[str, object], field: str) -> None:
+    assert field_of(body) == field
+
+
+def test_exec_checks_the_program_and_its_arguments(tmp_path: Path) -> None:
+    program = tmp_path / "add"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    limits = Limits(workers=2, exec_dir=tmp_path)
+    assert one({"method": "EXEC", "name": "add", "params": "12 34"}, limits).job.params == "12 34"
+    assert field_of({"method": "EXEC", "name": "../add"}, limits) == "name"
+    assert field_of({"method": "EXEC", "name": "/bin/sh"}, limits) == "name"
+    assert field_of({"method": "EXEC", "name": "missing"}, limits) == "name"
+    assert field_of({"method": "EXEC", "name": "add", "params": "'unbalanced"}, limits) == "params"
+
+
+def test_allow_hosts_is_checked_at_intake() -> None:
+    limits = Limits(allow_hosts=("127.0.0.1",))
+    assert one({"method": "GET", "name": URL}, limits).job.name == URL
+    assert field_of({"method": "GET", "name": "http://example.com/"}, limits) == "name"
+
+
+def test_a_batch_answers_per_slot() -> None:
+    body = [{"method": "GET", "name": URL}, {"method": "GET"}, {"method": "GET", "name": URL, "id": "x"}]
+    slots = parse_body(json.dumps(body).encode(), LIMITS)
+    assert isinstance(slots, list)
+    assert isinstance(slots[0], Submission) and isinstance(slots[2], Submission)
+    assert isinstance(slots[1], BadRequest) and slots[1].field == "name"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"nope", b"\xff\xfe\x00", b"[" * 100_000, b'{"method": "GET", "name": ' + b"[" * 5000, b"[]", b"42",
+     json.dumps([{"method": "GET", "name": URL}] * 1001).encode()],
+)
+def test_malformed_bodies_are_refused_without_a_field(raw: bytes) -> None:
+    assert field_of(raw) in (None, "name")
