@@ -1,0 +1,3 @@
+from poulpe.cli import main
+
+main()

@@ -1,0 +1,125 @@
+"""The JSON routes around jobs: results, long-poll, paged list, cancel, dead letters, health, sys_info."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from poulpe import __version__
+from poulpe.errors import BadRequest, NotFound
+from poulpe.job import WORD_OK, Job, Method, Status
+from poulpe.manager import JobManager, check_page
+from poulpe.responses import float_param, int_param, json_response
+
+
+def _manager(request: Request) -> JobManager:
+    manager: JobManager = request.state.manager
+    return manager
+
+
+def _job_id(request: Request) -> str:
+    job_id: str = request.path_params["id"]
+    return job_id
+
+
+def _not_found(job_id: str) -> NotFound:
+    return NotFound(f"no job with id {job_id[:128]}")
+
+
+def _result(job: Job) -> Response:
+    return json_response(job.to_result(), 200 if job.final else 202)
+
+
+async def task_resp(request: Request) -> Response:
+    """Long poll: answers when the job is final, or after `timeout` seconds with its current state."""
+    timeout = float_param(request, "timeout", 30.0, low=0, high=300)
+    job = await _manager(request).wait(_job_id(request), timeout)
+    if job is None:
+        raise _not_found(_job_id(request))
+    return _result(job)
+
+
+async def get_job(request: Request) -> Response:
+    job = await _manager(request).get(_job_id(request))
+    if job is None:
+        raise _not_found(_job_id(request))
+    return _result(job)
+
+
+async def cancel_job(request: Request) -> Response:
+    job = await _manager(request).cancel(_job_id(request))
+    return json_response(job.to_result())
+
+
+async def list_jobs(request: Request) -> Response:
+    page, size = int_param(request, "page", 1), int_param(request, "size", 50)
+    check_page(page, size)
+    query = request.query_params
+    status = method = None
+    if query.get("status"):
+        try:
+            status = Status(query["status"].lower())
+        except ValueError:
+            raise BadRequest(f"status must be one of {', '.join(s.value for s in Status)}", "status") from None
+    if query.get("method"):
+        try:
+            method = Method(query["method"].upper()).value
+        except ValueError:
+            raise BadRequest(f"method must be one of {', '.join(m.value for m in Method)}", "method") from None
+    name = query.get("name") or None
+    if query.get("type"):
+        if method not in (None, Method.QUEUE.value):
+            raise BadRequest("type is the task type of QUEUE jobs: it goes with method QUEUE only", "type")
+        method, name = Method.QUEUE.value, query["type"]
+    found = await _manager(request).store.list_jobs(status=status, method=method, name=name, page=page, size=size)
+    return json_response(
+        {"page": page, "size": size, "total": found.total, "jobs": [job.to_result() for job in found.jobs]}
+    )
+
+
+async def list_dead(request: Request) -> Response:
+    page, size = int_param(request, "page", 1), int_param(request, "size", 50)
+    check_page(page, size)
+    items, total = await _manager(request).dead.list(page=page, size=size)
+    return json_response({"page": page, "size": size, "total": total, "dead": items})
+
+
+async def get_dead(request: Request) -> Response:
+    job = await _manager(request).dead.read(_job_id(request))
+    if job is None:
+        raise NotFound(f"no dead letter for job {_job_id(request)[:128]}")
+    return json_response({**job.to_result(), "job": {"params": job.params, "cc": job.cc, "retry": job.retry}})
+
+
+async def retry_dead(request: Request) -> Response:
+    job = await _manager(request).retry_dead(_job_id(request))
+    return json_response({"result": WORD_OK, "id": job.id, "status": job.status.value, "run_at": job.run_at}, 202)
+
+
+async def delete_dead(request: Request) -> Response:
+    if not await _manager(request).dead.remove(_job_id(request)):
+        raise NotFound(f"no dead letter for job {_job_id(request)[:128]}")
+    return json_response({"result": WORD_OK, "id": _job_id(request), "deleted": True})
+
+
+async def health(request: Request) -> Response:
+    manager = _manager(request)
+    ok = await manager.store.ping()
+    if not manager.accepting:
+        return json_response({"ok": False, "draining": True}, 503)
+    return json_response({"ok": ok}, 200 if ok else 503)
+
+
+async def sys_info(request: Request) -> Response:
+    manager = _manager(request)
+    return json_response(
+        {
+            "version": __version__,
+            "uptime_s": round(time.time() - request.state.started_at, 3),
+            "store": manager.store.kind,
+            "node": manager.node,
+            **await manager.sys_info(),
+        }
+    )

@@ -1,0 +1,124 @@
+"""create_app(settings): the one place that builds poulpe's objects and wires them to routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from poulpe import api
+from poulpe.auth import TokenAuth
+from poulpe.deadletter import DeadLetters
+from poulpe.errors import PoulpeError
+from poulpe.intake.http import task_in_queue
+from poulpe.job import HTTP_METHODS, Method, RetryPolicy
+from poulpe.manager import JobManager
+from poulpe.openapi import document
+from poulpe.responses import json_response
+from poulpe.runners import Runner
+from poulpe.runners.exec import ExecRunner
+from poulpe.runners.http import HttpRunner
+from poulpe.settings import Settings
+from poulpe.store import open_store
+from poulpe.validate import Limits
+
+log = logging.getLogger(__name__)
+
+
+def build_runners(settings: Settings) -> dict[Method, Runner]:
+    http = HttpRunner(allow_hosts=settings.allow_hosts, signing_key=settings.signing_key)
+    runners: dict[Method, Runner] = dict.fromkeys(HTTP_METHODS, http)
+    if settings.exec_root is not None:
+        runners[Method.EXEC] = ExecRunner(exec_dir=settings.exec_root)
+    return runners
+
+
+def limits_for(settings: Settings) -> Limits:
+    return Limits(
+        workers=settings.workers,
+        exec_dir=settings.exec_root,
+        allow_hosts=settings.allow_hosts,
+        mail_enabled=False,
+        default_retry=RetryPolicy(max=settings.max_retry, interval=settings.retry_interval),
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    limits = limits_for(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        store = open_store(settings)
+        await store.open()
+        runners = build_runners(settings)
+        manager = JobManager(
+            store,
+            runners,
+            DeadLetters(settings.dead),
+            workers=settings.workers,
+            default_retry=limits.default_retry,
+            job_timeout=settings.job_timeout,
+            result_ttl=settings.result_ttl,
+            node=f"{socket.gethostname()}:{os.getpid()}",
+        )
+        await manager.start()
+        app.state.manager = manager
+        log.info("poulpe ready: %s store, %d workers", store.kind, settings.workers)
+        try:
+            yield {"manager": manager, "settings": settings, "limits": limits, "started_at": time.time()}
+        finally:
+            await manager.stop(settings.grace)
+            for runner in set(runners.values()):
+                await runner.close()
+            await store.close()
+            log.info("poulpe stopped")
+
+    async def openapi(request: Request) -> Response:
+        return json_response(document())
+
+    routes = [
+        Route("/task_in_queue", task_in_queue, methods=["POST"]),
+        Route("/task_resp/{id}", api.task_resp, methods=["GET"]),
+        Route("/jobs", api.list_jobs, methods=["GET"]),
+        Route("/jobs/{id}", api.get_job, methods=["GET"]),
+        Route("/jobs/{id}", api.cancel_job, methods=["DELETE"]),
+        Route("/dead", api.list_dead, methods=["GET"]),
+        Route("/dead/{id}", api.get_dead, methods=["GET"]),
+        Route("/dead/{id}", api.delete_dead, methods=["DELETE"]),
+        Route("/dead/{id}/retry", api.retry_dead, methods=["POST"]),
+        Route("/health", api.health, methods=["GET"]),
+        Route("/sys_info", api.sys_info, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(TokenAuth, token=settings.token)],
+        exception_handlers={PoulpeError: _poulpe_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )
+
+
+async def _poulpe_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PoulpeError)
+    return json_response(exc.to_json(), exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return json_response({"result": "Fail", "error": exc.detail, "field": None}, exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return json_response({"result": "Fail", "error": "internal error", "field": None}, 500)

@@ -1,0 +1,148 @@
+"""`poulpe [flags]`: every flag also reads POULPE_<FLAG>; the Rust poulpe's names and dashed spellings both work."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from poulpe import __version__
+from poulpe.settings import Secret, Settings, SettingsError
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str) -> list[str]:
+    spellings = [f"--{name}"]
+    if "_" in name:
+        spellings.append(f"--{name.replace('_', '-')}")
+    return spellings
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(f"POULPE_{name.upper()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poulpe",
+        description="A job manager for online systems. Every flag can also be given as POULPE_<FLAG>.",
+    )
+    parser.add_argument("--version", action="version", version=f"poulpe {__version__}")
+
+    def add(name: str, kind: Callable[[str], Any], help_text: str, *, secret: bool = False) -> None:
+        parser.add_argument(*_flag(name), dest=name, type=kind, default=None, help=help_text,
+                            metavar="SECRET" if secret else None)
+
+    def switch(name: str, help_text: str) -> None:
+        parser.add_argument(*_flag(name), dest=name, action="store_true", default=None, help=help_text)
+
+    add("host", str, "address to listen on (default 127.0.0.1)")
+    add("port", int, "port to listen on (default 8000)")
+    add("data", Path, "SQLite file of the embedded store (default ./poulpe.db)")
+    add("redis", str, "redis://host:port/db: keep everything in Redis instead (planned)")
+    add("redis_prefix", str, "key prefix in Redis (default poulpe:)")
+    add("cron", Path, "cron file (planned)")
+    add("timezone", str, "time zone of the cron file (default UTC)")
+    add("dead", Path, "dead-letter directory (default ./deadpool)")
+    add("workers", int, "number of workers, numbered 0..N-1 (default 8)")
+    add("retry_interval", float, "seconds between attempts (default 10)")
+    add("max_retry", int, "retries after the first attempt (default 3)")
+    add("job_timeout", float, "default limit of one attempt, seconds (default 30)")
+    add("result_ttl", float, "seconds a final job's result is kept (default 86400)")
+    add("exec_dir", Path, "directory of the programs EXEC jobs may run (EXEC is off without it)")
+    add("allow_hosts", str, "comma-separated hosts HTTP jobs may call (default: any)")
+    add("smtp_server", str, "SMTP server for MAIL_TO (planned)")
+    add("smtp_port", int, "SMTP port")
+    add("smtp_name", str, "SMTP user name")
+    add("smtp_pwd", str, "SMTP password (prefer POULPE_SMTP_PWD)", secret=True)
+    switch("starttls", "use STARTTLS with the SMTP server")
+    switch("smtp_tls", "use implicit TLS with the SMTP server")
+    add("kafka_servers", str, "Kafka brokers (planned)")
+    add("kafka_topic", str, "topic jobs come from")
+    add("kafka_resp_topic", str, "topic results go to")
+    add("kafka_group", str, "consumer group (default poulpe)")
+    add("signing_key", str, "HMAC key signing every HTTP call (prefer POULPE_SIGNING_KEY)", secret=True)
+    add("token", str, "bearer token every route but /health needs (prefer POULPE_TOKEN)", secret=True)
+    add("lease", float, "seconds a process holds a job on a shared store (default 60)")
+    add("grace", float, "seconds running attempts get on shutdown (default 30)")
+    add("max_body", int, "largest request body, bytes (default 1048576)")
+    add("log_level", str, "debug, info, warning or error (default info)")
+    switch("log_json", "log one JSON object per line")
+    switch("access_log", "log every HTTP request (off by default: it costs throughput)")
+    add("loop", str, "event loop: asyncio or uvloop (default asyncio)")
+    return parser
+
+
+SECRETS = {"smtp_pwd", "signing_key", "token"}
+SWITCHES = {"starttls", "smtp_tls", "log_json", "access_log"}
+
+
+def settings_from(argv: Sequence[str]) -> Settings:
+    """Flags win over POULPE_* variables, which win over the defaults."""
+    args = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    for field in Settings.__dataclass_fields__:
+        if field not in args:
+            continue
+        value = args[field]
+        if value is None:
+            raw = _env(field)
+            if raw is None or raw == "":
+                continue
+            value = raw.strip().lower() in TRUE if field in SWITCHES else raw
+        values[field] = value
+    try:
+        for key in ("port", "workers", "max_retry", "smtp_port", "max_body"):
+            if key in values:
+                values[key] = int(values[key])
+        for key in ("retry_interval", "job_timeout", "result_ttl", "lease", "grace"):
+            if key in values:
+                values[key] = float(values[key])
+    except ValueError as exc:
+        raise SettingsError(f"a flag has a value that is not a number: {exc}") from None
+    for key in ("data", "cron", "dead", "exec_dir"):
+        if key in values:
+            values[key] = Path(values[key])
+    for key in SECRETS & values.keys():
+        values[key] = Secret(str(values[key])) if values[key] else None
+    if "allow_hosts" in values:
+        values["allow_hosts"] = tuple(h.strip().lower() for h in str(values["allow_hosts"]).split(",") if h.strip())
+    return Settings(**values).validate()
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from poulpe import logs
+    from poulpe.app import create_app
+    from poulpe.server import PoulpeServer
+
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop=settings.loop,
+        http="httptools",
+        lifespan="on",
+        access_log=settings.access_log,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    PoulpeServer(config, app, settings.grace).run()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = settings_from(argv)
+    except SettingsError as exc:
+        print(f"poulpe: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    serve(settings)

@@ -1,0 +1,71 @@
+"""POST /task_in_queue: one job or a batch, stored before the answer, with the Rust poulpe's result words."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from poulpe.errors import BadRequest
+from poulpe.job import WORD_OK, WORD_TIMEOUT, Job
+from poulpe.manager import JobManager
+from poulpe.responses import json_response, read_json_body
+from poulpe.validate import Limits, Submission, parse_body
+
+
+def accepted(job: Job) -> dict[str, Any]:
+    return {"result": WORD_OK, "id": job.id, "status": job.status.value, "run_at": job.run_at}
+
+
+def duplicate(job: Job) -> dict[str, Any]:
+    return {**job.to_result(), "duplicate": True}
+
+
+async def answer_after_wait(manager: JobManager, job: Job, wait: float | None) -> tuple[int, dict[str, Any]]:
+    """200 and the result when the job is final in time; 202 with `Timeout` and its state otherwise."""
+    if not wait:
+        return 202, accepted(job)
+    done = await manager.wait(job.id, wait)
+    if done is not None and done.final:
+        return 200, done.to_result()
+    state = (done or job).to_result()
+    return 202, {**state, "result": WORD_TIMEOUT, "output": state["result"]}
+
+
+async def task_in_queue(request: Request) -> Response:
+    manager: JobManager = request.state.manager
+    limits: Limits = request.state.limits
+    body = await read_json_body(request, request.state.settings.max_body)
+    parsed = parse_body(body, limits)
+    if isinstance(parsed, Submission):
+        [(job, was_known)] = await manager.submit([parsed.job])
+        if was_known:
+            return json_response(duplicate(job), 200)
+        status, answer = await answer_after_wait(manager, job, parsed.wait)
+        return json_response(answer, status)
+    return await _batch(manager, parsed)
+
+
+async def _batch(manager: JobManager, slots: list[Submission | BadRequest]) -> Response:
+    valid = [slot for slot in slots if isinstance(slot, Submission)]
+    stored = iter(await manager.submit([s.job for s in valid]) if valid else [])
+    waits: list[asyncio.Task[tuple[int, dict[str, Any]]]] = []
+    answers: list[Any] = []
+    for slot in slots:
+        if isinstance(slot, BadRequest):
+            answers.append(slot.to_json())
+            continue
+        job, was_known = next(stored)
+        if was_known:
+            answers.append(duplicate(job))
+        elif slot.wait:
+            waits.append(asyncio.create_task(answer_after_wait(manager, job, slot.wait)))
+            answers.append(waits[-1])
+        else:
+            answers.append(accepted(job))
+    if waits:
+        await asyncio.gather(*waits)
+        answers = [a.result()[1] if isinstance(a, asyncio.Task) else a for a in answers]
+    return json_response(answers, 207 if len(valid) < len(slots) else 202)
