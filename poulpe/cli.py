@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"poulpe {__version__}")
 
     def add(name: str, kind: Callable[[str], Any], help_text: str, *, secret: bool = False) -> None:
-        parser.add_argument(*_flag(name), dest=name, type=kind, default=None, help=help_text,
-                            metavar="SECRET" if secret else None)
+        parser.add_argument(
+            *_flag(name), dest=name, type=kind, default=None, help=help_text, metavar="SECRET" if secret else None
+        )
 
     def switch(name: str, help_text: str) -> None:
         parser.add_argument(*_flag(name), dest=name, action="store_true", default=None, help=help_text)

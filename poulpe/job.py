@@ -64,12 +64,15 @@ class RetryPolicy(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknow
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_interval)
         if self.intervals is not None:
-            return self.intervals[min(failures, len(self.intervals)) - 1]
+            return float(self.intervals[min(failures, len(self.intervals)) - 1])
         if self.backoff == "exponential":
-            ceiling = min(self.interval * 2 ** (failures - 1), self.max_interval)
+            ceiling = min(self.interval * 2.0 ** (failures - 1), self.max_interval)
             # equal jitter: half fixed, half random, so jobs failing together do not retry together
             return ceiling / 2 + random.uniform(0, ceiling / 2)
         return self.interval
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 class Attempt(msgspec.Struct, omit_defaults=True):

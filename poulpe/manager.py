@@ -14,7 +14,7 @@ from typing import Any
 
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import BadRequest, Conflict, NotFound, Unavailable
-from poulpe.job import FINAL, WAITING, Job, Method, RetryPolicy, Status
+from poulpe.job import DEFAULT_RETRY, FINAL, WAITING, Job, Method, RetryPolicy, Status
 from poulpe.runners import Outcome, Runner
 from poulpe.scheduler import Entry, Scheduler
 from poulpe.store.base import Store
@@ -34,7 +34,7 @@ class JobManager:
         dead: DeadLetters,
         *,
         workers: int = 8,
-        default_retry: RetryPolicy = RetryPolicy(),
+        default_retry: RetryPolicy = DEFAULT_RETRY,
         job_timeout: float = 30.0,
         result_ttl: float = 86400.0,
         node: str = "poulpe",
@@ -144,8 +144,13 @@ class JobManager:
     async def _run(self, job: Job, worker: int) -> None:
         job.begin_attempt(worker, self.node, self.clock())
         self.store.save_soon(job)
-        log.info("job %s running attempt=%d worker=%d late_ms=%.1f", job.id, job.attempts, worker,
-                 (job.started_at or 0) * 1000 - job.run_at * 1000)
+        log.info(
+            "job %s running attempt=%d worker=%d late_ms=%.1f",
+            job.id,
+            job.attempts,
+            worker,
+            (job.started_at or 0) * 1000 - job.run_at * 1000,
+        )
         runner = self.runners.get(job.method)
         try:
             if runner is None:
@@ -194,8 +199,14 @@ class JobManager:
         await self.store.save(job)
         self._live.pop(job.id, None)
         elapsed = (now - (job.started_at or now)) * 1000
-        log.info("job %s %s attempt=%d elapsed_ms=%.1f%s", job.id, job.status, job.attempts, elapsed,
-                 f" error={job.error!r}" if job.error else "")
+        log.info(
+            "job %s %s attempt=%d elapsed_ms=%.1f%s",
+            job.id,
+            job.status,
+            job.attempts,
+            elapsed,
+            f" error={job.error!r}" if job.error else "",
+        )
         if job.status is Status.RETRYING:
             self.scheduler.add(job.run_at, job.seq, job.id)
         if job.final:
@@ -219,7 +230,7 @@ class JobManager:
             return None
         return job
 
-    async def wait(self, job_id: str, timeout: float) -> Job | None:
+    async def wait(self, job_id: str, timeout: float) -> Job | None:  # noqa: ASYNC109 (a long-poll's own limit)
         """The job once final, or its state when `timeout` passes first (or poulpe drains); None when unknown."""
         if timeout <= 0 or not self.accepting:
             return await self.get(job_id)

@@ -83,8 +83,15 @@ def _schemas() -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    words = {400: "Bad input", 401: "Missing or wrong token", 404: "Unknown", 409: "Conflict", 413: "Too large",
-             415: "Not JSON", 503: "Store unreachable or shutting down"}
+    words = {
+        400: "Bad input",
+        401: "Missing or wrong token",
+        404: "Unknown",
+        409: "Conflict",
+        413: "Too large",
+        415: "Not JSON",
+        503: "Store unreachable or shutting down",
+    }
     return {str(code): _json(_ref("Error"), words[code]) for code in codes}
 
 
@@ -119,8 +126,9 @@ def document() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json({"anyOf": [_ref("Result"), {"type": "array", "items": _ref("Slot")}]}, "Final"),
-                    "202": _json({"anyOf": [_ref("Ack"), _ref("Result"), {"type": "array", "items": _ref("Slot")}]},
-                                 "Accepted"),
+                    "202": _json(
+                        {"anyOf": [_ref("Ack"), _ref("Result"), {"type": "array", "items": _ref("Slot")}]}, "Accepted"
+                    ),
                     "207": _json({"type": "array", "items": _ref("Slot")}, "A batch with some bad jobs"),
                     **_errors(400, 413, 415, 503),
                     **auth,
@@ -131,16 +139,24 @@ def document() -> dict[str, Any]:
             "get": {
                 "summary": "Long-poll a job's result",
                 "parameters": [_id_param(), _query("timeout", {"type": "number", "minimum": 0, "maximum": 300})],
-                "responses": {"200": _json(_ref("Result"), "Final"), "202": _json(_ref("Result"), "Not final yet"),
-                              **_errors(400, 404), **auth},
+                "responses": {
+                    "200": _json(_ref("Result"), "Final"),
+                    "202": _json(_ref("Result"), "Not final yet"),
+                    **_errors(400, 404),
+                    **auth,
+                },
             }
         },
         "/jobs/{id}": {
             "get": {
                 "summary": "A job's current state",
                 "parameters": [_id_param()],
-                "responses": {"200": _json(_ref("Result"), "Final"), "202": _json(_ref("Result"), "Not final yet"),
-                              **_errors(404), **auth},
+                "responses": {
+                    "200": _json(_ref("Result"), "Final"),
+                    "202": _json(_ref("Result"), "Not final yet"),
+                    **_errors(404),
+                    **auth,
+                },
             },
             "delete": {
                 "summary": "Cancel a job that has not started",

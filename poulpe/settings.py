@@ -6,6 +6,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 class Secret:
     """A value that never prints: its repr and str are masked, so it cannot leak into logs or errors."""
@@ -87,7 +89,7 @@ class Settings:
             (self.grace >= 0, "grace", "must be >= 0"),
             (self.max_body >= 1024, "max_body", "must be at least 1024 bytes"),
             (self.loop in ("asyncio", "uvloop"), "loop", "must be asyncio or uvloop"),
-            (self.log_level.lower() in ("debug", "info", "warning", "error"), "log_level", "must be debug, info, warning or error"),
+            (self.log_level.lower() in LOG_LEVELS, "log_level", "must be debug, info, warning or error"),
         ]
         for ok, flag, why in checks:
             if not ok:

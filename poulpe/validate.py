@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from poulpe.errors import BadRequest
-from poulpe.job import HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
+from poulpe.job import DEFAULT_RETRY, HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
 from poulpe.runners.exec import resolve_program, split_args
 from poulpe.runners.http import host_allowed
 
@@ -70,7 +70,7 @@ class Limits:
     exec_dir: Path | None = None
     allow_hosts: tuple[str, ...] = ()
     mail_enabled: bool = False
-    default_retry: RetryPolicy = RetryPolicy()
+    default_retry: RetryPolicy = DEFAULT_RETRY
 
 
 @dataclass(slots=True)
@@ -212,7 +212,7 @@ def check_mail(name: str, params: Any) -> dict[str, Any]:
 
 def _check_addresses(value: str, field: str, *, single: bool = False) -> None:
     parts = [p.strip() for p in value.split(",")]
-    if single and len(parts) != 1 or not parts or len(parts) > 100:
+    if (single and len(parts) != 1) or not parts or len(parts) > 100:
         raise BadRequest(f"{field} must hold {'one address' if single else '1 to 100 addresses'}", field)
     for part in parts:
         address = parseaddr(part)[1]

@@ -109,10 +109,9 @@ class _Writer(threading.Thread):
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
             results = [StoreUnavailable(f"the store could not write: {exc}")] * len(batch)
-        try:
+        # RuntimeError: the loop is gone, nobody waits any more; the data is committed all the same
+        with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(_settle, [fut for _, fut in batch], results)
-        except RuntimeError:  # the loop is gone: nobody waits any more, the data is committed all the same
-            pass
 
 
 def _settle(futures: list[asyncio.Future[Any] | None], results: list[Any]) -> None:
