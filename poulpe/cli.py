@@ -134,6 +134,7 @@ def serve(settings: Settings) -> None:
         access_log=settings.access_log,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # poulpe binds where it is told; a proxy's X-Forwarded-For changes nothing here
         timeout_graceful_shutdown=5,
     )
     PoulpeServer(config, app, settings.grace).run()

@@ -24,7 +24,6 @@ from poulpe.store.base import Page, Pending, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Op = Callable[[sqlite3.Connection], Any]
 MAX_BATCH = 2000
 _STATUSES = tuple(s.value for s in Status)
 _NOT_FINAL = tuple(s.value for s in Status if s not in FINAL)
@@ -45,6 +44,48 @@ CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NULL, failed INTEGER NOT NULL);
 """
+
+
+_INSERT = (
+    "INSERT INTO jobs (id, seq, status, method, name, run_at, finished_at, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+
+
+class _Insert:
+    """New jobs to store. Consecutive inserts in a batch run as one executemany (the common case under load)."""
+
+    __slots__ = ("jobs", "rows")
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.jobs = jobs
+        self.rows = [_row(job) for job in jobs]
+
+
+def _insert_run(conn: sqlite3.Connection, inserts: list[_Insert]) -> list[list[tuple[Job, bool]]]:
+    """Store every job of consecutive inserts; for each insert, (job, duplicate) per job."""
+    rows = [row for insert in inserts for row in insert.rows]
+    if conn.executemany(_INSERT, rows).rowcount == len(rows):
+        return [[(job, False) for job in insert.jobs] for insert in inserts]
+    # Some ids were known. A stored row carrying this job's acceptance number is the one just written.
+    ids = list({row[0] for row in rows})
+    stored: dict[str, tuple[int, bytes]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for job_id, seq, data in conn.execute(f"SELECT id, seq, data FROM jobs WHERE id IN ({marks})", chunk):
+            stored[job_id] = (seq, data)
+    out = []
+    for insert in inserts:
+        answers = []
+        for job in insert.jobs:
+            seq, data = stored[job.id]
+            answers.append((job, False) if seq == job.seq else (decode_job(data), True))
+        out.append(answers)
+    return out
+
+
+Op = Callable[[sqlite3.Connection], Any] | _Insert
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -98,11 +139,21 @@ class _Writer(threading.Thread):
         results: list[Any] = []
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            for op, _ in batch:
+            i = 0
+            while i < len(batch):
+                op = batch[i][0]
+                if isinstance(op, _Insert):
+                    j = i
+                    while j < len(batch) and isinstance(batch[j][0], _Insert):
+                        j += 1
+                    results.extend(_insert_run(self.conn, [o for o, _ in batch[i:j]]))  # type: ignore[misc]
+                    i = j
+                    continue
                 try:
                     results.append(op(self.conn))
                 except sqlite3.IntegrityError as exc:
                     results.append(exc)
+                i += 1
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store write failed: %s", exc)
@@ -188,24 +239,7 @@ class SqliteStore(Store):
         return self._writer is not None and self._writer.is_alive()
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        rows = [(job, _row(job)) for job in jobs]
-
-        def insert(conn: sqlite3.Connection) -> list[tuple[Job, bool]]:
-            out = []
-            for job, row in rows:
-                cur = conn.execute(
-                    "INSERT INTO jobs (id, seq, status, method, name, run_at, finished_at, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                    row,
-                )
-                if cur.rowcount == 1:
-                    out.append((job, False))
-                else:
-                    data = conn.execute("SELECT data FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
-                    out.append((decode_job(data), True))
-            return out
-
-        result: list[tuple[Job, bool]] = await self._write(insert)
+        result: list[tuple[Job, bool]] = await self._write(_Insert(jobs))
         return result
 
     def _update_op(self, job: Job) -> Op:

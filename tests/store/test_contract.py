@@ -51,6 +51,13 @@ async def test_concurrent_adds_share_commits_and_all_land(store: Store) -> None:
     assert len(await store.get_many([f"j{n}" for n in range(300)])) == 300
 
 
+async def test_the_same_id_submitted_concurrently_is_new_exactly_once(store: Store) -> None:
+    results = await asyncio.gather(*(store.add([make("same", n, meta={"n": n})]) for n in range(1, 51)))
+    new = [job for [(job, dup)] in results if not dup]
+    assert len(new) == 1
+    assert all(job.meta == new[0].meta for [(job, _)] in results)
+
+
 async def test_pending_lists_every_unfinished_job_with_its_due_time(store: Store) -> None:
     await store.add([make("late", 1, run_at=200.0, status=Status.SCHEDULED), make("now", 2, run_at=100.0)])
     await store.add([make("done", 3)])
