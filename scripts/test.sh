@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Check this checkout as CI does: ./scripts/test.sh [pytest args]
+# Installs .[test] into .venv and the Debian servers the suite starts, then runs
+# ruff, ruff format, mypy and pytest, stopping at the first step that fails.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+
+# Servers the suite starts for real (never mocked, never Docker): one line each,
+# "command" or "command:debian-package".
+DEBIAN_PACKAGES=(
+  # redis-server
+)
+
+ensure_venv
+ensure_installed -e '.[test]'
+ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
+
+cd "$ROOT"
+# Tests find the venv's tools (poulpe, hadolint) on PATH.
+export PATH="$VENV/bin:$PATH" VIRTUAL_ENV="$VENV"
+
+lint_dirs=()
+for dir in poulpe tests bench; do
+  [[ -d $dir ]] && lint_dirs+=("$dir")
+done
+
+step "ruff check ${lint_dirs[*]}"
+ruff check "${lint_dirs[@]}"
+step "ruff format --check ${lint_dirs[*]}"
+ruff format --check "${lint_dirs[@]}"
+step "mypy"
+mypy
+step "pytest $*"
+status=0
+pytest "$@" || status=$?
+# pytest exits 5 when it collected no tests: for CI that is a failure, not a pass.
+((status != 5)) || die "pytest collected no tests"
+exit "$status"
