@@ -26,3 +26,8 @@ class PoulpeServer(uvicorn.Server):
         if manager is not None:
             await manager.stop(self.grace)
         await super().shutdown(sockets)
+        # uvicorn re-raises the signal it caught once it has stopped, so the process would end "killed by SIGTERM"
+        # (143 under Docker). A finished drain is a clean stop: exit 0, as service managers expect.
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
