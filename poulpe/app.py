@@ -15,13 +15,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from poulpe import api
 from poulpe.auth import TokenAuth
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import PoulpeError
 from poulpe.intake.http import task_in_queue
+from poulpe.intake.ws import ws_task
 from poulpe.job import HTTP_METHODS, Method, RetryPolicy
 from poulpe.manager import JobManager
 from poulpe.openapi import document
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health", api.health, methods=["GET"]),
         Route("/sys_info", api.sys_info, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        WebSocketRoute("/ws_task", ws_task),
     ]
     return Starlette(
         routes=routes,

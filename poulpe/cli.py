@@ -136,6 +136,7 @@ def serve(settings: Settings) -> None:
         server_header=False,
         proxy_headers=False,  # poulpe binds where it is told; a proxy's X-Forwarded-For changes nothing here
         timeout_graceful_shutdown=5,
+        ws_max_size=settings.max_body,
     )
     PoulpeServer(config, app, settings.grace).run()
 

@@ -52,6 +52,7 @@ class JobManager:
         self.scheduler = Scheduler(self._on_due, room=self._room, clock=clock)
         self.workers = Workers(workers, self._run, on_free=self.scheduler.poke)
         self.accepting = False
+        self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it
         self._live: dict[str, Job] = {}  # ready or running in this process: the freshest state
         self._cancel_after: set[str] = set()
         self._cancelling: set[str] = set()
@@ -80,6 +81,7 @@ class JobManager:
     def stop_intake(self) -> None:
         """First step of a drain: new jobs get 503 and every long-poll answers with the current state."""
         self.accepting = False
+        self.draining.set()
         self.waiters.release_all()
 
     async def stop(self, grace: float) -> None:

@@ -13,6 +13,10 @@ from poulpe.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 _encoder = msgspec.json.Encoder()
 
 
+def encode(data: Any) -> bytes:
+    return _encoder.encode(data)
+
+
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(_encoder.encode(data), status_code=status, media_type="application/json")
 

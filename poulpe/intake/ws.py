@@ -1,0 +1,103 @@
+"""WebSocket /ws_task: text frames carry jobs (one or an array); acks come back in order, results when final.
+
+Frames are parsed here, not by Starlette (its JSON mode closes the socket on bad JSON). A client that goes away
+loses nothing: its jobs are stored and run, and their results stay queryable over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from poulpe.errors import PoulpeError
+from poulpe.job import Job
+from poulpe.manager import JobManager
+from poulpe.responses import encode
+from poulpe.validate import Limits, Submission, parse_body
+
+log = logging.getLogger(__name__)
+GOING_AWAY = 1001
+
+
+def _error(exc: PoulpeError) -> dict[str, Any]:
+    return {"type": "error", "error": exc.message, "field": exc.field}
+
+
+class _Session:
+    """One socket: the ids submitted on it, and the queue of frames to send (acks, then results)."""
+
+    def __init__(self, websocket: WebSocket, manager: JobManager, limits: Limits) -> None:
+        self.websocket = websocket
+        self.manager = manager
+        self.limits = limits
+        self.mine: set[str] = set()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def on_final(self, job: Job) -> None:
+        if job.id in self.mine:
+            self.mine.discard(job.id)
+            self.outbox.put_nowait({"type": "result", **job.to_result()})
+
+    async def send_forever(self) -> None:
+        while True:
+            frame = await self.outbox.get()
+            await self.websocket.send_text(encode(frame).decode())
+
+    async def take(self, text: str) -> None:
+        """Validate and submit the jobs of one frame; queue one ack or error per job, in order."""
+        try:
+            parsed = parse_body(text.encode(), self.limits)
+            slots = [parsed] if isinstance(parsed, Submission) else parsed
+            valid = [s.job for s in slots if isinstance(s, Submission)]
+            stored = iter(await self.manager.submit(valid) if valid else [])
+        except PoulpeError as exc:
+            self.outbox.put_nowait(_error(exc))
+            return
+        for slot in slots:
+            if isinstance(slot, PoulpeError):
+                self.outbox.put_nowait(_error(slot))
+                continue
+            job, duplicate = next(stored)
+            ack = {"type": "ack", "id": job.id, "status": job.status.value}
+            self.outbox.put_nowait({**ack, "duplicate": True} if duplicate else ack)
+            if job.final:
+                self.outbox.put_nowait({"type": "result", **job.to_result()})
+            else:
+                self.mine.add(job.id)
+
+
+async def ws_task(websocket: WebSocket) -> None:
+    manager: JobManager = websocket.state.manager
+    await websocket.accept()
+    session = _Session(websocket, manager, websocket.state.limits)
+    stop_listening = manager.waiters.listen(session.on_final)
+    sender = asyncio.create_task(session.send_forever())
+    draining = asyncio.create_task(manager.draining.wait())
+    try:
+        while True:
+            receive = asyncio.create_task(websocket.receive())
+            done, _ = await asyncio.wait({receive, draining, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                break
+            message = receive.result()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("text") is not None:
+                await session.take(message["text"])
+            else:
+                session.outbox.put_nowait({"type": "error", "error": "send jobs as JSON in text frames", "field": None})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        stop_listening()
+        draining.cancel()
+        if sender.done() and not sender.cancelled() and sender.exception() is not None:
+            log.debug("websocket send failed: %s", sender.exception())
+        sender.cancel()
+        with contextlib.suppress(Exception):
+            await websocket.close(GOING_AWAY)
