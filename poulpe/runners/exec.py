@@ -1,0 +1,195 @@
+"""EXEC jobs (SPEC 4): a program of --exec_dir, run without a shell, in its own process group, output capped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+from poulpe.job import Job
+from poulpe.runners import BODY_CAP, Outcome
+
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def resolve_program(exec_dir: Path, name: str) -> Path:
+    """The real path of program `name`; ValueError (one sentence) unless it is an executable regular file in exec_dir.
+
+    Run again before each attempt: a symlink swapped after intake must not lead out of exec_dir.
+    """
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise ValueError("name must be the plain file name of a program in --exec_dir (no '/', '.' or '..')")
+    root = os.path.realpath(exec_dir)
+    real = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath([root, real]) != root:
+        raise ValueError(f"program {name!r} leads outside --exec_dir")
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"no program named {name!r} in --exec_dir") from None
+    except OSError as exc:
+        raise ValueError(f"program {name!r} cannot be used: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"program {name!r} is not a regular file")
+    if not os.access(real, os.X_OK):
+        raise ValueError(f"program {name!r} is not executable")
+    return Path(real)
+
+
+def split_args(params: Any) -> list[str]:
+    """EXEC params as argv: a string split as a shell would (quotes respected, nothing expanded) or a list of strings.
+
+    Every message names "arguments": the intake validator reports them on the `params` field.
+    """
+    if params is None:
+        args: list[str] = []
+    elif isinstance(params, str):
+        try:
+            args = shlex.split(params)
+        except ValueError as exc:
+            raise ValueError(f"arguments cannot be split: {str(exc).lower()}") from None
+    elif isinstance(params, list) and all(isinstance(arg, str) for arg in params):
+        args = list(params)
+    else:
+        raise ValueError("arguments must be a string or an array of strings")
+    if any("\0" in arg for arg in args):
+        raise ValueError("arguments must not contain NUL characters")
+    return args
+
+
+class _Capture(asyncio.Protocol):
+    """One output pipe: keeps its first BODY_CAP bytes and drops the rest as it arrives (memory stays bounded)."""
+
+    def __init__(self, fd: int) -> None:
+        self.file = os.fdopen(fd, "rb", buffering=0)  # owns the fd from here on
+        self.data = bytearray()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        room = BODY_CAP - len(self.data)
+        if room > 0:
+            self.data += data[:room]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+class ExecRunner:
+    """Runs EXEC jobs. A timeout sends SIGTERM to the program's process group, then SIGKILL after `kill_after` s."""
+
+    def __init__(self, *, exec_dir: Path, kill_after: float = 5.0) -> None:
+        self.exec_dir = Path(os.path.realpath(exec_dir))
+        self.kill_after = kill_after
+
+    async def close(self) -> None:
+        return None
+
+    async def run(self, job: Job, attempt: int, timeout: float) -> Outcome:  # noqa: ASYNC109 (the Runner protocol)
+        start = time.perf_counter()
+        try:
+            program = resolve_program(self.exec_dir, job.name)
+            args = split_args(job.params)
+        except ValueError as exc:
+            return Outcome(ok=False, final=True, error=str(exc))
+        env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "POULPE_JOB_ID": job.id, "POULPE_ATTEMPT": str(attempt)}
+        # Our own pipes, not asyncio's PIPE: a grandchild that escapes the group and keeps them open cannot make
+        # us wait, because we close our ends ourselves once the attempt is over.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                program, *args, cwd=self.exec_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_w, stderr=err_w, start_new_session=True,
+            )  # fmt: skip
+        except BaseException as exc:
+            os.close(out_r)
+            os.close(err_r)
+            if not isinstance(exc, OSError):
+                raise
+            return Outcome(ok=False, final=True, error=f"program {job.name!r} could not start: {exc.strerror or exc}")
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        out, err = _Capture(out_r), _Capture(err_r)
+        code, timed_out = await self._watch(proc, timeout, out, err)
+        result = {
+            "exit_code": code,
+            "stdout": out.text(),
+            "stderr": err.text(),
+            "elapsed_ms": round((time.perf_counter() - start) * 1000, 3),
+        }
+        if timed_out:
+            return Outcome(ok=False, result=result, error=f"timed out after {timeout:g}s")
+        if code == 0:
+            return Outcome(ok=True, result=result)
+        return Outcome(ok=False, result=result, error=_exit_error(code, err.text()))
+
+    async def _watch(
+        self, proc: asyncio.subprocess.Process, seconds: float, out: _Capture, err: _Capture
+    ) -> tuple[int, bool]:
+        """Exit code and whether the attempt timed out; it ends when the program has exited and its pipes closed."""
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.ReadTransport] = []
+        try:
+            transports.append((await loop.connect_read_pipe(lambda: out, out.file))[0])
+            transports.append((await loop.connect_read_pipe(lambda: err, err.file))[0])
+            try:
+                async with asyncio.timeout(seconds):
+                    code = await proc.wait()
+                    await asyncio.wait([out.closed, err.closed])
+                return code, False
+            except TimeoutError:
+                return await self._stop(proc, out, err), True
+        except BaseException:  # cancelled (shutdown): leave nothing running behind us
+            _kill_group(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await proc.wait()
+            raise
+        finally:
+            for transport in transports:
+                transport.close()
+            out.file.close()  # a no-op when the transport closed it already
+            err.file.close()
+
+    async def _stop(self, proc: asyncio.subprocess.Process, out: _Capture, err: _Capture) -> int:
+        """SIGTERM the group, SIGKILL it after kill_after; never waits longer, whatever still holds the pipes."""
+        _kill_group(proc.pid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(self.kill_after):
+                await proc.wait()
+                await asyncio.wait([out.closed, err.closed])
+            return proc.returncode if proc.returncode is not None else -signal.SIGTERM
+        except TimeoutError:
+            _kill_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await proc.wait()
+                # the group is dead: give the pipes a moment to deliver the last output and their end
+                await asyncio.wait([out.closed, err.closed], timeout=0.2)
+        return proc.returncode if proc.returncode is not None else -signal.SIGKILL
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    # The group id is the leader's pid (start_new_session); it cannot be reused while any member lives.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _exit_error(code: int, stderr: str) -> str:
+    error = f"exit code {code}"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            error += f" ({signal.Signals(-code).name})"
+    first = next((line.strip() for line in stderr.splitlines() if line.strip()), "")
+    return f"{error}: {first[:200]}" if first else error

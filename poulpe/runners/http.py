@@ -1,0 +1,301 @@
+"""HTTP jobs (SPEC 4): one shared aiohttp client; redirects are followed here so every hop passes --allow_hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import errno
+import hashlib
+import hmac
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from poulpe.job import QUERY_METHODS, Job, Method
+from poulpe.runners import BODY_CAP, Outcome
+from poulpe.settings import Secret
+
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Headers the transport owns: a job's headers never replace them (nor any Poulpe-* header).
+_OWNED = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# Credentials that must not follow a redirect to another origin (curl and requests drop them too).
+_ORIGIN_BOUND = frozenset({"authorization", "cookie", "proxy-authorization"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_NO_DEFAULT_TYPE = ("Content-Type",)
+
+
+def host_allowed(url: str, allow_hosts: Iterable[str]) -> bool:
+    """Whether `url` may be called under --allow_hosts; an empty list allows every host.
+
+    An entry is a host (exact, case-insensitive), `*.example.com` (its subdomains, not the apex), either of them
+    optionally with `:port` (then only that port, the scheme's default port counting when the URL has none).
+    """
+    entries = tuple(allow_hosts)
+    if not entries:
+        return True
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        return False
+    for entry in entries:
+        want, want_port = _split_entry(entry)
+        if want_port is not None and want_port != port:
+            continue
+        if host == want or (want.startswith("*.") and host.endswith(want[1:])):
+            return True
+    return False
+
+
+def _split_entry(entry: str) -> tuple[str, int | None]:
+    entry = entry.strip().lower()
+    if entry.startswith("["):  # [::1]:8080
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest[:1] == ":" and rest[1:].isdigit() else None
+    host, sep, port = entry.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host.rstrip("."), int(port)
+    return entry.rstrip("."), None
+
+
+def redact(url: str | URL) -> str:
+    """The URL without its `user:password@` part, fit for errors and logs."""
+    parts = urlsplit(str(url))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+class HttpRunner:
+    """Runs GET/POST/PUT/PATCH/DELETE jobs; never raises for anything a target or the network does."""
+
+    def __init__(
+        self,
+        *,
+        allow_hosts: tuple[str, ...] = (),
+        signing_key: Secret | None = None,
+        version: str = "0.1.0",
+        pool_size: int = 256,
+    ) -> None:
+        self.allow_hosts = allow_hosts
+        self.version = version
+        self.pool_size = pool_size
+        self._key = signing_key.reveal().encode() if signing_key else None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use: a ClientSession belongs to the loop it was made in.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=0, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # jobs must not share cookies with each other
+                timeout=aiohttp.ClientTimeout(),  # no aiohttp limits: run() bounds the whole attempt
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run(self, job: Job, attempt: int, timeout: float) -> Outcome:  # noqa: ASYNC109 (the Runner protocol)
+        start = time.perf_counter()
+        try:
+            if job.method in QUERY_METHODS:
+                url, body = _url(_with_query(job.name, job.params)), b""
+            else:
+                url, body = _url(job.name), _json_body(job.params)
+        except ValueError as exc:  # our own sentences: intake validation lets none of these through
+            return Outcome(ok=False, final=True, error=str(exc))
+        headers = self._headers(job, attempt, body)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._follow(job.method, url, body, headers, start)
+        except TimeoutError:
+            return Outcome(ok=False, error=f"timed out after {timeout:g}s")
+
+    def _headers(self, job: Job, attempt: int, body: bytes) -> dict[str, str]:
+        headers = {"User-Agent": f"poulpe/{self.version}"}
+        if body:
+            headers["Content-Type"] = "application/json"
+        for name, value in (job.headers or {}).items():
+            low = name.lower()
+            if low in _OWNED or low.startswith("poulpe-"):
+                continue
+            _drop(headers, {low})
+            headers[name] = value
+        headers["Poulpe-Job-Id"] = job.id
+        headers["Poulpe-Attempt"] = str(attempt)
+        return headers
+
+    async def _follow(self, method: str, url: URL, body: bytes, headers: dict[str, str], start: float) -> Outcome:
+        """Up to MAX_REDIRECTS hops, each checked against --allow_hosts before any connection is made."""
+        session = self._client()
+        for _ in range(MAX_REDIRECTS + 1):
+            if url.scheme not in _DEFAULT_PORTS or not url.host:
+                return Outcome(ok=False, final=True, error=f"{redact(url)} is not an http or https URL")
+            if not host_allowed(str(url), self.allow_hosts):
+                return Outcome(ok=False, final=True, error=f"host {url.host} is not in --allow_hosts")
+            if self._key is not None:
+                headers["Poulpe-Signature"] = _signature(self._key, body)
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    data=body or None,
+                    headers=headers,
+                    allow_redirects=False,
+                    skip_auto_headers=_NO_DEFAULT_TYPE,  # a body-less POST is not "application/octet-stream"
+                ) as resp:
+                    location = resp.headers.get("Location")
+                    if resp.status not in _REDIRECTS or not location:
+                        return await _outcome(resp, start)
+                    target = url.join(URL(location))
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                return Outcome(ok=False, error=_describe(exc, url))
+            if resp.status in (301, 302, 303):
+                method, body = Method.GET, b""
+                _drop(headers, {"content-type"})
+            if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
+                _drop(headers, _ORIGIN_BOUND)
+            url = target
+        return Outcome(ok=False, error=f"too many redirects (more than {MAX_REDIRECTS})")
+
+
+def _url(text: str) -> URL:
+    try:
+        return URL(text)
+    except ValueError:  # yarl's message would repeat the URL, credentials included
+        raise ValueError("name is not a valid URL") from None
+
+
+def _with_query(url: str, params: Any) -> str:
+    """SPEC 2.1: GET/DELETE params are a query string or an object, appended to the URL's own query."""
+    if params is None:
+        return url
+    if isinstance(params, str):
+        query = params.removeprefix("?")
+    elif isinstance(params, Mapping):
+        values = ((str(k), item) for k, v in params.items() for item in (v if isinstance(v, list) else [v]))
+        # booleans in their JSON spelling, as a JavaScript client would send them
+        query = urlencode([(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in values if v is not None])
+    else:
+        raise ValueError("params of a GET or DELETE job must be a query string or an object")
+    if not query:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("name is not a valid URL") from None
+    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query, fragment=""))
+
+
+def _json_body(params: Any) -> bytes:
+    """POST/PUT/PATCH params: a JSON string is checked and sent as written; an object or array is encoded."""
+    if params is None:
+        return b""
+    if isinstance(params, str):
+        try:
+            msgspec.json.decode(params)
+        except msgspec.DecodeError:
+            raise ValueError("params is not valid JSON, so it cannot be the request body") from None
+        return params.encode()
+    try:
+        return msgspec.json.encode(params)
+    except (TypeError, msgspec.EncodeError):
+        raise ValueError("params cannot be encoded as JSON") from None
+
+
+def _signature(key: bytes, body: bytes) -> str:
+    """`t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the target checks origin and freshness (as Stripe does)."""
+    t = int(time.time())
+    mac = hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def _drop(headers: dict[str, str], lower_names: Iterable[str]) -> None:
+    names = set(lower_names)
+    for name in [n for n in headers if n.lower() in names]:
+        del headers[name]
+
+
+async def _outcome(resp: aiohttp.ClientResponse, start: float) -> Outcome:
+    body, truncated = await _read_capped(resp)
+    if truncated:
+        resp.close()  # drop the connection instead of downloading the rest
+    headers: dict[str, str] = {}
+    spelled: dict[str, str] = {}  # a repeated header keeps its first spelling; its values are joined
+    for name, value in resp.headers.items():
+        key = spelled.setdefault(name.lower(), name)
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    result = {
+        "status_code": resp.status,
+        "headers": headers,
+        "body": body.decode("utf-8", errors="replace"),
+        "elapsed_ms": round((time.perf_counter() - start) * 1000, 3),
+    }
+    if 200 <= resp.status < 300:
+        return Outcome(ok=True, result=result)
+    retry_after = _retry_after(resp.headers.get("Retry-After")) if resp.status in _RETRY_AFTER_STATUSES else None
+    return Outcome(ok=False, result=result, error=f"HTTP {resp.status}", retry_after=retry_after)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The first BODY_CAP bytes, and whether more was left unread (`.read()` would buffer it all)."""
+    data = bytearray()
+    while len(data) < BODY_CAP:
+        chunk = await resp.content.read(BODY_CAP - len(data))
+        if not chunk:
+            return bytes(data), False
+        data += chunk
+    return bytes(data), not resp.content.at_eof()
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() - time.time(), 0.0)
+
+
+def _describe(exc: BaseException, url: URL) -> str:
+    """One sentence naming what went wrong; it names host and port only, never credentials or the query."""
+    where = f"{url.host}:{url.port}"
+    if isinstance(exc, aiohttp.ClientSSLError):  # verify_message: "self-signed certificate", reason: "WRONG_VERSION..."
+        reason = getattr(exc.os_error, "verify_message", None) or getattr(exc.os_error, "reason", None)
+        return f"TLS error with {where}: {reason or 'handshake failed'}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, socket.gaierror):
+            return f"could not resolve host {url.host}"
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused by {where}"
+        return f"could not connect to {where}: {exc.os_error.strerror or type(exc.os_error).__name__}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{where} closed the connection without a complete answer"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"the response body from {where} was cut off or badly encoded"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{where} sent an invalid HTTP response"
+    if isinstance(exc, ConnectionResetError) or getattr(exc, "errno", None) == errno.ECONNRESET:
+        return f"connection to {where} was reset"
+    if isinstance(exc, ValueError):
+        return f"invalid URL or redirect for {redact(url)}"
+    return f"request to {where} failed ({type(exc).__name__})"
