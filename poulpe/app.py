@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from poulpe import api
+from poulpe import __version__, api
 from poulpe.auth import TokenAuth
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import PoulpeError
@@ -38,10 +38,21 @@ log = logging.getLogger(__name__)
 
 
 def build_runners(settings: Settings) -> dict[Method, Runner]:
-    http = HttpRunner(allow_hosts=settings.allow_hosts, signing_key=settings.signing_key)
+    http = HttpRunner(allow_hosts=settings.allow_hosts, signing_key=settings.signing_key, version=__version__)
     runners: dict[Method, Runner] = dict.fromkeys(HTTP_METHODS, http)
     if settings.exec_root is not None:
         runners[Method.EXEC] = ExecRunner(exec_dir=settings.exec_root)
+    if settings.smtp_server:
+        from poulpe.runners.mail import MailRunner
+
+        runners[Method.MAIL_TO] = MailRunner(
+            server=settings.smtp_server,
+            port=settings.smtp_port,
+            user=settings.smtp_name,
+            password=settings.smtp_pwd,
+            starttls=settings.starttls,
+            tls=settings.smtp_tls,
+        )
     return runners
 
 
@@ -50,7 +61,7 @@ def limits_for(settings: Settings) -> Limits:
         workers=settings.workers,
         exec_dir=settings.exec_root,
         allow_hosts=settings.allow_hosts,
-        mail_enabled=False,
+        mail_enabled=bool(settings.smtp_server),
         default_retry=RetryPolicy(max=settings.max_retry, interval=settings.retry_interval),
     )
 
@@ -74,11 +85,26 @@ def create_app(settings: Settings) -> Starlette:
             node=f"{socket.gethostname()}:{os.getpid()}",
         )
         await manager.start()
+        crontab = None
+        if settings.cron is not None:
+            from poulpe.crontab import Crontab
+
+            crontab = Crontab(settings.cron, manager, limits, tz=settings.zone)
+            crontab.load()
+            crontab.start()
         app.state.manager = manager
         log.info("poulpe ready: %s store, %d workers", store.kind, settings.workers)
         try:
-            yield {"manager": manager, "settings": settings, "limits": limits, "started_at": time.time()}
+            yield {
+                "manager": manager,
+                "settings": settings,
+                "limits": limits,
+                "crontab": crontab,
+                "started_at": time.time(),
+            }
         finally:
+            if crontab is not None:
+                await crontab.stop()
             await manager.stop(settings.grace)
             for runner in set(runners.values()):
                 await runner.close()

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("data", Path, "SQLite file of the embedded store (default ./poulpe.db)")
     add("redis", str, "redis://host:port/db: keep everything in Redis instead (planned)")
     add("redis_prefix", str, "key prefix in Redis (default poulpe:)")
-    add("cron", Path, "cron file (planned)")
+    add("cron", Path, "cron file: one job per line, seven time fields from seconds to years (see cron_task.example)")
+    switch("cron_check", "check the --cron file and exit (0 when valid, 2 with the bad line otherwise)")
     add("timezone", str, "time zone of the cron file (default UTC)")
     add("dead", Path, "dead-letter directory (default ./deadpool)")
     add("workers", int, "number of workers, numbered 0..N-1 (default 8)")
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("result_ttl", float, "seconds a final job's result is kept (default 86400)")
     add("exec_dir", Path, "directory of the programs EXEC jobs may run (EXEC is off without it)")
     add("allow_hosts", str, "comma-separated hosts HTTP jobs may call (default: any)")
-    add("smtp_server", str, "SMTP server for MAIL_TO (planned)")
+    add("smtp_server", str, "SMTP server for MAIL_TO jobs (MAIL_TO is off without it)")
     add("smtp_port", int, "SMTP port")
     add("smtp_name", str, "SMTP user name")
     add("smtp_pwd", str, "SMTP password (prefer POULPE_SMTP_PWD)", secret=True)
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SECRETS = {"smtp_pwd", "signing_key", "token"}
-SWITCHES = {"starttls", "smtp_tls", "log_json", "access_log"}
+SWITCHES = {"starttls", "smtp_tls", "log_json", "access_log", "cron_check"}
 
 
 def settings_from(argv: Sequence[str]) -> Settings:
@@ -141,11 +142,48 @@ def serve(settings: Settings) -> None:
     PoulpeServer(config, app, settings.grace).run()
 
 
+def cron_check(argv: Sequence[str]) -> int:
+    """`poulpe cron check FILE [--timezone TZ]`: the file's lines and their next fires, or the first bad line."""
+    from poulpe.cron import CronError, check_file
+
+    parser = argparse.ArgumentParser(prog="poulpe cron check", description="Check a cron file and show next fires.")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--timezone", default=_env("timezone") or "UTC")
+    args = parser.parse_args(argv)
+    try:
+        print(check_file(args.file, tz=args.timezone))
+    except CronError as exc:
+        print(f"poulpe: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def check_start(settings: Settings) -> None:
+    """Refuse to start on what would fail later: a bad cron line is reported with its line number."""
+    if settings.cron_check and settings.cron is None:
+        raise SettingsError("--cron_check needs --cron FILE")
+    if settings.cron is not None:
+        from poulpe.app import limits_for
+        from poulpe.cron import CronError
+        from poulpe.crontab import read_checked
+
+        try:
+            read_checked(settings.cron, limits_for(settings))
+        except CronError as exc:
+            raise SettingsError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["cron", "check"]:
+        raise SystemExit(cron_check(argv[2:]))
     try:
         settings = settings_from(argv)
+        check_start(settings)
     except SettingsError as exc:
         print(f"poulpe: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if settings.cron_check:
+        print(f"poulpe: {settings.cron} is valid")
+        raise SystemExit(0)
     serve(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -47,6 +48,7 @@ class Settings:
     redis: str | None = None
     redis_prefix: str = "poulpe:"
     cron: Path | None = None
+    cron_check: bool = False
     timezone: str = "UTC"
     dead: Path = Path("deadpool")
     workers: int = 8
@@ -94,9 +96,21 @@ class Settings:
         for ok, flag, why in checks:
             if not ok:
                 raise SettingsError(f"--{flag} {why}")
+        try:
+            self.zone
+        except (ValueError, ZoneInfoNotFoundError):
+            raise SettingsError(
+                f"--timezone {self.timezone!r} is not an IANA time zone name (such as Europe/Paris)"
+            ) from None
+        if self.smtp_tls and self.starttls:
+            raise SettingsError("--smtp_tls and --starttls exclude each other: choose implicit TLS or STARTTLS")
         if self.exec_dir is not None and not self.exec_dir.is_dir():
             raise SettingsError(f"--exec_dir {self.exec_dir} is not a directory")
         return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def exec_root(self) -> Path | None:
