@@ -140,7 +140,7 @@ class Crontab:
         """Reload when the file changes on disk (editors often replace it: watch its directory)."""
         import watchfiles
 
-        target = self.path.resolve()
+        target = await asyncio.to_thread(self.path.resolve)
         async for changes in watchfiles.awatch(target.parent, debounce=200, recursive=False):
-            if any(Path(changed).resolve() == target for _, changed in changes):
+            if any(Path(changed).name == target.name for _, changed in changes):  # one folder, not recursive
                 self._reload.set()

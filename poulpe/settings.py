@@ -97,7 +97,7 @@ class Settings:
             if not ok:
                 raise SettingsError(f"--{flag} {why}")
         try:
-            self.zone
+            ZoneInfo(self.timezone)
         except (ValueError, ZoneInfoNotFoundError):
             raise SettingsError(
                 f"--timezone {self.timezone!r} is not an IANA time zone name (such as Europe/Paris)"
