@@ -225,7 +225,7 @@ class JobManager:
     async def get(self, job_id: str) -> Job | None:
         """The job's freshest state, or None when unknown or expired (--result_ttl)."""
         live = self._live.get(job_id)
-        if live is not None:
+        if live is not None and not live.final:  # final but still in _live: finish() has not stored it yet
             return live
         job = await self.store.get(job_id)
         if job is not None and job.final and (job.finished_at or 0) + self.result_ttl < self.clock():
