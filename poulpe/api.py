@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from starlette.requests import Request
@@ -12,6 +13,9 @@ from poulpe.errors import BadRequest, NotFound
 from poulpe.job import WORD_OK, Job, Method, Status
 from poulpe.manager import JobManager, check_page
 from poulpe.responses import float_param, int_param, json_response
+from poulpe.validate import ID_PATTERN
+
+_ID = re.compile(ID_PATTERN)
 
 
 def _manager(request: Request) -> JobManager:
@@ -20,7 +24,10 @@ def _manager(request: Request) -> JobManager:
 
 
 def _job_id(request: Request) -> str:
+    """The id in the path. One no job can have (SPEC 2.1) is unknown at once: no store lookup, no 10 KB echo."""
     job_id: str = request.path_params["id"]
+    if not _ID.fullmatch(job_id):
+        raise _not_found(job_id)
     return job_id
 
 

@@ -144,7 +144,9 @@ async def _poulpe_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return json_response({"result": "Fail", "error": exc.detail, "field": None}, exc.status_code)
+    response = json_response({"result": "Fail", "error": exc.detail, "field": None}, exc.status_code)
+    response.headers.update(exc.headers or {})  # a 405 must say which methods are allowed
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -19,7 +19,7 @@ import msgspec
 from poulpe.job import Job, decode_job, encode_job
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # used with fullmatch: `$` would let a final newline through
 
 
 class DeadLetters:
@@ -51,7 +51,7 @@ class DeadLetters:
         return final
 
     def _find(self, job_id: str) -> Path | None:
-        if not _ID.match(job_id) or not self.root.is_dir():
+        if not _ID.fullmatch(job_id) or not self.root.is_dir():
             return None
         for day in sorted(self._days(), reverse=True):
             path = self.root / day / f"{job_id}.json"

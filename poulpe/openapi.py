@@ -1,18 +1,28 @@
-"""GET /openapi.json: the description of every route. The job schema comes from the validator's own struct."""
+"""GET /openapi.json: every route poulpe serves, described exactly enough for a fuzzer to hold poulpe to it.
+
+Request schemas say what poulpe refuses by shape alone (a wrong type, an unknown field, a number out of range):
+such a request gets 400 naming the field. Rules between fields or about the running poulpe (a URL for the HTTP
+methods, not both `delay` and `at`, `cc` within `--workers`, EXEC only with `--exec_dir`, `--allow_hosts`) are in
+the descriptions: they answer 400 too, but a schema cannot carry them. tests/e2e/test_schemathesis.py checks the
+document against the running server; it also checks that the job schema lists the validator's fields exactly.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from poulpe import __version__
 from poulpe.job import Method, Status
-from poulpe.validate import MAX_BATCH, JobIn
+from poulpe.validate import ID_PATTERN, MAX_BATCH, MAX_META, MAX_PARAMS, MAX_SECONDS, MAX_UNIX
 
 _NUM = {"type": "number"}
+_INT = {"type": "integer"}
+_STR = {"type": "string"}
+_BOOL = {"type": "boolean"}
 _NUM_OR_NULL = {"type": ["number", "null"]}
 _STR_OR_NULL = {"type": ["string", "null"]}
+_STATUSES = [s.value for s in Status]
+_METHODS = [m.value for m in Method]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -23,210 +33,466 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _nullable(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}], "description": description}
+
+
+def _any_case(words: list[str]) -> str:
+    """A pattern matching these words in any ASCII letter case: `get`, `Get`, `GET`."""
+    spelled = ["".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word) for word in words]
+    return "^(?:" + "|".join(spelled) + ")$"
+
+
+def _object(properties: dict[str, Any], required: list[str], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties, **extra}
+
+
+def _job_in() -> dict[str, Any]:
+    seconds = {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
+    retry = _object(
+        {
+            "max": _nullable({"type": "integer", "minimum": 0, "maximum": 100}, "Retries after the first attempt."),
+            "interval": _nullable(seconds, "Seconds between attempts."),
+            "backoff": _nullable({"type": "string", "enum": ["fixed", "exponential"]}, "Exponential doubles."),
+            "max_interval": _nullable(seconds, "Ceiling of the exponential backoff."),
+            "intervals": _nullable(
+                {"type": "array", "items": seconds, "minItems": 1, "maxItems": 100},
+                "One retry after each listed interval (kingtask's time_interval); not with max/interval/backoff.",
+            ),
+        },
+        [],
+        additionalProperties=False,
+    )
+    properties: dict[str, Any] = {
+        "id": _nullable(
+            {"type": "string", "pattern": ID_PATTERN},
+            "Unique id, generated (UUID4) when absent. A known id is not stored twice: the answer is the existing "
+            "job with `duplicate: true`.",
+        ),
+        "method": {
+            "type": "string",
+            "pattern": _any_case(_METHODS),
+            "description": f"What the job does, in any letter case: {', '.join(_METHODS)}.",
+        },
+        "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 4096,
+            "description": "HTTP methods: an http or https URL with a host (and a host in --allow_hosts when set). "
+            "EXEC: a program's file name inside --exec_dir. MAIL_TO: the recipient. QUEUE: the task type "
+            "(1-64 of A-Z a-z 0-9 . _ -).",
+        },
+        "params": {
+            "description": f"Any JSON, at most {MAX_PARAMS // 1024} KiB encoded. GET/DELETE: a query string or an "
+            "object of scalars (or lists of them). POST/PUT/PATCH: the JSON body (a string must hold JSON). EXEC: "
+            "arguments as a string (split like a shell) or an array of strings. QUEUE: handed to the worker as is."
+        },
+        "delay": _nullable(seconds, "Run this many seconds after acceptance; not with `at`."),
+        "at": {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_UNIX},
+                {"type": "string", "maxLength": 64},
+                {"type": "null"},
+            ],
+            "description": "Run at this unix time, or ISO-8601 time with a UTC offset; a past time means now. "
+            "Not with `delay`.",
+        },
+        "cc": _nullable(
+            {"type": "string", "maxLength": 4096},
+            "Worker numbers (0..--workers - 1) separated by spaces or commas: only these may run the job.",
+        ),
+        "wait": _nullable(
+            {"type": "number", "minimum": 0, "maximum": 300}, "Hold the answer up to this many seconds for the result."
+        ),
+        "timeout": _nullable(
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}, "Limit of one attempt, seconds."
+        ),
+        "retry": _nullable(retry, "Retry policy of this job, instead of --max_retry and --retry_interval."),
+        "headers": _nullable(
+            {"type": "object", "additionalProperties": _STR, "maxProperties": 64},
+            "Extra request headers of an HTTP job. Names are HTTP tokens, not Host, Content-Length, "
+            "Transfer-Encoding, Connection or Poulpe-*; values at most 8 KiB without line breaks.",
+        ),
+        "callback": _nullable(
+            {"type": "string", "maxLength": 4096}, "An http or https URL the final result is POSTed to."
+        ),
+        "meta": _nullable({"type": "object"}, f"Returned as is; at most {MAX_META // 1024} KiB."),
+    }
+    return _object(properties, ["method", "name"], additionalProperties=False)
+
+
 def _schemas() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components([JobIn], ref_template="#/components/schemas/{name}")
-    job_in = components["JobIn"]
-    job_in["properties"]["method"] = {
-        "type": "string",
-        "enum": [m.value for m in Method] + [m.value.lower() for m in Method],
-        "description": "What the job does (case-insensitive).",
-    }
-    for field in ("params", "meta"):
-        job_in["properties"][field] = {"description": f"Any JSON ({field})."}
-    attempt = {
-        "type": "object",
-        "properties": {"n": {"type": "integer"}, "started_at": _NUM, "finished_at": _NUM, "ok": {"type": "boolean"}},
-    }
-    result = {
-        "type": "object",
-        "required": ["id", "method", "name", "status", "attempts", "created_at", "run_at"],
-        "properties": {
-            "id": {"type": "string"},
-            "method": {"type": "string", "enum": [m.value for m in Method]},
-            "name": {"type": "string"},
-            "status": {"type": "string", "enum": [s.value for s in Status]},
+    attempt = _object(
+        {
+            "n": _INT,
+            "started_at": _NUM,
+            "worker": {"type": ["integer", "null"]},
+            "node": _STR_OR_NULL,
+            "finished_at": _NUM_OR_NULL,
+            "ok": {"type": ["boolean", "null"]},
+            "error": _STR_OR_NULL,
+        },
+        ["n", "started_at"],
+    )
+    result = _object(
+        {
+            "id": _STR,
+            "method": {"type": "string", "enum": _METHODS},
+            "name": _STR,
+            "status": {"type": "string", "enum": _STATUSES},
             "attempts": {"type": "integer", "minimum": 0},
             "created_at": _NUM,
             "run_at": _NUM,
             "started_at": _NUM_OR_NULL,
             "finished_at": _NUM_OR_NULL,
-            "result": {"description": "The runner's output (SPEC 3.1), or OK/Timeout on submit answers."},
-            "error": _STR_OR_NULL,
+            "result": {"description": "The runner's output (SPEC 3.1); `Timeout` when a `wait` ran out."},
+            "output": {"description": "With `result: Timeout`: the runner's output so far."},
+            "error": {**_STR_OR_NULL, "description": "Why the last attempt failed."},
             "meta": {"type": ["object", "null"]},
-            "history": {"type": "array", "items": attempt},
-            "duplicate": {"type": "boolean"},
+            "history": {"type": "array", "items": _ref("Attempt"), "maxItems": 20},
+            "duplicate": {**_BOOL, "description": "The id was known: this is the existing job, nothing was added."},
         },
-    }
-    ack = {
-        "type": "object",
-        "required": ["result", "id", "status", "run_at"],
-        "properties": {
+        [
+            "id",
+            "method",
+            "name",
+            "status",
+            "attempts",
+            "created_at",
+            "run_at",
+            "started_at",
+            "finished_at",
+            "result",
+            "error",
+            "meta",
+        ],
+    )
+    ack = _object(
+        {
             "result": {"type": "string", "enum": ["OK"]},
-            "id": {"type": "string"},
-            "status": {"type": "string", "enum": [s.value for s in Status]},
+            "id": _STR,
+            "status": {"type": "string", "enum": _STATUSES},
             "run_at": _NUM,
         },
+        ["result", "id", "status", "run_at"],
+    )
+    error = _object(
+        {
+            "result": {"type": "string", "enum": ["Fail"]},
+            "error": {**_STR, "description": "A sentence saying what is wrong."},
+            "field": {**_STR_OR_NULL, "description": "The field at fault (`retry.max`), or null."},
+        },
+        ["result", "error", "field"],
+    )
+    dead_job = {
+        "allOf": [
+            _ref("Result"),
+            _object(
+                {
+                    "job": _object(
+                        {"params": {}, "cc": {"type": "array", "items": _INT}, "retry": {"type": ["object", "null"]}},
+                        ["params", "cc", "retry"],
+                    )
+                },
+                ["job"],
+            ),
+        ]
     }
-    error = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}, "field": _STR_OR_NULL, "result": {"type": "string"}},
-    }
+    page = {"page": {"type": "integer", "minimum": 1}, "size": {"type": "integer", "minimum": 1}, "total": _INT}
+    sys_info = _object(
+        {
+            "version": _STR,
+            "uptime_s": _NUM,
+            "store": {"type": "string", "enum": ["sqlite", "redis"]},
+            "node": _STR,
+            "workers": {
+                "type": "array",
+                "items": _object({"id": _INT, "running": _STR_OR_NULL, "queue": _INT}, ["id", "running", "queue"]),
+            },
+            "running": {"type": "array", "items": _STR, "maxItems": 1000},
+            "delayed": {"type": "array", "items": _STR, "maxItems": 1000},
+            "failed": {"type": "array", "items": _STR, "maxItems": 1000},
+            "truncated": _BOOL,
+            "counts": _object({s: _INT for s in _STATUSES}, _STATUSES),
+            "today": _object({"succeeded": _INT, "failed": _INT}, ["succeeded", "failed"]),
+        },
+        ["version", "uptime_s", "store", "node", "workers", "running", "delayed", "failed", "counts", "today"],
+    )
     return {
-        **components,
-        "JobIn": job_in,
+        "JobIn": _job_in(),
+        "Attempt": attempt,
         "Result": result,
         "Ack": ack,
         "Error": error,
         "Slot": {"anyOf": [_ref("Ack"), _ref("Result"), _ref("Error")]},
+        "DeadJob": dead_job,
+        "JobPage": _object({**page, "jobs": {"type": "array", "items": _ref("Result")}}, [*page, "jobs"]),
+        "DeadPage": _object(
+            {
+                **page,
+                "dead": {
+                    "type": "array",
+                    "items": _object({"id": _STR, "day": _STR, "file": _STR}, ["id", "day", "file"]),
+                },
+            },
+            [*page, "dead"],
+        ),
+        "SysInfo": sys_info,
     }
+
+
+_WORDS = {
+    400: "Bad input: the field is named",
+    401: "Missing or wrong bearer token",
+    404: "No such job (or it expired), or no such dead letter",
+    409: "Conflict with the job's state",
+    413: "Body larger than --max_body",
+    415: "Body not sent as application/json",
+    503: "Store unreachable or shutting down: nothing was accepted, retry",
+}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    words = {
-        400: "Bad input",
-        401: "Missing or wrong token",
-        404: "Unknown",
-        409: "Conflict",
-        413: "Too large",
-        415: "Not JSON",
-        503: "Store unreachable or shutting down",
-    }
-    return {str(code): _json(_ref("Error"), words[code]) for code in codes}
+    return {str(code): _json(_ref("Error"), _WORDS[code]) for code in (*codes, 401)}
 
 
 def _id_param() -> dict[str, Any]:
-    return {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
+        "example": "order-42-mail",
+    }
 
 
-def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema}
+_EXAMPLES = {
+    "http": {
+        "summary": "A POST in 30 s, retried 3 times 10 s apart",
+        "value": {
+            "id": "order-42-mail",
+            "method": "POST",
+            "name": "http://127.0.0.1:9000/hook",
+            "params": {"order": 42},
+            "delay": 30,
+            "retry": {"max": 3, "interval": 10},
+        },
+    },
+    "wait": {
+        "summary": "A GET whose answer waits up to 5 s for the result",
+        "value": {"method": "GET", "name": "http://127.0.0.1:9000/ping", "params": {"a": 1}, "wait": 5},
+    },
+    "queue": {
+        "summary": "A payload for external workers of type `resize`",
+        "value": {"method": "QUEUE", "name": "resize", "params": {"image": "a.png"}, "meta": {"user": 7}},
+    },
+    "batch": {
+        "summary": "A batch: each job is answered in its own slot",
+        "value": [
+            {"method": "GET", "name": "http://127.0.0.1:9000/ping", "params": "a=1&b=2", "cc": "0"},
+            {"method": "queue", "name": "resize", "at": "2030-01-01T09:00:00+01:00", "timeout": 60},
+        ],
+    },
+}
 
 
-def document() -> dict[str, Any]:
-    page = [_query("page", {"type": "integer", "minimum": 1}), _query("size", {"type": "integer", "minimum": 1})]
-    listing = {"type": "object", "required": ["page", "size", "total"]}
-    auth = _errors(401)
-    paths: dict[str, Any] = {
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """An optional query parameter; given empty (`?page=`) it is as if absent, as in SPEC's `/jobs?status=&...`."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "allowEmptyValue": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _paging() -> list[dict[str, Any]]:
+    return [
+        _query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "Page number, from 1 (default 1)."),
+        _query("size", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 50)."),
+    ]
+
+
+def _paths() -> dict[str, Any]:
+    submit_body = {
+        "anyOf": [
+            _ref("JobIn"),
+            {"type": "array", "items": _ref("JobIn"), "minItems": 1, "maxItems": MAX_BATCH},
+        ]
+    }
+    slots = {"type": "array", "items": _ref("Slot")}
+    return {
         "/task_in_queue": {
             "post": {
-                "summary": "Submit one job or a batch; stored before the answer",
+                "operationId": "submit",
+                "summary": "Submit one job or a batch; the answer comes once they are stored",
                 "requestBody": {
                     "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "anyOf": [
-                                    _ref("JobIn"),
-                                    {"type": "array", "items": _ref("JobIn"), "minItems": 1, "maxItems": MAX_BATCH},
-                                ]
-                            }
-                        }
-                    },
+                    "description": f"One job, or a batch of 1 to {MAX_BATCH}: a bad job in a batch fails only its "
+                    "own slot of the answer (207).",
+                    "content": {"application/json": {"schema": submit_body, "examples": _EXAMPLES}},
                 },
                 "responses": {
-                    "200": _json({"anyOf": [_ref("Result"), {"type": "array", "items": _ref("Slot")}]}, "Final"),
+                    "200": _json(_ref("Result"), "Final within `wait`, or a known id (`duplicate: true`)"),
                     "202": _json(
-                        {"anyOf": [_ref("Ack"), _ref("Result"), {"type": "array", "items": _ref("Slot")}]}, "Accepted"
+                        {"anyOf": [_ref("Ack"), _ref("Result"), slots]},
+                        "Accepted (the acknowledgement, or the state with `result: Timeout` after `wait`); for a "
+                        "batch, one slot per job",
                     ),
-                    "207": _json({"type": "array", "items": _ref("Slot")}, "A batch with some bad jobs"),
+                    "207": _json(slots, "A batch where some slots hold an error; the other jobs are stored"),
                     **_errors(400, 413, 415, 503),
-                    **auth,
                 },
             }
         },
         "/task_resp/{id}": {
             "get": {
-                "summary": "Long-poll a job's result",
-                "parameters": [_id_param(), _query("timeout", {"type": "number", "minimum": 0, "maximum": 300})],
+                "operationId": "longPoll",
+                "summary": "A job's result, as soon as it is final or after `timeout` seconds",
+                "parameters": [
+                    _id_param(),
+                    _query(
+                        "timeout",
+                        {"type": "number", "minimum": 0, "maximum": 300},
+                        "Seconds to wait for the job to be final (default 30).",
+                    ),
+                ],
                 "responses": {
                     "200": _json(_ref("Result"), "Final"),
-                    "202": _json(_ref("Result"), "Not final yet"),
+                    "202": _json(_ref("Result"), "Not final when `timeout` passed"),
                     **_errors(400, 404),
-                    **auth,
                 },
+            }
+        },
+        "/jobs": {
+            "get": {
+                "operationId": "listJobs",
+                "summary": "A page of jobs, newest first",
+                "parameters": [
+                    _query(
+                        "status",
+                        {"type": "string", "pattern": _any_case(_STATUSES)},
+                        "Only jobs in this status (any letter case).",
+                    ),
+                    _query(
+                        "method",
+                        {"type": "string", "pattern": _any_case(_METHODS)},
+                        "Only jobs of this method (any letter case).",
+                    ),
+                    _query("name", _STR, "Only jobs with this exact name."),
+                    _query("type", _STR, "Only QUEUE jobs of this task type; goes with method QUEUE or none."),
+                    *_paging(),
+                ],
+                "responses": {"200": _json(_ref("JobPage"), "A page"), **_errors(400)},
             }
         },
         "/jobs/{id}": {
             "get": {
-                "summary": "A job's current state",
+                "operationId": "getJob",
+                "summary": "A job's state now",
                 "parameters": [_id_param()],
                 "responses": {
                     "200": _json(_ref("Result"), "Final"),
                     "202": _json(_ref("Result"), "Not final yet"),
                     **_errors(404),
-                    **auth,
                 },
             },
             "delete": {
+                "operationId": "cancelJob",
                 "summary": "Cancel a job that has not started",
                 "parameters": [_id_param()],
-                "responses": {"200": _json(_ref("Result"), "Cancelled"), **_errors(404, 409), **auth},
+                "responses": {
+                    "200": _json(_ref("Result"), "Cancelled"),
+                    **_errors(404, 409),
+                },
             },
-        },
-        "/jobs": {
-            "get": {
-                "summary": "A page of jobs, newest first",
-                "parameters": [
-                    _query("status", {"type": "string", "enum": [s.value for s in Status]}),
-                    _query("method", {"type": "string", "enum": [m.value for m in Method]}),
-                    _query("name", {"type": "string"}),
-                    _query("type", {"type": "string"}),
-                    *page,
-                ],
-                "responses": {"200": _json(listing, "A page"), **_errors(400), **auth},
-            }
         },
         "/dead": {
             "get": {
+                "operationId": "listDead",
                 "summary": "Dead letters, newest day first",
-                "parameters": page,
-                "responses": {"200": _json(listing, "A page"), **_errors(400), **auth},
+                "parameters": _paging(),
+                "responses": {"200": _json(_ref("DeadPage"), "A page"), **_errors(400)},
             }
         },
         "/dead/{id}": {
             "get": {
-                "summary": "A dead letter",
+                "operationId": "getDead",
+                "summary": "A dead letter: the job, its history and its last result",
                 "parameters": [_id_param()],
-                "responses": {"200": _json(_ref("Result"), "The dead job"), **_errors(404), **auth},
+                "responses": {"200": _json(_ref("DeadJob"), "The dead job"), **_errors(404)},
             },
             "delete": {
+                "operationId": "deleteDead",
                 "summary": "Delete a dead letter",
                 "parameters": [_id_param()],
-                "responses": {"200": _json({"type": "object"}, "Deleted"), **_errors(404), **auth},
+                "responses": {
+                    "200": _json(
+                        _object(
+                            {"result": {"type": "string", "enum": ["OK"]}, "id": _STR, "deleted": {"const": True}},
+                            ["result", "id", "deleted"],
+                        ),
+                        "Deleted",
+                    ),
+                    **_errors(404),
+                },
             },
         },
         "/dead/{id}/retry": {
             "post": {
-                "summary": "Run a dead job again with fresh attempts",
+                "operationId": "retryDead",
+                "summary": "Run a dead job again with fresh attempts (the letter goes once the job is stored)",
                 "parameters": [_id_param()],
-                "responses": {"202": _json(_ref("Ack"), "Queued again"), **_errors(404, 409, 503), **auth},
+                "responses": {"202": _json(_ref("Ack"), "Queued again"), **_errors(404, 409, 503)},
             }
         },
         "/health": {
             "get": {
-                "summary": "Whether the store answers (no token needed)",
+                "operationId": "health",
+                "summary": "Whether the store answers; no token needed",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}, "Healthy"), "503": _json({"type": "object"}, "Not")},
+                "responses": {
+                    "200": _json(_object({"ok": {"const": True}}, ["ok"]), "Healthy"),
+                    "503": _json(
+                        _object({"ok": {"const": False}, "draining": _BOOL}, ["ok"]),
+                        "Store unreachable, or draining before a stop",
+                    ),
+                },
             }
         },
         "/sys_info": {
             "get": {
-                "summary": "Workers, queues and counts",
-                "responses": {
-                    "200": _json({"type": "object", "required": ["version", "store", "workers", "counts"]}, "State"),
-                    **auth,
-                },
+                "operationId": "sysInfo",
+                "summary": "Workers, queues and counts; never a secret",
+                "responses": {"200": _json(_ref("SysInfo"), "State"), **_errors()},
             }
         },
         "/openapi.json": {
-            "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI"), **auth}}
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {
+                    "200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI"),
+                    **_errors(),
+                },
+            }
         },
     }
+
+
+def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "poulpe", "version": __version__},
-        "paths": paths,
+        "info": {
+            "title": "poulpe",
+            "version": __version__,
+            "description": "A job manager: HTTP calls, programs and mails, now or later, retried and never lost. "
+            "With --token, every route but /health needs `Authorization: Bearer <token>`. Every error answer is "
+            '`{"result": "Fail", "error": <sentence>, "field": <field or null>}`. The WebSocket intake `/ws_task` '
+            "takes the same job JSON (docs/api.md); it is not an OpenAPI operation.",
+        },
+        "paths": _paths(),
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

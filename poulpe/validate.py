@@ -25,13 +25,14 @@ MAX_PARAMS = 512 * 1024
 MAX_META = 16 * 1024
 MAX_SECONDS = 10 * 366 * 86400  # ten years: far enough for any schedule, small enough to stay exact
 MAX_UNIX = 253402300799  # 9999-12-31T23:59:59Z
-ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"  # as documented (ECMA regex: `$` is the very end)
+_ID_WIRE = r"^[A-Za-z0-9._:-]{1,128}\Z"  # Python's `$` would also match before a final newline
 _TYPE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 _ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
 _URL_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-_MSGSPEC_PATH = re.compile(r" - at `\$((?:\.[^`.\[]+|\[\d+\])*)`$")
+_MSGSPEC_PATH = re.compile(r" - at `\$((?:\.[^`.\[]+|\[\d+\]|\[\.\.\.\])*)`$")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
@@ -50,7 +51,7 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
 
     method: Annotated[str, msgspec.Meta(max_length=16)]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    id: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)] | None = None
+    id: Annotated[str, msgspec.Meta(pattern=_ID_WIRE)] | None = None
     params: msgspec.Raw = msgspec.Raw(b"null")
     delay: Seconds | None = None
     at: Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIX)] | Annotated[str, msgspec.Meta(max_length=64)] | None = None
@@ -61,6 +62,9 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     headers: Annotated[dict[str, str], msgspec.Meta(max_length=64)] | None = None
     callback: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     meta: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_FIELD_KEYS = tuple(f'"{name}"'.encode() for name in (*JobIn.__struct_fields__, *RetryIn.__struct_fields__))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,7 @@ def parse_body(body: bytes, limits: Limits, *, now: float | None = None) -> list
     if head == b"[":
         try:
             items = msgspec.json.decode(body, type=list[msgspec.Raw])
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
         if not 1 <= len(items) <= MAX_BATCH:
             raise BadRequest(f"a batch holds 1 to {MAX_BATCH} jobs, this one has {len(items)}")
@@ -110,9 +114,35 @@ def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = N
     except msgspec.ValidationError as exc:
         field, reason = _split_msgspec(str(exc))
         raise BadRequest(reason, field) from None
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
+    _check_unique_keys(bytes(raw))
     return _build(wire, limits, time.time() if now is None else now)
+
+
+def _check_unique_keys(raw: bytes) -> None:
+    """Refuse a job that gives a field twice: JSON parsers disagree on which value wins, so a proxy in front of
+    poulpe and poulpe itself could read two different jobs from one body."""
+    if b"\\u" not in raw and all(raw.count(key) <= 1 for key in _FIELD_KEYS):
+        return  # without \u escapes a field name is spelled literally: none appears twice, so none is repeated
+    try:
+        pairs = json.loads(raw, object_pairs_hook=list)
+    except RecursionError:
+        raise BadRequest("body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # msgspec read it, but params or meta hold what json refuses (bytes not UTF-8)
+        raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
+    _unique(pairs, "")
+    for key, value in pairs:
+        if key == "retry" and isinstance(value, list):
+            _unique(value, "retry.")
+
+
+def _unique(pairs: list[tuple[str, Any]], prefix: str) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise BadRequest(f"{prefix}{key} is given twice", f"{prefix}{key}")
+        seen.add(key)
 
 
 def job_from_object(obj: Any, limits: Limits, *, now: float | None = None) -> Submission:
@@ -122,6 +152,8 @@ def job_from_object(obj: Any, limits: Limits, *, now: float | None = None) -> Su
 
 def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
     try:
+        if not wire.method.isascii():  # "po\u017ft".upper() is "POST": only ASCII letters name a method
+            raise ValueError(wire.method)
         method = Method(wire.method.upper())
     except ValueError:
         raise BadRequest(f"method must be one of {', '.join(m.value for m in Method)}", "method") from None
@@ -166,7 +198,7 @@ def _check_name_and_params(method: Method, name: str, params: Any, limits: Limit
         elif isinstance(params, str):
             try:
                 json.loads(params)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise BadRequest(f"params of a {method} job must be JSON (the request body)", "params") from None
         elif params is not None and not isinstance(params, dict | list):
             raise BadRequest(f"params of a {method} job must be a JSON object, array or string", "params")
@@ -175,14 +207,17 @@ def _check_name_and_params(method: Method, name: str, params: Any, limits: Limit
             raise BadRequest("EXEC is disabled: poulpe runs without --exec_dir", "method")
         try:
             resolve_program(limits.exec_dir, name)
+        except ValueError as exc:
+            raise BadRequest(str(exc), "name") from None
+        try:
             split_args(params)
         except ValueError as exc:
-            raise BadRequest(str(exc), "params" if "argument" in str(exc) else "name") from None
+            raise BadRequest(str(exc), "params") from None
     elif method is Method.MAIL_TO:
         if not limits.mail_enabled:
             raise BadRequest("MAIL_TO is disabled: poulpe runs without --smtp_server", "method")
         check_mail(name, params)
-    elif method is Method.QUEUE and not _TYPE_RE.match(name):
+    elif method is Method.QUEUE and not _TYPE_RE.fullmatch(name):
         raise BadRequest("name of a QUEUE job is its task type: 1-64 characters of A-Z a-z 0-9 . _ -", "name")
 
 
@@ -191,7 +226,7 @@ def check_mail(name: str, params: Any) -> dict[str, Any]:
     if isinstance(params, str):
         try:
             params = json.loads(params)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequest("params of a MAIL_TO job must be a JSON object", "params") from None
     if not isinstance(params, dict):
         raise BadRequest("params of a MAIL_TO job must be an object", "params")
@@ -217,13 +252,17 @@ def _check_addresses(value: str, field: str, *, single: bool = False) -> None:
         raise BadRequest(f"{field} must hold {'one address' if single else '1 to 100 addresses'}", field)
     for part in parts:
         address = parseaddr(part)[1]
-        if not address or not _ADDRESS_RE.match(address) or any(c in part for c in "\r\n\0"):
+        if not address or not _ADDRESS_RE.fullmatch(address) or any(c in part for c in "\r\n\0"):
             raise BadRequest(f"{field}: {part!r} is not an email address", field)
 
 
 def _check_url(url: str, field: str, limits: Limits) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # "http://[::1/x": an IPv6 address without its closing bracket
+        raise BadRequest(f"{field} must be an http or https URL", field) from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise BadRequest(f"{field} must be an http or https URL", field)
     if _URL_BAD_CHARS.search(url):
         raise BadRequest(f"{field} must not contain spaces or control characters", field)
@@ -237,7 +276,7 @@ def _check_url(url: str, field: str, limits: Limits) -> None:
 
 def _check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
     for key, value in (headers or {}).items():
-        if not _HEADER_NAME_RE.match(key) or key.lower() in _RESERVED_HEADERS or key.lower().startswith("poulpe-"):
+        if not _HEADER_NAME_RE.fullmatch(key) or key.lower() in _RESERVED_HEADERS or key.lower().startswith("poulpe-"):
             raise BadRequest(f"header name {key[:64]!r} is not allowed", "headers")
         if len(value) > 8192 or any(c in value for c in "\r\n\0"):
             raise BadRequest(f"header {key} has a value that is too long or holds a line break", "headers")
@@ -286,7 +325,7 @@ def _decode_raw(raw: msgspec.Raw, field: str, cap: int) -> Any:
         raise BadRequest(f"{field} is larger than {cap // 1024} KiB", field)
     try:
         return msgspec.json.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError) as exc:
         raise BadRequest(f"{field} is not valid JSON: {_reason(exc)}", field) from None
 
 
@@ -301,11 +340,13 @@ def _split_msgspec(message: str) -> tuple[str | None, str]:
     path = _MSGSPEC_PATH.search(message)
     if path:
         message = message[: path.start()]
-        field = path.group(1).lstrip(".").replace("`", "") or None
+        field = path.group(1).replace("[...]", "").lstrip(".") or None
     unknown = _UNKNOWN_FIELD.search(message)
     if unknown:
         field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
         return field, f"unknown field {unknown.group(1)!r}"
+    if field == "id" and "regex" in message:
+        return field, "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"
     if message.startswith("Object missing required field"):
         missing = message.split("`")[1]
         field = f"{field}.{missing}" if field else missing
@@ -314,4 +355,8 @@ def _split_msgspec(message: str) -> tuple[str | None, str]:
 
 
 def _reason(exc: BaseException) -> str:
-    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"bytes that are not UTF-8 at byte {exc.start}"
+    return str(exc)[:200]

@@ -114,8 +114,16 @@ def test_a_batch_answers_per_slot() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"nope", b"\xff\xfe\x00", b"[" * 100_000, b'{"method": "GET", "name": ' + b"[" * 5000, b"[]", b"42",
-     json.dumps([{"method": "GET", "name": URL}] * 1001).encode()],
+    [
+        b"",
+        b"nope",
+        b"\xff\xfe\x00",
+        b"[" * 100_000,
+        b'{"method": "GET", "name": ' + b"[" * 5000,
+        b"[]",
+        b"42",
+        json.dumps([{"method": "GET", "name": URL}] * 1001).encode(),
+    ],
 )
 def test_malformed_bodies_are_refused_without_a_field(raw: bytes) -> None:
     assert field_of(raw) in (None, "name")

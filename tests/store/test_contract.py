@@ -32,8 +32,16 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def make(job_id: str, seq: int, *, run_at: float = 0.0, status: Status = Status.QUEUED, **kw: object) -> Job:
-    return Job(id=job_id, method=Method.GET, name="http://127.0.0.1/x", seq=seq, run_at=run_at, status=status,
-               created_at=time.time(), **kw)  # type: ignore[arg-type]
+    return Job(
+        id=job_id,
+        method=Method.GET,
+        name="http://127.0.0.1/x",
+        seq=seq,
+        run_at=run_at,
+        status=status,
+        created_at=time.time(),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 async def test_a_known_id_is_stored_once_and_answered_as_duplicate(store: Store) -> None:
@@ -83,8 +91,11 @@ async def test_a_running_job_is_visible_as_running_to_recovery(store: Store) -> 
 async def test_final_jobs_are_counted_per_day_and_purged_after_their_ttl(store: Store) -> None:
     await store.add([make("ok", 1), make("bad", 2), make("young", 3)])
     day = time.strftime("%Y-%m-%d", time.gmtime())
-    for job_id, status, finished in (("ok", Status.SUCCEEDED, 10.0), ("bad", Status.DEAD, 10.0),
-                                     ("young", Status.SUCCEEDED, time.time())):
+    for job_id, status, finished in (
+        ("ok", Status.SUCCEEDED, 10.0),
+        ("bad", Status.DEAD, 10.0),
+        ("young", Status.SUCCEEDED, time.time()),
+    ):
         job = await store.get(job_id)
         assert job is not None
         job.status, job.finished_at = status, finished
