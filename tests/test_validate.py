@@ -127,3 +127,14 @@ def test_a_batch_answers_per_slot() -> None:
 )
 def test_malformed_bodies_are_refused_without_a_field(raw: bytes) -> None:
     assert field_of(raw) in (None, "name")
+
+
+def test_generated_ids_are_uuid4_in_their_usual_form() -> None:
+    import uuid
+
+    from poulpe.validate import new_id
+
+    for _ in range(2000):
+        text = new_id()
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
