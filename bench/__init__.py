@@ -1,0 +1,1 @@
+"""poulpe's bench: `./bench/run.sh` (or `python -m bench`) measures and writes docs/BENCHMARKS.md."""
