@@ -146,7 +146,8 @@ class JobManager:
     async def _run(self, job: Job, worker: int) -> None:
         job.begin_attempt(worker, self.node, self.clock())
         self.store.save_soon(job)
-        log.info(
+        # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.
+        log.debug(
             "job %s running attempt=%d worker=%d late_ms=%.1f",
             job.id,
             job.attempts,
@@ -202,10 +203,11 @@ class JobManager:
         self._live.pop(job.id, None)
         elapsed = (now - (job.started_at or now)) * 1000
         log.info(
-            "job %s %s attempt=%d elapsed_ms=%.1f%s",
+            "job %s %s attempt=%d worker=%s elapsed_ms=%.1f%s",
             job.id,
             job.status,
             job.attempts,
+            job.history[-1].worker if job.history else None,
             elapsed,
             f" error={job.error!r}" if job.error else "",
         )

@@ -107,6 +107,18 @@ async def test_final_jobs_are_counted_per_day_and_purged_after_their_ttl(store: 
     assert await store.get("ok") is None and await store.get("young") is not None
 
 
+async def test_writes_issued_together_apply_in_order_and_count_every_finish(store: Store) -> None:
+    jobs = [job for job, _ in await store.add([make(f"w{n}", n) for n in range(20)])]
+    first = jobs[0]
+    first.begin_attempt(0)
+    store.save_soon(first)  # running ...
+    for job in jobs:
+        job.status, job.finished_at = Status.SUCCEEDED, 86400.0 * 3 + 5
+    await asyncio.gather(*(store.save(job) for job in jobs))  # ... then succeeded, in the same commit
+    assert (await store.get("w0")).status is Status.SUCCEEDED  # type: ignore[union-attr]
+    assert await store.day_counts("1970-01-04") == {"succeeded": 20, "failed": 0}
+
+
 async def test_cancel_and_delete(store: Store) -> None:
     [(job, _)] = await store.add([make("c", 1, status=Status.SCHEDULED, run_at=time.time() + 60)])
     job.status, job.finished_at = Status.CANCELLED, time.time()
