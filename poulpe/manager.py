@@ -58,6 +58,7 @@ class JobManager:
         self._cancelling: set[str] = set()
         self._seq = 0
         self._purger: asyncio.Task[None] | None = None
+        self._recording: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,6 +90,8 @@ class JobManager:
         self.stop_intake()
         self.scheduler.stop()
         await self.workers.stop(grace)
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,7 +169,12 @@ class JobManager:
         except Exception as exc:
             log.exception("runner for %s failed on job %s", job.method, job.id)
             outcome = Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
-        await self.finish(job, outcome)
+        # The worker is free as soon as the outcome is decided; storing it (one group commit) and waking the
+        # waiters happen in a task of their own, which a shutdown waits for.
+        self._decide(job, outcome)
+        recording = asyncio.get_running_loop().create_task(self._record(job))
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
 
     async def _put_back(self, job: Job) -> None:
         """An attempt cut short by shutdown: the job goes back to queued and runs again after a restart."""
@@ -179,6 +187,11 @@ class JobManager:
 
     async def finish(self, job: Job, outcome: Outcome) -> None:
         """Record an attempt's outcome: succeeded, retrying (back to the scheduler) or dead (dead letter)."""
+        self._decide(job, outcome)
+        await self._record(job)
+
+    def _decide(self, job: Job, outcome: Outcome) -> None:
+        """The job's next state from an attempt's outcome, by its retry policy."""
         now = self.clock()
         job.end_attempt(outcome.ok, outcome.error, now)
         job.result = outcome.result
@@ -197,17 +210,25 @@ class JobManager:
         self._cancel_after.discard(job.id)
         if job.final:
             job.finished_at = now
+
+    async def _record(self, job: Job) -> None:
+        """Store the decided state (dead letter first), then tell the scheduler and the waiters."""
         if job.status is Status.DEAD:
             await self._write_dead_letter(job)
-        await self.store.save(job)
+        try:
+            await self.store.save(job)
+        except Unavailable as exc:  # the job stays `running` in the store: a restart runs it again
+            log.error("job %s: its outcome could not be stored: %s", job.id, exc.message)
+            return
         self._live.pop(job.id, None)
-        elapsed = (now - (job.started_at or now)) * 1000
+        ended = job.history[-1] if job.history else None
+        elapsed = ((ended.finished_at or ended.started_at) - ended.started_at) * 1000 if ended else 0.0
         log.info(
             "job %s %s attempt=%d worker=%s elapsed_ms=%.1f%s",
             job.id,
             job.status,
             job.attempts,
-            job.history[-1].worker if job.history else None,
+            ended.worker if ended else None,
             elapsed,
             f" error={job.error!r}" if job.error else "",
         )

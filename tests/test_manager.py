@@ -1,0 +1,67 @@
+"""The JobManager path on a real SQLite store, with a runner that records what ran."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from poulpe.deadletter import DeadLetters
+from poulpe.job import Job, Method, Status
+from poulpe.manager import JobManager
+from poulpe.runners import Outcome
+from poulpe.store.sqlite import SqliteStore
+
+
+class SlowSaves(SqliteStore):
+    """Final writes wait for a gate: the time a busy disk takes to commit."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+
+    async def save(self, job: Job) -> None:
+        if job.final:
+            await self.gate.wait()
+        await super().save(job)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def run(self, job: Job, attempt: int, timeout: float) -> Outcome:  # noqa: ASYNC109
+        self.started.append(job.id)
+        return Outcome(ok=True, result={"ran": job.id})
+
+    async def close(self) -> None:
+        pass
+
+
+def job(job_id: str) -> Job:
+    return Job(id=job_id, method=Method.GET, name="http://127.0.0.1:9/x", status=Status.QUEUED)
+
+
+async def test_a_worker_takes_its_next_job_while_the_last_outcome_is_being_stored(tmp_path: Path) -> None:
+    store = SlowSaves(tmp_path / "jobs.db")
+    await store.open()
+    runner = Recorder()
+    manager = JobManager(store, {Method.GET: runner}, DeadLetters(tmp_path / "dead"), workers=1)
+    await manager.start()
+    try:
+        await manager.submit([job("first"), job("second")])
+        for _ in range(100):
+            if runner.started == ["first", "second"]:
+                break
+            await asyncio.sleep(0.01)
+        assert runner.started == ["first", "second"]  # the single worker did not wait for the first commit
+        waiting = asyncio.create_task(manager.wait("first", 5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # nobody hears of a result before it is stored
+        store.gate.set()
+        done = await waiting
+        assert done is not None and done.status is Status.SUCCEEDED
+        assert (await store.get("first")).status is Status.SUCCEEDED  # type: ignore[union-attr]
+    finally:
+        store.gate.set()
+        await manager.stop(1)
+        await store.close()
