@@ -110,7 +110,11 @@ class SmtpServer:
             options["require_starttls"] = require_starttls
         if implicit_tls is not None:
             options["ssl_context"] = implicit_tls.server_context()
-        self._sock = socket.create_server((self.host, 0))
+        # proto IPPROTO_TCP, as asyncio's own create_server uses: asyncio sets TCP_NODELAY only on such sockets, and
+        # without it aiosmtpd's line-by-line EHLO answer meets delayed ACKs (40 ms per connection)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock.bind((self.host, 0))
+        self._sock.listen(128)
         self.port: int = self._sock.getsockname()[1]
         self._controller = _BoundController(_Handler(self), self._sock, hostname=self.host, port=self.port, **options)
 

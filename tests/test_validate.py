@@ -134,7 +134,10 @@ def test_generated_ids_are_uuid4_in_their_usual_form() -> None:
 
     from poulpe.validate import new_id
 
-    for _ in range(2000):
+    seen = set()
+    for _ in range(2000):  # more than one pool of random bytes
         text = new_id()
         parsed = uuid.UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        seen.add(text)
+    assert len(seen) == 2000

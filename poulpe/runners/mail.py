@@ -137,9 +137,11 @@ def build_message(
     if "html" in params:
         message.add_alternative(params["html"], subtype="html")
     recipients: list[str] = []
+    seen: set[str] = set()
     for part in to + cc + bcc:
         address = parseaddr(part)[1]
-        if address.lower() not in {r.lower() for r in recipients}:
+        if address.lower() not in seen:
+            seen.add(address.lower())
             recipients.append(address)
     return message, sender, recipients
 
@@ -163,7 +165,9 @@ def _failed(exc: Exception, where: str) -> Outcome:
         return Outcome(ok=False, final=True, error=f"cannot send the mail: {exc}")
     if isinstance(cause, OSError):
         reason = os.strerror(cause.errno) if cause.errno else type(cause).__name__  # "Connection refused"
-        return Outcome(ok=False, error=f"could not connect to {where}: {reason}")
+        if isinstance(exc, aiosmtplib.SMTPConnectError):
+            return Outcome(ok=False, error=f"could not connect to {where}: {reason}")
+        return Outcome(ok=False, error=f"connection to {where} lost: {reason}")
     message = exc.message if isinstance(exc, aiosmtplib.SMTPException) else str(exc)
     return Outcome(ok=False, error=f"SMTP error with {where}: {_line(message)}")  # a lost connection, no STARTTLS
 
