@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import json
 import os
 import re
@@ -268,6 +269,8 @@ def check_mail(name: str, params: Any) -> dict[str, Any]:
     for key in ("from_addr", "title", "body"):
         if key not in params:
             raise BadRequest(f"{key} is required for MAIL_TO", f"params.{key}")
+    if any(c in params["title"] for c in "\r\n\0") or len(params["title"]) > 998:
+        raise BadRequest("title must be one line of at most 998 characters", "params.title")
     _check_addresses(params.get("to_addr", name), "params.to_addr" if "to_addr" in params else "name")
     for key in ("from_addr", "cc", "bcc", "reply_to"):
         if key in params:
@@ -281,8 +284,17 @@ def _check_addresses(value: str, field: str, *, single: bool = False) -> None:
         raise BadRequest(f"{field} must hold {'one address' if single else '1 to 100 addresses'}", field)
     for part in parts:
         address = parseaddr(part)[1]
-        if not address or not _ADDRESS_RE.fullmatch(address) or any(c in part for c in "\r\n\0"):
-            raise BadRequest(f"{field}: {part!r} is not an email address", field)
+        if not address or not _ADDRESS_RE.fullmatch(address) or any(c in part for c in "\r\n\0") or _malformed(part):
+            raise BadRequest(f"{field}: {part[:100]!r} is not an email address", field)
+
+
+def _malformed(part: str) -> bool:
+    """What the mail header parser finds wrong (`Ann <a@x.org> junk`), or an address a plain SMTP server refuses
+    (non-ASCII needs SMTPUTF8; a display name may be any text)."""
+    if not parseaddr(part)[1].isascii():
+        return True
+    header = email.policy.default.header_factory("to", part)
+    return bool(header.defects) or len(header.addresses) != 1
 
 
 def _check_url(url: str, field: str, limits: Limits) -> None:

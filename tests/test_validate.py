@@ -141,3 +141,20 @@ def test_generated_ids_are_uuid4_in_their_usual_form() -> None:
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
         seen.add(text)
     assert len(seen) == 2000
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "field"),
+    [
+        ("Ann <a@example.org> junk", {}, "name"),
+        ("é@example.org", {}, "name"),
+        ("a@example.org", {"title": "hello\nBcc: spy@example.org"}, "params.title"),
+        ("a@example.org", {"cc": "b@example.org, c@"}, "params.cc"),
+        ("a@example.org", {"from_addr": "x@example.org, y@example.org"}, "params.from_addr"),
+    ],
+)
+def test_mail_addresses_and_title_are_checked(name: str, extra: dict[str, str], field: str) -> None:
+    limits = Limits(mail_enabled=True)
+    params = {"from_addr": "Zoë Shop <shop@example.com>", "title": "t", "body": "b"}
+    assert one({"method": "MAIL_TO", "name": "Zoë <z@example.org>", "params": params}, limits).job.name
+    assert field_of({"method": "MAIL_TO", "name": name, "params": {**params, **extra}}, limits) == field
