@@ -320,7 +320,7 @@ async def test_a_server_stalling_after_the_data_times_out_within_the_limit(send:
         ({"title": "t", "body": "b"}, "from_addr is required for MAIL_TO"),
         ("not json", "params of a MAIL_TO job must be a JSON object"),
         ({**PARAMS, "cc": "not an address"}, "params.cc: 'not an address' is not an email address"),
-        ({**PARAMS, "title": "two\nlines"}, "cannot build the mail:"),
+        ({**PARAMS, "title": "two\nlines"}, "title must be one line"),
     ],
 )
 async def test_bad_params_are_final_without_connecting(send: Send, params: Any, error: str) -> None:
