@@ -94,3 +94,14 @@ def test_cron_check_lists_the_next_fires(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "MAIL_TO" in run.stdout and ("+01:00" in run.stdout or "+02:00" in run.stdout)
+
+
+def test_cron_check_flag_checks_the_file_and_exits(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_text("*/5 * * * * * * http://127.0.0.1:9/x GET\n")
+    bad.write_text("\n\n*/5 * * * * * http://127.0.0.1:9/x GET\n")
+    base = [*poulpe_command(), "--data", str(tmp_path / "db"), "--cron_check", "--cron"]
+    ok = subprocess.run([*base, str(good)], capture_output=True, text=True, timeout=30)
+    refused = subprocess.run([*base, str(bad)], capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    assert refused.returncode == 2 and "line 3" in refused.stderr

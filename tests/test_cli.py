@@ -1,0 +1,48 @@
+"""Flags as a user gives them: the Rust poulpe's names, dashed spellings, POULPE_* variables, secrets masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poulpe.cli import settings_from
+from poulpe.settings import Secret, SettingsError
+
+
+def test_rust_names_and_dashed_spellings_are_the_same_flag() -> None:
+    rust = settings_from(["--retry_interval", "5", "--max_retry", "2", "--exec_dir", "/tmp"])
+    dashed = settings_from(["--retry-interval", "5", "--max-retry", "2", "--exec-dir", "/tmp"])
+    assert rust == dashed
+    assert (rust.retry_interval, rust.max_retry, rust.exec_dir) == (5.0, 2, Path("/tmp"))
+
+
+def test_environment_fills_what_flags_leave_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POULPE_WORKERS", "3")
+    monkeypatch.setenv("POULPE_PORT", "9100")
+    monkeypatch.setenv("POULPE_LOG_JSON", "true")
+    monkeypatch.setenv("POULPE_TOKEN", "from-env")
+    settings = settings_from(["--port", "9200"])
+    assert (settings.workers, settings.port, settings.log_json) == (3, 9200, True)
+    assert settings.token == Secret("from-env")
+    assert "from-env" not in repr(settings) and "from-env" not in str(settings)
+
+
+def test_defaults_bind_to_loopback() -> None:
+    settings = settings_from([])
+    assert (settings.host, settings.port, settings.workers, settings.max_retry) == ("127.0.0.1", 8000, 8, 3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--workers", "0"], "--workers"),
+        (["--port", "70000"], "--port"),
+        (["--timezone", "Mars/Olympus"], "--timezone"),
+        (["--smtp_tls", "--starttls", "--smtp_server", "x"], "--smtp_tls"),
+        (["--exec_dir", "/does/not/exist"], "--exec_dir"),
+    ],
+)
+def test_a_flag_that_cannot_work_is_named(argv: list[str], flag: str) -> None:
+    with pytest.raises(SettingsError, match=flag):
+        settings_from(argv)
