@@ -124,6 +124,9 @@ def serve(settings: Settings) -> None:
     from poulpe.server import PoulpeServer
 
     logs.configure(settings.log_level, json_lines=settings.log_json)
+    # The store's writer thread gives up the GIL at each fsync and must take it back from a busy event loop; at
+    # the default 5 ms switch interval that wait, not the disk, bounds group-commit throughput (docs/design.md).
+    sys.setswitchinterval(0.0005)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
