@@ -184,12 +184,6 @@ def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
     proc.stop()
 
 
-@pytest.fixture
-def client(proc: Poulpe) -> Iterator[httpx.Client]:
-    with proc.client(timeout=30) as client:
-        yield client
-
-
 def refused(answer: httpx.Response, status: int, field: str | None) -> dict[str, Any]:
     """Assert the answer is poulpe's JSON error with this status and field; return it."""
     assert answer.status_code == status, answer.text[:500]

@@ -22,12 +22,6 @@ def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
     proc.stop()
 
 
-@pytest.fixture
-def client(proc: Poulpe) -> Iterator[httpx.Client]:
-    with proc.client() as client:
-        yield client
-
-
 def test_get_with_a_query_string_reaches_the_target(client: httpx.Client, fresh_target: Target) -> None:
     ack = accepted(client, id="get-qs", method="get", name=fresh_target.url("/echo"), params="a=1&b=two")
     assert ack["id"] == "get-qs" and ack["status"] == "queued"

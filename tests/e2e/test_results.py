@@ -20,12 +20,6 @@ def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
     proc.stop()
 
 
-@pytest.fixture
-def client(proc: Poulpe) -> Iterator[httpx.Client]:
-    with proc.client() as client:
-        yield client
-
-
 def running(client: httpx.Client, job_id: str) -> bool:
     return bool(state(client, job_id)["status"] == "running")
 

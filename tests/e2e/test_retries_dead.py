@@ -26,12 +26,6 @@ def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
     proc.stop()
 
 
-@pytest.fixture
-def client(proc: Poulpe) -> Iterator[httpx.Client]:
-    with proc.client() as client:
-        yield client
-
-
 def gaps(job: dict[str, Any]) -> list[float]:
     """Seconds between the end of each attempt and the start of the next."""
     history = job["history"]
