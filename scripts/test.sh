@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 # Servers the suite starts for real (never mocked, never Docker): one line each,
 # "command" or "command:debian-package".
 DEBIAN_PACKAGES=(
+  openssl  # the mail tests make a TLS certificate with `openssl req`
   # redis-server
 )
 
