@@ -137,14 +137,20 @@ def test_a_program_outside_exec_dir_is_refused(runner: Poulpe, places: list[Path
     assert canaries(places) == []
 
 
-def test_a_symlink_leading_outside_exec_dir_is_refused(
-    runner: Poulpe, bin_dir: Path, tmp_path: Path, places: list[Path]
-) -> None:
+def evil_program(tmp_path: Path) -> Path:
+    """An executable outside exec_dir that would leave a canary if it ever ran."""
     outside = tmp_path / "outside"
     outside.mkdir()
     evil = outside / "evil"
     evil.write_text(f"#!/bin/sh\ntouch {outside}/CANARY\n")
     evil.chmod(evil.stat().st_mode | stat.S_IXUSR)
+    return evil
+
+
+def test_a_symlink_leading_outside_exec_dir_is_refused(
+    runner: Poulpe, bin_dir: Path, tmp_path: Path, places: list[Path]
+) -> None:
+    evil = evil_program(tmp_path)
     (bin_dir / "evil").symlink_to(evil)
     (bin_dir / "hop").symlink_to(bin_dir / "evil")  # a chain of links ends outside too
 
@@ -159,11 +165,7 @@ def test_a_symlink_leading_outside_exec_dir_is_refused(
 def test_a_program_swapped_for_a_symlink_after_intake_does_not_run(
     runner: Poulpe, bin_dir: Path, tmp_path: Path, places: list[Path]
 ) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    evil = outside / "evil"
-    evil.write_text(f"#!/bin/sh\ntouch {outside}/CANARY\n")
-    evil.chmod(evil.stat().st_mode | stat.S_IXUSR)
+    evil = evil_program(tmp_path)
     swapped = bin_dir / "swapped"
     swapped.write_text("#!/bin/sh\necho fine\n")
     swapped.chmod(swapped.stat().st_mode | stat.S_IXUSR)
