@@ -48,6 +48,7 @@ class SqliteStore(Store):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._writer: Writer | None = None
+        self._pending: list[tuple[Op, asyncio.Future[Any] | None]] = []
         self._reader: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -61,6 +62,7 @@ class SqliteStore(Store):
 
     async def close(self) -> None:
         if self._writer is not None:
+            self._hand_over()  # writes issued in this iteration go before the stop
             self._writer.ops.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
@@ -71,9 +73,18 @@ class SqliteStore(Store):
     def _submit(self, op: Op, *, wait: bool = True) -> asyncio.Future[Any] | None:
         if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("the store is closed")
-        fut = asyncio.get_running_loop().create_future() if wait else None
-        self._writer.ops.put((op, fut))
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future() if wait else None
+        if not self._pending:
+            loop.call_soon(self._hand_over)
+        self._pending.append((op, fut))
         return fut
+
+    def _hand_over(self) -> None:
+        """Writes issued during one loop iteration go to the writer together: it wakes (and takes the GIL) once."""
+        pending, self._pending = self._pending, []
+        if pending and self._writer is not None:
+            self._writer.ops.put(pending)
 
     async def _write(self, op: Op) -> Any:
         fut = self._submit(op)

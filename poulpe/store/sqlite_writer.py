@@ -135,17 +135,18 @@ class Writer(threading.Thread):
         super().__init__(name="poulpe-sqlite-writer", daemon=True)
         self.conn = connect(path)
         self.loop = loop
-        self.ops: queue.SimpleQueue[tuple[Op, asyncio.Future[Any] | None] | None] = queue.SimpleQueue()
+        # Each item: the writes of one event-loop iteration, in the order issued; None stops the thread.
+        self.ops: queue.SimpleQueue[list[tuple[Op, asyncio.Future[Any] | None]] | None] = queue.SimpleQueue()
 
     def run(self) -> None:
         stopping = False
         while not stopping:
             first = self.ops.get()
-            batch = []
+            batch: list[tuple[Op, asyncio.Future[Any] | None]] = []
             if first is None:
                 stopping = True
             else:
-                batch.append(first)
+                batch.extend(first)
             while len(batch) < MAX_BATCH:
                 try:
                     item = self.ops.get_nowait()
@@ -154,7 +155,7 @@ class Writer(threading.Thread):
                 if item is None:
                     stopping = True
                     break
-                batch.append(item)
+                batch.extend(item)
             if batch:
                 self._apply(batch)
         self.conn.close()
