@@ -84,19 +84,6 @@ class Crontab:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def upcoming(self) -> list[dict[str, object]]:
-        """Each line with its next fire time (for sys_info and the dashboard)."""
-        return [
-            {
-                "line": line.line_no,
-                "name": line.name,
-                "method": line.method,
-                "expr": line.expr,
-                "next": self.next.get(line),
-            }
-            for line in self.lines
-        ]
-
     async def _fire_forever(self) -> None:
         while True:
             if self._reload.is_set():

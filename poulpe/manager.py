@@ -1,6 +1,6 @@
-"""JobManager: the one path every job takes, from submit (store, then ack) to finish (store, then wake).
+"""JobManager: the one path every job takes, from submit (store, then ack) to the outcome (store, then wake).
 
-intake → validate → submit → store → scheduler → workers → runner → finish → store + waiters (+ dead letter).
+intake → validate → submit → store → scheduler → workers → runner → decide → record: store + waiters (+ dead letter).
 """
 
 from __future__ import annotations
@@ -185,11 +185,6 @@ class JobManager:
             await self.store.save(job)
         log.info("job %s put back attempt=%d (shutdown)", job.id, job.attempts)
 
-    async def finish(self, job: Job, outcome: Outcome) -> None:
-        """Record an attempt's outcome: succeeded, retrying (back to the scheduler) or dead (dead letter)."""
-        self._decide(job, outcome)
-        await self._record(job)
-
     def _decide(self, job: Job, outcome: Outcome) -> None:
         """The job's next state from an attempt's outcome, by its retry policy."""
         now = self.clock()
@@ -248,7 +243,7 @@ class JobManager:
     async def get(self, job_id: str) -> Job | None:
         """The job's freshest state, or None when unknown or expired (--result_ttl)."""
         live = self._live.get(job_id)
-        if live is not None and not live.final:  # final but still in _live: finish() has not stored it yet
+        if live is not None and not live.final:  # final but still in _live: _record() has not stored it yet
             return live
         job = await self.store.get(job_id)
         if job is not None and job.final and (job.finished_at or 0) + self.result_ttl < self.clock():

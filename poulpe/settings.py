@@ -102,6 +102,10 @@ class Settings:
             raise SettingsError(
                 f"--timezone {self.timezone!r} is not an IANA time zone name (such as Europe/Paris)"
             ) from None
+        # Flags of the Redis and Kafka work to come: refused rather than ignored, so nobody believes they are in use.
+        for flag, value in (("redis", self.redis), ("kafka_servers", self.kafka_servers)):
+            if value:
+                raise SettingsError(f"--{flag} is not supported by this version of poulpe yet (embedded store only)")
         if self.smtp_tls and self.starttls:
             raise SettingsError("--smtp_tls and --starttls exclude each other: choose implicit TLS or STARTTLS")
         if self.exec_dir is not None and not self.exec_dir.is_dir():

@@ -41,6 +41,8 @@ def test_defaults_bind_to_loopback() -> None:
         (["--timezone", "Mars/Olympus"], "--timezone"),
         (["--smtp_tls", "--starttls", "--smtp_server", "x"], "--smtp_tls"),
         (["--exec_dir", "/does/not/exist"], "--exec_dir"),
+        (["--redis", "redis://127.0.0.1:6379/0"], "--redis"),
+        (["--kafka_servers", "127.0.0.1:9092"], "--kafka_servers"),
     ],
 )
 def test_a_flag_that_cannot_work_is_named(argv: list[str], flag: str) -> None:
