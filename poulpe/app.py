@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -71,7 +72,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        store = open_store(settings)
+        node = f"{socket.gethostname()}:{os.getpid()}"
+        store = open_store(settings, owner=f"{node}:{secrets.token_hex(4)}")
         await store.open()
         runners = build_runners(settings)
         manager = JobManager(
@@ -82,7 +84,8 @@ def create_app(settings: Settings) -> Starlette:
             default_retry=limits.default_retry,
             job_timeout=settings.job_timeout,
             result_ttl=settings.result_ttl,
-            node=f"{socket.gethostname()}:{os.getpid()}",
+            lease=settings.lease,
+            node=node,
         )
         await manager.start()
         crontab = None

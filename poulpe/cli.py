@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("host", str, "address to listen on (default 127.0.0.1)")
     add("port", int, "port to listen on (default 8000)")
     add("data", Path, "SQLite file of the embedded store (default ./poulpe.db)")
-    add("redis", str, "redis://host:port/db: keep everything in Redis instead (planned)")
+    add(
+        "redis",
+        str,
+        "redis://host:port/db, rediss://... or redis+sentinel://host:port,host:port/service: keep everything in"
+        " Redis, shared by every poulpe on it (password from POULPE_REDIS_PASSWORD)",
+    )
     add("redis_prefix", str, "key prefix in Redis (default poulpe:)")
     add("cron", Path, "cron file: one job per line, seven time fields from seconds to years (see cron_task.example)")
     switch("cron_check", "check the --cron file and exit (0 when valid, 2 with the bad line otherwise)")

@@ -33,6 +33,10 @@ class Conflict(PoulpeError):
     status = 409
 
 
+class NotHeld(Conflict):
+    """Another poulpe process holds the job's lease (it claimed the job): this process may not change it."""
+
+
 class PayloadTooLarge(PoulpeError):
     status = 413
 

@@ -13,17 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from poulpe.deadletter import DeadLetters
-from poulpe.errors import BadRequest, Conflict, NotFound, Unavailable
-from poulpe.job import DEFAULT_RETRY, FINAL, WAITING, Job, Method, RetryPolicy, Status
+from poulpe.errors import BadRequest, Conflict, NotFound, NotHeld, Unavailable
+from poulpe.feeds import INTERRUPTED, LEASE_LOST, LocalFeed, SharedFeed
+from poulpe.job import DEFAULT_RETRY, FINAL, Job, Method, RetryPolicy, Status
 from poulpe.runners import Outcome, Runner
-from poulpe.scheduler import Entry, Scheduler
 from poulpe.store.base import Store
 from poulpe.waiters import Waiters
 from poulpe.workers import Workers
 
 log = logging.getLogger("poulpe.jobs")
-READY_CAP = 10_000  # due jobs held in memory at once; the rest wait in the heap until workers catch up
-INTERRUPTED = "interrupted: poulpe stopped during the attempt"
 
 
 class JobManager:
@@ -37,6 +35,7 @@ class JobManager:
         default_retry: RetryPolicy = DEFAULT_RETRY,
         job_timeout: float = 30.0,
         result_ttl: float = 86400.0,
+        lease: float = 60.0,
         node: str = "poulpe",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -49,8 +48,15 @@ class JobManager:
         self.node = node
         self.clock = clock
         self.waiters = Waiters()
-        self.scheduler = Scheduler(self._on_due, room=self._room, clock=clock)
-        self.workers = Workers(workers, self._run, on_free=self.scheduler.poke)
+        self.feed: LocalFeed | SharedFeed
+        if store.shared:
+            from poulpe.store.redis import RedisStore  # only Redis users need its client
+
+            assert isinstance(store, RedisStore)
+            self.feed = SharedFeed(self, store, lease=lease)
+        else:
+            self.feed = LocalFeed(self)
+        self.workers = Workers(workers, self._run, on_free=self.feed.poke)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it
         self._live: dict[str, Job] = {}  # ready or running in this process: the freshest state
@@ -62,22 +68,13 @@ class JobManager:
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Recover from the store: scheduled jobs keep their time, queued ones run, running ones run again."""
-        self._seq = await self.store.max_seq()
-        pending = await self.store.pending()
-        interrupted = [p.id for p in pending if p.status is Status.RUNNING]
-        for job in await self.store.get_many(interrupted):
-            job.end_attempt(False, INTERRUPTED, self.clock())
-            job.status, job.run_at = Status.QUEUED, self.clock()
-            await self.store.save(job)
-            log.info("job %s recovered: attempt %d was interrupted, it runs again", job.id, job.attempts)
-        now = self.clock()
-        self.scheduler.extend((now if p.status is Status.RUNNING else p.run_at, p.seq, p.id) for p in pending)
-        self.scheduler.start()
+        """Recover (embedded store) or join the shared schedule (Redis), then take jobs."""
+        with contextlib.suppress(Unavailable):  # Redis may be away at start: intake answers 503 until it is back
+            self._seq = await self.store.max_seq()
+        await self.feed.start()
         self.workers.start()
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
         self.accepting = True
-        log.info("recovered %d unfinished jobs (%d were running)", len(pending), len(interrupted))
 
     def stop_intake(self) -> None:
         """First step of a drain: new jobs get 503 and every long-poll answers with the current state."""
@@ -88,10 +85,16 @@ class JobManager:
     async def stop(self, grace: float) -> None:
         """Drain: running attempts get `grace` seconds; what is left stays stored and runs after a restart."""
         self.stop_intake()
-        self.scheduler.stop()
-        await self.workers.stop(grace)
+        self.feed.stop_taking()
+        for job in await self.workers.stop(grace):  # claimed but not started: back to the shared schedule
+            if self.store.shared:
+                with contextlib.suppress(Exception):
+                    await self.store.save(job)
         if self._recording:
-            await asyncio.gather(*self._recording, return_exceptions=True)
+            _, late = await asyncio.wait(self._recording, timeout=max(grace, 1.0))
+            for task in late:  # the store is away: these outcomes are lost, their jobs run again (at least once)
+                task.cancel()
+        await self.feed.close()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,7 +106,8 @@ class JobManager:
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the job was not accepted")
         for job in jobs:
-            self._seq += 1
+            # time-ordered, so acceptance order holds across processes sharing one store (µs since 1970)
+            self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
             job.seq = self._seq
         stored = await self.store.add(jobs)
         for job, duplicate in stored:
@@ -115,35 +119,56 @@ class JobManager:
     def _enqueue(self, job: Job) -> None:
         if job.method is Method.QUEUE:
             return  # held in the store for external workers
-        if job.run_at <= self.clock() and self.workers.ready < READY_CAP:
-            job.status = Status.QUEUED
-            self._live[job.id] = job
-            self.workers.push(job)
-        else:
-            self.scheduler.add(job.run_at, job.seq, job.id)
+        self.feed.schedule(job)
 
-    def _room(self) -> int:
-        return max(0, READY_CAP - self.workers.ready)
+    # --- what the feeds call ---------------------------------------------------------------------------------
+    def take(self, job: Job) -> None:
+        """A due job for this process's workers: from now on its freshest state is here."""
+        self._live[job.id] = job
+        self.workers.push(job)
 
-    def _on_due(self, entries: list[Entry]) -> None:
-        asyncio.get_running_loop().create_task(self._make_ready(entries))
+    def holds(self, job_id: str) -> bool:
+        return job_id in self._live or job_id in self._cancelling
 
-    async def _make_ready(self, entries: list[Entry]) -> None:
-        ids = [job_id for _, _, job_id in entries if job_id not in self._live and job_id not in self._cancelling]
-        jobs = {job.id: job for job in await self.store.get_many(ids)}
-        now = self.clock()
-        for run_at, _, job_id in entries:
-            job = jobs.get(job_id)
-            # skip what was cancelled, finished or moved to a later time since this entry was made
-            if job is None or job.status not in WAITING or job.run_at > max(run_at, now) or job_id in self._live:
-                continue
-            if job.method is Method.QUEUE:
-                continue
-            if job.status is not Status.QUEUED:
-                job.status = Status.QUEUED
-                self.store.save_soon(job)
-            self._live[job.id] = job
-            self.workers.push(job)
+    def held_ids(self) -> list[str]:
+        return list(self._live)
+
+    def interrupt(self, job: Job, why: str) -> None:
+        """An attempt that never ended (its process stopped): closed as failed, not counted against the retries."""
+        job.end_attempt(False, why, self.clock())
+        job.status, job.run_at = Status.QUEUED, self.clock()
+
+    def claimed(self, job: Job) -> None:
+        """A job leased from the shared schedule (SharedFeed)."""
+        if job.id in self._live:
+            return
+        if job.status is Status.RUNNING:
+            self.interrupt(job, LEASE_LOST)
+            log.info("job %s taken back: attempt %d lost its process, it runs again", job.id, job.attempts)
+        self.take(job)
+
+    def finished_elsewhere(self, job_id: str) -> None:
+        """Another process finished a job: wake the long-polls waiting for it here."""
+        if self.waiters.waiting(job_id) and job_id not in self._live:
+            asyncio.get_running_loop().create_task(self._wake_waiters([job_id]))
+
+    def recheck_waiters(self) -> None:
+        """After a reconnection: jobs waited on here may have finished while messages could not arrive."""
+        ids = [job_id for job_id in self.waiters.waited_ids() if job_id not in self._live]
+        if ids:
+            asyncio.get_running_loop().create_task(self._wake_waiters(ids))
+
+    async def _wake_waiters(self, ids: list[str]) -> None:
+        with contextlib.suppress(Unavailable):
+            for job in await self.store.get_many(ids):
+                if job.final:
+                    self.waiters.wake(job)
+
+    def cancel_here(self, job_id: str) -> None:
+        """A cancel asked on another process, for a job running here: it ends cancelled after this attempt."""
+        job = self._live.get(job_id)
+        if job is not None and job.status is Status.RUNNING:
+            self._cancel_after.add(job_id)
 
     # --- running ---------------------------------------------------------------------------------------------
     async def _run(self, job: Job, worker: int) -> None:
@@ -210,10 +235,7 @@ class JobManager:
         """Store the decided state (dead letter first), then tell the scheduler and the waiters."""
         if job.status is Status.DEAD:
             await self._write_dead_letter(job)
-        try:
-            await self.store.save(job)
-        except Unavailable as exc:  # the job stays `running` in the store: a restart runs it again
-            log.error("job %s: its outcome could not be stored: %s", job.id, exc.message)
+        if not await self._store_outcome(job):
             return
         self._live.pop(job.id, None)
         ended = job.history[-1] if job.history else None
@@ -228,9 +250,25 @@ class JobManager:
             f" error={job.error!r}" if job.error else "",
         )
         if job.status is Status.RETRYING:
-            self.scheduler.add(job.run_at, job.seq, job.id)
+            self.feed.schedule(job)
         if job.final:
             self.waiters.notify(job)
+
+    async def _store_outcome(self, job: Job) -> bool:
+        """Save an attempt's outcome, retrying while the store is away (a shutdown gives up after --grace)."""
+        delay = 0.1
+        while True:
+            try:
+                await self.store.save(job)
+                return True
+            except NotHeld:  # our lease ran out and another process took the job: its outcome wins
+                self._live.pop(job.id, None)
+                log.warning("job %s: outcome of attempt %d dropped, another process holds it", job.id, job.attempts)
+                return False
+            except Unavailable as exc:
+                log.warning("job %s: its outcome waits for the store: %s", job.id, exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _write_dead_letter(self, job: Job) -> None:
         try:
@@ -273,7 +311,10 @@ class JobManager:
         if job is None:
             raise NotFound(f"no job with id {job_id}")
         if job.status is Status.RUNNING:
-            self._cancel_after.add(job_id)
+            if job_id in self._live:
+                self._cancel_after.add(job_id)
+            elif isinstance(self.feed, SharedFeed):  # it runs on another process: that one cancels it
+                await self.feed.store.request_cancel(job_id)
             raise Conflict(f"job {job_id} is running: it will be cancelled after this attempt unless it succeeds")
         if job.status in FINAL:
             raise Conflict(f"job {job_id} is already {job.status}")
@@ -309,7 +350,7 @@ class JobManager:
 
     async def sys_info(self, cap: int = 1000) -> dict[str, Any]:
         running = [job.id for job in self.workers.running if job is not None]
-        delayed = self.scheduler.peek_ids(cap + 1)
+        delayed = await self.feed.delayed(cap + 1)
         dead = await self.store.list_jobs(status=Status.DEAD, size=cap + 1)
         failed = [job.id for job in dead.jobs]
         today = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))

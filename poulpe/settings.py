@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
 
 class Secret:
@@ -102,10 +103,13 @@ class Settings:
             raise SettingsError(
                 f"--timezone {self.timezone!r} is not an IANA time zone name (such as Europe/Paris)"
             ) from None
-        # Flags of the Redis and Kafka work to come: refused rather than ignored, so nobody believes they are in use.
-        for flag, value in (("redis", self.redis), ("kafka_servers", self.kafka_servers)):
-            if value:
-                raise SettingsError(f"--{flag} is not supported by this version of poulpe yet (embedded store only)")
+        # Kafka is the work to come: refused rather than ignored, so nobody believes it is in use.
+        if self.kafka_servers:
+            raise SettingsError("--kafka_servers is not supported by this version of poulpe yet")
+        if self.redis is not None and not self.redis.startswith(REDIS_SCHEMES):
+            raise SettingsError(f"--redis must be a URL starting with {', '.join(REDIS_SCHEMES)}")
+        if not self.redis_prefix or any(c in self.redis_prefix for c in " }"):
+            raise SettingsError("--redis_prefix must be non-empty, without spaces or '}'")
         if self.smtp_tls and self.starttls:
             raise SettingsError("--smtp_tls and --starttls exclude each other: choose implicit TLS or STARTTLS")
         if self.exec_dir is not None and not self.exec_dir.is_dir():

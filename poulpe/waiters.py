@@ -33,12 +33,23 @@ class Waiters:
             if not waiting:
                 del self._futures[job_id]
 
+    def waiting(self, job_id: str) -> bool:
+        return job_id in self._futures
+
+    def waited_ids(self) -> list[str]:
+        return list(self._futures)
+
     def notify(self, job: Job) -> None:
+        """A job became final in this process: wake its waiters and tell the listeners."""
+        self.wake(job)
+        for listener in list(self._listeners):
+            listener(job)
+
+    def wake(self, job: Job) -> None:
+        """Wake the futures only (a job that became final in another process sharing the store)."""
         for fut in self._futures.pop(job.id, ()):
             if not fut.done():
                 fut.set_result(job)
-        for listener in list(self._listeners):
-            listener(job)
 
     def release_all(self) -> None:
         """Answer every waiter now (shutdown): they report the job's current state."""

@@ -9,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 # "command" or "command:debian-package".
 DEBIAN_PACKAGES=(
   openssl  # the mail tests make a TLS certificate with `openssl req`
-  # redis-server
+  redis-server  # the Redis store's tests start their own redis-server
 )
 
 ensure_venv

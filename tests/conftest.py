@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.poulpe_process import Poulpe
+from tests.redis_server import RedisServer
 from tests.target import Target
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -21,6 +22,19 @@ def target() -> Iterator[Target]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session; each test keeps to a key prefix of its own (see `redis_prefix`)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_prefix(request: pytest.FixtureRequest) -> str:
+    return f"t{abs(hash(request.node.nodeid)) % 10**10}:"
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ def test_defaults_bind_to_loopback() -> None:
         (["--timezone", "Mars/Olympus"], "--timezone"),
         (["--smtp_tls", "--starttls", "--smtp_server", "x"], "--smtp_tls"),
         (["--exec_dir", "/does/not/exist"], "--exec_dir"),
-        (["--redis", "redis://127.0.0.1:6379/0"], "--redis"),
+        (["--redis", "http://127.0.0.1:6379/0"], "--redis"),
+        (["--redis", "redis://127.0.0.1:6379/0", "--redis_prefix", "a}b"], "--redis_prefix"),
         (["--kafka_servers", "127.0.0.1:9092"], "--kafka_servers"),
     ],
 )

@@ -34,13 +34,25 @@ class _Session:
         self.websocket = websocket
         self.manager = manager
         self.limits = limits
-        self.mine: set[str] = set()
+        # a waiter per job submitted here: it wakes when the job ends, in this process or another sharing the store
+        self.mine: dict[str, asyncio.Future[Job | None]] = {}
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-    def on_final(self, job: Job) -> None:
-        if job.id in self.mine:
-            self.mine.discard(job.id)
+    def watch(self, job_id: str) -> None:
+        if job_id not in self.mine:
+            fut = self.manager.waiters.subscribe(job_id)
+            self.mine[job_id] = fut
+            fut.add_done_callback(self._on_final)
+
+    def _on_final(self, fut: asyncio.Future[Job | None]) -> None:
+        job = None if fut.cancelled() else fut.result()
+        if job is not None and self.mine.pop(job.id, None) is not None:
             self.outbox.put_nowait({"type": "result", **job.to_result()})
+
+    def forget(self) -> None:
+        for job_id, fut in self.mine.items():
+            self.manager.waiters.unsubscribe(job_id, fut)
+        self.mine.clear()
 
     async def send_forever(self) -> None:
         while True:
@@ -67,14 +79,13 @@ class _Session:
             if job.final:
                 self.outbox.put_nowait({"type": "result", **job.to_result()})
             else:
-                self.mine.add(job.id)
+                self.watch(job.id)
 
 
 async def ws_task(websocket: WebSocket) -> None:
     manager: JobManager = websocket.state.manager
     await websocket.accept()
     session = _Session(websocket, manager, websocket.state.limits)
-    stop_listening = manager.waiters.listen(session.on_final)
     sender = asyncio.create_task(session.send_forever())
     draining = asyncio.create_task(manager.draining.wait())
     try:
@@ -94,7 +105,7 @@ async def ws_task(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        stop_listening()
+        session.forget()
         draining.cancel()
         if sender.done() and not sender.cancelled() and sender.exception() is not None:
             log.debug("websocket send failed: %s", sender.exception())

@@ -6,8 +6,15 @@ from poulpe.settings import Settings
 from poulpe.store.base import Store
 
 
-def open_store(settings: Settings) -> Store:
-    """The backend the flags ask for; imported lazily so SQLite users need no Redis client."""
+def open_store(settings: Settings, *, owner: str) -> Store:
+    """The backend the flags ask for; imported lazily so SQLite users need no Redis client.
+
+    `owner` names this process on the jobs it leases from a shared store.
+    """
+    if settings.redis:
+        from poulpe.store.redis import RedisStore
+
+        return RedisStore(settings.redis, prefix=settings.redis_prefix, owner=owner)
     from poulpe.store.sqlite import SqliteStore
 
     return SqliteStore(settings.data)

@@ -32,6 +32,7 @@ class Store(abc.ABC):
     """
 
     kind: str
+    shared = False  # True when several processes share the store's schedule (feeds.SharedFeed claims from it)
 
     @abc.abstractmethod
     async def open(self) -> None: ...

@@ -1,31 +1,38 @@
-"""The storage contract, run against every backend (SQLite now; Redis adds itself to BACKENDS)."""
+"""The storage contract, run against every backend: SQLite, and Redis on a real redis-server."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from poulpe.job import Job, Method, Status
 from poulpe.store.base import Store
+from poulpe.store.redis import RedisStore
 from poulpe.store.sqlite import SqliteStore
+from tests.redis_server import RedisServer
 
-StoreFactory = Callable[[Path], Awaitable[Store]]
+StoreFactory = Callable[[pytest.FixtureRequest, Path], Store]
 
 
-async def sqlite_store(tmp: Path) -> Store:
+def sqlite_store(request: pytest.FixtureRequest, tmp: Path) -> Store:
     return SqliteStore(tmp / "jobs.db")
 
 
-BACKENDS: dict[str, StoreFactory] = {"sqlite": sqlite_store}
+def redis_store(request: pytest.FixtureRequest, tmp: Path) -> Store:
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return RedisStore(server.url, prefix=request.getfixturevalue("redis_prefix"), owner="contract")
+
+
+BACKENDS: dict[str, StoreFactory] = {"sqlite": sqlite_store, "redis": redis_store}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend = await BACKENDS[request.param](tmp_path)
+    backend = BACKENDS[request.param](request, tmp_path)
     await backend.open()
     yield backend
     await backend.close()

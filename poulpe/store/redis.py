@@ -1,0 +1,422 @@
+"""The Redis store: every job and index in Redis, so several poulpe processes share one workload.
+
+Writes go through one pipeline at a time (`_flush_forever`): what is issued while a round trip is under way leaves
+together in the next one, in issue order. That is Redis's group commit: a busy process pays one round trip for
+many writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py), loaded once and called by sha.
+
+Claiming is shared: a due job sits in the namespace's `due` set until one process claims it with a lease, which
+it renews while it holds the job. A lease that runs out means its process died: the next claim, by any process,
+puts the job back as due. Processes learn of new work, finished jobs and cancellations by pub/sub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from poulpe.errors import NotHeld, StoreUnavailable
+from poulpe.job import FINAL, Job, Method, Status, decode_job, encode_job
+from poulpe.store.base import Page, Pending, Store
+from poulpe.store.redis_scripts import SCRIPTS
+
+log = logging.getLogger(__name__)
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_STATUSES = tuple(s.value for s in Status)
+_WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, Status.RUNNING.value)
+_CHUNK = 500
+
+
+class Claimed(NamedTuple):
+    """What one claim brought: the jobs now leased to this process, and when to claim again at the latest."""
+
+    jobs: list[Job]
+    next_due: float | None
+    next_lease_end: float | None
+
+
+def namespace(prefix: str) -> str:
+    """`poulpe:` → `{poulpe}:`: the whole prefix is the hash tag, so one namespace is one Cluster slot."""
+    if "{" in prefix:
+        return prefix
+    return "{" + prefix.rstrip(":") + "}:"
+
+
+def connect(url: str, password: str | None) -> aioredis.Redis:
+    """A client for `redis://`, `rediss://`, `unix://` or `redis+sentinel://host:port[,host:port]/service[/db]`.
+
+    Commands give up after about a second when Redis is away, so intake answers 503 quickly instead of hanging.
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 2.0,
+        "socket_keepalive": True,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 30,
+    }
+    if password:
+        options["password"] = password
+    if url.startswith("redis+sentinel://"):
+        parts = urlsplit(url)
+        hosts = [_host_port(h, 26379) for h in parts.netloc.split(",")]
+        path = [p for p in parts.path.split("/") if p]
+        service, db = path[0], int(path[1]) if len(path) > 1 else 0
+        sentinel_options = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_options or None, **options)  # type: ignore[no-untyped-call]
+        master: aioredis.Redis = sentinel.master_for(service, db=db)
+        return master
+    return aioredis.Redis.from_url(url, **options)
+
+
+class RedisStore(Store):
+    kind = "redis"
+    shared = True
+
+    def __init__(self, url: str, *, prefix: str = "poulpe:", owner: str | None = None) -> None:
+        self.url = url
+        self.base = namespace(prefix)
+        self.owner = owner or f"poulpe-{secrets.token_hex(6)}"  # this process's name on its leases
+        self._due = self.base + "due"
+        self._redis: aioredis.Redis | None = None
+        self._sha: dict[str, str] = {}
+        self._ops: list[tuple[str, list[Any], asyncio.Future[Any] | None]] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+        self._down_since: float | None = None
+
+    # --- connection ------------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connects lazily: poulpe starts while Redis is away (intake answers 503 until it is back)."""
+        self._redis = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"))
+        self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
+        with contextlib.suppress(StoreUnavailable):
+            await self._load_scripts()
+        self._flusher = asyncio.create_task(self._flush_forever(), name="poulpe-redis-writes")
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._closing = True  # writes issued before the close leave first
+            self._wake.set()
+            await self._flusher
+            self._flusher = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StoreUnavailable("the store is closed")
+        return self._redis
+
+    def client(self, **overrides: Any) -> aioredis.Redis:
+        """A second client on the same server (pub/sub needs a connection of its own that never times out)."""
+        client = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"))
+        client.connection_pool.connection_kwargs.update(overrides)
+        return client
+
+    async def _load_scripts(self) -> None:
+        async with self._reachable():
+            for name, text in SCRIPTS.items():
+                self._sha[name] = await self.redis.script_load(text)
+
+    @contextlib.asynccontextmanager
+    async def _reachable(self) -> AsyncIterator[None]:
+        """Redis errors become StoreUnavailable (503: nothing was accepted); the first and the last are logged."""
+        try:
+            yield
+        except _DOWN as exc:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.error("redis is unreachable: %s", type(exc).__name__)
+            raise StoreUnavailable("the job store (redis) is unreachable") from None
+        if self._down_since is not None:
+            log.warning("redis answers again after %.1f s", time.monotonic() - self._down_since)
+            self._down_since = None
+
+    async def ping(self) -> bool:
+        try:
+            async with self._reachable():
+                return bool(await self.redis.ping())
+        except (StoreUnavailable, RedisError):
+            return False
+
+    # --- the write pipeline ----------------------------------------------------------------------------------
+    def _call(self, script: str, args: list[Any], *, wait: bool = True) -> asyncio.Future[Any] | None:
+        if self._flusher is None:
+            raise StoreUnavailable("the store is closed")
+        fut = asyncio.get_running_loop().create_future() if wait else None
+        self._ops.append((script, args, fut))
+        self._wake.set()
+        return fut
+
+    async def _script(self, script: str, args: list[Any]) -> Any:
+        fut = self._call(script, args)
+        assert fut is not None
+        return await fut
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ops, self._ops = self._ops, []
+            if ops:
+                await self._run_batch(ops)
+            if self._closing and not self._ops:
+                return
+
+    async def _run_batch(self, ops: list[tuple[str, list[Any], asyncio.Future[Any] | None]]) -> None:
+        try:
+            async with self._reachable():
+                results = await self._pipeline(ops)
+                if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted: its script cache is empty
+                    await self._load_scripts()
+                    redo = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+                    for i, again in zip(redo, await self._pipeline([ops[i] for i in redo]), strict=True):
+                        results[i] = again
+        except StoreUnavailable as exc:
+            results = [exc] * len(ops)
+        except RedisError as exc:
+            log.error("redis refused a batch of %d writes: %s", len(ops), exc)
+            results = [StoreUnavailable("the job store (redis) refused the write")] * len(ops)
+        for (name, _, fut), result in zip(ops, results, strict=True):
+            if fut is None:
+                if isinstance(result, Exception):
+                    log.warning("a %s write was not stored: %s", name, result)
+            elif not fut.done():
+                if isinstance(result, StoreUnavailable):
+                    fut.set_exception(result)
+                elif isinstance(result, Exception):
+                    log.error("redis script %s failed: %s", name, result)
+                    fut.set_exception(StoreUnavailable("the job store (redis) refused the write"))
+                else:
+                    fut.set_result(result)
+
+    async def _pipeline(self, ops: Sequence[tuple[str, list[Any], Any]]) -> list[Any]:
+        """One round trip. redis-py sends it again on a new connection when Redis closed the old one (it restarted).
+
+        Going again is safe: `add` of a stored id answers duplicate, `save` writes the same record, and jobs a lost
+        `claim` leased come back when their lease runs out.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for name, args, _ in ops:
+            pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
+        results = list(await pipe.execute(raise_on_error=False))
+        for result in results:
+            if isinstance(result, _DOWN):
+                raise result
+        return results
+
+    # --- writes ----------------------------------------------------------------------------------------------
+    async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+        args: list[Any] = []
+        for job in jobs:
+            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _claimable(job)]
+        known = await self._script("add", args)
+        return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
+
+    def _save_args(self, job: Job) -> list[Any]:
+        day = ""
+        if job.finished_at is not None and job.status in (Status.SUCCEEDED, Status.DEAD):
+            column = "succeeded" if job.status is Status.SUCCEEDED else "failed"
+            day = f"{time.strftime('%Y-%m-%d', time.gmtime(job.finished_at))}:{column}"
+        finished = repr(job.finished_at) if job.finished_at is not None else ""
+        return [
+            job.id,
+            encode_job(job),
+            job.status.value,
+            repr(job.run_at),
+            job.seq,
+            self.owner,
+            finished,
+            day,
+            _claimable(job),
+        ]
+
+    async def save(self, job: Job) -> None:
+        if not await self._script("save", self._save_args(job)):
+            raise NotHeld(f"job {job.id} is held by another poulpe process")
+
+    def save_soon(self, job: Job) -> None:
+        self._call("save", self._save_args(job), wait=False)
+
+    async def delete(self, job_id: str) -> bool:
+        return bool(await self._script("delete", [job_id]))
+
+    async def purge(self, finished_before: float) -> int:
+        total = 0
+        while True:
+            purged = int(await self._script("purge", [repr(finished_before), 1000]))
+            total += purged
+            if purged < 1000:
+                return total
+
+    # --- claiming (shared by every process on this namespace) -------------------------------------------------
+    async def claim(self, n: int, lease: float, now: float | None = None) -> Claimed:
+        """Lease up to `n` due jobs to this process (in due order, then acceptance order)."""
+        now = time.time() if now is None else now
+        records, due, lease_end = await self._script("claim", [repr(now), n, repr(now + lease), self.owner])
+        jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
+        return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
+
+    async def renew(self, ids: Iterable[str], lease: float) -> list[str]:
+        """Extend this process's leases on `ids`; returns the ids whose lease another process took."""
+        ids = list(ids)
+        if not ids:
+            return []
+        lost = await self._script("renew", [repr(time.time() + lease), self.owner, *ids])
+        return [_text(i) for i in lost]
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Ask whichever process runs the job to cancel it after its attempt."""
+        async with self._reachable():
+            await self.redis.publish(self.base + "cancel", job_id)
+
+    async def delayed(self, cap: int) -> list[str]:
+        """The next `cap` jobs waiting for their time, soonest first (sys_info)."""
+        async with self._reachable():
+            ids = await self.redis.zrange(self._due, 0, cap - 1)
+        return [_text(i) for i in ids]
+
+    def channels(self) -> dict[str, str]:
+        return {"work": self.base + "work", "done": self.base + "done", "cancel": self.base + "cancel"}
+
+    # --- reads -----------------------------------------------------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        async with self._reachable():
+            record = await self.redis.get(self.base + "job:" + job_id)
+        return decode_job(record) if record is not None else None
+
+    async def get_many(self, ids: Sequence[str]) -> list[Job]:
+        out: list[Job] = []
+        for start in range(0, len(ids), _CHUNK):
+            keys = [self.base + "job:" + i for i in ids[start : start + _CHUNK]]
+            async with self._reachable():
+                records = await self.redis.mget(keys)
+            out.extend(decode_job(r) for r in records if r is not None)
+        return out
+
+    async def pending(self) -> list[Pending]:
+        out: list[Pending] = []
+        for status in _WAITING:
+            ids = await self._ids(self.base + "st:" + status, 0, -1, newest_first=False)
+            out.extend(Pending(j.run_at, j.seq, j.id, j.status) for j in await self.get_many(ids) if not j.final)
+        return out
+
+    async def _ids(self, key: str, start: int, stop: int, *, newest_first: bool = True) -> list[str]:
+        async with self._reachable():
+            found = await (self.redis.zrevrange if newest_first else self.redis.zrange)(key, start, stop)
+        return [_text(i) for i in found]
+
+    async def list_jobs(
+        self,
+        *,
+        status: Status | None = None,
+        method: str | None = None,
+        name: str | None = None,
+        page: int = 1,
+        size: int = 50,
+    ) -> Page:
+        index = self.base + ("st:" + status.value if status else "all")
+        skip = (page - 1) * size
+        if method is None and name is None:  # the index alone pages: one range read, then the records
+            async with self._reachable():
+                total = int(await self.redis.zcard(index))
+            jobs = await self._in_order(await self._ids(index, skip, skip + size - 1))
+            return Page(jobs, total)
+        # Filters beyond status read the index newest first in chunks and keep what matches.
+        matched: list[Job] = []
+        total, start = 0, 0
+        while True:
+            ids = await self._ids(index, start, start + _CHUNK - 1)
+            if not ids:
+                return Page(matched, total)
+            for job in await self._in_order(ids):
+                if (method is None or job.method.value == method) and (name is None or job.name == name):
+                    if skip <= total < skip + size:
+                        matched.append(job)
+                    total += 1
+            start += _CHUNK
+
+    async def _in_order(self, ids: list[str]) -> list[Job]:
+        by_id = {job.id: job for job in await self.get_many(ids)}
+        return [by_id[i] for i in ids if i in by_id]
+
+    async def counts(self) -> dict[str, int]:
+        async with self._reachable():
+            found = await self.redis.hgetall(self.base + "count")
+        counted = {_text(k): int(v) for k, v in found.items()}
+        return {s: max(0, counted.get(s, 0)) for s in _STATUSES}
+
+    async def day_counts(self, day: str) -> dict[str, int]:
+        async with self._reachable():
+            found = await self.redis.hgetall(self.base + "day:" + day)
+        counted = {_text(k): int(v) for k, v in found.items()}
+        return {"succeeded": counted.get("succeeded", 0), "failed": counted.get("failed", 0)}
+
+    async def max_seq(self) -> int:
+        async with self._reachable():
+            top = await self.redis.zrevrange(self.base + "all", 0, 0, withscores=True)
+        return int(top[0][1]) if top else 0
+
+    # --- events ----------------------------------------------------------------------------------------------
+    async def listen(
+        self,
+        on_message: Callable[[str, str], None],
+        on_connected: Callable[[], None],
+    ) -> None:
+        """Deliver pub/sub messages as (channel name: work|done|cancel, payload) until cancelled.
+
+        Reconnects with backoff when Redis goes away; `on_connected` runs after each (re)subscription, so the caller
+        can look again at what it may have missed meanwhile.
+        """
+        names = {full.encode(): short for short, full in self.channels().items()}
+        delay = 0.05
+        client = self.client(socket_timeout=None)
+        try:
+            while True:
+                try:
+                    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                        await pubsub.subscribe(*names)
+                        delay = 0.05
+                        on_connected()
+                        async for message in pubsub.listen():
+                            channel = names.get(message["channel"])
+                            if channel is not None and message["type"] == "message":
+                                on_message(channel, message["data"].decode())
+                except _DOWN:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+        finally:
+            await client.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return (host, int(port)) if host else (text, default_port)
+
+
+def _claimable(job: Job) -> str:
+    """'1' when a waiting job goes into `due` for poulpe's own workers (QUEUE jobs wait for external workers)."""
+    return "0" if job.method is Method.QUEUE or job.status in FINAL else "1"

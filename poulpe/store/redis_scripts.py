@@ -1,0 +1,196 @@
+"""The Lua scripts of the Redis store: every step that touches more than one key runs as one script, atomically.
+
+Every key of a namespace shares one hash tag (`{poulpe}:job:<id>`, `{poulpe}:due`, ...), so the scripts work on
+Redis Cluster too: a namespace lives in one slot. KEYS[1] is always the namespace's `due` key, which routes the
+call to that slot; the other keys are built from ARGV[1], the tagged base, inside the same slot.
+
+Keys under a base B:
+  B job:<id>      the job record (msgspec JSON, what `decode_job` reads)
+  B stat          hash   id -> status          (the indexes below need the old status to move a job)
+  B all           zset   id -> seq             (listing, newest first)
+  B st:<status>   zset   id -> seq             (listing by status)
+  B count         hash   status -> jobs        (sys_info counts without scanning)
+  B day:<date>    hash   succeeded|failed -> n (kingtask's per-day counts)
+  B due           zset   id -> run_at          (waiting for a process to claim it)
+  B lease         zset   id -> lease end       (claimed by a live process; taken back when it runs out)
+  B owner         hash   id -> process token   (who holds the lease)
+  B done          zset   id -> finished_at     (final jobs, for the result TTL)
+Channels: B work (a job came due sooner than any process knew), B done (payload: a job id that became final),
+B cancel (payload: a running job's id to cancel after its attempt).
+"""
+
+from __future__ import annotations
+
+# Moves a job between status indexes and counts; shared by the scripts below.
+_MOVE = """
+local function move(B, id, new, seq)
+  local old = redis.call('HGET', B..'stat', id)
+  if old == new then return old end
+  if old then
+    redis.call('ZREM', B..'st:'..old, id)
+    redis.call('HINCRBY', B..'count', old, -1)
+  else
+    redis.call('ZADD', B..'all', seq, id)
+  end
+  redis.call('ZADD', B..'st:'..new, seq, id)
+  redis.call('HINCRBY', B..'count', new, 1)
+  redis.call('HSET', B..'stat', id, new)
+  return old
+end
+local function earliest(B)
+  local first = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
+  if first[2] then return tonumber(first[2]) end
+  return nil
+end
+"""
+
+# ARGV: base, then groups of 6: id, record, status, run_at, seq, queued_for_process ('1': goes into `due`).
+# Returns, per job, 0 when stored now or the stored record when the id was known (a duplicate).
+ADD = (
+    _MOVE
+    + """
+local B = ARGV[1]
+local soonest = earliest(B)
+local wake = false
+local out = {}
+for i = 2, #ARGV, 6 do
+  local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local key = B..'job:'..id
+  local known = redis.call('GET', key)
+  if known then
+    out[#out + 1] = known
+  else
+    redis.call('SET', key, record)
+    move(B, id, status, ARGV[i + 4])
+    if ARGV[i + 5] == '1' then
+      local at = tonumber(run_at)
+      redis.call('ZADD', B..'due', at, id)
+      if soonest == nil or at < soonest then
+        soonest = at
+        wake = true
+      end
+    end
+    out[#out + 1] = 0
+  end
+end
+if wake then redis.call('PUBLISH', B..'work', '') end
+return out
+"""
+)
+
+# ARGV: base, id, record, status, run_at, seq, token, finished_at ('' if none), day column ('' or
+# '<date>:succeeded' / '<date>:failed'), queued_for_process ('1': a waiting state goes into `due`).
+# Returns 1 when written, 0 when another process holds the job's lease (nothing written).
+SAVE = (
+    _MOVE
+    + """
+local B, id, record, status = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local owner = redis.call('HGET', B..'owner', id)
+if owner and owner ~= ARGV[7] then return 0 end
+redis.call('SET', B..'job:'..id, record)
+local old = move(B, id, status, ARGV[6])
+local final = status == 'succeeded' or status == 'dead' or status == 'cancelled'
+if final then
+  redis.call('ZREM', B..'due', id)
+  redis.call('ZREM', B..'lease', id)
+  redis.call('HDEL', B..'owner', id)
+  redis.call('ZADD', B..'done', ARGV[8], id)
+  local was_final = old == 'succeeded' or old == 'dead' or old == 'cancelled'
+  if ARGV[9] ~= '' and not was_final then
+    local sep = string.find(ARGV[9], ':', 1, true)
+    redis.call('HINCRBY', B..'day:'..string.sub(ARGV[9], 1, sep - 1), string.sub(ARGV[9], sep + 1), 1)
+  end
+  redis.call('PUBLISH', B..'done', id)
+elseif status ~= 'running' then
+  redis.call('ZREM', B..'done', id)
+  if owner then
+    redis.call('ZREM', B..'lease', id)
+    redis.call('HDEL', B..'owner', id)
+  end
+  if ARGV[10] == '1' then
+    local at = tonumber(ARGV[5])
+    local soonest = earliest(B)
+    redis.call('ZADD', B..'due', at, id)
+    if soonest == nil or at < soonest then redis.call('PUBLISH', B..'work', '') end
+  end
+end
+return 1
+"""
+)
+
+# ARGV: base, now, n, lease end, token. Takes back leases that ran out (their process is gone: the job is due
+# again at once), then claims up to n due jobs for this process. Returns {records, next due, next lease end}.
+CLAIM = """
+local B, now, n, until_, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local lost = redis.call('ZRANGEBYSCORE', B..'lease', '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(lost) do
+  redis.call('ZREM', B..'lease', id)
+  redis.call('HDEL', B..'owner', id)
+  redis.call('ZADD', B..'due', now, id)
+end
+local records = {}
+if n > 0 then
+  local ids = redis.call('ZRANGEBYSCORE', B..'due', '-inf', now, 'LIMIT', 0, n)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', B..'due', id)
+    local record = redis.call('GET', B..'job:'..id)
+    if record then
+      redis.call('ZADD', B..'lease', until_, id)
+      redis.call('HSET', B..'owner', id, token)
+      records[#records + 1] = record
+    end
+  end
+end
+local due = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
+local lease = redis.call('ZRANGE', B..'lease', 0, 0, 'WITHSCORES')
+return {records, due[2] or '', lease[2] or ''}
+"""
+
+# ARGV: base, lease end, token, ids... Extends the leases this process still holds; returns the ids it lost.
+RENEW = """
+local B, until_, token = ARGV[1], ARGV[2], ARGV[3]
+local lost = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', B..'owner', id) == token then
+    redis.call('ZADD', B..'lease', 'XX', until_, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+"""
+
+# ARGV: base, finished before, limit. Forgets final jobs past their TTL; returns how many went.
+PURGE = """
+local B = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', B..'done', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  local status = redis.call('HGET', B..'stat', id)
+  if status then
+    redis.call('ZREM', B..'st:'..status, id)
+    redis.call('HINCRBY', B..'count', status, -1)
+  end
+  redis.call('HDEL', B..'stat', id)
+  redis.call('ZREM', B..'all', id)
+  redis.call('ZREM', B..'done', id)
+  redis.call('DEL', B..'job:'..id)
+end
+return #ids
+"""
+
+# ARGV: base, id. Removes one job from every index; returns 1 when it existed.
+DELETE = """
+local B, id = ARGV[1], ARGV[2]
+local status = redis.call('HGET', B..'stat', id)
+if status then
+  redis.call('ZREM', B..'st:'..status, id)
+  redis.call('HINCRBY', B..'count', status, -1)
+end
+redis.call('HDEL', B..'stat', id)
+redis.call('HDEL', B..'owner', id)
+for _, index in ipairs({'all', 'done', 'due', 'lease'}) do redis.call('ZREM', B..index, id) end
+return redis.call('DEL', B..'job:'..id)
+"""
+
+SCRIPTS = {"add": ADD, "save": SAVE, "claim": CLAIM, "renew": RENEW, "purge": PURGE, "delete": DELETE}

@@ -1,0 +1,171 @@
+"""Several poulpe processes on one real Redis share one workload, and stay correct when a process or Redis dies."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.helpers import accepted, eventually, result
+from tests.poulpe_process import Poulpe
+from tests.redis_server import RedisServer
+from tests.target import Target
+
+Start = Callable[..., Poulpe]
+
+
+def on_redis(redis: RedisServer, prefix: str, *flags: str) -> tuple[str, ...]:
+    return ("--redis", redis.url, "--redis_prefix", prefix, *flags)
+
+
+def counts(proc: Poulpe) -> dict[str, int]:
+    with proc.client() as client:
+        answer: dict[str, int] = client.get("/sys_info").json()["counts"]
+    return answer
+
+
+def ran_on(job: dict[str, object], proc: Poulpe) -> bool:
+    history = job["history"]
+    assert isinstance(history, list)
+    return str(history[-1]["node"]).endswith(f":{proc.proc.pid}")  # type: ignore[union-attr]
+
+
+def test_three_processes_run_a_thousand_jobs_each_exactly_once(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    procs = [poulpe(*on_redis(redis_server, redis_prefix, "--workers", "8"), home=f"p{n}") for n in range(3)]
+    ids = [f"rr-{n}" for n in range(1000)]
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(p.client()) for p in procs]
+        for job_id, client in zip(ids, itertools.cycle(clients), strict=False):
+            accepted(client, id=job_id, method="GET", name=fresh_target.url("/echo"))
+        eventually(lambda: counts(procs[0])["succeeded"] == 1000, timeout=60)
+        seen = fresh_target.count_by_job_id()
+        assert sorted(seen) == sorted(ids)
+        assert set(seen.values()) == {1}  # no job ran twice
+        ran_by = {p.proc.pid: 0 for p in procs if p.proc is not None}
+        for job_id in ids[:300]:
+            node = clients[0].get(f"/jobs/{job_id}").json()["history"][-1]["node"]
+            ran_by[int(node.rsplit(":", 1)[1])] += 1
+    assert all(ran_by.values()), f"every process took a share: {ran_by}"
+
+
+def test_a_killed_process_leaves_its_jobs_to_the_other_once_its_lease_runs_out(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    flags = on_redis(redis_server, redis_prefix, "--workers", "4", "--lease", "2")
+    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    with a.client() as client:
+        ids = [accepted(client, method="GET", name=fresh_target.url("/slow", ms=1500))["id"] for _ in range(8)]
+        eventually(lambda: counts(a)["running"] == 8)  # four on each process
+    a.kill()
+    with b.client() as client:
+        done = [result(client, job_id, timeout=30) for job_id in ids]
+    assert all(job["status"] == "succeeded" for job in done)
+    taken_back = [job for job in done if job["attempts"] == 2]
+    assert len(taken_back) == 4, "the four jobs a was running ran again on b"
+    for job in taken_back:
+        assert "lease ran out" in job["history"][0]["error"]
+        assert ran_on(job, b)
+
+
+def test_a_long_poll_on_one_process_wakes_when_another_finishes_the_job(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
+    b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "4"), home="b")
+    with a.client() as on_a, b.client() as on_b:
+        # a's only worker and three of b's are kept busy, so the job under test can only run on b
+        for _ in range(4):
+            accepted(on_b, method="GET", name=fresh_target.url("/slow", ms=4000))
+        eventually(lambda: counts(a)["running"] == 4)
+        job_id = accepted(on_b, method="GET", name=fresh_target.url("/echo"), delay=0.5)["id"]
+        answer = on_a.get(f"/task_resp/{job_id}", params={"timeout": 20})
+        woke_at = time.time()
+    job = answer.json()
+    assert answer.status_code == 200 and job["status"] == "succeeded"
+    assert ran_on(job, b)
+    assert woke_at - job["finished_at"] < 0.1
+
+
+def test_two_processes_fire_each_cron_time_once(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target, tmp_path: Path
+) -> None:
+    cron = tmp_path / "cron_task"
+    cron.write_text(f"* * * * * * *  {fresh_target.url('/echo', key='tick')}  GET\n")
+    flags = on_redis(redis_server, redis_prefix, "--cron", str(cron))
+    poulpe(*flags, home="a")
+    poulpe(*flags, home="b")
+    time.sleep(4.5)
+    ticks = [call for call in fresh_target.calls if call.query.get("key") == "tick"]
+    assert len(ticks) >= 3
+    per_fire = fresh_target.count_by_job_id()
+    assert all(per_fire[call.job_id] == 1 for call in ticks), per_fire
+
+
+def test_a_job_with_cc_runs_only_on_the_named_worker_of_the_process_that_takes_it(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    flags = on_redis(redis_server, redis_prefix, "--workers", "3")
+    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    with a.client() as client:
+        ids = [accepted(client, method="GET", name=fresh_target.url("/echo"), cc="2")["id"] for _ in range(20)]
+        jobs = [result(client, job_id) for job_id in ids]
+        info = client.get("/sys_info").json()
+    assert {job["history"][-1]["worker"] for job in jobs} == {2}
+    assert info["store"] == "redis" and len(info["workers"]) == 3
+    assert info["counts"]["succeeded"] == 20
+    assert b.proc is not None
+
+
+def test_redis_restarted_during_a_stream_loses_no_acknowledged_job(
+    poulpe: Start, tmp_path: Path, fresh_target: Target
+) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        flags = ("--redis", redis.url, "--workers", "4")
+        procs = [poulpe(*flags, home="a"), poulpe(*flags, home="b")]
+        acknowledged: list[str] = []
+        refused: list[int] = []
+        stop = threading.Event()
+
+        def stream(proc: Poulpe, tag: str) -> None:
+            with proc.client(timeout=10) as client:
+                for n in itertools.count():
+                    if stop.is_set():
+                        return
+                    job = {"id": f"{tag}-{n}", "method": "GET", "name": fresh_target.url("/echo")}
+                    try:
+                        answer = client.post("/task_in_queue", json=job)
+                    except httpx.HTTPError:
+                        continue
+                    if answer.status_code == 202:
+                        acknowledged.append(job["id"])
+                    else:
+                        assert answer.status_code == 503, answer.text
+                        refused.append(answer.status_code)
+                    time.sleep(0.005)
+
+        threads = [threading.Thread(target=stream, args=(p, f"s{i}")) for i, p in enumerate(procs)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        redis.stop()  # SIGTERM: Redis writes its AOF out and exits
+        time.sleep(1.0)
+        redis.start()
+        time.sleep(1.5)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert refused, "submissions while Redis was down were refused with 503"
+        assert len(acknowledged) > 100
+        with procs[0].client() as client:
+            for job_id in acknowledged:
+                assert result(client, job_id, timeout=30)["status"] == "succeeded"
+    finally:
+        redis.stop()

@@ -1,0 +1,56 @@
+"""A real redis-server on a loopback port of its own, with AOF on (as the docs advise), for the tests.
+
+Missing `redis-server` fails the test that needs it: ./scripts/test.sh installs Debian's package.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from tests.poulpe_process import free_port
+
+
+class RedisServer:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        home.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (./scripts/test.sh installs Debian's redis-server)")
+        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home), "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no", "--protected-mode", "no"]
+        log = open(self.home / "redis.log", "ab")  # noqa: SIM115  (kept open by the child)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return self
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM): Redis writes its AOF out before it exits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
