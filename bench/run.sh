@@ -5,11 +5,18 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/bootstrap.sh"
 
-ensure_debian_packages wrk
+ensure_debian_packages wrk redis-server
 ensure_venv
 ensure_installed -e .
 step "pip install -r bench/requirements.txt"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/bench/requirements.txt"
+
+# arq, the Redis peer, needs redis-py < 6: it gets a venv of its own (bench/arq_peer.py).
+if [[ ! -x "$ROOT/.venv-arq/bin/arq" ]]; then
+  step "create .venv-arq (arq, the peer of the Redis measurement)"
+  python3 -m venv "$ROOT/.venv-arq"
+  "$ROOT/.venv-arq/bin/python" -m pip install --quiet --disable-pip-version-check "arq==0.28.0" "aiohttp>=3.10,<4"
+fi
 
 cd "$ROOT"
 export BENCH_COMMAND="./bench/run.sh${*:+ $*}"
