@@ -54,3 +54,43 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
+
+
+class Sentinel:
+    """A Redis Sentinel (`redis-server --sentinel`) watching `master` under the service name `mymaster`."""
+
+    def __init__(self, home: Path, master: RedisServer) -> None:
+        self.home = home
+        self.port = free_port()
+        self.master = master
+        self.proc: subprocess.Popen[bytes] | None = None
+        home.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> Sentinel:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (./scripts/test.sh installs Debian's redis-server)")
+        config = self.home / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.home}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+        )
+        log = open(self.home / "sentinel.log", "ab")  # noqa: SIM115  (kept open by the child)
+        self.proc = subprocess.Popen([exe, str(config), "--sentinel"], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster"):
+                    return self
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"redis sentinel did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None

@@ -13,7 +13,7 @@ import httpx
 
 from tests.e2e.helpers import accepted, eventually, result
 from tests.poulpe_process import Poulpe
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, Sentinel
 from tests.target import Target
 
 Start = Callable[..., Poulpe]
@@ -169,3 +169,18 @@ def test_redis_restarted_during_a_stream_loses_no_acknowledged_job(
                 assert result(client, job_id, timeout=30)["status"] == "succeeded"
     finally:
         redis.stop()
+
+
+def test_poulpe_finds_its_redis_through_sentinel(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target, tmp_path: Path
+) -> None:
+    sentinel = Sentinel(tmp_path / "sentinel", redis_server).start()
+    try:
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0"
+        proc = poulpe("--redis", url, "--redis_prefix", redis_prefix)
+        with proc.client() as client:
+            job_id = accepted(client, method="GET", name=fresh_target.url("/echo"))["id"]
+            assert result(client, job_id)["status"] == "succeeded"
+        assert redis_server.client().exists(f"{{{redis_prefix.rstrip(':')}}}:job:{job_id}")
+    finally:
+        sentinel.stop()
