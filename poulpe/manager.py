@@ -15,6 +15,7 @@ from typing import Any
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import BadRequest, Conflict, NotFound, Unavailable
 from poulpe.job import DEFAULT_RETRY, FINAL, WAITING, Job, Method, RetryPolicy, Status
+from poulpe.metrics import Metrics
 from poulpe.runners import Outcome, Runner
 from poulpe.scheduler import Entry, Scheduler
 from poulpe.store.base import Store
@@ -39,6 +40,7 @@ class JobManager:
         result_ttl: float = 86400.0,
         node: str = "poulpe",
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -48,6 +50,7 @@ class JobManager:
         self.result_ttl = result_ttl
         self.node = node
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.waiters = Waiters()
         self.scheduler = Scheduler(self._on_due, room=self._room, clock=clock)
         self.workers = Workers(workers, self._run, on_free=self.scheduler.poke)
@@ -106,6 +109,7 @@ class JobManager:
             self._seq += 1
             job.seq = self._seq
         stored = await self.store.add(jobs)
+        self.metrics.accepted(stored)
         for job, duplicate in stored:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
@@ -148,6 +152,7 @@ class JobManager:
     # --- running ---------------------------------------------------------------------------------------------
     async def _run(self, job: Job, worker: int) -> None:
         job.begin_attempt(worker, self.node, self.clock())
+        self.metrics.started(job)
         self.store.save_soon(job)
         # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.
         log.debug(
@@ -172,6 +177,7 @@ class JobManager:
         # The worker is free as soon as the outcome is decided; storing it (one group commit) and waking the
         # waiters happen in a task of their own, which a shutdown waits for.
         self._decide(job, outcome)
+        self.metrics.ended(job)
         recording = asyncio.get_running_loop().create_task(self._record(job))
         self._recording.add(recording)
         recording.add_done_callback(self._recording.discard)
