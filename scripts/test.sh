@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 # "command" or "command:debian-package".
 DEBIAN_PACKAGES=(
   openssl  # the mail tests make a TLS certificate with `openssl req`
+  chromium  # the dashboard tests drive Debian's headless Chromium with Playwright (never a downloaded browser)
   # redis-server
 )
 

@@ -167,7 +167,8 @@ async function showDetail() {
       el("td", { class: a.ok ? "status-succeeded" : "status-dead" }, a.ok === null || a.ok === undefined ? "" : a.ok ? "yes" : "no"),
       el("td", {}, a.error ?? "")));
   fill($("detail-history").tBodies[0], rows, "no attempt yet", 6);
-  $("detail-result").textContent = body.result === null ? "(none yet)" : JSON.stringify(body.result, null, 2);
+  const none = WAITING.has(body.status) || body.status === "running" ? "(none yet)" : "(none)";
+  $("detail-result").textContent = body.result === null ? none : JSON.stringify(body.result, null, 2);
 }
 
 async function showDead() {
