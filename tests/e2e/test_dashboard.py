@@ -93,6 +93,9 @@ def test_counts_and_a_new_job_appear_without_reload(page: Page, client: httpx.Cl
     expect(page.locator("#count-succeeded .n")).to_have_text(str(counts["succeeded"]))
     expect(page.locator("#workers tbody tr")).to_have_count(2)
     expect(page.locator("#cron tbody tr")).to_contain_text("new-year")
+    page.reload()  # the token is kept for the tab's session: asked once
+    expect(page.locator("#count-queued .n")).to_be_visible()
+    expect(page.locator("#login")).to_be_hidden()
 
     accepted(client, id="dash-new", method="GET", name=fresh_target.url("/echo"), meta={"order": 42})
     assert result(client, "dash-new")["status"] == "succeeded"
