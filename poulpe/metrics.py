@@ -70,16 +70,20 @@ class Metrics:
         self.jobs = Gauge("poulpe_jobs", "Jobs in the store by status (read at scrape time)", ["status"], registry=r)
         self.worker_busy = Gauge("poulpe_worker_busy", "1 while the worker runs a job", ["worker"], registry=r)
         self.ready = Gauge("poulpe_ready_jobs", "Due jobs waiting in memory for a free worker", registry=r)
-        for method in _METHODS:  # every series exists from the start: rate() and alerts need no special case
-            for counter in (self.jobs_accepted, self.jobs_succeeded, self.jobs_retried, self.jobs_dead):
-                counter.labels(method)
-            self.attempts_failed.labels(method)
+        # Every series exists from the start (rate() and alerts need no special case), and the children are looked
+        # up once: `.labels()` takes a lock and builds a key, which the job's path should not pay each time.
+        self._accepted = {m: self.jobs_accepted.labels(m) for m in _METHODS}
+        self._succeeded = {m: self.jobs_succeeded.labels(m) for m in _METHODS}
+        self._retried = {m: self.jobs_retried.labels(m) for m in _METHODS}
+        self._dead = {m: self.jobs_dead.labels(m) for m in _METHODS}
+        self._failed = {m: self.attempts_failed.labels(m) for m in _METHODS}
+        self._duration = {m: self.attempt_seconds.labels(m) for m in _METHODS}
 
     # --- hooks on the job's path (JobManager) ----------------------------------------------------------------
     def accepted(self, stored: Iterable[tuple[Job, bool]]) -> None:
         for job, duplicate in stored:
             if not duplicate:
-                self.jobs_accepted.labels(job.method.value).inc()
+                self._accepted[job.method.value].inc()
 
     def started(self, job: Job) -> None:
         if job.started_at is not None:
@@ -90,15 +94,15 @@ class Metrics:
         method = job.method.value
         last = job.history[-1] if job.history else None
         if last is not None and last.finished_at is not None:
-            self.attempt_seconds.labels(method).observe(max(0.0, last.finished_at - last.started_at))
+            self._duration[method].observe(max(0.0, last.finished_at - last.started_at))
             if last.ok is False:
-                self.attempts_failed.labels(method).inc()
+                self._failed[method].inc()
         if job.status is Status.SUCCEEDED:
-            self.jobs_succeeded.labels(method).inc()
+            self._succeeded[method].inc()
         elif job.status is Status.RETRYING:
-            self.jobs_retried.labels(method).inc()
+            self._retried[method].inc()
         elif job.status is Status.DEAD:
-            self.jobs_dead.labels(method).inc()
+            self._dead[method].inc()
 
     # --- scrape ----------------------------------------------------------------------------------------------
     def watch(self, name: str, documentation: str, read: Callable[[], float]) -> Collector:
