@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from poulpe import __version__, api
+from poulpe import __version__, api, ops_api
 from poulpe.auth import TokenAuth
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import PoulpeError
@@ -26,6 +26,7 @@ from poulpe.intake.http import task_in_queue
 from poulpe.intake.ws import ws_task
 from poulpe.job import HTTP_METHODS, Method, RetryPolicy
 from poulpe.manager import JobManager
+from poulpe.metrics import ErrorCounter, Metrics
 from poulpe.openapi import document
 from poulpe.responses import json_response
 from poulpe.runners import Runner
@@ -69,12 +70,14 @@ def limits_for(settings: Settings) -> Limits:
 
 def create_app(settings: Settings) -> Starlette:
     limits = limits_for(settings)
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         node = f"{socket.gethostname()}:{os.getpid()}"
         store = open_store(settings, owner=f"{node}:{secrets.token_hex(4)}")
         await store.open()
+        metrics.time_store(store)
         runners = build_runners(settings)
         manager = JobManager(
             store,
@@ -86,6 +89,12 @@ def create_app(settings: Settings) -> Starlette:
             result_ttl=settings.result_ttl,
             lease=settings.lease,
             node=node,
+            metrics=metrics,
+        )
+        dead_errors = metrics.watch(
+            "poulpe_dead_letter_write_errors",
+            "Dead letters that could not be written",
+            lambda: manager.dead.write_errors,
         )
         await manager.start()
         crontab = None
@@ -104,6 +113,7 @@ def create_app(settings: Settings) -> Starlette:
                 "limits": limits,
                 "crontab": crontab,
                 "started_at": time.time(),
+                "metrics": metrics,
             }
         finally:
             if crontab is not None:
@@ -112,6 +122,7 @@ def create_app(settings: Settings) -> Starlette:
             for runner in set(runners.values()):
                 await runner.close()
             await store.close()
+            metrics.registry.unregister(dead_errors)
             log.info("poulpe stopped")
 
     async def openapi(request: Request) -> Response:
@@ -131,10 +142,16 @@ def create_app(settings: Settings) -> Starlette:
         Route("/sys_info", api.sys_info, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         WebSocketRoute("/ws_task", ws_task),
+        # the operator's view
+        Route("/metrics", ops_api.metrics, methods=["GET"]),
+        Route("/cron", ops_api.cron_lines, methods=["GET"]),
+        Route("/", ops_api.dashboard, methods=["GET"]),
+        Route("/dashboard.js", ops_api.dashboard_js, methods=["GET"]),
+        Route("/dashboard.css", ops_api.dashboard_css, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(TokenAuth, token=settings.token)],
+        middleware=[Middleware(ErrorCounter, metrics=metrics), Middleware(TokenAuth, token=settings.token)],
         exception_handlers={PoulpeError: _poulpe_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )

@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from poulpe.responses import json_response
 from poulpe.settings import Secret
 
-OPEN_PATHS = frozenset({"/health"})
+# /health, and the dashboard page itself: it holds no data and asks for the token when a route answers 401
+OPEN_PATHS = frozenset({"/health", "/", "/dashboard.js", "/dashboard.css"})
 
 
 class TokenAuth:

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poulpe",
         description="A job manager for online systems. Every flag can also be given as POULPE_<FLAG>.",
+        epilog="operator commands: poulpe submit | status ID | dead list|retry|rm | cron check FILE (each with --help)",
     )
     parser.add_argument("--version", action="version", version=f"poulpe {__version__}")
 
@@ -185,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["cron", "check"]:
         raise SystemExit(cron_check(argv[2:]))
+    if argv[:1] and argv[0] in ("submit", "status", "dead"):  # operator commands: poulpe/ops_cli.py
+        from poulpe import ops_cli
+
+        raise SystemExit(ops_cli.main(argv))
     try:
         settings = settings_from(argv)
         check_start(settings)

@@ -16,6 +16,7 @@ from poulpe.deadletter import DeadLetters
 from poulpe.errors import BadRequest, Conflict, NotFound, NotHeld, Unavailable
 from poulpe.feeds import INTERRUPTED, LEASE_LOST, LocalFeed, SharedFeed
 from poulpe.job import DEFAULT_RETRY, FINAL, Job, Method, RetryPolicy, Status
+from poulpe.metrics import Metrics
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
 from poulpe.waiters import Waiters
@@ -38,6 +39,7 @@ class JobManager:
         lease: float = 60.0,
         node: str = "poulpe",
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -47,6 +49,7 @@ class JobManager:
         self.result_ttl = result_ttl
         self.node = node
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.waiters = Waiters()
         self.feed: LocalFeed | SharedFeed
         if store.shared:
@@ -110,6 +113,7 @@ class JobManager:
             self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
             job.seq = self._seq
         stored = await self.store.add(jobs)
+        self.metrics.accepted(stored)
         for job, duplicate in stored:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
@@ -173,6 +177,7 @@ class JobManager:
     # --- running ---------------------------------------------------------------------------------------------
     async def _run(self, job: Job, worker: int) -> None:
         job.begin_attempt(worker, self.node, self.clock())
+        self.metrics.started(job)
         self.store.save_soon(job)
         # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.
         log.debug(
@@ -197,6 +202,7 @@ class JobManager:
         # The worker is free as soon as the outcome is decided; storing it (one group commit) and waking the
         # waiters happen in a task of their own, which a shutdown waits for.
         self._decide(job, outcome)
+        self.metrics.ended(job)
         recording = asyncio.get_running_loop().create_task(self._record(job))
         self._recording.add(recording)
         recording.add_done_callback(self._recording.discard)

@@ -478,6 +478,59 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        **_operator_paths(),
+    }
+
+
+def _operator_paths() -> dict[str, Any]:
+    """/metrics, /cron and the dashboard page with its script and style (poulpe/ops_api.py)."""
+    cron_line = _object(
+        {
+            "line": _INT,
+            "expr": _STR,
+            "name": _STR,
+            "method": {"type": "string", "enum": _METHODS},
+            "id_prefix": _STR,
+            "next": {"type": "array", "items": _NUM, "description": "The next fire times, unix seconds."},
+        },
+        ["line", "expr", "name", "method", "id_prefix", "next"],
+    )
+    cron = _object(
+        {"file": _STR_OR_NULL, "timezone": _STR_OR_NULL, "lines": {"type": "array", "items": cron_line}},
+        ["file", "timezone", "lines"],
+    )
+
+    def page(operation: str, media: str, summary: str) -> dict[str, Any]:
+        return {
+            "get": {
+                "operationId": operation,
+                "summary": summary,
+                "security": [],
+                "responses": {"200": {"description": summary, "content": {media: {"schema": _STR}}}},
+            }
+        }
+
+    return {
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus text format: jobs by method and status, workers, attempt and store latency",
+                "responses": {
+                    "200": {"description": "Metrics", "content": {"text/plain": {"schema": _STR}}},
+                    **_errors(),
+                },
+            }
+        },
+        "/cron": {
+            "get": {
+                "operationId": "cronLines",
+                "summary": "The cron file's job lines and their next fire times (empty without --cron)",
+                "responses": {"200": _json(cron, "Cron lines"), **_errors()},
+            }
+        },
+        "/": page("dashboard", "text/html", "The dashboard page; no token needed to load it (its data routes need it)"),
+        "/dashboard.js": page("dashboardScript", "text/javascript", "The dashboard's script"),
+        "/dashboard.css": page("dashboardStyle", "text/css", "The dashboard's style"),
     }
 
 

@@ -34,3 +34,11 @@ def test_script_is_executable_and_parses(script: Path) -> None:
 def test_pyproject_declares_the_poulpe_command() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"]["poulpe"] == "poulpe.cli:main"
+
+
+def test_the_dashboard_ships_in_the_package() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["poulpe.dashboard"]
+    files = {path.name for path in (ROOT / "poulpe" / "dashboard").iterdir() if not path.name.endswith(".py")}
+    assert {"index.html", "dashboard.js", "dashboard.css"} <= files
+    assert all(any(Path(name).match(pattern) for pattern in shipped) for name in files - {"__pycache__"})

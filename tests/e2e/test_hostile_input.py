@@ -292,7 +292,7 @@ def test_a_bad_query_string_is_refused_naming_the_parameter(client: httpx.Client
         ("GET", "/jobs/%E2%80%AE%F0%9F%90%99"),
         ("GET", "/jobs/..%2F..%2Fetc%2Fpasswd"),
         ("GET", "/dead/..%2F..%2Fetc%2Fpasswd"),
-        ("GET", "/dead/.."),
+        ("GET", "/dead/%2E%2E"),  # a bare `/dead/..` is `/` once the client removes dot segments: the dashboard
         ("DELETE", "/dead/%2e%2e"),
         ("POST", "/dead/%2e%2e/retry"),
         ("GET", "/jobs/%0d%0aSet-Cookie:%20x=1"),

@@ -1,0 +1,176 @@
+"""Prometheus metrics of one poulpe process (`GET /metrics`).
+
+Each app owns its registry (never prometheus-client's global one), so several apps in one process or one test run
+do not clash. Labels are bounded: method, status, worker number, store operation, HTTP status. Never a job id or a
+URL. Counters count what this process did since it started; the gauges (jobs by status, busy workers) are read at
+scrape time from the store and the workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from poulpe.job import Job, Method, Status
+from poulpe.store.base import Store
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_METHODS = [m.value for m in Method]
+_STATUSES = [s.value for s in Status]
+# Attempts run from milliseconds (a local target) to the 30 s default timeout and beyond.
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# SPEC 4.3 promises a start within a few milliseconds of the due time when a worker is free.
+_LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300)
+_STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+# Store methods that are not timed: open/close happen once, and the rest is not an operation on jobs.
+_UNTIMED = frozenset({"open", "close"})
+
+
+class Metrics:
+    """Every metric poulpe exports; JobManager calls `accepted`, `started` and `ended` on the job's path."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.jobs_accepted = Counter("poulpe_jobs_accepted", "Jobs stored from any intake", ["method"], registry=r)
+        self.jobs_succeeded = Counter("poulpe_jobs_succeeded", "Jobs that ended succeeded", ["method"], registry=r)
+        self.jobs_retried = Counter(
+            "poulpe_jobs_retried", "Failed attempts followed by another attempt", ["method"], registry=r
+        )
+        self.jobs_dead = Counter("poulpe_jobs_dead", "Jobs that ran out of attempts", ["method"], registry=r)
+        self.attempts_failed = Counter("poulpe_attempts_failed", "Attempts that failed", ["method"], registry=r)
+        self.attempt_seconds = Histogram(
+            "poulpe_attempt_duration_seconds",
+            "Duration of one attempt",
+            ["method"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.lateness_seconds = Histogram(
+            "poulpe_job_lateness_seconds",
+            "Attempt start minus the job's due time (run_at)",
+            buckets=_LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.store_seconds = Histogram(
+            "poulpe_store_operation_seconds", "Latency of store operations", ["op"], buckets=_STORE_BUCKETS, registry=r
+        )
+        self.store_errors = Counter("poulpe_store_errors", "Store operations that raised", ["op"], registry=r)
+        self.http_errors = Counter(
+            "poulpe_intake_errors", "HTTP requests answered with an error, by status code", ["status"], registry=r
+        )
+        self.jobs = Gauge("poulpe_jobs", "Jobs in the store by status (read at scrape time)", ["status"], registry=r)
+        self.worker_busy = Gauge("poulpe_worker_busy", "1 while the worker runs a job", ["worker"], registry=r)
+        self.ready = Gauge("poulpe_ready_jobs", "Due jobs waiting in memory for a free worker", registry=r)
+        # Every series exists from the start (rate() and alerts need no special case), and the children are looked
+        # up once: `.labels()` takes a lock and builds a key, which the job's path should not pay each time.
+        self._accepted = {m: self.jobs_accepted.labels(m) for m in _METHODS}
+        self._succeeded = {m: self.jobs_succeeded.labels(m) for m in _METHODS}
+        self._retried = {m: self.jobs_retried.labels(m) for m in _METHODS}
+        self._dead = {m: self.jobs_dead.labels(m) for m in _METHODS}
+        self._failed = {m: self.attempts_failed.labels(m) for m in _METHODS}
+        self._duration = {m: self.attempt_seconds.labels(m) for m in _METHODS}
+
+    # --- hooks on the job's path (JobManager) ----------------------------------------------------------------
+    def accepted(self, stored: Iterable[tuple[Job, bool]]) -> None:
+        for job, duplicate in stored:
+            if not duplicate:
+                self._accepted[job.method.value].inc()
+
+    def started(self, job: Job) -> None:
+        if job.started_at is not None:
+            self.lateness_seconds.observe(max(0.0, job.started_at - job.run_at))
+
+    def ended(self, job: Job) -> None:
+        """After an attempt's outcome is decided: its duration, and what became of the job."""
+        method = job.method.value
+        last = job.history[-1] if job.history else None
+        if last is not None and last.finished_at is not None:
+            self._duration[method].observe(max(0.0, last.finished_at - last.started_at))
+            if last.ok is False:
+                self._failed[method].inc()
+        if job.status is Status.SUCCEEDED:
+            self._succeeded[method].inc()
+        elif job.status is Status.RETRYING:
+            self._retried[method].inc()
+        elif job.status is Status.DEAD:
+            self._dead[method].inc()
+
+    # --- scrape ----------------------------------------------------------------------------------------------
+    def watch(self, name: str, documentation: str, read: Callable[[], float]) -> Collector:
+        """Export a counter kept elsewhere (e.g. DeadLetters.write_errors), read at scrape time."""
+        collector = _ReadCounter(name, documentation, read)
+        self.registry.register(collector)
+        return collector
+
+    def exposition(self, *, counts: Mapping[str, int], running: Sequence[Job | None], ready: int) -> bytes:
+        """The text format, with the gauges set from the state given (read by the caller just before)."""
+        for status in _STATUSES:
+            self.jobs.labels(status).set(counts.get(status, 0))
+        for worker, job in enumerate(running):
+            self.worker_busy.labels(str(worker)).set(0 if job is None else 1)
+        self.ready.set(ready)
+        return generate_latest(self.registry)
+
+    # --- store timing ----------------------------------------------------------------------------------------
+    def time_store(self, store: Store) -> None:
+        """Time every async method of the store's contract, on this store object (any backend)."""
+        for name, member in inspect.getmembers(Store):
+            if name.startswith("_") or name in _UNTIMED or not inspect.iscoroutinefunction(member):
+                continue
+            setattr(store, name, self._timed(name, getattr(store, name)))
+
+    def _timed(self, op: str, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        histogram, errors = self.store_seconds.labels(op), self.store_errors.labels(op)
+
+        @functools.wraps(call)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await call(*args, **kwargs)
+            except BaseException:
+                errors.inc()
+                raise
+            finally:
+                histogram.observe(time.perf_counter() - started)
+
+        return timed
+
+
+class _ReadCounter(Collector):
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self.name, self.documentation, self.read = name, documentation, read
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.read())
+
+    def describe(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation)
+
+
+class ErrorCounter:
+    """Pure ASGI middleware: counts HTTP answers of status 400 and above (401s from the token check included)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                self.metrics.http_errors.labels(str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

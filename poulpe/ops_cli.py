@@ -1,0 +1,393 @@
+"""`poulpe submit | status | dead`: operator commands that talk to a running poulpe over HTTP.
+
+They find poulpe with `--url` (or POULPE_URL, else http://127.0.0.1:$POULPE_PORT, port 8000 by default) and send
+POULPE_TOKEN as the bearer token (from the environment only: a flag would show it in `ps`). Output is a readable
+table, or the server's JSON with `--json`. The exit status says what happened, for scripts (EXIT_HELP below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+COMMANDS = frozenset({"submit", "status", "dead"})
+OK, FAILED, REFUSED, NOT_FOUND, NOT_FINAL, UNREACHABLE, UNAUTHORIZED = 0, 1, 2, 3, 4, 5, 6
+EXIT_HELP = """exit status:
+  0  done (with --wait: the job succeeded)
+  1  the job ended dead or cancelled
+  2  bad usage, or poulpe refused the request (400, 409, 413, 415)
+  3  no such job or dead letter (404)
+  4  --wait: the job is not final yet
+  5  poulpe cannot be reached or is unavailable (503, 5xx)
+  6  missing or wrong token (401): set POULPE_TOKEN
+"""
+FINAL = {"succeeded", "dead", "cancelled"}
+CELL = 60  # widest table cell; longer values are cut with an ellipsis
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+class Client:
+    """JSON over HTTP with the stdlib. Proxies are not used: poulpe is an internal service."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def call(self, method: str, path: str, body: Any = None, *, timeout: float = 30.0) -> tuple[int, Any]:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with self.opener.open(request, timeout=timeout) as response:
+                return response.status, _json(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, _json(exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CommandError(f"cannot reach poulpe at {self.url}: {reason}", UNREACHABLE) from None
+
+    def expect(self, method: str, path: str, body: Any = None, *, timeout: float = 30.0) -> tuple[int, Any]:
+        """The answer when it is a success (2xx); a CommandError with the right exit status otherwise."""
+        status, answer = self.call(method, path, body, timeout=timeout)
+        if status < 300:
+            return status, answer
+        raise CommandError(_error_text(status, answer), _exit_for(status))
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return {"error": data[:200].decode("utf-8", "replace")}
+
+
+def _error_text(status: int, answer: Any) -> str:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    field = answer.get("field") if isinstance(answer, dict) else None
+    text = f"{status}: {error or 'error'}" + (f" (field {field})" if field else "")
+    if status == 401:
+        text += ": set POULPE_TOKEN"
+    return text
+
+
+def _exit_for(status: int) -> int:
+    if status == 401:
+        return UNAUTHORIZED
+    if status == 404:
+        return NOT_FOUND
+    if status >= 500:
+        return UNREACHABLE
+    return REFUSED
+
+
+# --- output ------------------------------------------------------------------------------------------------
+def _clean(value: Any) -> str:
+    """A value as one printable line: a job's name may hold terminal escape sequences."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= CELL else text[: CELL - 1] + "…"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[_clean(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def when(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def show_job(job: dict[str, Any]) -> str:
+    fields = [
+        ("id", job.get("id")),
+        ("method", job.get("method")),
+        ("name", job.get("name")),
+        ("status", job.get("status")),
+        ("attempts", job.get("attempts")),
+        ("created", when(job.get("created_at"))),
+        ("run at", when(job.get("run_at"))),
+        ("finished", when(job.get("finished_at"))),
+        ("error", job.get("error")),
+    ]
+    out = [f"{key + ':':<10}{_clean(value)}" for key, value in fields if value not in (None, "")]
+    history = job.get("history") or []
+    if history:
+        rows = [
+            [
+                a.get("n"),
+                a.get("worker"),
+                when(a.get("started_at")),
+                f"{(a['finished_at'] - a['started_at']) * 1000:.1f} ms" if a.get("finished_at") else "running",
+                {True: "yes", False: "no"}.get(a.get("ok"), ""),
+                a.get("error"),
+            ]
+            for a in history
+        ]
+        out += ["", table(["#", "worker", "started", "took", "ok", "error"], rows)]
+    if job.get("result") is not None:
+        out += ["", "result:", json.dumps(job["result"], indent=2, ensure_ascii=False)]
+    return "\n".join(out)
+
+
+def _job_exit(job: dict[str, Any], waited: bool) -> int:
+    status = job.get("status")
+    if status in ("dead", "cancelled"):
+        return FAILED
+    if waited and status not in FINAL:
+        return NOT_FINAL
+    return OK
+
+
+# --- commands ----------------------------------------------------------------------------------------------
+def submit(client: Client, args: argparse.Namespace) -> int:
+    job: Any = {}
+    if args.method is None and args.name is None:
+        if sys.stdin.isatty():
+            raise CommandError("give --method and --name, or the job JSON on stdin", REFUSED)
+        try:
+            job = json.loads(sys.stdin.read())
+        except ValueError as exc:
+            raise CommandError(f"stdin is not JSON: {exc}", REFUSED) from None
+    flags = {
+        "id": args.id,
+        "method": args.method,
+        "name": args.name,
+        "params": args.params,
+        "delay": args.delay,
+        "at": args.at,
+        "cc": args.cc,
+        "timeout": args.timeout,
+        "callback": args.callback,
+        "retry": _json_flag(args.retry, "--retry"),
+        "meta": _json_flag(args.meta, "--meta"),
+        "headers": _headers(args.header),
+        "wait": args.wait,
+    }
+    given = {key: value for key, value in flags.items() if value is not None}
+    if isinstance(job, dict):
+        job.update(given)
+    elif given.keys() - {"wait"}:
+        raise CommandError("job flags go with one job, not with a batch on stdin", REFUSED)
+    status, answer = client.expect("POST", "/task_in_queue", job, timeout=(args.wait or 0) + 30)
+    if isinstance(answer, list):
+        return _batch(answer, args.json)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif answer.get("duplicate"):
+        print(f"{_clean(answer['id'])}: already known, {answer['status']} (not submitted again)")
+    elif status == 200 or answer.get("result") == "Timeout":
+        print(show_job(answer))
+    else:
+        print(f"{_clean(answer['id'])}: {answer['status']}, runs at {when(answer['run_at'])}")
+    return _job_exit(answer, args.wait is not None)
+
+
+def _batch(answers: list[Any], raw: bool) -> int:
+    if raw:
+        print(json.dumps(answers, indent=2))
+    else:
+        rows = [[a.get("id"), a.get("status") or a.get("result"), a.get("error")] for a in answers]
+        print(table(["id", "status", "error"], rows))
+    return REFUSED if any(a.get("result") == "Fail" for a in answers) else OK
+
+
+def _json_flag(value: str | None, flag: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise CommandError(f"{flag} must be JSON", REFUSED) from None
+
+
+def _headers(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    headers = {}
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not sep or not name.strip():
+            raise CommandError(f"--header takes NAME:VALUE, not {pair!r}", REFUSED)
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def status(client: Client, args: argparse.Namespace) -> int:
+    job_id = quote(args.id, safe="")
+    if args.wait is not None:
+        _, job = client.expect("GET", f"/task_resp/{job_id}?timeout={args.wait:g}", timeout=args.wait + 30)
+    else:
+        _, job = client.expect("GET", f"/jobs/{job_id}")
+    print(json.dumps(job, indent=2) if args.json else show_job(job))
+    return _job_exit(job, args.wait is not None)
+
+
+def dead(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        if args.ids or args.all:
+            raise CommandError("dead list takes no ids (see --page and --size)", REFUSED)
+        return _dead_list(client, args)
+    ids = list(args.ids)
+    if args.all and args.action != "retry":
+        raise CommandError("--all goes with retry only", REFUSED)
+    if args.action == "retry" and args.all:
+        if ids:
+            raise CommandError("give ids or --all, not both", REFUSED)
+        ids = _all_dead(client)
+    elif not ids:
+        raise CommandError(
+            f"dead {args.action}: give one or more job ids" + (" or --all" * (args.action == "retry")), REFUSED
+        )
+    worst = OK
+    for job_id in ids:
+        path = f"/dead/{quote(job_id, safe='')}" + ("/retry" if args.action == "retry" else "")
+        try:
+            client.expect("POST" if args.action == "retry" else "DELETE", path)
+        except CommandError as exc:
+            if exc.code in (UNREACHABLE, UNAUTHORIZED):
+                raise
+            print(f"{_clean(job_id)}: {exc.message}", file=sys.stderr)
+            worst = max(worst, exc.code)
+            continue
+        print(f"{_clean(job_id)}: {'queued again' if args.action == 'retry' else 'deleted'}")
+    if args.action == "retry" and args.all and not ids:
+        print("no dead letters")
+    return worst
+
+
+def _all_dead(client: Client) -> list[str]:
+    """Every dead letter's id, read before any is retried (a retry takes its letter out of the listing)."""
+    ids: list[str] = []
+    page = 1
+    while True:
+        _, answer = client.expect("GET", f"/dead?{urlencode({'page': page, 'size': 1000})}")
+        ids += [item["id"] for item in answer["dead"]]
+        if len(ids) >= answer["total"] or not answer["dead"]:
+            return ids
+        page += 1
+
+
+def _dead_list(client: Client, args: argparse.Namespace) -> int:
+    _, answer = client.expect("GET", f"/dead?{urlencode({'page': args.page, 'size': args.size})}")
+    letters = []
+    for item in answer["dead"]:
+        status, letter = client.call("GET", f"/dead/{quote(item['id'], safe='')}")
+        letters.append({**item, **(letter if status == 200 and isinstance(letter, dict) else {})})
+    if args.json:
+        print(json.dumps({**answer, "dead": letters}, indent=2))
+        return OK
+    rows = [[d["id"], d["day"], d.get("method"), d.get("name"), d.get("attempts"), d.get("error")] for d in letters]
+    print(table(["id", "day", "method", "name", "attempts", "error"], rows))
+    print(f"{answer['total']} dead letter{'' if answer['total'] == 1 else 's'} (page {args.page}, {args.size} a page)")
+    return OK
+
+
+# --- parsing -----------------------------------------------------------------------------------------------
+def default_url() -> str:
+    return os.environ.get("POULPE_URL") or f"http://127.0.0.1:{os.environ.get('POULPE_PORT') or 8000}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=default_url(), help="poulpe's address (default: POULPE_URL, or local)")
+    common.add_argument("--json", action="store_true", help="print poulpe's JSON answer as is")
+    parser = argparse.ArgumentParser(
+        prog="poulpe",
+        description="Operator commands for a running poulpe. The token comes from POULPE_TOKEN.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    sub = commands.add_parser(
+        "submit",
+        parents=[common],
+        help="submit a job from flags, or its JSON on stdin",
+        description="Submit a job from flags, or its JSON (one job or a batch) on stdin; flags override stdin.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument("-m", "--method", help="GET POST PUT PATCH DELETE EXEC MAIL_TO QUEUE")
+    sub.add_argument("-n", "--name", help="URL, program, recipient or task type")
+    sub.add_argument("-p", "--params", help="query string, JSON body, program arguments or mail JSON")
+    sub.add_argument("--id")
+    sub.add_argument("--delay", type=float, help="seconds from now")
+    sub.add_argument("--at", help="unix seconds or ISO-8601 time with offset")
+    sub.add_argument("--cc", help='workers that may run it, e.g. "1 3"')
+    sub.add_argument("--timeout", type=float, help="limit of one attempt, seconds")
+    sub.add_argument("--retry", help='retry policy as JSON, e.g. \'{"max": 5, "backoff": "exponential"}\'')
+    sub.add_argument("--header", action="append", metavar="NAME:VALUE", help="extra request header (repeatable)")
+    sub.add_argument("--callback", help="URL that gets the result once the job is final")
+    sub.add_argument("--meta", help="JSON object kept with the job")
+    sub.add_argument("--wait", type=_seconds, nargs="?", const=30.0, help="wait up to this many seconds (30)")
+    sub.set_defaults(run=submit)
+    sub = commands.add_parser(
+        "status",
+        parents=[common],
+        help="a job's state, attempts and result",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument("id")
+    sub.add_argument("--wait", type=_seconds, nargs="?", const=30.0, help="wait up to this many seconds (30)")
+    sub.set_defaults(run=status)
+    sub = commands.add_parser(
+        "dead",
+        parents=[common],
+        help="dead letters: list, retry ID|--all, rm ID",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument("action", choices=["list", "retry", "rm"])
+    sub.add_argument("ids", nargs="*", metavar="ID")
+    sub.add_argument("--all", action="store_true", help="retry: every dead letter")
+    sub.add_argument("--page", type=int, default=1)
+    sub.add_argument("--size", type=int, default=50)
+    sub.set_defaults(run=dead)
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 300:
+        raise argparse.ArgumentTypeError("between 0 and 300 seconds")
+    return value
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    client = Client(args.url, os.environ.get("POULPE_TOKEN") or None)
+    try:
+        code: int = args.run(client, args)
+    except CommandError as exc:
+        print(f"poulpe {args.command}: {exc.message}", file=sys.stderr)
+        return exc.code
+    return code
