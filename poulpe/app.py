@@ -19,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from poulpe import __version__, api
 from poulpe.auth import TokenAuth
+from poulpe.compat.routes import routes as compat_routes
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import PoulpeError
 from poulpe.intake.http import task_in_queue
@@ -128,6 +129,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/sys_info", api.sys_info, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         WebSocketRoute("/ws_task", ws_task),
+        *compat_routes(),  # kingtask and easyTask (poulpe/compat/)
     ]
     return Starlette(
         routes=routes,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from poulpe import __version__
+from poulpe.compat.openapi import paths as compat_paths
 from poulpe.job import Method, Status
 from poulpe.validate import ID_PATTERN, MAX_BATCH, MAX_META, MAX_PARAMS, MAX_SECONDS, MAX_UNIX
 
@@ -492,7 +493,7 @@ def document() -> dict[str, Any]:
             '`{"result": "Fail", "error": <sentence>, "field": <field or null>}`. The WebSocket intake `/ws_task` '
             "takes the same job JSON (docs/api.md); it is not an OpenAPI operation.",
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **compat_paths()},  # compat: kingtask, easyTask, external workers
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

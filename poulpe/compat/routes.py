@@ -1,0 +1,19 @@
+"""The routes of the compatibility intakes, for app.py to mount in one line."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from poulpe.compat import kingtask
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/v1/task", kingtask.script, methods=["POST"]),
+        Route("/api/v1/task/script", kingtask.script, methods=["POST"]),
+        Route("/api/v1/task/rpc", kingtask.rpc, methods=["POST"]),
+        Route("/api/v1/task/result/{id}", kingtask.result, methods=["GET"]),
+        Route("/api/v1/task/count/undo", kingtask.count_undo, methods=["GET"]),
+        Route("/api/v1/task/result/success/{date}", kingtask.count_success, methods=["GET"]),
+        Route("/api/v1/task/result/failure/{date}", kingtask.count_failure, methods=["GET"]),
+    ]
