@@ -22,6 +22,7 @@ from poulpe.auth import TokenAuth
 from poulpe.compat.routes import routes as compat_routes
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import PoulpeError
+from poulpe.external import ExternalWorkers
 from poulpe.intake.http import task_in_queue
 from poulpe.intake.ws import ws_task
 from poulpe.job import HTTP_METHODS, Method, RetryPolicy
@@ -93,6 +94,8 @@ def create_app(settings: Settings) -> Starlette:
             crontab = Crontab(settings.cron, manager, limits, tz=settings.zone)
             crontab.load()
             crontab.start()
+        external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
+        await external.start()
         app.state.manager = manager
         log.info("poulpe ready: %s store, %d workers", store.kind, settings.workers)
         try:
@@ -101,11 +104,13 @@ def create_app(settings: Settings) -> Starlette:
                 "settings": settings,
                 "limits": limits,
                 "crontab": crontab,
+                "external": external,
                 "started_at": time.time(),
             }
         finally:
             if crontab is not None:
                 await crontab.stop()
+            await external.stop()
             await manager.stop(settings.grace)
             for runner in set(runners.values()):
                 await runner.close()

@@ -67,6 +67,8 @@ class JobManager:
         pending = await self.store.pending()
         interrupted = [p.id for p in pending if p.status is Status.RUNNING]
         for job in await self.store.get_many(interrupted):
+            if job.method is Method.QUEUE:
+                continue  # held by an external worker under a lease that outlives this process (external.py)
             job.end_attempt(False, INTERRUPTED, self.clock())
             job.status, job.run_at = Status.QUEUED, self.clock()
             await self.store.save(job)
@@ -337,6 +339,32 @@ class JobManager:
                     log.info("purged %d expired results", purged)
             except Exception as exc:
                 log.warning("purging expired results failed: %s", exc)
+
+    # --- external workers (poulpe/external.py) -----------------------------------------------------------------
+    async def finish_external(self, job: Job, outcome: Outcome, holder: str) -> bool:
+        """End a leased QUEUE job's attempt with its worker's report (or its lease's expiry): the same decision as
+        a worker's attempt (retry policy, dead letter, waiters). Stored only if `holder` still holds the attempt;
+        False, and nothing changed, otherwise."""
+        self._decide(job, outcome)
+        job.lease_holder = job.lease_until = None
+        if job.status is Status.DEAD:
+            await self._write_dead_letter(job)
+        if not await self.store.save_if_held(job, holder):
+            if job.status is Status.DEAD:
+                with contextlib.suppress(OSError):
+                    await self.dead.remove(job.id)
+            return False
+        log.info(
+            "job %s %s attempt=%d worker=%s%s",
+            job.id,
+            job.status,
+            job.attempts,
+            holder,
+            f" error={job.error!r}" if job.error else "",
+        )
+        if job.final:
+            self.waiters.notify(job)
+        return True
 
 
 def check_page(page: int, size: int) -> None:

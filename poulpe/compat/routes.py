@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from poulpe import api_workers
 from poulpe.compat import kingtask
 
 
 def routes() -> list[Route]:
+    """Also the external workers' own routes (poulpe/api_workers.py), which easyTask's routes are mapped onto."""
     return [
+        *api_workers.routes(),
         Route("/api/v1/task", kingtask.script, methods=["POST"]),
         Route("/api/v1/task/script", kingtask.script, methods=["POST"]),
         Route("/api/v1/task/rpc", kingtask.rpc, methods=["POST"]),
