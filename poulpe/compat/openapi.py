@@ -265,5 +265,157 @@ def worker_paths() -> dict[str, Any]:
     }
 
 
+# --- easyTask -------------------------------------------------------------------------------------------------------
+def _easytask_answers(data: dict[str, Any], *codes: int) -> dict[str, Any]:
+    refusal = {
+        "type": "object",
+        "required": ["code", "errmsg"],
+        "properties": {"code": {"const": -1}, "errmsg": _STR},
+    }
+    words = {
+        400: "Bad input (errmsg names the field)",
+        404: "No such task",
+        409: "The task is not held by this worker",
+        413: "Body too large",
+        503: "Store unreachable or shutting down",
+    }
+    ok = {"type": "object", "required": ["code", "data"], "properties": {"code": {"const": 0}, "data": data}}
+    return {
+        "200": _json(ok, "Done"),
+        **{str(code): _json(refusal, words[code]) for code in codes},
+        **_unauthorized(),
+    }
+
+
+def _query_param(name: str, schema: dict[str, Any], description: str, *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def _easytask_get(
+    operation: str, summary: str, parameters: list[dict[str, Any]], data: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation,
+            "summary": summary,
+            "tags": ["easyTask"],
+            "parameters": parameters,
+            "responses": _easytask_answers(data, 400, 503),
+        }
+    }
+
+
+def easytask_paths() -> dict[str, Any]:
+    kind = {"type": "string", "pattern": TYPE_PATTERN}
+    worker = {"type": "string", "pattern": WORKER_PATTERN}
+    record = {
+        "type": "object",
+        "required": [
+            "id",
+            "tid",
+            "rid",
+            "task_type",
+            "task_info",
+            "stat",
+            "add_time",
+            "update_time",
+            "client",
+            "remark",
+        ],
+        "properties": {
+            "id": {"type": "integer", "description": "The record id: poulpe's acceptance number."},
+            "tid": {"type": "string", "description": "poulpe's job id."},
+            "rid": _STR,
+            "task_type": _STR,
+            "task_info": {},
+            "stat": {"enum": [1, 2, 3, -1], "description": "1 new, 2 processing, 3 done, -1 error."},
+            "add_time": _STR,
+            "update_time": _STR,
+            "rapper": _STR,
+            "client": {"type": "string", "description": "The worker holding or last running the task."},
+            "remark": _STR,
+        },
+    }
+    put_body = {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "rid": {"type": ["string", "integer", "null"], "description": "Your record id, kept in meta.rid."},
+            "tid": {
+                "anyOf": [{"type": "null"}, {"type": "string", "pattern": "^(?:[A-Za-z0-9._:-]{1,128})?$"}],
+                "description": "The job id to use (a known one is not stored twice).",
+            },
+            "task_type": {"type": ["string", "null"], "description": "Empty or the type in the path."},
+            "task_info": {"description": "Any JSON: the QUEUE job's params, handed to the worker."},
+            "callback": {"type": ["string", "null"], "description": "An http(s) URL the final result is POSTed to."},
+        },
+    }
+    update_body = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["stat"],
+        "properties": {
+            "id": {
+                "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]{1,18}$"}],
+                "description": "The record id (or give tid).",
+            },
+            "tid": {"anyOf": [{"type": "null"}, {"type": "string"}], "description": "poulpe's job id."},
+            "stat": {"enum": [2, 3, -1, "2", "3", "-1"], "description": "3 done, -1 error (retried by policy)."},
+            "remark": {"type": ["string", "null"]},
+            "name": {"anyOf": [{"type": "null"}, worker], "description": "The worker; default: the lease holder."},
+        },
+    }
+    paged = [
+        _query_param("type", kind, "The task type.", required=True),
+        _query_param("name", worker, "A worker's name: fetch (lease) tasks for it instead of listing."),
+        _query_param("num", {"type": "integer", "minimum": 1, "maximum": 1000}, "How many to fetch (default 1)."),
+        _query_param("pageno", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "Page (default 1)."),
+        _query_param("pagesize", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 10)."),
+    ]
+    type_and_name = [
+        _query_param("type", kind, "The task type.", required=True),
+        _query_param("name", worker, "The worker's name.", required=True),
+    ]
+    ok_word = {"const": "OK"}
+    return {
+        "/api/putask/{type}": {
+            "put": {
+                "operationId": "easytaskPut",
+                "summary": "easyTask: add a task (a QUEUE job of this type); data is its record id",
+                "tags": ["easyTask"],
+                "parameters": [{"name": "type", "in": "path", "required": True, "schema": kind}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": put_body}}},
+                "responses": _easytask_answers({"type": "integer"}, 400, 413, 503),
+            }
+        },
+        "/querytask": _easytask_get(
+            "easytaskQuery",
+            "easyTask: a page of task records, or with `name` a worker's fetch (the tasks are leased to it)",
+            paged,
+            {"type": "array", "items": record},
+        ),
+        "/updatetask": {
+            "post": {
+                "operationId": "easytaskUpdate",
+                "summary": "easyTask: report a fetched task done (stat 3) or failed (stat -1)",
+                "tags": ["easyTask"],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": update_body}}},
+                "responses": _easytask_answers({"type": "null"}, 400, 404, 409, 413, 503),
+            }
+        },
+        "/sayhi": _easytask_get(
+            "easytaskHello", "easyTask: a worker says hi (it then beats every 5 s)", type_and_name, ok_word
+        ),
+        "/beat": _easytask_get("easytaskBeat", "easyTask: a worker's heartbeat", type_and_name, ok_word),
+        "/newtype": _easytask_get(
+            "easytaskNewType",
+            "easyTask: declare a task type (nothing to create in poulpe: the name is checked)",
+            [_query_param("name", kind, "The task type.", required=True)],
+            ok_word,
+        ),
+    }
+
+
 def paths() -> dict[str, Any]:
-    return {**kingtask_paths(), **worker_paths()}
+    return {**kingtask_paths(), **worker_paths(), **easytask_paths()}
