@@ -19,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from poulpe import __version__, api
 from poulpe.auth import TokenAuth
+from poulpe.callbacks import Callbacks
 from poulpe.compat.routes import routes as compat_routes
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import PoulpeError
@@ -86,6 +87,10 @@ def create_app(settings: Settings) -> Starlette:
             result_ttl=settings.result_ttl,
             node=f"{socket.gethostname()}:{os.getpid()}",
         )
+        callbacks = Callbacks(  # listening before the first job can finish
+            manager, allow_hosts=settings.allow_hosts, signing_key=settings.signing_key, version=__version__
+        )
+        callbacks.start()
         await manager.start()
         crontab = None
         if settings.cron is not None:
@@ -112,6 +117,7 @@ def create_app(settings: Settings) -> Starlette:
                 await crontab.stop()
             await external.stop()
             await manager.stop(settings.grace)
+            await callbacks.stop()  # after the drain: jobs ending in the grace period get theirs
             for runner in set(runners.values()):
                 await runner.close()
             await store.close()
