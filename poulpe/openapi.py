@@ -152,6 +152,20 @@ def _schemas() -> dict[str, Any]:
             "meta": {"type": ["object", "null"]},
             "history": {"type": "array", "items": _ref("Attempt"), "maxItems": 20},
             "duplicate": {**_BOOL, "description": "The id was known: this is the existing job, nothing was added."},
+            # QUEUE jobs and callbacks (poulpe/external.py, poulpe/callbacks.py)
+            "worker": {**_STR, "description": "QUEUE: the external worker holding the running attempt."},
+            "lease_until": {**_NUM_OR_NULL, "description": "QUEUE: when that worker's lease ends."},
+            "remark": {**_STR, "description": "QUEUE: the remark its worker reported with the result."},
+            "callback_delivery": _object(
+                {
+                    "attempts": _INT,
+                    "status_code": {"type": ["integer", "null"]},
+                    "error": _STR_OR_NULL,
+                    "delivered_at": _NUM_OR_NULL,
+                },
+                ["attempts", "status_code", "error", "delivered_at"],
+                description="With a callback: how its POST went (it never changes the job's status).",
+            ),
         },
         [
             "id",

@@ -161,3 +161,17 @@ def test_only_queue_jobs_are_reported_by_workers(client: httpx.Client) -> None:
     job_id = accepted(client, method="GET", name="http://127.0.0.1:9/", delay=600)["id"]
     answer = client.post(f"/jobs/{job_id}/complete", json={"worker": "w"})
     assert answer.status_code == 409 and "QUEUE" in answer.json()["error"]
+
+
+def test_the_paged_query_filters_by_type_newest_first(client: httpx.Client) -> None:
+    ids = [accepted(client, method="QUEUE", name=f"page{n % 2}", params=n)["id"] for n in range(6)]
+    lease(client, "page0", "w1")
+    first = client.get("/jobs", params={"type": "page0", "size": 2}).json()
+    second = client.get("/jobs", params={"type": "page0", "size": 2, "page": 2}).json()
+    assert first["total"] == 3
+    assert [job["id"] for job in first["jobs"] + second["jobs"]] == [ids[4], ids[2], ids[0]]
+    running = client.get("/jobs", params={"type": "page0", "status": "running"}).json()
+    assert [job["id"] for job in running["jobs"]] == [ids[0]] and running["jobs"][0]["worker"] == "w1"
+    assert client.get("/jobs", params={"type": "page1", "method": "queue"}).json()["total"] == 3
+    mixed = client.get("/jobs", params={"type": "page1", "method": "GET"})
+    assert mixed.status_code == 400 and mixed.json()["field"] == "type"
