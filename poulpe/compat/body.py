@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -36,7 +37,24 @@ async def read_fields(request: Request, cap: int) -> dict[str, Any]:
         raise BadRequest("the body is neither a JSON object nor a form") from None
     if not isinstance(fields, dict):
         raise BadRequest("the body must be a JSON object")
+    if len(fields) < body.count(b":"):  # maybe a key given twice: parsers disagree on which value wins
+        _refuse_repeated_keys(body)
     return fields
+
+
+def _refuse_repeated_keys(body: bytes) -> None:
+    def check(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BadRequest(f"{key[:64]} is given twice", key[:64])
+            seen.add(key)
+        return {}
+
+    try:
+        json.loads(body, object_pairs_hook=check)
+    except (ValueError, RecursionError):  # msgspec read it: only what json refuses on its own terms is left
+        raise BadRequest("the body is not valid JSON") from None
 
 
 def _form(body: bytes) -> dict[str, Any]:

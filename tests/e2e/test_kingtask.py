@@ -177,3 +177,9 @@ def test_malformed_dates_answer_403(client: httpx.Client, day: str) -> None:
 def test_an_unknown_uuid_answers_403(client: httpx.Client) -> None:
     answer = client.get("/api/v1/task/result/db3e0b22-a249-4ed2-9532-fc6318ccd321")
     assert answer.status_code == 403 and "no task" in answer.json()
+
+
+def test_a_field_given_twice_is_refused(client: httpx.Client) -> None:
+    body = b'{"bin_name": "example", "args": "1 2", "bin_name": "echoargs"}'
+    answer = client.post("/api/v1/task/script", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 403 and "bin_name is given twice" in answer.json()
