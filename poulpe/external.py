@@ -27,6 +27,7 @@ log = logging.getLogger("poulpe.external")
 DEFAULT_BEAT_S = 10.0
 SILENT_BEATS = 3  # a worker is silent after this many beat intervals without a beat
 EXPIRY_BATCH = 100
+FORGET_S = 3600.0  # a worker not heard from for this long, holding nothing, leaves the registry
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Worker:
     beat_s: float | None = None  # set by hello: only a worker that promised beats can fall silent
     held: set[str] = field(default_factory=set)
     silence: asyncio.TimerHandle | None = None
+    forget: asyncio.TimerHandle | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "last_beat": self.last_beat, "jobs": sorted(self.held)}
@@ -61,8 +63,9 @@ class ExternalWorkers:
         if self._expiry is not None:
             self._expiry.cancel()
         for worker in self._workers.values():
-            if worker.silence is not None:
-                worker.silence.cancel()
+            for timer in (worker.silence, worker.forget):
+                if timer is not None:
+                    timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -90,7 +93,20 @@ class ExternalWorkers:
         if worker is None:
             worker = self._workers[(kind, name)] = Worker(kind, name, self.clock())
         worker.last_beat = self.clock()
+        if worker.forget is not None:
+            worker.forget.cancel()
+        worker.forget = asyncio.get_running_loop().call_later(FORGET_S, self._forget, worker)
         return worker
+
+    def _forget(self, worker: Worker) -> None:
+        """Names come and go (a worker per container): the registry keeps only workers heard from lately."""
+        if worker.held:
+            worker.forget = asyncio.get_running_loop().call_later(FORGET_S, self._forget, worker)
+            return
+        if worker.silence is not None:
+            worker.silence.cancel()
+        if self._workers.get((worker.type, worker.name)) is worker:
+            del self._workers[(worker.type, worker.name)]
 
     def _watch(self, worker: Worker) -> None:
         if worker.beat_s is None:
