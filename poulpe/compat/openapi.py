@@ -1,30 +1,20 @@
-"""The compatibility routes in /openapi.json: their request shapes and their own answer shapes."""
+"""The compatibility routes (kingtask, easyTask) in /openapi.json: their request shapes and their own answers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from poulpe.api_workers import TYPE_PATTERN, WORKER_PATTERN
+from poulpe.compat.openapi_parts import NUMBERISH, STR, json_answer, unauthorized
+from poulpe.openapi_workers import worker_paths
 from poulpe.validate import MAX_UNIX
-
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-_NUMBERISH = {"type": ["number", "string", "null"]}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _unauthorized() -> dict[str, Any]:
-    return {"401": _json({"$ref": "#/components/schemas/Error"}, "Missing or wrong bearer token")}
 
 
 def _kingtask_refusal() -> dict[str, Any]:
     return {
-        "403": _json(_STR, "kingtask's error answer: the message as a JSON string"),
-        "503": _json(_STR, "Store unreachable or shutting down: nothing was accepted, retry"),
-        **_unauthorized(),
+        "403": json_answer(STR, "kingtask's error answer: the message as a JSON string"),
+        "503": json_answer(STR, "Store unreachable or shutting down: nothing was accepted, retry"),
+        **unauthorized(),
     }
 
 
@@ -40,7 +30,7 @@ def _kingtask_body(specific: dict[str, Any], required: list[str]) -> dict[str, A
             "anyOf": [{"type": ["string", "null"]}, {"type": "array", "items": {"type": ["number", "string"]}}],
             "description": 'Seconds separated by spaces ("60 600 3600"): one retry after each. Absent: no retry.',
         },
-        "max_run_time": {**_NUMBERISH, "description": "Limit of one attempt, seconds (default --job_timeout)."},
+        "max_run_time": {**NUMBERISH, "description": "Limit of one attempt, seconds (default --job_timeout)."},
         "index": {"description": "Accepted and ignored, as kingtask's clients send it."},
         "task_type": {"description": "Accepted and ignored, as kingtask's clients send it."},
     }
@@ -55,7 +45,7 @@ def _kingtask_submit(operation: str, summary: str, specific: dict[str, Any], req
             "summary": summary,
             "tags": ["kingtask"],
             "requestBody": _kingtask_body(specific, required),
-            "responses": {"200": _json(_STR, "The task's uuid"), **_kingtask_refusal()},
+            "responses": {"200": json_answer(STR, "The task's uuid"), **_kingtask_refusal()},
         }
     }
 
@@ -71,7 +61,7 @@ def _kingtask_count(operation: str, summary: str, *path_params: str) -> dict[str
             "summary": summary,
             "tags": ["kingtask"],
             "parameters": parameters,
-            "responses": {"200": _json({"type": "integer", "minimum": 0}, "The count"), **_kingtask_refusal()},
+            "responses": {"200": json_answer({"type": "integer", "minimum": 0}, "The count"), **_kingtask_refusal()},
         }
     }
 
@@ -80,7 +70,7 @@ def kingtask_paths() -> dict[str, Any]:
     script = {
         "bin_name": {"type": "string", "description": "A program's file name inside --exec_dir."},
         "args": {
-            "anyOf": [{"type": ["string", "null"]}, {"type": "array", "items": _STR}],
+            "anyOf": [{"type": ["string", "null"]}, {"type": "array", "items": STR}],
             "description": "Arguments separated by spaces (no quoting, as kingtask split them).",
         },
     }
@@ -93,14 +83,14 @@ def kingtask_paths() -> dict[str, Any]:
         },
     }
     script_summary = "kingtask: run a program in --exec_dir (an EXEC job)"
-    result = _json(
+    result = json_answer(
         {
             "type": "object",
             "required": ["is_result_exist", "is_success", "message"],
             "properties": {
                 "is_result_exist": {"enum": [0, 1]},
                 "is_success": {"enum": [0, 1]},
-                "message": _STR,
+                "message": STR,
             },
         },
         "is_result_exist 0 while the task is not final; message: stdout or response body, or the error",
@@ -132,145 +122,12 @@ def kingtask_paths() -> dict[str, Any]:
     }
 
 
-# --- external workers (SPEC 6) ----------------------------------------------------------------------------------
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _poulpe_errors(*codes: int) -> dict[str, Any]:
-    words = {
-        400: "Bad input: the field is named",
-        404: "No such job (or it expired)",
-        409: "The job is not held by this worker (or not a QUEUE job)",
-        413: "Body too large",
-        415: "Body not sent as application/json",
-        503: "Store unreachable or shutting down",
-    }
-    return {str(code): _json(_ref("Error"), words[code]) for code in codes} | _unauthorized()
-
-
-def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "required": required, "properties": properties, "additionalProperties": False}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _worker_post(operation: str, summary: str, body: dict[str, Any], ok: dict[str, Any], path: str) -> dict[str, Any]:
-    param = (
-        {"name": "type", "in": "path", "required": True, "schema": {"type": "string", "pattern": TYPE_PATTERN}}
-        if path == "type"
-        else {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-    )
-    errors = (400, 413, 415, 503) if path == "type" else (400, 404, 409, 413, 415, 503)
-    return {
-        "post": {
-            "operationId": operation,
-            "summary": summary,
-            "tags": ["workers"],
-            "parameters": [param],
-            "requestBody": body,
-            "responses": {"200": ok, **_poulpe_errors(*errors)},
-        }
-    }
-
-
-def worker_paths() -> dict[str, Any]:
-    worker = {"type": "string", "pattern": WORKER_PATTERN, "description": "The worker's name (printable, 1-128)."}
-    listed: dict[str, Any] = {
-        "type": "object",
-        "required": ["type", "name", "last_beat", "jobs"],
-        "properties": {
-            "type": _STR,
-            "name": _STR,
-            "last_beat": {"type": "number"},
-            "jobs": {"type": "array", "items": _STR, "description": "Ids of the jobs it holds a lease on."},
-        },
-    }
-    beat_ok = _json({**listed, "properties": {**listed["properties"], "result": {"enum": ["OK"]}}}, "Known")
-    leased = {
-        "type": "object",
-        "required": ["id", "type", "params", "attempt", "lease_until"],
-        "properties": {
-            "id": _STR,
-            "type": _STR,
-            "params": {},
-            "meta": {"type": ["object", "null"]},
-            "attempt": _INT,
-            "lease_until": {"type": "number"},
-        },
-    }
-    text = {"type": ["string", "null"], "maxLength": 65536}
-    return {
-        "/workers": {
-            "get": {
-                "operationId": "listWorkers",
-                "summary": "External workers this process knows: last beat and the jobs each holds",
-                "tags": ["workers"],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["workers"],
-                            "properties": {"workers": {"type": "array", "items": listed}},
-                        },
-                        "The workers",
-                    ),
-                    **_unauthorized(),
-                },
-            }
-        },
-        "/workers/{type}/hello": _worker_post(
-            "workerHello",
-            "A worker announces itself; with beat_s it must beat that often (3 missed: its jobs go back)",
-            _body(
-                {"worker": worker, "beat_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 3600}},
-                ["worker"],
-            ),
-            beat_ok,
-            "type",
-        ),
-        "/workers/{type}/heartbeat": _worker_post(
-            "workerHeartbeat", "A worker is alive", _body({"worker": worker}, ["worker"]), beat_ok, "type"
-        ),
-        "/workers/{type}/lease": _worker_post(
-            "workerLease",
-            "Up to n due QUEUE jobs of this type, running for this worker until lease_s from now",
-            _body(
-                {
-                    "worker": worker,
-                    "n": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    "lease_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
-                },
-                ["worker"],
-            ),
-            _json(
-                {"type": "object", "required": ["jobs"], "properties": {"jobs": {"type": "array", "items": leased}}},
-                "The jobs leased (maybe none)",
-            ),
-            "type",
-        ),
-        "/jobs/{id}/complete": _worker_post(
-            "completeJob",
-            "The lease holder reports the job done",
-            _body({"worker": worker, "result": {}, "remark": text}, ["worker"]),
-            _json(_ref("Result"), "The job, final"),
-            "id",
-        ),
-        "/jobs/{id}/fail": _worker_post(
-            "failJob",
-            "The lease holder reports the attempt failed: the job's retry policy applies",
-            _body({"worker": worker, "error": text, "result": {}}, ["worker"]),
-            _json(_ref("Result"), "The job, retrying or dead"),
-            "id",
-        ),
-    }
-
-
 # --- easyTask -------------------------------------------------------------------------------------------------------
 def _easytask_answers(data: dict[str, Any], *codes: int) -> dict[str, Any]:
     refusal = {
         "type": "object",
         "required": ["code", "errmsg"],
-        "properties": {"code": {"const": -1}, "errmsg": _STR},
+        "properties": {"code": {"const": -1}, "errmsg": STR},
     }
     words = {
         400: "Bad input (errmsg names the field)",
@@ -281,9 +138,9 @@ def _easytask_answers(data: dict[str, Any], *codes: int) -> dict[str, Any]:
     }
     ok = {"type": "object", "required": ["code", "data"], "properties": {"code": {"const": 0}, "data": data}}
     return {
-        "200": _json(ok, "Done"),
-        **{str(code): _json(refusal, words[code]) for code in codes},
-        **_unauthorized(),
+        "200": json_answer(ok, "Done"),
+        **{str(code): json_answer(refusal, words[code]) for code in codes},
+        **unauthorized(),
     }
 
 
@@ -325,15 +182,15 @@ def easytask_paths() -> dict[str, Any]:
         "properties": {
             "id": {"type": "integer", "description": "The record id: poulpe's acceptance number."},
             "tid": {"type": "string", "description": "poulpe's job id."},
-            "rid": _STR,
-            "task_type": _STR,
+            "rid": STR,
+            "task_type": STR,
             "task_info": {},
             "stat": {"enum": [1, 2, 3, -1], "description": "1 new, 2 processing, 3 done, -1 error."},
-            "add_time": _STR,
-            "update_time": _STR,
-            "rapper": _STR,
+            "add_time": STR,
+            "update_time": STR,
+            "rapper": STR,
             "client": {"type": "string", "description": "The worker holding or last running the task."},
-            "remark": _STR,
+            "remark": STR,
         },
     }
     put_body = {
