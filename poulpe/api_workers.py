@@ -39,6 +39,7 @@ class LeaseIn(msgspec.Struct, forbid_unknown_fields=True):
     worker: WorkerName
     n: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     lease_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
+    wait: Annotated[float, msgspec.Meta(ge=0, le=300)] = 0.0
 
 
 class CompleteIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,7 +119,7 @@ async def heartbeat(request: Request) -> Response:
 async def lease(request: Request) -> Response:
     kind = task_type(request)
     body = await _body(request, LeaseIn)
-    jobs = await external(request).lease(kind, body.worker, body.n, body.lease_s)
+    jobs = await external(request).lease(kind, body.worker, body.n, body.lease_s, body.wait)
     return json_response({"jobs": [leased(job) for job in jobs]})
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,12 +55,18 @@ class ExternalWorkers:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)  # leases waiting for work
+        self._unlisten: Callable[[], None] | None = None
 
     async def start(self) -> None:
-        """Set the expiry timer for leases stored before this process started."""
+        """Set the expiry timer for leases stored before this process started; hear of new QUEUE jobs."""
         self._arm(await self.manager.store.next_lease_end())
+        self._unlisten = self.manager.waiters.listen_queued(self._on_queued)
+        self._spawn(self._release_on_drain)
 
     async def stop(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
         if self._expiry is not None:
             self._expiry.cancel()
         for worker in self._workers.values():
@@ -127,10 +134,51 @@ class ExternalWorkers:
             await self._end(job, worker.name, Outcome(ok=False, error=error))
 
     # --- leases and reports ------------------------------------------------------------------------------------
-    async def lease(self, kind: str, name: str, n: int, lease_s: float) -> list[Job]:
-        """Up to `n` due jobs of this type, now running for this worker until `lease_s` seconds from now."""
+    async def lease(self, kind: str, name: str, n: int, lease_s: float, wait: float = 0.0) -> list[Job]:
+        """Up to `n` due jobs of this type, now running for this worker until `lease_s` seconds from now. With
+        `wait`, an empty answer is held up to that many seconds: it wakes when a job of the type is queued (in
+        this process) or when the next scheduled one is due, never by polling."""
         worker = self._beat(kind, name)
         self._watch(worker)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            woken = loop.create_future()  # before the lease: a job queued in between is not missed
+            self._waiting[kind].add(woken)
+            try:
+                jobs = await self._take(worker, n, lease_s)
+                left = deadline - loop.time()
+                if jobs or left <= 0 or not self.manager.accepting:
+                    return jobs
+                due = await self.manager.store.next_due(kind)
+                if due is not None:
+                    left = min(left, max(due - self.clock(), 0.0))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await woken
+            finally:
+                self._waiting[kind].discard(woken)
+                if not self._waiting[kind]:
+                    del self._waiting[kind]
+
+    def _on_queued(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._wake(job.name, 1)
+
+    def _wake(self, kind: str, count: int) -> None:
+        """Wake up to `count` leases waiting for this type (one job is enough for one worker)."""
+        for woken in [woken for woken in self._waiting.get(kind, ()) if not woken.done()][:count]:
+            woken.set_result(None)
+
+    async def _release_on_drain(self) -> None:
+        await self.manager.draining.wait()
+        for waiting in self._waiting.values():
+            for woken in waiting:
+                if not woken.done():
+                    woken.set_result(None)
+
+    async def _take(self, worker: Worker, n: int, lease_s: float) -> list[Job]:
+        kind, name = worker.type, worker.name
         now = self.clock()
         jobs = await self.manager.store.lease_queue(kind, n, name, now + lease_s, now)
         worker.held.update(job.id for job in jobs)
@@ -172,6 +220,8 @@ class ExternalWorkers:
         worker = self._workers.get((kind, holder))
         if worker is not None:
             worker.held.discard(job.id)
+        if ended and job.status is Status.RETRYING:
+            self._wake(kind, 1)  # a waiting lease sees its new due time (or takes it, with no delay)
         return ended
 
     # --- expiry --------------------------------------------------------------------------------------------------

@@ -112,6 +112,7 @@ class JobManager:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
                 self._enqueue(job)
+        self.waiters.queued(stored)  # wakes external workers waiting for QUEUE jobs (external.py)
         return stored
 
     def _enqueue(self, job: Job) -> None:
@@ -307,6 +308,7 @@ class JobManager:
         await self.dead.remove(job_id)
         log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
         self._enqueue(job)
+        self.waiters.queued([(job, False)])  # external workers (external.py)
         return job
 
     async def sys_info(self, cap: int = 1000) -> dict[str, Any]:

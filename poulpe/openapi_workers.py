@@ -110,6 +110,12 @@ def worker_paths() -> dict[str, Any]:
                     "worker": worker,
                     "n": {"type": "integer", "minimum": 1, "maximum": 1000},
                     "lease_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+                    "wait": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 300,
+                        "description": "Hold an empty answer up to this many seconds until a job is due.",
+                    },
                 },
                 ["worker"],
             ),

@@ -122,6 +122,11 @@ class Store(abc.ABC):
         """The earliest `lease_until` among running QUEUE jobs, or None: the expiry timer is set for it."""
 
     @abc.abstractmethod
+    async def next_due(self, kind: str) -> float | None:
+        """The earliest `run_at` among QUEUE jobs of type `kind` waiting for a lease (`scheduled`, `queued`,
+        `retrying`), or None: a lease that waits for work sleeps until then unless woken earlier."""
+
+    @abc.abstractmethod
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Record how a final job's callback went. Only that field changes: never the status, never the day
         totals; a job that is no longer final (retried from the dead letters) or gone is left alone (False)."""

@@ -40,7 +40,6 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (name, run_at, seq)
     WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying');
-CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (name) WHERE method = 'QUEUE' AND status = 'running';
 CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NULL, failed INTEGER NOT NULL);
 """
 
@@ -208,7 +207,8 @@ class SqliteStore(Store):
         return int(row[0] or 0)
 
     # --- QUEUE leases: each one callable run by the writer thread, so no other write comes between its read and
-    # its write. The partial indexes above hold only QUEUE jobs, so other jobs pay nothing for them.
+    # its write. The partial index jobs_queue holds only waiting QUEUE jobs, so other jobs pay nothing for it;
+    # running QUEUE jobs (the leased ones) are found through the status index.
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
         def take(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute(
@@ -255,6 +255,14 @@ class SqliteStore(Store):
     async def next_lease_end(self) -> float | None:
         leased = self._leased(self.reader)
         return leased[0].lease_until if leased else None
+
+    async def next_due(self, kind: str) -> float | None:
+        row = self.reader.execute(
+            "SELECT min(run_at) FROM jobs WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying')"
+            " AND name = ?",
+            (kind,),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
 
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         def mark(conn: sqlite3.Connection) -> bool:

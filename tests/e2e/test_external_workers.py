@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -30,8 +31,11 @@ def own(tmp_path: Path) -> Iterator[Poulpe]:
     proc.stop()
 
 
-def lease(client: httpx.Client, kind: str, worker: str, n: int = 1, lease_s: float = 30) -> list[dict[str, object]]:
-    answer = client.post(f"/workers/{kind}/lease", json={"worker": worker, "n": n, "lease_s": lease_s})
+def lease(
+    client: httpx.Client, kind: str, worker: str, n: int = 1, lease_s: float = 30, wait: float = 0
+) -> list[dict[str, object]]:
+    body = {"worker": worker, "n": n, "lease_s": lease_s, "wait": wait}
+    answer = client.post(f"/workers/{kind}/lease", json=body)
     assert answer.status_code == 200, answer.text
     jobs: list[dict[str, object]] = answer.json()["jobs"]
     return jobs
@@ -175,3 +179,43 @@ def test_the_paged_query_filters_by_type_newest_first(client: httpx.Client) -> N
     assert client.get("/jobs", params={"type": "page1", "method": "queue"}).json()["total"] == 3
     mixed = client.get("/jobs", params={"type": "page1", "method": "GET"})
     assert mixed.status_code == 400 and mixed.json()["field"] == "type"
+
+
+def lease_later(client: httpx.Client, kind: str, wait: float) -> tuple[Future[list[dict[str, object]]], float]:
+    """A lease that waits for work, sent from another thread; its future and when it was sent."""
+    pool = ThreadPoolExecutor(1)
+    sent = time.monotonic()
+    answer = pool.submit(lambda: lease(client, kind, "waiter", lease_s=30, wait=wait))
+    pool.shutdown(wait=False)
+    time.sleep(0.2)  # the lease is waiting by now
+    return answer, sent
+
+
+def test_a_waiting_lease_wakes_when_a_job_arrives(client: httpx.Client) -> None:
+    answer, _ = lease_later(client, "wake", wait=20)
+    assert not answer.done()
+    submitted = time.monotonic()
+    job_id = accepted(client, method="QUEUE", name="wake")["id"]
+    [job] = answer.result(10)
+    assert job["id"] == job_id and time.monotonic() - submitted < 2
+
+
+def test_a_waiting_lease_wakes_when_a_delayed_job_is_due(client: httpx.Client) -> None:
+    job_id = accepted(client, method="QUEUE", name="due", delay=0.8)["id"]
+    answer, sent = lease_later(client, "due", wait=20)
+    [job] = answer.result(10)
+    assert job["id"] == job_id and 0.7 < time.monotonic() - sent < 3
+
+
+def test_a_waiting_lease_with_nothing_to_do_answers_empty_after_its_wait(client: httpx.Client) -> None:
+    started = time.monotonic()
+    assert lease(client, "idle", "w1", wait=0.5) == []
+    assert 0.4 < time.monotonic() - started < 3
+
+
+def test_a_waiting_lease_does_not_hold_a_shutdown(own: Poulpe) -> None:
+    with own.client() as client:
+        answer, _ = lease_later(client, "late", wait=120)
+        started = time.monotonic()
+        assert own.terminate(timeout=20) == 0
+        assert answer.result(10) == [] and time.monotonic() - started < 10

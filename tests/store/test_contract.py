@@ -232,3 +232,17 @@ async def test_a_callback_delivery_changes_nothing_else(store: Store) -> None:
 
 def msgspec_copy(job: Job) -> Job:
     return decode_job(encode_job(job))
+
+
+async def test_next_due_is_the_earliest_waiting_job_of_a_type(store: Store) -> None:
+    assert await store.next_due("resize") is None
+    await store.add(
+        [
+            task("later", 1, run_at=300.0, status=Status.SCHEDULED),
+            task("soon", 2, run_at=200.0, status=Status.RETRYING),
+            task("other", 3, "thumbs", run_at=50.0),
+        ]
+    )
+    assert await store.next_due("resize") == 200.0
+    await store.lease_queue("resize", 1, "w1", 999.0, 250.0)  # takes "soon": no longer waiting
+    assert await store.next_due("resize") == 300.0
