@@ -145,7 +145,9 @@ def _easytask_answers(data: dict[str, Any], *codes: int) -> dict[str, Any]:
 
 
 def _query_param(name: str, schema: dict[str, Any], description: str, *, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+    """Given empty (`?pagesize=`), an optional number is as if absent."""
+    param = {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+    return param if required or schema.get("type") != "integer" else {**param, "allowEmptyValue": True}
 
 
 def _easytask_get(
