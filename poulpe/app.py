@@ -20,8 +20,11 @@ from starlette.routing import Route, WebSocketRoute
 
 from poulpe import __version__, api, ops_api
 from poulpe.auth import TokenAuth
+from poulpe.callbacks import Callbacks
+from poulpe.compat.routes import routes as compat_routes
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import PoulpeError
+from poulpe.external import ExternalWorkers
 from poulpe.intake.http import task_in_queue
 from poulpe.intake.ws import ws_task
 from poulpe.job import HTTP_METHODS, Method, RetryPolicy
@@ -96,6 +99,10 @@ def create_app(settings: Settings) -> Starlette:
             "Dead letters that could not be written",
             lambda: manager.dead.write_errors,
         )
+        callbacks = Callbacks(  # listening before the first job can finish
+            manager, allow_hosts=settings.allow_hosts, signing_key=settings.signing_key, version=__version__
+        )
+        callbacks.start()
         await manager.start()
         crontab = None
         if settings.cron is not None:
@@ -104,6 +111,8 @@ def create_app(settings: Settings) -> Starlette:
             crontab = Crontab(settings.cron, manager, limits, tz=settings.zone)
             crontab.load()
             crontab.start()
+        external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
+        await external.start()
         app.state.manager = manager
         log.info("poulpe ready: %s store, %d workers", store.kind, settings.workers)
         try:
@@ -112,13 +121,16 @@ def create_app(settings: Settings) -> Starlette:
                 "settings": settings,
                 "limits": limits,
                 "crontab": crontab,
+                "external": external,
                 "started_at": time.time(),
                 "metrics": metrics,
             }
         finally:
             if crontab is not None:
                 await crontab.stop()
+            await external.stop()
             await manager.stop(settings.grace)
+            await callbacks.stop()  # after the drain: jobs ending in the grace period get theirs
             for runner in set(runners.values()):
                 await runner.close()
             await store.close()
@@ -148,6 +160,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/", ops_api.dashboard, methods=["GET"]),
         Route("/dashboard.js", ops_api.dashboard_js, methods=["GET"]),
         Route("/dashboard.css", ops_api.dashboard_css, methods=["GET"]),
+        *compat_routes(),  # kingtask and easyTask (poulpe/compat/)
     ]
     return Starlette(
         routes=routes,

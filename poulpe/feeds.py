@@ -42,6 +42,8 @@ class LocalFeed:
         pending = await store.pending()
         interrupted = [p.id for p in pending if p.status is Status.RUNNING]
         for job in await store.get_many(interrupted):
+            if job.method is Method.QUEUE:
+                continue  # held by an external worker under a lease that outlives this process (external.py)
             m.interrupt(job, INTERRUPTED)
             await store.save(job)
             log.info("job %s recovered: attempt %d was interrupted, it runs again", job.id, job.attempts)

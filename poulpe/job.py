@@ -85,6 +85,15 @@ class Attempt(msgspec.Struct, omit_defaults=True):
     error: str | None = None
 
 
+class CallbackDelivery(msgspec.Struct):
+    """How the POST of a final job's result to its `callback` URL went (poulpe/callbacks.py)."""
+
+    attempts: int = 0
+    status_code: int | None = None
+    error: str | None = None
+    delivered_at: float | None = None
+
+
 class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One unit of work. User fields first, engine fields after (the saq layout)."""
 
@@ -111,6 +120,11 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     result: Any = None
     error: str | None = None
     history: list[Attempt] = msgspec.field(default_factory=list)
+    # QUEUE jobs: the external worker holding the running attempt, and when its lease ends (poulpe/external.py)
+    lease_holder: str | None = None
+    lease_until: float | None = None
+    remark: str | None = None
+    callback_delivery: CallbackDelivery | None = None
 
     @property
     def final(self) -> bool:
@@ -137,8 +151,9 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.error = error
 
     def to_result(self) -> dict[str, Any]:
-        """The result JSON of SPEC 3.1 (with the attempt history)."""
-        return {
+        """The result JSON of SPEC 3.1 (with the attempt history; a QUEUE job's lease and remark when it has them,
+        and how its callback was delivered when it has a callback)."""
+        result = {
             "id": self.id,
             "method": self.method.value,
             "name": self.name,
@@ -153,6 +168,14 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
             "meta": self.meta,
             "history": [msgspec.to_builtins(a) for a in self.history],
         }
+        if self.lease_holder is not None:
+            result["worker"], result["lease_until"] = self.lease_holder, self.lease_until
+        if self.remark is not None:
+            result["remark"] = self.remark
+        if self.callback is not None:
+            delivery = self.callback_delivery or CallbackDelivery()
+            result["callback_delivery"] = msgspec.to_builtins(delivery)
+        return result
 
 
 _encoder = msgspec.json.Encoder()

@@ -118,6 +118,7 @@ class JobManager:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
                 self._enqueue(job)
+        self.waiters.queued(stored)  # wakes external workers waiting for QUEUE jobs (external.py)
         return stored
 
     def _enqueue(self, job: Job) -> None:
@@ -352,6 +353,7 @@ class JobManager:
         await self.dead.remove(job_id)
         log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
         self._enqueue(job)
+        self.waiters.queued([(job, False)])  # external workers (external.py)
         return job
 
     async def sys_info(self, cap: int = 1000) -> dict[str, Any]:
@@ -384,6 +386,32 @@ class JobManager:
                     log.info("purged %d expired results", purged)
             except Exception as exc:
                 log.warning("purging expired results failed: %s", exc)
+
+    # --- external workers (poulpe/external.py) -----------------------------------------------------------------
+    async def finish_external(self, job: Job, outcome: Outcome, holder: str) -> bool:
+        """End a leased QUEUE job's attempt with its worker's report (or its lease's expiry): the same decision as
+        a worker's attempt (retry policy, dead letter, waiters). Stored only if `holder` still holds the attempt;
+        False, and nothing changed, otherwise."""
+        self._decide(job, outcome)
+        job.lease_holder = job.lease_until = None
+        if job.status is Status.DEAD:
+            await self._write_dead_letter(job)
+        if not await self.store.save_if_held(job, holder):
+            if job.status is Status.DEAD:
+                with contextlib.suppress(OSError):
+                    await self.dead.remove(job.id)
+            return False
+        log.info(
+            "job %s %s attempt=%d worker=%s%s",
+            job.id,
+            job.status,
+            job.attempts,
+            holder,
+            f" error={job.error!r}" if job.error else "",
+        )
+        if job.final:
+            self.waiters.notify(job)
+        return True
 
 
 def check_page(page: int, size: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from poulpe import __version__
+from poulpe.compat.openapi import paths as compat_paths
 from poulpe.job import Method, Status
 from poulpe.validate import ID_PATTERN, MAX_BATCH, MAX_META, MAX_PARAMS, MAX_SECONDS, MAX_UNIX
 
@@ -151,6 +152,20 @@ def _schemas() -> dict[str, Any]:
             "meta": {"type": ["object", "null"]},
             "history": {"type": "array", "items": _ref("Attempt"), "maxItems": 20},
             "duplicate": {**_BOOL, "description": "The id was known: this is the existing job, nothing was added."},
+            # QUEUE jobs and callbacks (poulpe/external.py, poulpe/callbacks.py)
+            "worker": {**_STR, "description": "QUEUE: the external worker holding the running attempt."},
+            "lease_until": {**_NUM_OR_NULL, "description": "QUEUE: when that worker's lease ends."},
+            "remark": {**_STR, "description": "QUEUE: the remark its worker reported with the result."},
+            "callback_delivery": _object(
+                {
+                    "attempts": _INT,
+                    "status_code": {"type": ["integer", "null"]},
+                    "error": _STR_OR_NULL,
+                    "delivered_at": _NUM_OR_NULL,
+                },
+                ["attempts", "status_code", "error", "delivered_at"],
+                description="With a callback: how its POST went (it never changes the job's status).",
+            ),
         },
         [
             "id",
@@ -545,7 +560,7 @@ def document() -> dict[str, Any]:
             '`{"result": "Fail", "error": <sentence>, "field": <field or null>}`. The WebSocket intake `/ws_task` '
             "takes the same job JSON (docs/api.md); it is not an OpenAPI operation.",
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **compat_paths()},  # compat: kingtask, easyTask, external workers
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from poulpe.job import Job
+from poulpe.job import Job, Method
 
 Listener = Callable[[Job], None]
+QueueListener = Callable[[list[Job]], None]
 
 
 class Waiters:
     def __init__(self) -> None:
         self._futures: defaultdict[str, set[asyncio.Future[Job | None]]] = defaultdict(set)
         self._listeners: set[Listener] = set()
+        self._queue_listeners: set[QueueListener] = set()
 
     def __len__(self) -> int:
         return sum(len(futures) for futures in self._futures.values())
@@ -62,3 +64,17 @@ class Waiters:
         """Call `listener` with every job that becomes final; returns the function that stops it."""
         self._listeners.add(listener)
         return lambda: self._listeners.discard(listener)
+
+    def listen_queued(self, listener: QueueListener) -> Callable[[], None]:
+        """Call `listener` with the QUEUE jobs stored new or queued again (external workers waiting for work)."""
+        self._queue_listeners.add(listener)
+        return lambda: self._queue_listeners.discard(listener)
+
+    def queued(self, stored: Sequence[tuple[Job, bool]]) -> None:
+        """(job, duplicate) pairs just stored: the new QUEUE jobs among them go to the queue listeners."""
+        if not self._queue_listeners:
+            return
+        jobs = [job for job, duplicate in stored if not duplicate and job.method is Method.QUEUE]
+        if jobs:
+            for listener in list(self._queue_listeners):
+                listener(jobs)

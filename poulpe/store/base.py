@@ -6,7 +6,7 @@ import abc
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from poulpe.job import Job, Status
+from poulpe.job import CallbackDelivery, Job, Status
 
 
 class Pending(NamedTuple):
@@ -97,3 +97,37 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def max_seq(self) -> int:
         """The highest acceptance number stored: a restarted process counts on from it."""
+
+    # --- QUEUE jobs and their external workers (poulpe/external.py) --------------------------------------------
+    # Each of these is one atomic step: a backend shared by several processes must not split it into a read and
+    # a later write (on Redis, one Lua script each).
+
+    @abc.abstractmethod
+    async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
+        """Take up to `n` QUEUE jobs of task type `kind` that are due (`scheduled`, `queued` or `retrying` with
+        `run_at <= now`), in due order (`run_at`, then `seq`), and store each as `running`: an attempt begun at
+        `now` (`Job.begin_attempt(None, holder, now)`), `lease_holder = holder`, `lease_until = until`. No job is
+        handed to two callers: a job taken by one call is not due for any other until its state changes again."""
+
+    @abc.abstractmethod
+    async def save_if_held(self, job: Job, holder: str) -> bool:
+        """Store `job` (as `save` does, day totals included) only if the stored job is still `running` under
+        `holder` in the same attempt (`attempts` equal). False, and nothing written, otherwise."""
+
+    @abc.abstractmethod
+    async def expired_leases(self, now: float, limit: int) -> list[Job]:
+        """Up to `limit` running QUEUE jobs whose lease ended at or before `now`, earliest lease end first."""
+
+    @abc.abstractmethod
+    async def next_lease_end(self) -> float | None:
+        """The earliest `lease_until` among running QUEUE jobs, or None: the expiry timer is set for it."""
+
+    @abc.abstractmethod
+    async def next_due(self, kind: str) -> float | None:
+        """The earliest `run_at` among QUEUE jobs of type `kind` waiting for a lease (`scheduled`, `queued`,
+        `retrying`), or None: a lease that waits for work sleeps until then unless woken earlier."""
+
+    @abc.abstractmethod
+    async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
+        """Record how a final job's callback went. Only that field changes: never the status, never the day
+        totals; a job that is no longer final (retried from the dead letters) or gone is left alone (False)."""

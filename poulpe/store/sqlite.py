@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from poulpe.errors import StoreUnavailable
-from poulpe.job import FINAL, Job, Status, decode_job
+from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.store.base import Page, Pending, Store
-from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect
+from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
 
 T = TypeVar("T")
 _STATUSES = tuple(s.value for s in Status)
@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (name, run_at, seq)
+    WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying');
 CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NULL, failed INTEGER NOT NULL);
 """
 
@@ -203,3 +205,76 @@ class SqliteStore(Store):
     async def max_seq(self) -> int:
         row = self.reader.execute("SELECT max(seq) FROM jobs").fetchone()
         return int(row[0] or 0)
+
+    # --- QUEUE leases: each one callable run by the writer thread, so no other write comes between its read and
+    # its write. The partial index jobs_queue holds only waiting QUEUE jobs, so other jobs pay nothing for it;
+    # running QUEUE jobs (the leased ones) are found through the status index.
+    async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
+        def take(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                "SELECT data FROM jobs WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying')"
+                " AND name = ? AND run_at <= ? ORDER BY run_at, seq LIMIT ?",
+                (kind, now, n),
+            ).fetchall()
+            jobs = [decode_job(row[0]) for row in rows]
+            for job in jobs:
+                job.begin_attempt(None, holder, now)
+                job.lease_holder, job.lease_until = holder, until
+            if jobs:
+                update_run(conn, [Update(job) for job in jobs])
+            return jobs
+
+        taken: list[Job] = await self._write(take)
+        return taken
+
+    async def save_if_held(self, job: Job, holder: str) -> bool:
+        update = Update(job)
+
+        def swap(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if row is None:
+                return False
+            stored = decode_job(row[0])
+            if stored.status is not Status.RUNNING or stored.lease_holder != holder or stored.attempts != job.attempts:
+                return False
+            update_run(conn, [update])
+            return True
+
+        held: bool = await self._write(swap)
+        return held
+
+    def _leased(self, conn: sqlite3.Connection) -> list[Job]:
+        rows = conn.execute("SELECT data FROM jobs WHERE method = 'QUEUE' AND status = 'running'").fetchall()
+        jobs = [decode_job(row[0]) for row in rows]
+        return sorted((job for job in jobs if job.lease_until is not None), key=lambda job: job.lease_until or 0.0)
+
+    async def expired_leases(self, now: float, limit: int) -> list[Job]:
+        leased = self._leased(self.reader)
+        return [job for job in leased if (job.lease_until or 0.0) <= now][:limit]
+
+    async def next_lease_end(self) -> float | None:
+        leased = self._leased(self.reader)
+        return leased[0].lease_until if leased else None
+
+    async def next_due(self, kind: str) -> float | None:
+        row = self.reader.execute(
+            "SELECT min(run_at) FROM jobs WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying')"
+            " AND name = ?",
+            (kind,),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
+        def mark(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return False
+            job = decode_job(row[0])
+            if not job.final:
+                return False
+            job.callback_delivery = delivery
+            conn.execute("UPDATE jobs SET data = ? WHERE id = ?", (encode_job(job), job_id))
+            return True
+
+        marked: bool = await self._write(mark)
+        return marked

@@ -119,7 +119,7 @@ def _insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tu
     return answers
 
 
-def _update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
+def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
     _execute_rows(conn, [update.row for update in updates], upsert=True)  # a repeated id: the last row wins
     days = Counter(update.day_column for update in updates if update.day_column is not None)
     for (day, column), count in days.items():
@@ -204,7 +204,7 @@ class Writer(threading.Thread):
         if isinstance(first, Insert):
             return _insert_run(self.conn, run)  # type: ignore[arg-type]
         if isinstance(first, Update):
-            return _update_run(self.conn, run)  # type: ignore[arg-type]
+            return update_run(self.conn, run)  # type: ignore[arg-type]
         assert callable(first)
         return [first(self.conn)]
 

@@ -157,6 +157,8 @@ def _prepare(case: schemathesis.Case) -> None:
     if case.path == "/task_resp/{id}":
         case.query = case.query if isinstance(case.query, MutableMapping) else {}
         case.query["timeout"] = _short_timeout(case.query.get("timeout"))
+    if case.path == "/workers/{type}/lease" and isinstance(case.body, dict) and "wait" in case.body:
+        case.body["wait"] = _short_wait(case.body["wait"])
     if case.path == "/task_in_queue":
         for job in case.body if isinstance(case.body, list) else [case.body]:
             if isinstance(job, dict) and "wait" in job:

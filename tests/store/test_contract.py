@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from poulpe.job import Job, Method, Status
+from poulpe.job import CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.store.base import Store
 from poulpe.store.redis import RedisStore
 from poulpe.store.sqlite import SqliteStore
@@ -162,3 +162,94 @@ async def test_a_store_reopened_holds_what_was_acknowledged(tmp_path: Path) -> N
         assert await second.ping() is True
     finally:
         await second.close()
+
+
+# --- QUEUE leases ---------------------------------------------------------------------------------------------
+def task(job_id: str, seq: int, kind: str = "resize", *, run_at: float = 100.0, status: Status = Status.QUEUED) -> Job:
+    return Job(id=job_id, method=Method.QUEUE, name=kind, seq=seq, run_at=run_at, status=status, created_at=1.0)
+
+
+async def test_a_lease_takes_due_jobs_of_its_type_in_due_order(store: Store) -> None:
+    await store.add(
+        [
+            task("b", 2, run_at=100.0),
+            task("a", 1, run_at=100.0),
+            task("early", 3, run_at=50.0, status=Status.RETRYING),
+            task("later", 4, run_at=500.0, status=Status.SCHEDULED),
+            task("other", 5, "thumbs"),
+        ]
+    )
+    taken = await store.lease_queue("resize", 10, "w1", 160.0, 100.0)
+    assert [job.id for job in taken] == ["early", "a", "b"]
+    assert all(j.status is Status.RUNNING and j.lease_holder == "w1" and j.lease_until == 160.0 for j in taken)
+    stored = await store.get("a")
+    assert stored is not None and stored.status is Status.RUNNING and stored.attempts == 1
+    assert stored.history[-1].node == "w1" and stored.history[-1].started_at == 100.0
+    assert await store.lease_queue("resize", 10, "w2", 160.0, 100.0) == []
+    assert [job.id for job in await store.lease_queue("resize", 10, "w2", 900.0, 600.0)] == ["later"]
+
+
+async def test_concurrent_leases_never_hand_a_job_out_twice(store: Store) -> None:
+    await store.add([task(f"t{n}", n) for n in range(1, 41)])
+    batches = await asyncio.gather(*(store.lease_queue("resize", 3, f"w{n}", 200.0, 100.0) for n in range(20)))
+    ids = [job.id for batch in batches for job in batch]
+    assert len(ids) == len(set(ids)) == 40
+
+
+async def test_only_the_holder_of_the_current_attempt_may_save(store: Store) -> None:
+    await store.add([task("a", 1)])
+    [job] = await store.lease_queue("resize", 1, "w1", 160.0, 100.0)
+    job.status, job.finished_at, job.lease_holder = Status.SUCCEEDED, 120.0, None
+    assert await store.save_if_held(job, "w2") is False
+    stale = msgspec_copy(job)
+    stale.attempts = 7
+    assert await store.save_if_held(stale, "w1") is False
+    assert (await store.get("a")).status is Status.RUNNING  # type: ignore[union-attr]
+    assert await store.save_if_held(job, "w1") is True
+    assert (await store.get("a")).status is Status.SUCCEEDED  # type: ignore[union-attr]
+    assert await store.save_if_held(job, "w1") is False  # once final, nobody holds it
+    assert (await store.day_counts("1970-01-01"))["succeeded"] == 1
+
+
+async def test_expired_leases_are_found_earliest_first(store: Store) -> None:
+    await store.add([task("a", 1), task("b", 2), task("c", 3)])
+    await store.lease_queue("resize", 1, "w1", 300.0, 100.0)
+    await store.lease_queue("resize", 1, "w2", 200.0, 100.0)
+    await store.lease_queue("resize", 1, "w3", 900.0, 100.0)
+    assert await store.next_lease_end() == 200.0
+    assert [job.id for job in await store.expired_leases(350.0, 10)] == ["b", "a"]
+    assert [job.id for job in await store.expired_leases(350.0, 1)] == ["b"]
+    assert await store.expired_leases(150.0, 10) == []
+
+
+async def test_a_callback_delivery_changes_nothing_else(store: Store) -> None:
+    await store.add([make("a", 1)])
+    job = await store.get("a")
+    assert job is not None
+    assert await store.set_callback_delivery("a", CallbackDelivery(attempts=1)) is False  # not final yet
+    job.status, job.finished_at = Status.SUCCEEDED, 100.0
+    await store.save(job)
+    assert await store.set_callback_delivery("a", CallbackDelivery(attempts=2, status_code=200)) is True
+    stored = await store.get("a")
+    assert stored is not None and stored.status is Status.SUCCEEDED
+    assert stored.callback_delivery == CallbackDelivery(attempts=2, status_code=200)
+    assert (await store.day_counts("1970-01-01"))["succeeded"] == 1
+    assert await store.set_callback_delivery("missing", CallbackDelivery()) is False
+
+
+def msgspec_copy(job: Job) -> Job:
+    return decode_job(encode_job(job))
+
+
+async def test_next_due_is_the_earliest_waiting_job_of_a_type(store: Store) -> None:
+    assert await store.next_due("resize") is None
+    await store.add(
+        [
+            task("later", 1, run_at=300.0, status=Status.SCHEDULED),
+            task("soon", 2, run_at=200.0, status=Status.RETRYING),
+            task("other", 3, "thumbs", run_at=50.0),
+        ]
+    )
+    assert await store.next_due("resize") == 200.0
+    await store.lease_queue("resize", 1, "w1", 999.0, 250.0)  # takes "soon": no longer waiting
+    assert await store.next_due("resize") == 300.0
