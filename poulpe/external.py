@@ -62,6 +62,9 @@ class ExternalWorkers:
         """Set the expiry timer for leases stored before this process started; hear of new QUEUE jobs."""
         self._arm(await self.manager.store.next_lease_end())
         self._unlisten = self.manager.waiters.listen_queued(self._on_queued)
+        # processes sharing a Redis store tell each other of new work and new leases (SharedFeed's pub/sub)
+        self.manager.on_remote("queued", lambda kind: self._wake(kind, 1))
+        self.manager.on_remote("xlease", lambda until: self._arm(float(until)))
         self._spawn(self._release_on_drain)
 
     async def stop(self) -> None:

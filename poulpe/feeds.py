@@ -189,6 +189,8 @@ class SharedFeed:
             self.manager.finished_elsewhere(payload)
         elif channel == "cancel":
             self.manager.cancel_here(payload)
+        else:
+            self.manager.remote_event(channel, payload)
 
     def _on_connected(self) -> None:
         """(Re)subscribed: claim again, and look at long-polls whose job may have finished meanwhile."""

@@ -68,6 +68,7 @@ class JobManager:
         self._seq = 0
         self._purger: asyncio.Task[None] | None = None
         self._recording: set[asyncio.Task[None]] = set()
+        self._remote: dict[str, Callable[[str], None]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -168,6 +169,15 @@ class JobManager:
             for job in await self.store.get_many(ids):
                 if job.final:
                     self.waiters.wake(job)
+
+    def on_remote(self, event: str, handler: Callable[[str], None]) -> None:
+        """Hear of an event published by the processes sharing the store (external.py: `queued`, `xlease`)."""
+        self._remote[event] = handler
+
+    def remote_event(self, event: str, payload: str) -> None:
+        handler = self._remote.get(event)
+        if handler is not None:
+            handler(payload)
 
     def cancel_here(self, job_id: str) -> None:
         """A cancel asked on another process, for a job running here: it ends cancelled after this attempt."""
@@ -398,8 +408,11 @@ class JobManager:
             await self._write_dead_letter(job)
         if not await self.store.save_if_held(job, holder):
             if job.status is Status.DEAD:
-                with contextlib.suppress(OSError):
-                    await self.dead.remove(job.id)
+                # another process may have ended the same lease first, with the same dead letter: keep it then
+                current = await self.store.get(job.id)
+                if current is None or current.status is not Status.DEAD:
+                    with contextlib.suppress(OSError):
+                        await self.dead.remove(job.id)
             return False
         log.info(
             "job %s %s attempt=%d worker=%s%s",

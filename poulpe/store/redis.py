@@ -31,7 +31,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from poulpe.errors import NotHeld, StoreUnavailable
-from poulpe.job import FINAL, Job, Method, Status, decode_job, encode_job
+from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.store.base import Page, Pending, Store
 from poulpe.store.redis_scripts import SCRIPTS
 
@@ -224,15 +224,24 @@ class RedisStore(Store):
                 raise result
         return results
 
+    async def _direct(self, name: str, args: list[Any]) -> Any:
+        """One script call on its own round trip."""
+        async with self._reachable():
+            try:
+                return await self.redis.evalsha(self._sha[name], 1, self._due, self.base, *args)
+            except NoScriptError:
+                await self._load_scripts()
+                return await self.redis.evalsha(self._sha[name], 1, self._due, self.base, *args)
+
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         args: list[Any] = []
         for job in jobs:
-            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _claimable(job)]
+            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job)]
         known = await self._script("add", args)
         return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
-    def _save_args(self, job: Job) -> list[Any]:
+    def _save_args(self, job: Job, *, token: str | None = None, held: bool = False) -> list[Any]:
         day = ""
         if job.finished_at is not None and job.status in (Status.SUCCEEDED, Status.DEAD):
             column = "succeeded" if job.status is Status.SUCCEEDED else "failed"
@@ -244,10 +253,12 @@ class RedisStore(Store):
             job.status.value,
             repr(job.run_at),
             job.seq,
-            self.owner,
+            token or self.owner,
             finished,
             day,
-            _claimable(job),
+            _place(job),
+            "1" if held else "0",
+            repr(job.lease_until) if job.status is Status.RUNNING and job.lease_until is not None else "",
         ]
 
     async def save(self, job: Job) -> None:
@@ -268,11 +279,59 @@ class RedisStore(Store):
             if purged < 1000:
                 return total
 
+    # --- QUEUE jobs and external workers ----------------------------------------------------------------------
+    async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
+        """Reserve atomically (LEASE_QUEUE), then record each attempt with a save that makes the worker the holder."""
+        records = await self._script("lease_queue", [kind, repr(now), n, repr(until), holder])
+        jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
+        for job in jobs:
+            job.begin_attempt(None, holder, now)
+            job.lease_holder, job.lease_until = holder, until
+        # one pipeline for all of them; a reservation whose save fails is put back when its lease ends
+        await asyncio.gather(
+            *(self._script("save", self._save_args(job, token=_external(holder, job.attempts))) for job in jobs)
+        )
+        return jobs
+
+    async def save_if_held(self, job: Job, holder: str) -> bool:
+        token = _external(holder, job.attempts)
+        return bool(await self._script("save", self._save_args(job, token=token, held=True)))
+
+    async def expired_leases(self, now: float, limit: int) -> list[Job]:
+        records = await self._script("expired", [repr(now), limit])
+        return [decode_job(r) for r in records]
+
+    async def next_due(self, kind: str) -> float | None:
+        async with self._reachable():
+            first = await self.redis.zrange(self.base + "q:" + kind, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def next_lease_end(self) -> float | None:
+        async with self._reachable():
+            first = await self.redis.zrange(self.base + "xlease", 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
+        """Read, change the one field, and compare-and-set: a concurrent write makes it read again."""
+        for _ in range(10):
+            async with self._reachable():
+                record = await self.redis.get(self.base + "job:" + job_id)
+            if record is None:
+                return False
+            job = decode_job(record)
+            if not job.final:
+                return False
+            job.callback_delivery = delivery
+            if await self._script("swap", [job_id, record, encode_job(job)]):
+                return True
+        return False
+
     # --- claiming (shared by every process on this namespace) -------------------------------------------------
     async def claim(self, n: int, lease: float, now: float | None = None) -> Claimed:
         """Lease up to `n` due jobs to this process (in due order, then acceptance order)."""
         now = time.time() if now is None else now
-        records, due, lease_end = await self._script("claim", [repr(now), n, repr(now + lease), self.owner])
+        # Straight to Redis, not behind the write pipeline: a worker waiting for work should not wait for writes.
+        records, due, lease_end = await self._direct("claim", [repr(now), n, repr(now + lease), self.owner])
         jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
         return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
 
@@ -296,7 +355,7 @@ class RedisStore(Store):
         return [_text(i) for i in ids]
 
     def channels(self) -> dict[str, str]:
-        return {"work": self.base + "work", "done": self.base + "done", "cancel": self.base + "cancel"}
+        return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease")}
 
     # --- reads -----------------------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
@@ -417,6 +476,13 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
     return (host, int(port)) if host else (text, default_port)
 
 
-def _claimable(job: Job) -> str:
-    """'1' when a waiting job goes into `due` for poulpe's own workers (QUEUE jobs wait for external workers)."""
-    return "0" if job.method is Method.QUEUE or job.status in FINAL else "1"
+def _place(job: Job) -> str:
+    """The waiting set a job belongs to: `due` (poulpe's workers), `q:<type>` (external workers), or none."""
+    if job.status in FINAL:
+        return ""
+    return "q:" + job.name if job.method is Method.QUEUE else "due"
+
+
+def _external(holder: str, attempt: int) -> str:
+    """The owner value of an external worker's lease: the worker and the attempt it holds."""
+    return f"x:{holder}:{attempt}"

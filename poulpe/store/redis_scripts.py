@@ -13,10 +13,16 @@ Keys under a base B:
   B day:<date>    hash   succeeded|failed -> n (kingtask's per-day counts)
   B due           zset   id -> run_at          (waiting for a process to claim it)
   B lease         zset   id -> lease end       (claimed by a live process; taken back when it runs out)
-  B owner         hash   id -> process token   (who holds the lease)
+  B q:<type>      zset   id -> run_at          (QUEUE jobs waiting for an external worker of that task type)
+  B xlease        zset   id -> lease end       (QUEUE jobs leased to an external worker)
+  B owner         hash   id -> holder          (a process token, or `x:<worker>:<attempt>` for external leases)
   B done          zset   id -> finished_at     (final jobs, for the result TTL)
 Channels: B work (a job came due sooner than any process knew), B done (payload: a job id that became final),
-B cancel (payload: a running job's id to cancel after its attempt).
+B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
+job waiting), B xlease (payload: an external lease's end).
+
+A job's "place" argument says which waiting set it belongs to: `due` for poulpe's own workers, `q:<type>` for a
+QUEUE job, or '' (nowhere: it is final).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ local function earliest(B)
 end
 """
 
-# ARGV: base, then groups of 6: id, record, status, run_at, seq, queued_for_process ('1': goes into `due`).
+# ARGV: base, then groups of 6: id, record, status, run_at, seq, place.
 # Returns, per job, 0 when stored now or the stored record when the id was known (a duplicate).
 ADD = (
     _MOVE
@@ -52,6 +58,7 @@ ADD = (
 local B = ARGV[1]
 local soonest = earliest(B)
 local wake = false
+local kinds = {}
 local out = {}
 for i = 2, #ARGV, 6 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -62,38 +69,51 @@ for i = 2, #ARGV, 6 do
   else
     redis.call('SET', key, record)
     move(B, id, status, ARGV[i + 4])
-    if ARGV[i + 5] == '1' then
+    local place = ARGV[i + 5]
+    if place ~= '' then
       local at = tonumber(run_at)
-      redis.call('ZADD', B..'due', at, id)
-      if soonest == nil or at < soonest then
+      redis.call('ZADD', B..place, at, id)
+      if place == 'due' and (soonest == nil or at < soonest) then
         soonest = at
         wake = true
+      elseif place ~= 'due' then
+        kinds[string.sub(place, 3)] = true
       end
     end
     out[#out + 1] = 0
   end
 end
 if wake then redis.call('PUBLISH', B..'work', '') end
+for kind in pairs(kinds) do redis.call('PUBLISH', B..'queued', kind) end
 return out
 """
 )
 
 # ARGV: base, id, record, status, run_at, seq, token, finished_at ('' if none), day column ('' or
-# '<date>:succeeded' / '<date>:failed'), queued_for_process ('1': a waiting state goes into `due`).
-# Returns 1 when written, 0 when another process holds the job's lease (nothing written).
+# '<date>:succeeded' / '<date>:failed'), place, held ('1': write only if `token` holds the job), external lease end
+# ('' unless a QUEUE job starts running for an external worker).
+# Returns 1 when written, 0 when the job is held by someone else (nothing written).
 SAVE = (
     _MOVE
     + """
-local B, id, record, status = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local B, id, record, status, token, place = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], ARGV[10]
 local owner = redis.call('HGET', B..'owner', id)
-if owner and owner ~= ARGV[7] then return 0 end
+if ARGV[11] == '1' then
+  if owner ~= token then return 0 end
+elseif owner and owner ~= token and string.sub(owner, 1, 2) ~= 'x:' then
+  return 0  -- another poulpe process claimed it (an external worker's lease gives way to poulpe's own writes)
+end
 redis.call('SET', B..'job:'..id, record)
 local old = move(B, id, status, ARGV[6])
 local final = status == 'succeeded' or status == 'dead' or status == 'cancelled'
+if final or status ~= 'running' then
+  redis.call('ZREM', B..'lease', id)
+  redis.call('ZREM', B..'xlease', id)
+  redis.call('HDEL', B..'owner', id)
+end
 if final then
   redis.call('ZREM', B..'due', id)
-  redis.call('ZREM', B..'lease', id)
-  redis.call('HDEL', B..'owner', id)
+  if place ~= '' and place ~= 'due' then redis.call('ZREM', B..place, id) end
   redis.call('ZADD', B..'done', ARGV[8], id)
   local was_final = old == 'succeeded' or old == 'dead' or old == 'cancelled'
   if ARGV[9] ~= '' and not was_final then
@@ -101,17 +121,20 @@ if final then
     redis.call('HINCRBY', B..'day:'..string.sub(ARGV[9], 1, sep - 1), string.sub(ARGV[9], sep + 1), 1)
   end
   redis.call('PUBLISH', B..'done', id)
-elseif status ~= 'running' then
-  redis.call('ZREM', B..'done', id)
-  if owner then
-    redis.call('ZREM', B..'lease', id)
-    redis.call('HDEL', B..'owner', id)
+elseif status == 'running' then
+  if ARGV[12] ~= '' then  -- an external worker's lease begins (or is extended)
+    redis.call('ZADD', B..'xlease', ARGV[12], id)
+    redis.call('HSET', B..'owner', id, token)
+    redis.call('PUBLISH', B..'xlease', ARGV[12])
   end
-  if ARGV[10] == '1' then
+else
+  redis.call('ZREM', B..'done', id)
+  if place ~= '' then
     local at = tonumber(ARGV[5])
     local soonest = earliest(B)
-    redis.call('ZADD', B..'due', at, id)
-    if soonest == nil or at < soonest then redis.call('PUBLISH', B..'work', '') end
+    redis.call('ZADD', B..place, at, id)
+    if place == 'due' and (soonest == nil or at < soonest) then redis.call('PUBLISH', B..'work', '') end
+    if place ~= 'due' then redis.call('PUBLISH', B..'queued', string.sub(place, 3)) end
   end
 end
 return 1
@@ -193,4 +216,68 @@ for _, index in ipairs({'all', 'done', 'due', 'lease'}) do redis.call('ZREM', B.
 return redis.call('DEL', B..'job:'..id)
 """
 
-SCRIPTS = {"add": ADD, "save": SAVE, "claim": CLAIM, "renew": RENEW, "purge": PURGE, "delete": DELETE}
+# ARGV: base, type, now, n, lease end, worker. Reserves up to n due QUEUE jobs of the type for the worker: out of
+# `q:<type>`, into `xlease`, owner `x:?:<type>` until the caller's follow-up `save` records the attempt (a
+# reservation whose save never came is put back by EXPIRED). Returns the records.
+LEASE_QUEUE = """
+local B, kind, now, n, until_ = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local ids = redis.call('ZRANGEBYSCORE', B..'q:'..kind, '-inf', now, 'LIMIT', 0, n)
+local records = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', B..'q:'..kind, id)
+  local record = redis.call('GET', B..'job:'..id)
+  if record then
+    redis.call('ZADD', B..'xlease', until_, id)
+    redis.call('HSET', B..'owner', id, 'x:?:'..kind)
+    records[#records + 1] = record
+  end
+end
+return records
+"""
+
+# ARGV: base, now, limit. External leases that ended: reservations never completed go straight back to their queue;
+# the others are returned (their records), for the caller to end with `save` held by the lease's worker (only one
+# caller's save can succeed).
+EXPIRED = """
+local B, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', B..'xlease', '-inf', now, 'LIMIT', 0, limit)
+local records = {}
+for _, id in ipairs(ids) do
+  local owner = redis.call('HGET', B..'owner', id) or ''
+  if string.sub(owner, 1, 4) == 'x:?:' then
+    redis.call('ZREM', B..'xlease', id)
+    redis.call('HDEL', B..'owner', id)
+    redis.call('ZADD', B..'q:'..string.sub(owner, 5), now, id)
+    redis.call('PUBLISH', B..'queued', string.sub(owner, 5))
+  else
+    local record = redis.call('GET', B..'job:'..id)
+    if record then
+      records[#records + 1] = record
+    else
+      redis.call('ZREM', B..'xlease', id)
+    end
+  end
+end
+return records
+"""
+
+# ARGV: base, id, expected record, new record. A single-key compare-and-set: the record changes only if nobody
+# wrote it since the caller read it.
+SWAP = """
+local key = ARGV[1]..'job:'..ARGV[2]
+if redis.call('GET', key) ~= ARGV[3] then return 0 end
+redis.call('SET', key, ARGV[4])
+return 1
+"""
+
+SCRIPTS = {
+    "add": ADD,
+    "save": SAVE,
+    "claim": CLAIM,
+    "renew": RENEW,
+    "purge": PURGE,
+    "delete": DELETE,
+    "lease_queue": LEASE_QUEUE,
+    "expired": EXPIRED,
+    "swap": SWAP,
+}

@@ -12,14 +12,19 @@ import pytest
 
 from tests.e2e.helpers import accepted, dead_letter_path, eventually, result, state
 from tests.poulpe_process import Poulpe
+from tests.redis_server import RedisServer
 
 ONE_RETRY = {"max": 1, "interval": 0}
 
 
-@pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    """One poulpe for the module; each test uses task types of its own. Restarts get their own (`own`)."""
-    proc = Poulpe(tmp_path_factory.mktemp("external")).start()
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def proc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
+    """One poulpe for the module, on each store; each test uses task types of its own. Restarts get their own."""
+    flags: tuple[str, ...] = ()
+    if request.param == "redis":
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        flags = ("--redis", redis.url, "--redis_prefix", "external:")
+    proc = Poulpe(tmp_path_factory.mktemp("external"), *flags).start()
     yield proc
     proc.stop()
 

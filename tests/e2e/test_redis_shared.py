@@ -7,11 +7,12 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.helpers import accepted, eventually, result
+from tests.e2e.helpers import accepted, eventually, result, state
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer, Sentinel
 from tests.target import Target
@@ -184,3 +185,23 @@ def test_poulpe_finds_its_redis_through_sentinel(
         assert redis_server.client().exists(f"{{{redis_prefix.rstrip(':')}}}:job:{job_id}")
     finally:
         sentinel.stop()
+
+
+def test_external_workers_are_served_by_any_process_of_the_namespace(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    flags = on_redis(redis_server, redis_prefix)
+    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    with a.client() as on_a, b.client() as on_b, ThreadPoolExecutor(1) as pool:
+        # a worker waiting on a wakes when a QUEUE job of its type is submitted to b
+        waiting = pool.submit(
+            on_a.post, "/workers/thumb/lease", json={"worker": "w1", "n": 1, "lease_s": 0.5, "wait": 20}
+        )
+        time.sleep(0.5)
+        started = time.monotonic()
+        job_id = accepted(on_b, method="QUEUE", name="thumb", params={"image": "1.png"}, retry={"max": 1})["id"]
+        [leased] = waiting.result(timeout=20).json()["jobs"]
+        assert leased["id"] == job_id and time.monotonic() - started < 2
+        a.kill()  # the lease was taken on a, which dies: b ends it when it runs out, as a failed attempt
+        back = eventually(lambda: (job := state(on_b, job_id))["status"] == "retrying" and job, timeout=10)
+        assert "ended without a report" in back["error"]
