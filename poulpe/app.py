@@ -92,6 +92,14 @@ def create_app(settings: Settings) -> Starlette:
             crontab = Crontab(settings.cron, manager, limits, tz=settings.zone)
             crontab.load()
             crontab.start()
+        # Kafka intake (docs/kafka.md): started after recovery; it stops consuming as soon as the manager drains
+        kafka = None
+        if settings.kafka_servers:
+            from poulpe.intake.kafka import KafkaIntake
+
+            kafka = KafkaIntake(settings, manager, limits)
+            await kafka.start()
+        reports = {"kafka": kafka.report} if kafka is not None else {}
         app.state.manager = manager
         log.info("poulpe ready: %s store, %d workers", store.kind, settings.workers)
         try:
@@ -101,11 +109,16 @@ def create_app(settings: Settings) -> Starlette:
                 "limits": limits,
                 "crontab": crontab,
                 "started_at": time.time(),
+                "reports": reports,
             }
         finally:
             if crontab is not None:
                 await crontab.stop()
+            if kafka is not None:
+                await kafka.stop_consuming()
             await manager.stop(settings.grace)
+            if kafka is not None:
+                await kafka.stop(flush_s=5.0)
             for runner in set(runners.values()):
                 await runner.close()
             await store.close()

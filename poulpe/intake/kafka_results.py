@@ -1,0 +1,159 @@
+"""The response topic: results of Kafka jobs (keyed by job id) and errors of malformed messages, through one producer.
+
+Workers never wait for Kafka: a final job is handed over in memory (`push`) and a sender task produces it. A result
+the broker does not acknowledge is sent again with backoff until it is; once acknowledged its id leaves the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from poulpe.intake.kafka_outbox import Outbox
+from poulpe.job import Job
+from poulpe.responses import encode
+
+log = logging.getLogger("poulpe.kafka")
+BATCH = 500
+REQUEST_TIMEOUT_MS = 10_000
+
+
+class LinkState:
+    """A connection's state, logged once per change (never once per try)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = "starting"
+        self.error: str | None = None
+
+    def set(self, state: str, error: BaseException | None = None) -> None:
+        self.error = f"{type(error).__name__}: {error}" if error is not None else None
+        if state != self.state:
+            self.state = state
+            if error is not None:
+                log.warning("kafka %s %s: %s", self.name, state, self.error)
+            else:
+                log.info("kafka %s %s", self.name, state)
+
+    def report(self) -> dict[str, Any]:
+        return {"state": self.state, "error": self.error} if self.error else {"state": self.state}
+
+
+def error_record(error: str, field: str | None, topic: str, partition: int, offset: int) -> dict[str, Any]:
+    """What a malformed message produces on the response topic."""
+    return {
+        "type": "error",
+        "error": error,
+        "field": field,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+    }
+
+
+class Results:
+    def __init__(
+        self, topic: str, outbox: Outbox, connection: dict[str, Any], *, on_delivered: Callable[[], None]
+    ) -> None:
+        self.topic = topic
+        self.outbox = outbox
+        self.connection = connection
+        self.on_delivered = on_delivered
+        self.link = LinkState("producer")
+        self.producer: AIOKafkaProducer | None = None
+        self._todo: dict[str, Job] = {}  # by id: a job pushed twice before it is sent goes once
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing waits to be sent: a stop's flush waits on it
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    def push(self, job: Job) -> None:
+        """Queue a final job's result for the response topic; never blocks."""
+        self._todo[job.id] = job
+        self._idle.clear()
+        self._wake.set()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._todo)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._send_forever(), name="poulpe-kafka-results")
+
+    async def stop(self, flush_s: float) -> None:
+        """Send what is queued for up to `flush_s` seconds; what is left stays in the outbox for the next start."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(flush_s):
+                    await self._idle.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_producer()
+        self.link.set("stopped")
+
+    async def send_errors(self, records: Sequence[dict[str, Any]]) -> None:
+        """Produce error records and return once the broker acknowledged them (raises KafkaError otherwise)."""
+        producer = await self._producer()
+        futures = [await producer.send(self.topic, encode(r)) for r in records]
+        await asyncio.gather(*futures)
+
+    async def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            producer = AIOKafkaProducer(
+                **self.connection, acks="all", request_timeout_ms=REQUEST_TIMEOUT_MS, linger_ms=5
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self.producer = producer
+            self.link.set("connected")
+        return self.producer
+
+    async def _close_producer(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await producer.stop()
+
+    async def _send_forever(self) -> None:
+        delay = 0.2
+        while True:
+            if not self._todo:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+            batch = dict(list(self._todo.items())[:BATCH])
+            try:
+                producer = await self._producer()
+                futures = [
+                    await producer.send(self.topic, encode({"type": "result", **job.to_result()}), key=job_id.encode())
+                    for job_id, job in batch.items()
+                ]
+                await asyncio.gather(*futures)
+            except (KafkaError, OSError) as exc:
+                self.link.set("down", exc)
+                await self._close_producer()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 0.2
+            self.link.set("connected")
+            for job_id, job in batch.items():
+                if self._todo.get(job_id) is job:
+                    del self._todo[job_id]
+            self.delivered += len(batch)
+            await self.outbox.remove(batch)
+            self.on_delivered()
