@@ -73,6 +73,15 @@ class Responses:
         assert self._consumer is not None
         await self._consumer.stop()
 
+    async def read_some(self, wait_ms: int = 200) -> None:
+        """Read what arrives within `wait_ms` milliseconds."""
+        assert self._consumer is not None
+        batch = await self._consumer.getmany(timeout_ms=wait_ms)
+        for msgs in batch.values():
+            for msg in msgs:
+                key = msg.key.decode() if msg.key is not None else None
+                self.records.append((key, json.loads(msg.value)))
+
     async def read_until(self, done: Callable[[Responses], bool], within: float = 60) -> Responses:
         """Read on until `done(self)` holds; fails the test when it does not within `within` seconds."""
         assert self._consumer is not None
@@ -80,11 +89,7 @@ class Responses:
         while not done(self):
             if time.monotonic() > deadline:
                 raise AssertionError(f"response topic: condition not met within {within}s ({len(self.records)} read)")
-            batch = await self._consumer.getmany(timeout_ms=500)
-            for msgs in batch.values():
-                for msg in msgs:
-                    key = msg.key.decode() if msg.key is not None else None
-                    self.records.append((key, json.loads(msg.value)))
+            await self.read_some(500)
         return self
 
     def results(self) -> dict[str, list[dict[str, Any]]]:

@@ -22,7 +22,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from poulpe.errors import BadRequest, Unavailable
 from poulpe.intake.kafka_config import connection
 from poulpe.intake.kafka_outbox import Outbox
-from poulpe.intake.kafka_results import LinkState, Results, error_record
+from poulpe.intake.kafka_results import LinkState, Results, close_quietly, error_record
 from poulpe.job import Job
 from poulpe.manager import JobManager
 from poulpe.settings import Settings
@@ -158,9 +158,7 @@ class KafkaIntake:
                 if not self._done:
                     self.link.set("down", exc)
             finally:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(5):
-                        await consumer.stop()
+                await close_quietly(consumer.stop)
             if not self._done:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -24,6 +24,16 @@ BATCH = 500
 REQUEST_TIMEOUT_MS = 10_000
 
 
+async def close_quietly(close: Callable[[], Awaitable[None]], within: float = 5.0) -> None:
+    """Close an aiokafka client without letting it hang or fail the caller: with the brokers gone, its `stop()` may
+    wait on requests that never end, and a cancellation inside it can escape as the caller's own."""
+    task = asyncio.ensure_future(close())
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: never "never retrieved"
+    await asyncio.wait({task}, timeout=within)
+    if not task.done():
+        task.cancel()
+
+
 class LinkState:
     """A connection's state, logged once per change (never once per try)."""
 
@@ -33,7 +43,7 @@ class LinkState:
         self.error: str | None = None
 
     def set(self, state: str, error: BaseException | None = None) -> None:
-        self.error = f"{type(error).__name__}: {error}" if error is not None else None
+        self.error = (str(error) or type(error).__name__) if error is not None else None
         if state != self.state:
             self.state = state
             if error is not None:
@@ -114,8 +124,7 @@ class Results:
             try:
                 await producer.start()
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                await close_quietly(producer.stop)
                 raise
             self.producer = producer
             self.link.set("connected")
@@ -124,9 +133,7 @@ class Results:
     async def _close_producer(self) -> None:
         producer, self.producer = self.producer, None
         if producer is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await producer.stop()
+            await close_quietly(producer.stop)
 
     async def _send_forever(self) -> None:
         delay = 0.2
