@@ -131,3 +131,22 @@ async def test_broker_away_for_10_s_poulpe_serves_http_and_resumes_consuming(
     log = proc.log()
     assert log.count("kafka consumer down") <= 2, "a state change is logged once, not once per try"
     assert "kafka consumer connected" in log
+
+
+async def test_sigterm_stops_consuming_first_and_running_jobs_still_answer_on_the_topic(
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+) -> None:
+    flags = topics.flags(broker.servers, broker.session_timeout_ms)
+    proc = poulpe(*flags, "--workers", "2", "--grace", "10")
+    await produce(broker.servers, topics.jobs, slow_jobs(fresh_target, "t", 2, ms=1500))
+    deadline = time.monotonic() + 30
+    while len(fresh_target.calls) < 2:
+        assert time.monotonic() < deadline, "the two slow jobs did not start"
+        await asyncio.sleep(0.05)
+
+    assert await asyncio.to_thread(proc.terminate) == 0
+    async with Responses(broker.servers, topics.results) as responses:
+        await responses.read_until(lambda r: {"t0", "t1"} <= r.results().keys(), within=30)
+    assert all(responses.results()[job_id][0]["status"] == "succeeded" for job_id in ("t0", "t1"))
+    log = proc.log()
+    assert log.index("kafka consumer stopped") < log.index("job t0 succeeded")
