@@ -174,7 +174,10 @@ class KafkaIntake:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(PROBE_S):
                         await self._room.wait()
-            elif self.paused:
+                if not self._room.is_set():
+                    await consumer.getmany(timeout_ms=0)  # a poll, so the group keeps this member while it waits
+                    continue
+            if self.paused:
                 self.paused = False
                 consumer.resume(*consumer.paused())
                 log.info("kafka consumer resumed: %d jobs pending", len(self.outbox))
