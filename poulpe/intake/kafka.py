@@ -157,6 +157,9 @@ class KafkaIntake:
             except (KafkaError, OSError, TimeoutError) as exc:
                 if not self._done:
                     self.link.set("down", exc)
+            except Exception as exc:  # a bug: logged with its traceback; the consumer starts again after a pause
+                log.exception("kafka consumer failed")
+                self.link.set("down", exc)
             finally:
                 await close_quietly(consumer.stop)
             if not self._done:

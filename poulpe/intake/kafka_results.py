@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from poulpe.intake.kafka_outbox import Outbox
 from poulpe.job import Job
@@ -78,6 +79,7 @@ class Results:
         self.link = LinkState("producer")
         self.producer: AIOKafkaProducer | None = None
         self._todo: dict[str, Job] = {}  # by id: a job pushed twice before it is sent goes once
+        self._slim: set[str] = set()  # results too large for the topic: sent without `result` and `history`
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing waits to be sent: a stop's flush waits on it
         self._idle.set()
@@ -142,25 +144,69 @@ class Results:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
-            batch = dict(list(self._todo.items())[:BATCH])
+            batch = dict(itertools.islice(self._todo.items(), BATCH))
             try:
-                producer = await self._producer()
-                futures = [
-                    await producer.send(self.topic, encode({"type": "result", **job.to_result()}), key=job_id.encode())
-                    for job_id, job in batch.items()
-                ]
-                await asyncio.gather(*futures)
-            except (KafkaError, OSError) as exc:
-                self.link.set("down", exc)
-                await self._close_producer()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            delay = 0.2
-            self.link.set("connected")
-            for job_id, job in batch.items():
-                if self._todo.get(job_id) is job:
+                done, trouble = await self._send(batch)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                done, trouble = [], exc
+            except Exception as exc:  # a bug: logged with its traceback, and the sender goes on
+                log.exception("sending Kafka results failed")
+                done, trouble = [], exc
+            for job_id in done:
+                if self._todo.get(job_id) is batch[job_id]:
                     del self._todo[job_id]
-            self.delivered += len(batch)
-            await self.outbox.remove(batch)
-            self.on_delivered()
+                self._slim.discard(job_id)
+            if done:
+                self.delivered += len(done)  # (a result dropped for its size counts as handled)
+                await self.outbox.remove(done)
+                self.on_delivered()
+            if trouble is None:
+                delay = 0.2
+                self.link.set("connected")
+                continue
+            self.link.set("down", trouble)
+            await self._close_producer()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _send(self, batch: dict[str, Job]) -> tuple[list[str], BaseException | None]:
+        """Produce a batch; the ids done with (acknowledged, or too large to send at all), and what stopped the
+        others (they are sent again)."""
+        producer = await self._producer()
+        acks: dict[str, asyncio.Future[Any]] = {}
+        done: list[str] = []  # acknowledged, or dropped for good
+        for job_id, job in batch.items():
+            try:
+                acks[job_id] = await producer.send(self.topic, self._value(job), key=job_id.encode())
+            except MessageSizeTooLargeError:
+                if self._too_large(job_id):
+                    done.append(job_id)
+        outcomes = await asyncio.gather(*acks.values(), return_exceptions=True)
+        trouble: BaseException | None = None
+        for job_id, outcome in zip(acks, outcomes, strict=True):
+            if isinstance(outcome, MessageSizeTooLargeError):
+                if self._too_large(job_id):
+                    done.append(job_id)
+            elif isinstance(outcome, BaseException):
+                trouble = outcome
+            else:
+                done.append(job_id)
+        return done, trouble
+
+    def _value(self, job: Job) -> bytes:
+        result = job.to_result()
+        if job.id in self._slim:
+            result.update(result=None, history=[], truncated=True)
+        return encode({"type": "result", **result})
+
+    def _too_large(self, job_id: str) -> bool:
+        """A result the broker refuses for its size goes without its `result` and `history` (GET /task_resp has
+        them); refused even so, it is dropped, never retried for ever ahead of the others."""
+        if job_id in self._slim:
+            log.error(
+                "kafka result of job %s is too large for %s even without its result: not sent", job_id, self.topic
+            )
+            return True
+        log.warning("kafka result of job %s is too large for %s: sent without its result", job_id, self.topic)
+        self._slim.add(job_id)
+        return False
