@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ class KafkaIntake:
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._stop_listening: Any = None
+        self._stop_listening: Callable[[], None] | None = None
         self.paused = False
         self.taken = 0
         self.malformed = 0
@@ -77,11 +78,13 @@ class KafkaIntake:
         jobs = {job.id: job for job in await self.manager.store.get_many(list(ids))}
         # unknown ids: their message was not committed (it comes again) or their job expired
         await self.outbox.remove(ids - jobs.keys())
-        for job in jobs.values():
-            if job.final:
-                self.results.push(job)
-        if ids:
-            log.info("kafka outbox: %d results to send again, %d jobs still running", self.results.waiting, len(ids))
+        final = [job for job in jobs.values() if job.final]
+        for job in final:
+            self.results.push(job)
+        if jobs:
+            log.info(
+                "kafka outbox: %d results to send again, %d jobs not final yet", len(final), len(jobs) - len(final)
+            )
         self._check_room()
         self.results.start()
         self._task = asyncio.create_task(self._consume_forever(), name="poulpe-kafka-consumer")
