@@ -61,7 +61,8 @@ async def measure(ctx: Context) -> Result:
         f" {PARTITIONS}-partition topic. After one warm-up job has gone round (so the group is joined), {n:,} GET"
         " jobs (no id: each gets the id of its message) to bench/target.py are produced in one burst (acks=all)."
         " The clock runs from the first send until /sys_info (polled every 0.05 s) counts them all stored"
-        " (`kafka.taken`; the batch's offsets are committed right after), and until a reader in the bench process"
+        " (`kafka.taken`; the batch's offsets are committed right after; --max_pending is set above the count, so the"
+        " consumer never pauses), and until a reader in the bench process"
         " has seen every result on the response topic. Producer, reader and poulpe share the machine's 2 cores.",
     )
     target = await start_target(ctx)
@@ -78,7 +79,8 @@ async def measure(ctx: Context) -> Result:
         poulpe = ctx.procs.poulpe(
             "poulpe-kafka",
             *("--kafka_servers", broker.servers, "--kafka_topic", jobs_topic, "--kafka_resp_topic", results_topic),
-            *("--kafka_session_timeout", "6", "--max_retry", "0"),
+            # --max_pending above n: what is measured is intake, not the back-pressure (docs/kafka.md)
+            *("--kafka_session_timeout", "6", "--max_retry", "0", "--max_pending", str(2 * n)),
             workers=workers,
         ).start()
         await asyncio.to_thread(poulpe.wait_http, "/health")
