@@ -117,3 +117,18 @@ async def test_kafka_state_shows_in_health_and_sys_info(
     assert health["detail"]["kafka"]["topic"] == topics.jobs
     assert info["group"] == topics.group
     assert broker.servers not in str(info)
+
+
+async def test_a_job_sent_twice_runs_once_and_answers_each_time(
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+) -> None:
+    poulpe(*kafka_flags(broker, topics))
+    job = {"id": "twice", "method": "GET", "name": fresh_target.url("/echo")}
+    async with Responses(broker.servers, topics.results) as responses:
+        await produce(broker.servers, topics.jobs, [job])
+        await responses.read_until(lambda r: len(r.results().get("twice", [])) == 1)
+        await produce(broker.servers, topics.jobs, [job])
+        await responses.read_until(lambda r: len(r.results().get("twice", [])) == 2)
+    first, second = responses.results()["twice"]
+    assert first["finished_at"] == second["finished_at"]  # the same run, answered again
+    assert fresh_target.count_by_job_id()["twice"] == 1

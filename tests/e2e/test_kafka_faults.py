@@ -154,3 +154,29 @@ async def test_sigterm_stops_consuming_first_and_running_jobs_still_answer_on_th
     assert all(responses.results()[job_id][0]["status"] == "succeeded" for job_id in ("t0", "t1"))
     log = proc.log()
     assert log.index("kafka consumer stopped") < log.index("job t0 succeeded")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_poulpe_starts_without_a_broker_and_consumes_once_one_answers(
+    kind: str, poulpe: Callable[..., Poulpe], fresh_target: Target, tmp_path: Path
+) -> None:
+    broker = Broker(kind, tmp_path / f"late-{kind}")  # not started yet
+    topics = Topics.fresh()
+    proc = poulpe(*topics.flags(broker.servers, broker.session_timeout_ms))
+    async with proc.async_client() as client:
+        assert (await client.get("/health")).status_code == 200
+        answer = await client.post("/task_in_queue", json={"method": "GET", "name": fresh_target.url(), "wait": 5})
+        assert answer.json()["status"] == "succeeded"
+        deadline = time.monotonic() + 10
+        while (await client.get("/sys_info")).json()["kafka"]["consumer"]["state"] != "down":
+            assert time.monotonic() < deadline, "the consumer never said the broker is down"
+            await asyncio.sleep(0.1)
+    try:
+        broker.start()
+        await create_topics(broker.servers, topics)
+        await produce(broker.servers, topics.jobs, slow_jobs(fresh_target, "late", 3))
+        async with Responses(broker.servers, topics.results) as responses:
+            await responses.read_until(lambda r: len(r.results()) >= 3, within=60)
+    finally:
+        broker.stop()
+    assert proc.log().count("kafka consumer down") == 1
