@@ -6,6 +6,7 @@ protocol promises.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -132,3 +133,20 @@ async def test_a_job_sent_twice_runs_once_and_answers_each_time(
     first, second = responses.results()["twice"]
     assert first["finished_at"] == second["finished_at"]  # the same run, answered again
     assert fresh_target.count_by_job_id()["twice"] == 1
+
+
+async def test_the_sasl_password_shows_nowhere(broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe]) -> None:
+    password = "kafka-Secret-91c3"
+    proc = poulpe(
+        *kafka_flags(broker, topics),
+        *("--kafka_security_protocol", "SASL_PLAINTEXT", "--kafka_sasl_mechanism", "PLAIN"),
+        *("--kafka_sasl_username", "poulpe"),
+        env={"POULPE_KAFKA_SASL_PASSWORD": password},
+    )
+    await produce(broker.servers, topics.jobs, [b"{}"])  # something to read, so the consumer tries to log in
+    async with proc.async_client() as client:
+        await asyncio.sleep(2)
+        shown = [(await client.get(path)).text for path in ("/sys_info", "/health")]
+    proc.stop()
+    assert all(password not in text for text in shown)
+    assert password not in proc.log()
