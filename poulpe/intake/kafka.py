@@ -128,6 +128,17 @@ class KafkaIntake:
         if job.source == SOURCE or job.id in self.outbox.ids:
             self.results.push(job)
 
+    async def _settle_outbox(self) -> None:
+        """While paused: outbox ids whose job ended in another process (on a shared store, where this process is not
+        told) have their result sent from here, and ids whose job expired leave, so the pause cannot last for ever."""
+        ids = [job_id for job_id in self.outbox.ids if not self.results.queued(job_id)]
+        jobs = {job.id: job for job in await self.manager.store.get_many(ids)}
+        await self.outbox.remove(set(ids) - jobs.keys())
+        for job in jobs.values():
+            if job.final:
+                self.results.push(job)
+        self._check_room()
+
     def _check_room(self) -> None:
         if len(self.outbox) < self.max_pending:
             self._room.set()
@@ -182,6 +193,7 @@ class KafkaIntake:
                         await self._room.wait()
                 if not self._room.is_set():
                     await consumer.getmany(timeout_ms=0)  # a poll, so the group keeps this member while it waits
+                    await self._settle_outbox()
                     continue
             if self.paused:
                 self.paused = False

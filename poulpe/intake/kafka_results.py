@@ -92,9 +92,8 @@ class Results:
         self._idle.clear()
         self._wake.set()
 
-    @property
-    def waiting(self) -> int:
-        return len(self._todo)
+    def queued(self, job_id: str) -> bool:
+        return job_id in self._todo
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._send_forever(), name="poulpe-kafka-results")

@@ -180,3 +180,19 @@ async def test_poulpe_starts_without_a_broker_and_consumes_once_one_answers(
     finally:
         broker.stop()
     assert proc.log().count("kafka consumer down") == 1
+
+
+async def test_delayed_jobs_fill_max_pending_until_they_run_then_the_consumer_goes_on(
+    broker: Broker, poulpe: Callable[..., Poulpe], fresh_target: Target
+) -> None:
+    topics = Topics.fresh()
+    await create_topics(broker.servers, topics, partitions=1)  # one partition: messages are read in produce order
+    proc = poulpe(*topics.flags(broker.servers, broker.session_timeout_ms), "--max_pending", "2")
+    later = [{**job, "delay": 6} for job in slow_jobs(fresh_target, "later", 2)]
+    await produce(broker.servers, topics.jobs, later)
+    await produce(broker.servers, topics.jobs, slow_jobs(fresh_target, "next", 1))
+    async with Responses(broker.servers, topics.results) as responses:
+        await responses.read_until(lambda r: "next0" in r.results(), within=30)
+    results = responses.results()
+    assert results["next0"][0]["created_at"] >= max(results[f"later{n}"][0]["finished_at"] for n in range(2)) - 0.5
+    assert "kafka consumer paused" in proc.log() and "kafka consumer resumed" in proc.log()
