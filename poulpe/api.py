@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -111,12 +113,19 @@ async def delete_dead(request: Request) -> Response:
     return json_response({"result": WORD_OK, "id": _job_id(request), "deleted": True})
 
 
+def _reports(request: Request) -> dict[str, Any]:
+    """What optional intakes (Kafka) say of themselves: shown in /sys_info and as /health detail."""
+    reports: dict[str, Callable[[], Any]] = getattr(request.state, "reports", {})
+    return {name: report() for name, report in reports.items()}
+
+
 async def health(request: Request) -> Response:
     manager = _manager(request)
     ok = await manager.store.ping()
+    detail = _reports(request)
     if not manager.accepting:
         return json_response({"ok": False, "draining": True}, 503)
-    return json_response({"ok": ok}, 200 if ok else 503)
+    return json_response({"ok": ok, "detail": detail} if detail else {"ok": ok}, 200 if ok else 503)
 
 
 async def sys_info(request: Request) -> Response:
@@ -128,5 +137,6 @@ async def sys_info(request: Request) -> Response:
             "store": manager.store.kind,
             "node": manager.node,
             **await manager.sys_info(),
+            **_reports(request),
         }
     )

@@ -113,6 +113,14 @@ def create_app(settings: Settings) -> Starlette:
             crontab.start()
         external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
         await external.start()
+        # Kafka intake (docs/kafka.md): started after recovery; it stops consuming as soon as the manager drains
+        kafka = None
+        if settings.kafka_servers:
+            from poulpe.intake.kafka import KafkaIntake
+
+            kafka = KafkaIntake(settings, manager, limits)
+            await kafka.start()
+        reports = {"kafka": kafka.report} if kafka is not None else {}
         app.state.manager = manager
         log.info("poulpe ready: %s store, %d workers", store.kind, settings.workers)
         try:
@@ -124,12 +132,17 @@ def create_app(settings: Settings) -> Starlette:
                 "external": external,
                 "started_at": time.time(),
                 "metrics": metrics,
+                "reports": reports,
             }
         finally:
             if crontab is not None:
                 await crontab.stop()
             await external.stop()
+            if kafka is not None:
+                await kafka.stop_consuming()
             await manager.stop(settings.grace)
+            if kafka is not None:
+                await kafka.stop(flush_s=5.0)
             await callbacks.stop()  # after the drain: jobs ending in the grace period get theirs
             for runner in set(runners.values()):
                 await runner.close()

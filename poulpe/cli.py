@@ -69,10 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("smtp_pwd", str, "SMTP password (prefer POULPE_SMTP_PWD)", secret=True)
     switch("starttls", "use STARTTLS with the SMTP server")
     switch("smtp_tls", "use implicit TLS with the SMTP server")
-    add("kafka_servers", str, "Kafka brokers (planned)")
+    add("kafka_servers", str, "comma-separated Kafka brokers (host:port): take jobs from --kafka_topic (docs/kafka.md)")
     add("kafka_topic", str, "topic jobs come from")
-    add("kafka_resp_topic", str, "topic results go to")
+    add("kafka_resp_topic", str, "topic results and errors go to, keyed by job id")
     add("kafka_group", str, "consumer group (default poulpe)")
+    add("kafka_security_protocol", str, "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default PLAINTEXT)")
+    add("kafka_sasl_mechanism", str, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    add("kafka_sasl_username", str, "SASL user name")
+    add("kafka_sasl_password", str, "SASL password (prefer POULPE_KAFKA_SASL_PASSWORD)", secret=True)
+    add("kafka_ssl_cafile", Path, "CA bundle that signs the brokers' certificates")
+    add("kafka_ssl_certfile", Path, "client certificate (PEM) for TLS client authentication")
+    add("kafka_ssl_keyfile", Path, "client key (PEM) for TLS client authentication")
+    add("kafka_session_timeout", float, "seconds the group waits for a silent consumer before reassigning (default 10)")
+    add("max_pending", int, "Kafka jobs taken in and not yet final: the consumer pauses above this (default 10000)")
     add("signing_key", str, "HMAC key signing every HTTP call (prefer POULPE_SIGNING_KEY)", secret=True)
     add("token", str, "bearer token every route but /health needs (prefer POULPE_TOKEN)", secret=True)
     add("lease", float, "seconds a process holds a job on a shared store (default 60)")
@@ -85,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SECRETS = {"smtp_pwd", "signing_key", "token"}
+SECRETS = {"smtp_pwd", "signing_key", "token", "kafka_sasl_password"}
 SWITCHES = {"starttls", "smtp_tls", "log_json", "access_log", "cron_check"}
 
 
@@ -104,15 +113,15 @@ def settings_from(argv: Sequence[str]) -> Settings:
             value = raw.strip().lower() in TRUE if field in SWITCHES else raw
         values[field] = value
     try:
-        for key in ("port", "workers", "max_retry", "smtp_port", "max_body"):
+        for key in ("port", "workers", "max_retry", "smtp_port", "max_body", "max_pending"):
             if key in values:
                 values[key] = int(values[key])
-        for key in ("retry_interval", "job_timeout", "result_ttl", "lease", "grace"):
+        for key in ("retry_interval", "job_timeout", "result_ttl", "lease", "grace", "kafka_session_timeout"):
             if key in values:
                 values[key] = float(values[key])
     except ValueError as exc:
         raise SettingsError(f"a flag has a value that is not a number: {exc}") from None
-    for key in ("data", "cron", "dead", "exec_dir"):
+    for key in ("data", "cron", "dead", "exec_dir", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
         if key in values:
             values[key] = Path(values[key])
     for key in SECRETS & values.keys():

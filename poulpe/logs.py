@@ -35,3 +35,5 @@ def configure(level: str = "info", *, json_lines: bool = False) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # aiokafka logs every failed try; poulpe.kafka logs each change of connection state once instead
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -214,8 +214,18 @@ def _schemas() -> dict[str, Any]:
         ]
     }
     page = {"page": {"type": "integer", "minimum": 1}, "size": {"type": "integer", "minimum": 1}, "total": _INT}
+    # present when --kafka_servers is set (docs/kafka.md)
+    link = _object(
+        {"state": {"type": "string", "enum": ["starting", "connected", "down", "stopped"]}, "error": _STR}, ["state"]
+    )
+    kafka = _object(
+        {"consumer": link, "producer": link, "topic": _STR, "resp_topic": _STR, "group": _STR, "pending": _INT,
+         "max_pending": _INT, "paused": _BOOL, "taken": _INT, "malformed": _INT, "results_sent": _INT},
+        ["consumer", "producer", "topic", "resp_topic", "group", "pending", "max_pending", "paused"],
+    )  # fmt: skip
     sys_info = _object(
         {
+            "kafka": _ref("Kafka"),
             "version": _STR,
             "uptime_s": _NUM,
             "store": {"type": "string", "enum": ["sqlite", "redis"]},
@@ -253,6 +263,7 @@ def _schemas() -> dict[str, Any]:
             [*page, "dead"],
         ),
         "SysInfo": sys_info,
+        "Kafka": kafka,
     }
 
 
@@ -468,7 +479,10 @@ def _paths() -> dict[str, Any]:
                 "summary": "Whether the store answers; no token needed",
                 "security": [],
                 "responses": {
-                    "200": _json(_object({"ok": {"const": True}}, ["ok"]), "Healthy"),
+                    "200": _json(
+                        _object({"ok": {"const": True}, "detail": _object({"kafka": _ref("Kafka")}, [])}, ["ok"]),
+                        "Healthy (with --kafka_servers, the Kafka state as detail: poulpe serves HTTP with Kafka down)",
+                    ),
                     "503": _json(
                         _object({"ok": {"const": False}, "draining": _BOOL}, ["ok"]),
                         "Store unreachable, or draining before a stop",

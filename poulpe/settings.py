@@ -69,6 +69,15 @@ class Settings:
     kafka_topic: str | None = None
     kafka_resp_topic: str | None = None
     kafka_group: str = "poulpe"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_session_timeout: float = 10.0
+    max_pending: int = 10_000
     signing_key: Secret | None = None
     token: Secret | None = None
     lease: float = 60.0
@@ -91,6 +100,8 @@ class Settings:
             (self.lease > 0, "lease", "must be > 0"),
             (self.grace >= 0, "grace", "must be >= 0"),
             (self.max_body >= 1024, "max_body", "must be at least 1024 bytes"),
+            (1 <= self.kafka_session_timeout <= 300, "kafka_session_timeout", "must be between 1 and 300 seconds"),
+            (1 <= self.max_pending <= 10_000_000, "max_pending", "must be between 1 and 10000000"),
             (self.loop in ("asyncio", "uvloop"), "loop", "must be asyncio or uvloop"),
             (self.log_level.lower() in LOG_LEVELS, "log_level", "must be debug, info, warning or error"),
         ]
@@ -103,13 +114,13 @@ class Settings:
             raise SettingsError(
                 f"--timezone {self.timezone!r} is not an IANA time zone name (such as Europe/Paris)"
             ) from None
-        # Kafka is the work to come: refused rather than ignored, so nobody believes it is in use.
-        if self.kafka_servers:
-            raise SettingsError("--kafka_servers is not supported by this version of poulpe yet")
         if self.redis is not None and not self.redis.startswith(REDIS_SCHEMES):
             raise SettingsError(f"--redis must be a URL starting with {', '.join(REDIS_SCHEMES)}")
         if not self.redis_prefix or any(c in self.redis_prefix for c in " }"):
             raise SettingsError("--redis_prefix must be non-empty, without spaces or '}'")
+        from poulpe.intake.kafka_config import check_kafka
+
+        check_kafka(self)
         if self.smtp_tls and self.starttls:
             raise SettingsError("--smtp_tls and --starttls exclude each other: choose implicit TLS or STARTTLS")
         if self.exec_dir is not None and not self.exec_dir.is_dir():

@@ -1,0 +1,156 @@
+"""Kafka intake: a user produces jobs to a topic and reads each result, keyed by job id, from the response topic.
+
+Every test runs against two real Kafka-protocol brokers (noida-db and Tansu), so poulpe relies only on what the
+protocol promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_broker import KINDS, Broker
+from tests.kafka_client import Responses, Topics, create_topics, produce
+from tests.poulpe_process import Poulpe
+from tests.target import Target
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    server = Broker(request.param, tmp_path_factory.mktemp(request.param)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def topics(broker: Broker) -> Topics:
+    fresh = Topics.fresh()
+    await create_topics(broker.servers, fresh)
+    return fresh
+
+
+def kafka_flags(broker: Broker, topics: Topics) -> list[str]:
+    return topics.flags(broker.servers, broker.session_timeout_ms)
+
+
+async def test_500_jobs_from_the_topic_each_run_once_and_answer_on_the_response_topic(
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target, exec_dir: Path
+) -> None:
+    poulpe(*kafka_flags(broker, topics), "--exec_dir", str(exec_dir), "--workers", "16")
+    http_jobs = [
+        {"id": f"h{n}", "method": "POST", "name": fresh_target.url("/sum"), "params": {"a": n, "b": 1}}
+        for n in range(250)
+    ]
+    exec_jobs = [{"id": f"x{n}", "method": "EXEC", "name": "add", "params": f"{n} 2"} for n in range(250)]
+    await produce(broker.servers, topics.jobs, [job for pair in zip(http_jobs, exec_jobs, strict=True) for job in pair])
+
+    async with Responses(broker.servers, topics.results) as responses:
+        await responses.read_until(lambda r: len(r.results()) >= 500, within=90)
+    results = responses.results()
+    assert set(results) == {f"h{n}" for n in range(250)} | {f"x{n}" for n in range(250)}
+    for n in range(250):
+        assert results[f"h{n}"][0]["status"] == "succeeded"
+        assert results[f"h{n}"][0]["result"]["body"] == str(n + 1)
+        assert results[f"x{n}"][0]["result"]["stdout"] == str(n + 2)
+    assert all(len(v) == 1 for v in results.values())
+    counts = fresh_target.count_by_job_id()
+    assert {job_id: counts[job_id] for job_id in counts if job_id.startswith("h")} == {f"h{n}": 1 for n in range(250)}
+
+
+async def test_malformed_messages_each_answer_an_error_and_the_consumer_goes_on(
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+) -> None:
+    proc = poulpe(*kafka_flags(broker, topics))
+    bad: list[bytes | None] = []
+    for n in range(50):
+        kind = n % 5
+        if kind == 0:
+            bad.append(b"not json {" + str(n).encode())
+        elif kind == 1:
+            bad.append(b'{"method": "GET"}')  # no name
+        elif kind == 2:
+            bad.append(b'{"method": "FLY", "name": "x"}')
+        elif kind == 3:
+            bad.append(b'[{"method": "GET", "name": "http://127.0.0.1/"}]')  # an array: one job per message
+        else:
+            bad.append(b'{"method": "GET", "name": "http://127.0.0.1/", "colour": "red"}')
+    good = {"id": "after-the-bad-ones", "method": "GET", "name": fresh_target.url("/echo")}
+    await produce(broker.servers, topics.jobs, [*bad, good])
+
+    async with Responses(broker.servers, topics.results) as responses:
+        await responses.read_until(lambda r: "after-the-bad-ones" in r.results() and len(r.errors()) >= 50)
+    errors = responses.errors()
+    assert len(errors) == 50
+    assert {e["topic"] for e in errors} == {topics.jobs}
+    assert len({(e["partition"], e["offset"]) for e in errors}) == 50
+    fields = {e["field"] for e in errors}
+    assert {"name", "method", "colour"} <= fields
+    assert responses.results()["after-the-bad-ones"][0]["status"] == "succeeded"
+    async with proc.async_client() as client:
+        info = (await client.get("/sys_info")).json()
+    assert info["kafka"]["malformed"] == 50
+    assert info["kafka"]["consumer"]["state"] == "connected"
+
+
+async def test_a_message_without_id_gets_the_same_id_on_every_delivery(
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+) -> None:
+    poulpe(*kafka_flags(broker, topics))
+    await produce(broker.servers, topics.jobs, [{"method": "GET", "name": fresh_target.url("/echo")}])
+    async with Responses(broker.servers, topics.results) as responses:
+        await responses.read_until(lambda r: len(r.results()) == 1)
+    (job_id,) = responses.results()
+    assert job_id.startswith(f"kafka:{topics.jobs}:")
+    assert fresh_target.count_by_job_id()[job_id] == 1
+
+
+async def test_kafka_state_shows_in_health_and_sys_info(
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe]
+) -> None:
+    proc = poulpe(*kafka_flags(broker, topics))
+    async with proc.async_client() as client:
+        health = (await client.get("/health")).json()
+        for _ in range(100):  # the consumer connects in the background: poulpe never waits for a broker to start
+            info = (await client.get("/sys_info")).json()["kafka"]
+            if info["consumer"]["state"] == "connected":
+                break
+            await asyncio.sleep(0.1)
+    assert health["ok"] is True
+    assert health["detail"]["kafka"]["topic"] == topics.jobs
+    assert info["group"] == topics.group
+    assert info["consumer"] == {"state": "connected"}
+
+
+async def test_a_job_sent_twice_runs_once_and_answers_each_time(
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+) -> None:
+    poulpe(*kafka_flags(broker, topics))
+    job = {"id": "twice", "method": "GET", "name": fresh_target.url("/echo")}
+    async with Responses(broker.servers, topics.results) as responses:
+        await produce(broker.servers, topics.jobs, [job])
+        await responses.read_until(lambda r: len(r.results().get("twice", [])) == 1)
+        await produce(broker.servers, topics.jobs, [job])
+        await responses.read_until(lambda r: len(r.results().get("twice", [])) == 2)
+    first, second = responses.results()["twice"]
+    assert first["finished_at"] == second["finished_at"]  # the same run, answered again
+    assert fresh_target.count_by_job_id()["twice"] == 1
+
+
+async def test_the_sasl_password_shows_nowhere(broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe]) -> None:
+    password = "kafka-Secret-91c3"
+    proc = poulpe(
+        *kafka_flags(broker, topics),
+        *("--kafka_security_protocol", "SASL_PLAINTEXT", "--kafka_sasl_mechanism", "PLAIN"),
+        *("--kafka_sasl_username", "poulpe"),
+        env={"POULPE_KAFKA_SASL_PASSWORD": password},
+    )
+    await produce(broker.servers, topics.jobs, [b"{}"])  # something to read, so the consumer tries to log in
+    async with proc.async_client() as client:
+        await asyncio.sleep(2)
+        shown = [(await client.get(path)).text for path in ("/sys_info", "/health")]
+    proc.stop()
+    assert all(password not in text for text in shown)
+    assert password not in proc.log()
