@@ -184,37 +184,34 @@ end
 return lost
 """
 
-# ARGV: base, finished before, limit. Forgets final jobs past their TTL; returns how many went.
-PURGE = """
-local B = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', B..'done', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do
+# Removes one job from every index and deletes its record; shared by PURGE and DELETE.
+_FORGET = """
+local function forget(B, id)
   local status = redis.call('HGET', B..'stat', id)
   if status then
     redis.call('ZREM', B..'st:'..status, id)
     redis.call('HINCRBY', B..'count', status, -1)
   end
   redis.call('HDEL', B..'stat', id)
-  redis.call('ZREM', B..'all', id)
-  redis.call('ZREM', B..'done', id)
-  redis.call('DEL', B..'job:'..id)
+  redis.call('HDEL', B..'owner', id)
+  for _, index in ipairs({'all', 'done', 'due', 'lease', 'xlease'}) do redis.call('ZREM', B..index, id) end
+  return redis.call('DEL', B..'job:'..id)
 end
-return #ids
 """
 
-# ARGV: base, id. Removes one job from every index; returns 1 when it existed.
-DELETE = """
-local B, id = ARGV[1], ARGV[2]
-local status = redis.call('HGET', B..'stat', id)
-if status then
-  redis.call('ZREM', B..'st:'..status, id)
-  redis.call('HINCRBY', B..'count', status, -1)
-end
-redis.call('HDEL', B..'stat', id)
-redis.call('HDEL', B..'owner', id)
-for _, index in ipairs({'all', 'done', 'due', 'lease'}) do redis.call('ZREM', B..index, id) end
-return redis.call('DEL', B..'job:'..id)
+# ARGV: base, finished before, limit. Forgets final jobs past their TTL; returns how many went.
+PURGE = (
+    _FORGET
+    + """
+local B = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', B..'done', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do forget(B, id) end
+return #ids
 """
+)
+
+# ARGV: base, id. Forgets one job; returns 1 when it existed.
+DELETE = _FORGET + "return forget(ARGV[1], ARGV[2])\n"
 
 # ARGV: base, type, now, n, lease end, worker. Reserves up to n due QUEUE jobs of the type for the worker: out of
 # `q:<type>`, into `xlease`, owner `x:?:<type>` until the caller's follow-up `save` records the attempt (a
