@@ -62,8 +62,9 @@ def test_a_killed_process_leaves_its_jobs_to_the_other_once_its_lease_runs_out(
     flags = on_redis(redis_server, redis_prefix, "--workers", "4", "--lease", "2")
     a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
     with a.client() as client:
-        ids = [accepted(client, method="GET", name=fresh_target.url("/slow", ms=1500))["id"] for _ in range(8)]
-        eventually(lambda: counts(a)["running"] == 8)  # four on each process
+        # each process holds at most 5: four running, one ready (its prefetch)
+        ids = [accepted(client, method="GET", name=fresh_target.url("/slow", ms=1500))["id"] for _ in range(10)]
+        eventually(lambda: counts(a)["running"] == 8)
     a.kill()
     with b.client() as client:
         done = [result(client, job_id, timeout=30) for job_id in ids]
@@ -79,15 +80,16 @@ def test_a_long_poll_on_one_process_wakes_when_another_finishes_the_job(
     poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
-    b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "4"), home="b")
-    with a.client() as on_a, b.client() as on_b:
-        # a's only worker and three of b's are kept busy, so the job under test can only run on b
-        for _ in range(4):
-            accepted(on_b, method="GET", name=fresh_target.url("/slow", ms=4000))
-        eventually(lambda: counts(a)["running"] == 4)
-        job_id = accepted(on_b, method="GET", name=fresh_target.url("/echo"), delay=0.5)["id"]
-        answer = on_a.get(f"/task_resp/{job_id}", params={"timeout": 20})
-        woke_at = time.time()
+    with a.client() as on_a:
+        # a's only worker runs a slow job and a holds one more ready (its prefetch): it takes nothing else for a while
+        for _ in range(2):
+            accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=3000))
+        eventually(lambda: counts(a)["running"] == 1)
+        b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "4"), home="b")
+        with b.client() as on_b:
+            job_id = accepted(on_b, method="GET", name=fresh_target.url("/echo"), delay=0.5)["id"]
+            answer = on_a.get(f"/task_resp/{job_id}", params={"timeout": 20})
+            woke_at = time.time()
     job = answer.json()
     assert answer.status_code == 200 and job["status"] == "succeeded"
     assert ran_on(job, b)
