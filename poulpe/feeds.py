@@ -105,6 +105,7 @@ class SharedFeed:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._taking = False
+        self._unsure = False
 
     async def start(self) -> None:
         self._taking = True
@@ -156,11 +157,16 @@ class SharedFeed:
                 await self._wake.wait()
                 continue
             try:
-                claimed = await self.store.claim(room, self.lease, self.manager.clock())
-            except Unavailable:
+                recheck = self.manager.held_ids() if self._unsure else None
+                claimed = await self.store.claim(room, self.lease, self.manager.clock(), recheck=recheck)
+            except Exception as exc:  # Unavailable (Redis away) or anything else: claims must go on
+                if not isinstance(exc, Unavailable):
+                    log.exception("claiming jobs failed; trying again")
+                self._unsure = True  # the claim may have leased jobs whose list never came back
                 await self._sleep_until(time.time() + backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            self._unsure = False
             backoff = 0.05
             for job in claimed.jobs:
                 self.manager.claimed(job)
@@ -182,7 +188,9 @@ class SharedFeed:
             held = self.manager.held_ids()
             try:
                 lost = await self.store.renew(held, self.lease)
-            except Unavailable:
+            except Exception as exc:  # the next renewal tries again, well within the lease
+                if not isinstance(exc, Unavailable):
+                    log.exception("renewing leases failed")
                 continue
             for job_id in lost:
                 log.warning("job %s: its lease was taken by another process (this one was too slow)", job_id)

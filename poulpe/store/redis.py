@@ -57,7 +57,7 @@ def namespace(prefix: str) -> str:
     return "{" + prefix.rstrip(":") + "}:"
 
 
-def connect(url: str, password: str | None) -> aioredis.Redis:
+def connect(url: str, password: str | None, *, retries: int = 2) -> aioredis.Redis:
     """A client for `redis://`, `rediss://`, `unix://` or `redis+sentinel://host:port[,host:port]/service[/db]`.
 
     Commands give up after about a second when Redis is away, so intake answers 503 quickly instead of hanging.
@@ -66,7 +66,7 @@ def connect(url: str, password: str | None) -> aioredis.Redis:
         "socket_timeout": 5.0,
         "socket_connect_timeout": 2.0,
         "socket_keepalive": True,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "health_check_interval": 30,
     }
@@ -94,6 +94,7 @@ class RedisStore(Store):
         self.owner = owner or f"poulpe-{secrets.token_hex(6)}"  # this process's name on its leases
         self._due = self.base + "due"
         self._redis: aioredis.Redis | None = None
+        self._once: aioredis.Redis | None = None  # claims: a lost answer must be known, not retried blindly
         self._sha: dict[str, str] = {}
         self._ops: list[tuple[str, list[Any], asyncio.Future[Any] | None]] = []
         self._wake = asyncio.Event()
@@ -105,6 +106,7 @@ class RedisStore(Store):
     async def open(self) -> None:
         """Connects lazily: poulpe starts while Redis is away (intake answers 503 until it is back)."""
         self._redis = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"))
+        self._once = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"), retries=0)
         self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
         with contextlib.suppress(StoreUnavailable):
             await self._load_scripts()
@@ -116,9 +118,10 @@ class RedisStore(Store):
             self._wake.set()
             await self._flusher
             self._flusher = None
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        for client in (self._redis, self._once):
+            if client is not None:
+                await client.aclose()
+        self._redis = self._once = None
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -127,8 +130,10 @@ class RedisStore(Store):
         return self._redis
 
     def client(self, **overrides: Any) -> aioredis.Redis:
-        """A second client on the same server (pub/sub needs a connection of its own that never times out)."""
-        client = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"))
+        """A second client on the same server (pub/sub needs a connection of its own that never times out).
+
+        It never reconnects by itself: its user must know when the connection broke (messages were missed)."""
+        client = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"), retries=0)
         client.connection_pool.connection_kwargs.update(overrides)
         return client
 
@@ -225,13 +230,15 @@ class RedisStore(Store):
         return results
 
     async def _direct(self, name: str, args: list[Any]) -> Any:
-        """One script call on its own round trip."""
+        """One script call on its own round trip, on a client that never sends it twice."""
+        if self._once is None:
+            raise StoreUnavailable("the store is closed")
         async with self._reachable():
             try:
-                return await self.redis.evalsha(self._sha[name], 1, self._due, self.base, *args)
+                return await self._once.evalsha(self._sha[name], 1, self._due, self.base, *args)
             except NoScriptError:
                 await self._load_scripts()
-                return await self.redis.evalsha(self._sha[name], 1, self._due, self.base, *args)
+                return await self._once.evalsha(self._sha[name], 1, self._due, self.base, *args)
 
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
@@ -327,11 +334,18 @@ class RedisStore(Store):
         return False
 
     # --- claiming (shared by every process on this namespace) -------------------------------------------------
-    async def claim(self, n: int, lease: float, now: float | None = None) -> Claimed:
-        """Lease up to `n` due jobs to this process (in due order, then acceptance order)."""
+    async def claim(
+        self, n: int, lease: float, now: float | None = None, *, recheck: Sequence[str] | None = None
+    ) -> Claimed:
+        """Lease up to `n` due jobs to this process (in due order, then acceptance order).
+
+        A claim is never sent twice by the client: when its answer is lost (Redis restarted), the jobs it leased
+        are unknown here. Call again with `recheck` = the ids this process holds, and the others go back.
+        """
         now = time.time() if now is None else now
+        args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0", *(recheck or ())]
         # Straight to Redis, not behind the write pipeline: a worker waiting for work should not wait for writes.
-        records, due, lease_end = await self._direct("claim", [repr(now), n, repr(now + lease), self.owner])
+        records, due, lease_end = await self._direct("claim", args)
         jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
         return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
 
@@ -460,7 +474,9 @@ class RedisStore(Store):
                             channel = names.get(message["channel"])
                             if channel is not None and message["type"] == "message":
                                 on_message(channel, message["data"].decode())
-                except _DOWN:
+                except (*_DOWN, RedisError) as exc:
+                    if not isinstance(exc, _DOWN):
+                        log.warning("redis pub/sub failed (it subscribes again): %s", exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
         finally:

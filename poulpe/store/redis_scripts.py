@@ -141,10 +141,23 @@ return 1
 """
 )
 
-# ARGV: base, now, n, lease end, token. Takes back leases that ran out (their process is gone: the job is due
-# again at once), then claims up to n due jobs for this process. Returns {records, next due, next lease end}.
+# ARGV: base, now, n, lease end, token, recheck ('1' after a claim whose answer was lost), then the ids this
+# process holds. Takes back leases that ran out (their process is gone: the job is due again at once); on a
+# recheck, also this process's leases on jobs it does not hold (claimed by the call whose answer never came);
+# then claims up to n due jobs for this process. Returns {records, next due, next lease end}.
 CLAIM = """
 local B, now, n, until_, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+if ARGV[6] == '1' then
+  local held = {}
+  for i = 7, #ARGV do held[ARGV[i]] = true end
+  for _, id in ipairs(redis.call('ZRANGE', B..'lease', 0, -1)) do
+    if not held[id] and redis.call('HGET', B..'owner', id) == token then
+      redis.call('ZREM', B..'lease', id)
+      redis.call('HDEL', B..'owner', id)
+      redis.call('ZADD', B..'due', now, id)
+    end
+  end
+end
 local lost = redis.call('ZRANGEBYSCORE', B..'lease', '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(lost) do
   redis.call('ZREM', B..'lease', id)

@@ -114,3 +114,16 @@ async def test_writes_go_on_after_redis_forgets_its_scripts(
     redis_server.client().script_flush()
     assert await a.add([job(1)]) == [(job(1), False)]
     assert (await a.get("j1")) is not None
+
+
+async def test_jobs_of_a_claim_whose_answer_was_lost_come_back_on_the_next_claim(
+    stores: Callable[[str], RedisStore],
+) -> None:
+    a = stores("a")
+    await a.open()
+    await a.add([job(1), job(2), job(3)])
+    kept = (await a.claim(1, lease=60)).jobs  # this process holds j1
+    await a.claim(10, lease=60)  # as if Redis had restarted before this answer came back: j2 and j3 are unknown here
+    again = await a.claim(10, lease=60, recheck=[j.id for j in kept])
+    assert sorted(j.id for j in again.jobs) == ["j2", "j3"]
+    assert await a.renew(["j1", "j2", "j3"], lease=60) == []
