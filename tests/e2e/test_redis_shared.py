@@ -207,3 +207,18 @@ def test_external_workers_are_served_by_any_process_of_the_namespace(
         a.kill()  # the lease was taken on a, which dies: b ends it when it runs out, as a failed attempt
         back = eventually(lambda: (job := state(on_b, job_id))["status"] == "retrying" and job, timeout=10)
         assert "ended without a report" in back["error"]
+
+
+def test_a_drained_process_gives_back_the_jobs_it_held_ready_at_once(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
+    with a.client() as on_a:
+        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=1500))["id"] for _ in range(2)]
+        eventually(lambda: counts(a)["running"] == 1)  # one running, one held ready by a
+        b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "2"), home="b")
+        assert a.terminate() == 0  # SIGTERM: a finishes its attempt, and gives the other job back, not after --lease
+    with b.client() as on_b:
+        done = [result(on_b, job_id, timeout=10) for job_id in ids]
+    assert [job["status"] for job in done] == ["succeeded", "succeeded"]
+    assert sum(ran_on(job, b) for job in done) == 1
