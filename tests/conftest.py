@@ -45,8 +45,11 @@ def fresh_target(target: Target) -> Target:
 
 @pytest.fixture
 def exec_dir(tmp_path: Path) -> Path:
+    return copy_programs(tmp_path / "bin")
+
+
+def copy_programs(folder: Path) -> Path:
     """A directory of programs for EXEC jobs: a copy of tests/programs with the executable bits set."""
-    folder = tmp_path / "bin"
     folder.mkdir()
     for program in PROGRAMS.iterdir():
         if program.is_file():

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import copy_programs
 from tests.e2e.helpers import accepted, dead_letter_path, result, submit
 from tests.poulpe_process import Poulpe
 
-PROGRAMS = Path(__file__).parent.parent / "programs"
 SHELL_TRICKS = ["; touch CANARY", "$(touch CANARY)", "`touch CANARY`", "| touch CANARY", "&& touch CANARY"]
 
 
@@ -29,12 +29,7 @@ def canaries(folders: list[Path]) -> list[Path]:
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Poulpe, Path]]:
     """One poulpe for the module (starting one per test costs more than the tests), with its own exec_dir."""
     home = tmp_path_factory.mktemp("exec")
-    folder = home / "bin"
-    folder.mkdir()
-    for program in PROGRAMS.iterdir():
-        copy = folder / program.name
-        copy.write_bytes(program.read_bytes())
-        copy.chmod(0o755)
+    folder = copy_programs(home / "bin")
     proc = Poulpe(home / "p", "--workers", "2", "--exec_dir", str(folder)).start()
     yield proc, folder
     proc.stop()

@@ -10,22 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import copy_programs
 from tests.e2e.helpers import eventually, result
 from tests.poulpe_process import Poulpe
 from tests.target import Target
-
-PROGRAMS = Path(__file__).parent.parent / "programs"
 
 
 @pytest.fixture(scope="module")
 def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
     home = tmp_path_factory.mktemp("kingtask")
-    folder = home / "bin"
-    folder.mkdir()
-    for program in PROGRAMS.iterdir():
-        copy = folder / program.name
-        copy.write_bytes(program.read_bytes())
-        copy.chmod(0o755)
+    folder = copy_programs(home / "bin")
     proc = Poulpe(home / "p", "--workers", "2", "--exec_dir", str(folder)).start()
     yield proc
     proc.stop()
