@@ -25,7 +25,7 @@ def _manager(request: Request) -> JobManager:
     return manager
 
 
-def _job_id(request: Request) -> str:
+def path_job_id(request: Request) -> str:
     """The id in the path. One no job can have (SPEC 2.1) is unknown at once: no store lookup, no 10 KB echo."""
     job_id: str = request.path_params["id"]
     if not _ID.fullmatch(job_id):
@@ -44,21 +44,21 @@ def _result(job: Job) -> Response:
 async def task_resp(request: Request) -> Response:
     """Long poll: answers when the job is final, or after `timeout` seconds with its current state."""
     timeout = float_param(request, "timeout", 30.0, low=0, high=300)
-    job = await _manager(request).wait(_job_id(request), timeout)
+    job = await _manager(request).wait(path_job_id(request), timeout)
     if job is None:
-        raise _not_found(_job_id(request))
+        raise _not_found(path_job_id(request))
     return _result(job)
 
 
 async def get_job(request: Request) -> Response:
-    job = await _manager(request).get(_job_id(request))
+    job = await _manager(request).get(path_job_id(request))
     if job is None:
-        raise _not_found(_job_id(request))
+        raise _not_found(path_job_id(request))
     return _result(job)
 
 
 async def cancel_job(request: Request) -> Response:
-    job = await _manager(request).cancel(_job_id(request))
+    job = await _manager(request).cancel(path_job_id(request))
     return json_response(job.to_result())
 
 
@@ -96,21 +96,21 @@ async def list_dead(request: Request) -> Response:
 
 
 async def get_dead(request: Request) -> Response:
-    job = await _manager(request).dead.read(_job_id(request))
+    job = await _manager(request).dead.read(path_job_id(request))
     if job is None:
-        raise NotFound(f"no dead letter for job {_job_id(request)[:128]}")
+        raise NotFound(f"no dead letter for job {path_job_id(request)[:128]}")
     return json_response({**job.to_result(), "job": {"params": job.params, "cc": job.cc, "retry": job.retry}})
 
 
 async def retry_dead(request: Request) -> Response:
-    job = await _manager(request).retry_dead(_job_id(request))
+    job = await _manager(request).retry_dead(path_job_id(request))
     return json_response({"result": WORD_OK, "id": job.id, "status": job.status.value, "run_at": job.run_at}, 202)
 
 
 async def delete_dead(request: Request) -> Response:
-    if not await _manager(request).dead.remove(_job_id(request)):
-        raise NotFound(f"no dead letter for job {_job_id(request)[:128]}")
-    return json_response({"result": WORD_OK, "id": _job_id(request), "deleted": True})
+    if not await _manager(request).dead.remove(path_job_id(request)):
+        raise NotFound(f"no dead letter for job {path_job_id(request)[:128]}")
+    return json_response({"result": WORD_OK, "id": path_job_id(request), "deleted": True})
 
 
 def _reports(request: Request) -> dict[str, Any]:

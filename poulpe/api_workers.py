@@ -10,17 +10,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from poulpe.errors import BadRequest, NotFound
+from poulpe.api import path_job_id
+from poulpe.errors import BadRequest
 from poulpe.external import ExternalWorkers
 from poulpe.job import WORD_OK, Job
 from poulpe.responses import json_response, read_json_body
-from poulpe.validate import ID_PATTERN, _split_msgspec
+from poulpe.validate import _split_msgspec
 
 TYPE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 WORKER_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"  # any printable name: easyTask workers name themselves freely
 _WORKER_WIRE = WORKER_PATTERN.removesuffix("$") + r"\Z"  # Python's `$` would also match before a final newline
 _TYPE = re.compile(TYPE_PATTERN)
-_ID = re.compile(ID_PATTERN)
 BODY_CAP = 1024 * 1024
 T = TypeVar("T")
 WorkerName = Annotated[str, msgspec.Meta(pattern=_WORKER_WIRE)]
@@ -64,13 +64,6 @@ def task_type(request: Request) -> str:
     if not _TYPE.fullmatch(kind):
         raise BadRequest("the task type is 1-64 characters of A-Z a-z 0-9 . _ -", "type")
     return kind
-
-
-def _job_id(request: Request) -> str:
-    job_id: str = request.path_params["id"]
-    if not _ID.fullmatch(job_id):
-        raise NotFound(f"no job with id {job_id[:128]}")
-    return job_id
 
 
 async def _body(request: Request, shape: type[T]) -> T:
@@ -124,14 +117,14 @@ async def lease(request: Request) -> Response:
 
 
 async def complete(request: Request) -> Response:
-    job_id = _job_id(request)
+    job_id = path_job_id(request)
     body = await _body(request, CompleteIn)
     job = await external(request).complete(job_id, body.worker, _result(body.result), body.remark)
     return json_response(job.to_result())
 
 
 async def fail(request: Request) -> Response:
-    job_id = _job_id(request)
+    job_id = path_job_id(request)
     body = await _body(request, FailIn)
     job = await external(request).fail(job_id, body.worker, body.error, _result(body.result))
     return json_response(job.to_result())
