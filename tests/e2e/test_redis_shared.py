@@ -222,3 +222,20 @@ def test_a_drained_process_gives_back_the_jobs_it_held_ready_at_once(
         done = [result(on_b, job_id, timeout=10) for job_id in ids]
     assert [job["status"] for job in done] == ["succeeded", "succeeded"]
     assert sum(ran_on(job, b) for job in done) == 1
+
+
+def test_a_cancel_asked_on_one_process_reaches_the_process_running_the_job(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    b = poulpe(*on_redis(redis_server, redis_prefix), home="b")
+    with b.client() as on_b:
+        job = {"method": "GET", "name": fresh_target.url("/slow", ms=3000), "timeout": 1.5, "retry": {"max": 3}}
+        job_id = accepted(on_b, **job)["id"]
+        eventually(lambda: state(on_b, job_id)["status"] == "running")
+        a = poulpe(*on_redis(redis_server, redis_prefix), home="a")
+        with a.client() as on_a:
+            answer = on_a.delete(f"/jobs/{job_id}")
+            assert answer.status_code == 409 and "after this attempt" in answer.json()["error"]
+            ended = result(on_a, job_id, timeout=20)
+    assert ended["status"] == "cancelled" and ended["attempts"] == 1  # not retried: the cancel reached b
+    assert ran_on(ended, b)
