@@ -57,13 +57,14 @@ def namespace(prefix: str) -> str:
     return "{" + prefix.rstrip(":") + "}:"
 
 
-def connect(url: str, password: str | None, *, retries: int = 2) -> aioredis.Redis:
+def connect(url: str, password: str | None, *, retries: int = 2, socket_timeout: float | None = 5.0) -> aioredis.Redis:
     """A client for `redis://`, `rediss://`, `unix://` or `redis+sentinel://host:port[,host:port]/service[/db]`.
 
-    Commands give up after about a second when Redis is away, so intake answers 503 quickly instead of hanging.
+    Commands give up within seconds when Redis is away (at once when it refuses connections), so intake answers
+    503 instead of hanging.
     """
     options: dict[str, Any] = {
-        "socket_timeout": 5.0,
+        "socket_timeout": socket_timeout,
         "socket_connect_timeout": 2.0,
         "socket_keepalive": True,
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries),
@@ -128,14 +129,6 @@ class RedisStore(Store):
         if self._redis is None:
             raise StoreUnavailable("the store is closed")
         return self._redis
-
-    def client(self, **overrides: Any) -> aioredis.Redis:
-        """A second client on the same server (pub/sub needs a connection of its own that never times out).
-
-        It never reconnects by itself: its user must know when the connection broke (messages were missed)."""
-        client = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"), retries=0)
-        client.connection_pool.connection_kwargs.update(overrides)
-        return client
 
     async def _load_scripts(self) -> None:
         async with self._reachable():
@@ -462,7 +455,9 @@ class RedisStore(Store):
         """
         names = {full.encode(): short for short, full in self.channels().items()}
         delay = 0.05
-        client = self.client(socket_timeout=None)
+        # its own connection, which never times out waiting for messages and never reconnects behind our back:
+        # after a break, messages were missed, and `on_connected` must run
+        client = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"), retries=0, socket_timeout=None)
         try:
             while True:
                 try:
