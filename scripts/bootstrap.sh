@@ -43,14 +43,21 @@ ensure_venv() {
   fi
 }
 
-# pip install "$@" into .venv, skipped when the stamp for this install matches
-# pyproject.toml and the arguments (so a second run starts at once).
-ensure_installed() {
-  local stamp hash
-  stamp="$VENV/.poulpe-stamp-$(printf '%s' "$*" | sha256sum | cut -c1-12)"
-  hash=$( { cat "$ROOT/pyproject.toml"; printf '%s' "$*"; } | sha256sum | cut -d' ' -f1)
-  [[ -f "$stamp" && $(<"$stamp") == "$hash" ]] && return 0
-  step "pip install $*"
-  (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@")
-  printf '%s\n' "$hash" >"$stamp"
+# Is .venv installed from LOCK (a file in the project root) as it is now? A stamp holds the hash of the lock
+# and pyproject.toml, so a second run starts at once and a changed lock installs again.
+lock_hash() { cat "$ROOT/$1" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1; }
+is_installed() {
+  local stamp="$VENV/.poulpe-stamp-$1"
+  [[ -f "$stamp" && $(<"$stamp") == $(lock_hash "$1") ]]
+}
+
+# Install the exact versions of LOCK into .venv (never newer ones: the lock is what CI was green with), then
+# poulpe itself, editable and without resolving anything again. ./scripts/lock.sh refreshes the locks.
+ensure_locked() {
+  local lock=$1
+  is_installed "$lock" && return 0
+  step "pip install -r $lock"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/$lock"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
+  lock_hash "$lock" >"$VENV/.poulpe-stamp-$lock"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Check this checkout as CI does: ./scripts/test.sh [pytest args]
-# Installs .[test] into .venv and the Debian servers the suite starts, then runs
+# Installs requirements-test.lock (and poulpe, editable) into .venv and the Debian servers the suite starts, then runs
 # ruff, ruff format, mypy and pytest, stopping at the first step that fails.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
@@ -14,7 +14,7 @@ DEBIAN_PACKAGES=(
 )
 
 ensure_venv
-ensure_installed -e '.[test]'
+ensure_locked requirements-test.lock
 ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
 
 cd "$ROOT"

@@ -79,7 +79,7 @@ def connect(url: str, password: str | None, *, retries: int = 2, socket_timeout:
         path = [p for p in parts.path.split("/") if p]
         service, db = path[0], int(path[1]) if len(path) > 1 else 0
         sentinel_options = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_options or None, **options)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_options or None, **options)
         master: aioredis.Redis = sentinel.master_for(service, db=db)
         return master
     return aioredis.Redis.from_url(url, **options)
