@@ -81,9 +81,10 @@ def test_a_long_poll_on_one_process_wakes_when_another_finishes_the_job(
 ) -> None:
     a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
     with a.client() as on_a:
-        # a's only worker runs a slow job and a holds one more ready (its prefetch): it takes nothing else for a while
+        # a's only worker runs a slow job and a holds one more ready (its prefetch): it takes nothing else for 20 s,
+        # however slowly b starts on a loaded machine
         for _ in range(2):
-            accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=3000))
+            accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=10000))
         eventually(lambda: counts(a)["running"] == 1)
         b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "4"), home="b")
         with b.client() as on_b:
