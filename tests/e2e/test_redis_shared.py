@@ -215,12 +215,13 @@ def test_a_drained_process_gives_back_the_jobs_it_held_ready_at_once(
 ) -> None:
     a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
     with a.client() as on_a:
-        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=1500))["id"] for _ in range(2)]
+        # slow enough that a still holds the second job ready however slowly b starts on a loaded machine
+        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=8000))["id"] for _ in range(2)]
         eventually(lambda: counts(a)["running"] == 1)  # one running, one held ready by a
         b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "2"), home="b")
         assert a.terminate() == 0  # SIGTERM: a finishes its attempt, and gives the other job back, not after --lease
     with b.client() as on_b:
-        done = [result(on_b, job_id, timeout=10) for job_id in ids]
+        done = [result(on_b, job_id, timeout=30) for job_id in ids]
     assert [job["status"] for job in done] == ["succeeded", "succeeded"]
     assert sum(ran_on(job, b) for job in done) == 1
 
