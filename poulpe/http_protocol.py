@@ -103,7 +103,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._refused = False
-        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(HEAD_TIMEOUT, self._head_too_slow)
+        # one timer per connection, not per request: a request only moves the deadline, the timer re-arms itself
+        self._head_started = True
+        self._head_deadline = self.loop.time() + HEAD_TIMEOUT
+        self._head_timer: asyncio.TimerHandle | None = self.loop.call_at(self._head_deadline, self._head_too_slow)
         self.limits.idle[self] = None
         if len(self.connections) > self.limits.cap:
             self._make_room()
@@ -156,13 +159,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._line_open = False  # a pipelined request began inside a feed: its line went to the parser as is
         self._begun_in_feed = True
         self._in_head = True
+        self._head_started = True
+        self._head_deadline = self.loop.time() + HEAD_TIMEOUT
         if self._head_timer is None:
-            self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_too_slow)
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_too_slow)
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        received, self._head_bytes, self._in_head = self._head_bytes, 0, False
-        self._cancel_head_timer()
+        received, self._head_bytes, self._in_head, self._head_started = self._head_bytes, 0, False, False
         self.limits.idle.pop(self, None)
         # the bytes received since the head began bound its size; when one feed brought a large head whole, measure it
         if received > HEAD_LIMIT and len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers) > HEAD_LIMIT:
@@ -196,7 +200,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self._refused:
+        if not self._head_started or self.transport.is_closing() or self._refused:
+            return  # no head under way: the next request's first byte arms the timer again
+        if self.loop.time() < self._head_deadline:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_too_slow)
             return
         if self._head_bytes or not self._line_open:
             logger.info("closed connections whose request head took longer than %g s", HEAD_TIMEOUT)
