@@ -57,10 +57,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Limited(Poulpe):
-    """poulpe started with a soft and hard open-file limit of FILE_LIMIT: it cannot raise it."""
+    """poulpe started under an open-file limit; with soft and hard both FILE_LIMIT, it cannot raise it."""
+
+    def __init__(self, home: Path, *, soft: int = FILE_LIMIT, hard: int = FILE_LIMIT) -> None:
+        super().__init__(home)
+        self.soft, self.hard = soft, hard
 
     def args(self) -> list[str]:
-        limit = f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({FILE_LIMIT}, {FILE_LIMIT}))"
+        limit = f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({self.soft}, {self.hard}))"
         return [sys.executable, "-c", f"{limit}; os.execvp(sys.argv[1], sys.argv[1:])", *super().args()]
 
 
@@ -211,3 +215,15 @@ async def test_no_token_reaches_the_log_right_or_wrong(poulpe: Callable[..., Pou
     log = p.log()
     assert "WebSocket /ws_task?token=***" in log and "/jobs?token=***&page=1" in log
     assert TOKEN not in log and GUESS not in log
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
+    proc = Limited(tmp_path / "raised", soft=512, hard=4096)
+    try:
+        proc.start()
+        assert proc.proc is not None
+        assert (
+            "Max open files            4096                 4096" in Path(f"/proc/{proc.proc.pid}/limits").read_text()
+        )
+    finally:
+        proc.stop()
