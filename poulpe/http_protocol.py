@@ -118,7 +118,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _make_room(self) -> None:
         for victim in self.limits.idle:
-            if victim is not self:
+            if victim is not self and not victim.transport.is_closing():
                 del self.limits.idle[victim]
                 logger.warning("at the connection limit (%d): closing the connections idle longest", self.limits.cap)
                 victim._cancel_head_timer()
@@ -224,6 +224,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refused = True
         self._cancel_head_timer()
         self.limits.idle.pop(self, None)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # a pipelined head went wrong mid-response: finish that response, then close
+            return
         self.transport.write(answer(status, error, self.server_state.default_headers))
         if linger and self.transport.can_write_eof():
             self.transport.write_eof()
