@@ -67,8 +67,9 @@ class Limits:
 
 def connection_options(workers: int) -> dict[str, Any]:
     """uvicorn.Config options: the bounded protocol, and a backlog that fits in the open-file room it leaves."""
-    limits = Limits.for_open_files(raise_open_files(), workers)
-    logger.debug("at most %d connections (listen backlog %d)", limits.cap, limits.backlog)
+    open_files = raise_open_files()
+    limits = Limits.for_open_files(open_files, workers)
+    logger.info("at most %d connections (open files %d, listen backlog %d)", limits.cap, open_files, limits.backlog)
     return {"http": bind(limits), "backlog": limits.backlog}
 
 
