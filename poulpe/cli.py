@@ -136,9 +136,10 @@ def serve(settings: Settings) -> None:
 
     from poulpe import logs
     from poulpe.app import create_app
+    from poulpe.http_protocol import connection_options
     from poulpe.server import PoulpeServer
 
-    logs.configure(settings.log_level, json_lines=settings.log_json)
+    logs.configure(settings.log_level, json_lines=settings.log_json, secrets=known_secrets(settings))
     # The store's writer thread gives up the GIL at each fsync and must take it back from a busy event loop; at
     # the default 5 ms switch interval that wait, not the disk, bounds group-commit throughput (docs/design.md).
     sys.setswitchinterval(0.0005)
@@ -148,7 +149,6 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop=settings.loop,
-        http="httptools",
         lifespan="on",
         access_log=settings.access_log,
         log_config=None,
@@ -156,8 +156,16 @@ def serve(settings: Settings) -> None:
         proxy_headers=False,  # poulpe binds where it is told; a proxy's X-Forwarded-For changes nothing here
         timeout_graceful_shutdown=5,
         ws_max_size=settings.max_body,
+        **connection_options(settings.workers),  # httptools, with bounded connections and request heads
     )
     PoulpeServer(config, app, settings.grace).run()
+
+
+def known_secrets(settings: Settings) -> list[str]:
+    """Every secret value poulpe holds, for the log redactor to mask wherever it shows."""
+    values = [getattr(settings, name) for name in Settings.__dataclass_fields__]
+    secrets = [value.reveal() for value in values if isinstance(value, Secret) and value]
+    return [*secrets, *filter(None, [os.environ.get("POULPE_REDIS_PASSWORD")])]
 
 
 def cron_check(argv: Sequence[str]) -> int:

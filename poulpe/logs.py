@@ -6,6 +6,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable
+
+from poulpe.log_filters import FloodGuard, Redactor
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,13 +21,18 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:  # the redacted traceback (poulpe.log_filters)
+            entry["exc"] = record.exc_text
+        elif record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure(level: str = "info", *, json_lines: bool = False) -> None:
+def configure(level: str = "info", *, json_lines: bool = False, secrets: Iterable[str] = ()) -> None:
+    """Log to stderr; every line passes the flood guard and the redactor (which masks `secrets` by value too)."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(FloodGuard())
+    handler.addFilter(Redactor(secrets))
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
