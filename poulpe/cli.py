@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from poulpe import __version__
+from poulpe.flag_hints import HintingParser
 from poulpe.settings import Secret, Settings, SettingsError
 
 TRUE = {"1", "true", "yes", "on"}
@@ -27,7 +28,7 @@ def _env(name: str) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = HintingParser(
         prog="poulpe",
         description="A job manager for online systems. Every flag can also be given as POULPE_<FLAG>.",
         epilog="operator commands: poulpe submit | status ID | dead list|retry|rm | cron check FILE (each with --help)",
