@@ -12,6 +12,8 @@ from poulpe.settings import Secret
 
 # /health, and the dashboard page itself: it holds no data and asks for the token when a route answers 401
 OPEN_PATHS = frozenset({"/health", "/", "/dashboard.js", "/dashboard.css"})
+# ASGI's WebSocket Denial Response: an HTTP answer instead of the handshake (uvicorn's implementations all have it)
+DENIAL = "websocket.http.response"
 
 
 class TokenAuth:
@@ -25,9 +27,11 @@ class TokenAuth:
             return
         if self._allowed(scope):
             await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
+        elif scope["type"] == "websocket" and DENIAL not in scope.get("extensions", {}):
+            # a server without the denial extension can only refuse the handshake: its clients see a 403
             await send({"type": "websocket.close", "code": 1008, "reason": "missing or wrong token"})
         else:
+            # over HTTP and, through the extension, at a WebSocket handshake: the same 401 and JSON body
             response = json_response({"result": "Fail", "error": "missing or wrong bearer token", "field": None}, 401)
             response.headers["WWW-Authenticate"] = "Bearer"
             await response(scope, receive, send)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from poulpe import __version__
+from poulpe.flag_hints import HintingParser
 from poulpe.settings import Secret, Settings, SettingsError
 
 TRUE = {"1", "true", "yes", "on"}
@@ -27,7 +28,7 @@ def _env(name: str) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = HintingParser(
         prog="poulpe",
         description="A job manager for online systems. Every flag can also be given as POULPE_<FLAG>.",
         epilog="operator commands: poulpe submit | status ID | dead list|retry|rm | cron check FILE (each with --help)",
@@ -100,7 +101,11 @@ SWITCHES = {"starttls", "smtp_tls", "log_json", "access_log", "cron_check"}
 
 def settings_from(argv: Sequence[str]) -> Settings:
     """Flags win over POULPE_* variables, which win over the defaults."""
-    args = vars(build_parser().parse_args(argv))
+    return settings_of(vars(build_parser().parse_args(argv)))
+
+
+def settings_of(args: dict[str, Any]) -> Settings:
+    """Settings from parsed flags (None where a flag was not given), the POULPE_* variables and the defaults."""
     values: dict[str, Any] = {}
     for field in Settings.__dataclass_fields__:
         if field not in args:
@@ -168,33 +173,16 @@ def known_secrets(settings: Settings) -> list[str]:
     return [*secrets, *filter(None, [os.environ.get("POULPE_REDIS_PASSWORD")])]
 
 
-def cron_check(argv: Sequence[str]) -> int:
-    """`poulpe cron check FILE [--timezone TZ]`: the file's lines and their next fires, or the first bad line."""
-    from poulpe.cron import CronError, check_file
-
-    parser = argparse.ArgumentParser(prog="poulpe cron check", description="Check a cron file and show next fires.")
-    parser.add_argument("file", type=Path)
-    parser.add_argument("--timezone", default=_env("timezone") or "UTC")
-    args = parser.parse_args(argv)
-    try:
-        print(check_file(args.file, tz=args.timezone))
-    except CronError as exc:
-        print(f"poulpe: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def check_start(settings: Settings) -> None:
     """Refuse to start on what would fail later: a bad cron line is reported with its line number."""
     if settings.cron_check and settings.cron is None:
         raise SettingsError("--cron_check needs --cron FILE")
     if settings.cron is not None:
-        from poulpe.app import limits_for
         from poulpe.cron import CronError
-        from poulpe.crontab import read_checked
+        from poulpe.cron_check import verdict
 
         try:
-            read_checked(settings.cron, limits_for(settings))
+            verdict(settings, settings.cron)
         except CronError as exc:
             raise SettingsError(str(exc)) from None
 
@@ -202,6 +190,8 @@ def check_start(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["cron", "check"]:
+        from poulpe.cron_check import main as cron_check
+
         raise SystemExit(cron_check(argv[2:]))
     if argv[:1] and argv[0] in ("submit", "status", "dead"):  # operator commands: poulpe/ops_cli.py
         from poulpe import ops_cli

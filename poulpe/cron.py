@@ -133,13 +133,13 @@ def next_fire(line: CronLine, after: float, tz: ZoneInfo) -> float | None:
     return next(fire_times(line, after, tz), None)
 
 
-def check_file(path: Path, *, tz: str = "UTC", now: float | None = None, count: int = 3) -> str:
-    """The report of `poulpe cron check FILE`: each line and its next `count` fire times in `tz`; raises CronError."""
+def report(path: Path, lines: list[CronLine], *, tz: str = "UTC", now: float | None = None, count: int = 3) -> str:
+    """The report of `poulpe cron check FILE` on lines already checked: each line and its next `count` fire times
+    in `tz`; raises CronError for an unknown zone."""
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise CronError(f"unknown time zone {tz!r}: use an IANA name such as UTC or Europe/Paris") from None
-    lines = load_cron(path)
     now = time.time() if now is None else now
     out = [f"{path}: {len(lines)} job line{'' if len(lines) == 1 else 's'}, times in {tz}"]
     for line in lines:

@@ -185,6 +185,8 @@ class ExternalWorkers:
         now = self.clock()
         jobs = await self.manager.store.lease_queue(kind, n, name, now + lease_s, now)
         worker.held.update(job.id for job in jobs)
+        for job in jobs:
+            self.manager.metrics.started(job)
         if jobs:
             self._arm(now + lease_s)
             log.info("worker %s/%s leased %d jobs for %gs", kind, name, len(jobs), lease_s)

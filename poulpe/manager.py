@@ -414,6 +414,7 @@ class JobManager:
                     with contextlib.suppress(OSError):
                         await self.dead.remove(job.id)
             return False
+        self.metrics.ended(job)
         log.info(
             "job %s %s attempt=%d worker=%s%s",
             job.id,

@@ -32,6 +32,8 @@ _LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 # Store methods that are not timed: open/close happen once, and the rest is not an operation on jobs.
 _UNTIMED = frozenset({"open", "close"})
+# An HTTP answer starts: to a request, or instead of a WebSocket handshake (ASGI's denial response)
+_ANSWERS = frozenset({"http.response.start", "websocket.http.response.start"})
 
 
 class Metrics:
@@ -157,19 +159,20 @@ class _ReadCounter(Collector):
 
 
 class ErrorCounter:
-    """Pure ASGI middleware: counts HTTP answers of status 400 and above (401s from the token check included)."""
+    """Pure ASGI middleware: counts HTTP answers of status 400 and above (401s from the token check included), and
+    the HTTP answers that refuse a WebSocket handshake."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
 
         async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 400:
+            if message["type"] in _ANSWERS and message["status"] >= 400:
                 self.metrics.http_errors.labels(str(message["status"])).inc()
             await send(message)
 

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from poulpe.flag_hints import HintingParser
+
 COMMANDS = frozenset({"submit", "status", "dead"})
 OK, FAILED, REFUSED, NOT_FOUND, NOT_FINAL, UNREACHABLE, UNAUTHORIZED = 0, 1, 2, 3, 4, 5, 6
 EXIT_HELP = """exit status:
@@ -314,10 +316,10 @@ def default_url() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = HintingParser(add_help=False)
     common.add_argument("--url", default=default_url(), help="poulpe's address (default: POULPE_URL, or local)")
     common.add_argument("--json", action="store_true", help="print poulpe's JSON answer as is")
-    parser = argparse.ArgumentParser(
+    parser = HintingParser(
         prog="poulpe",
         description="Operator commands for a running poulpe. The token comes from POULPE_TOKEN.",
         epilog=EXIT_HELP,

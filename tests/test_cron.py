@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from poulpe.cron import CronError, CronLine, check_file, fire_times, load_cron, next_fire, parse_cron
+from poulpe.cron import CronError, CronLine, fire_times, load_cron, next_fire, parse_cron, report
 from poulpe.job import Method
 from poulpe.validate import ID_PATTERN, Limits, job_from_object
 
@@ -276,17 +276,18 @@ def test_the_example_file_shows_every_method_and_parses() -> None:
     assert isinstance(json.loads(mail.params), dict)
 
 
-def test_check_file_reports_each_line_and_its_next_fires(tmp_path: Path) -> None:
+def test_the_report_shows_each_line_and_its_next_fires(tmp_path: Path) -> None:
     cron = tmp_path / "cron_task"
     cron.write_text("# two lines\n0 30 2 * * * * http://h/night GET\n0 0 0 1 1 * 2020 http://h/old GET\n")
-    report = check_file(cron, tz=PARIS, now=datetime.fromisoformat("2026-03-28T12:00:00+01:00").timestamp(), count=2)
-    assert report.splitlines() == [
+    lines = load_cron(cron)
+    shown = report(cron, lines, tz=PARIS, now=datetime.fromisoformat("2026-03-28T12:00:00+01:00").timestamp(), count=2)
+    assert shown.splitlines() == [
         f"{cron}: 2 job lines, times in Europe/Paris",
-        f"line 2: 0 30 2 * * * *  GET http://h/night  (cron:{load_cron(cron)[0].fingerprint})",
+        f"line 2: 0 30 2 * * * *  GET http://h/night  (cron:{lines[0].fingerprint})",
         "    next: 2026-03-30T02:30:00+02:00, 2026-03-31T02:30:00+02:00",
-        f"line 3: 0 0 0 1 1 * 2020  GET http://h/old  (cron:{load_cron(cron)[1].fingerprint})",
+        f"line 3: 0 0 0 1 1 * 2020  GET http://h/old  (cron:{lines[1].fingerprint})",
         "    next: never (no fire time left)",
     ]
-    assert "8 job lines" in check_file(EXAMPLE)
+    assert "8 job lines" in report(EXAMPLE, load_cron(EXAMPLE))
     with pytest.raises(CronError, match="unknown time zone 'Mars/Olympus'"):
-        check_file(cron, tz="Mars/Olympus")
+        report(cron, lines, tz="Mars/Olympus")

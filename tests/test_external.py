@@ -69,3 +69,33 @@ async def test_a_worker_not_heard_from_is_forgotten_unless_it_holds_jobs(
         assert [w["name"] for w in workers.listing()] == ["busy"]
     finally:
         await workers.stop()
+
+
+async def test_metrics_count_what_external_workers_end_like_any_other_job(manager: JobManager) -> None:
+    workers = ExternalWorkers(manager)
+    await workers.start()
+
+    def sample(name: str, **labels: str) -> float:
+        return manager.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    try:
+        await manager.submit([task("done"), task("broken"), task("silent")])
+        (done,) = await workers.lease("t", "a", 1, 60)
+        await workers.complete(done.id, "a", {"ok": True})
+        (broken,) = await workers.lease("t", "a", 1, 60)
+        await workers.fail(broken.id, "a", "no disk")  # retry max=1: it runs again
+        (silent,) = await workers.lease("t", "b", 1, 0.05)
+        assert silent.id == "silent"
+        await asyncio.sleep(0.3)  # its lease ends without a report: a failed attempt too
+        again = await workers.lease("t", "a", 2, 60)
+        assert sorted(job.id for job in again) == ["broken", "silent"]
+        for job in again:
+            await workers.fail(job.id, "a", "still broken")  # no retry left: dead
+        assert sample("poulpe_jobs_succeeded_total", method="QUEUE") == 1
+        assert sample("poulpe_jobs_retried_total", method="QUEUE") == 2
+        assert sample("poulpe_jobs_dead_total", method="QUEUE") == 2
+        assert sample("poulpe_attempts_failed_total", method="QUEUE") == 4
+        assert sample("poulpe_attempt_duration_seconds_count", method="QUEUE") == 5
+        assert sample("poulpe_job_lateness_seconds_count") == 5  # one per leased attempt
+    finally:
+        await workers.stop()

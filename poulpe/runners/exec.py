@@ -16,6 +16,7 @@ from poulpe.job import Job
 from poulpe.runners import BODY_CAP, Outcome
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+READ_CHUNK = 65536  # bytes read from an output pipe at a time
 
 
 def resolve_program(exec_dir: Path, name: str) -> Path:
@@ -63,20 +64,47 @@ def split_args(params: Any) -> list[str]:
     return args
 
 
-class _Capture(asyncio.Protocol):
-    """One output pipe: keeps its first BODY_CAP bytes and drops the rest as it arrives (memory stays bounded)."""
+class _Capture:
+    """One output pipe: keeps its first BODY_CAP bytes and drops the rest as it arrives (memory stays bounded).
+
+    Read through `loop.add_reader`, so the runner alone owns the fd and closes it exactly once. A pipe transport
+    would own it too: uvloop's closes a pipe's fd twice (libuv, then the file object), and a file another thread
+    opened in between (SQLite's journal, the store's) lost its fd: docs/design.md, "EXEC under uvloop".
+    """
 
     def __init__(self, fd: int) -> None:
-        self.file = os.fdopen(fd, "rb", buffering=0)  # owns the fd from here on
+        self.fd = fd
         self.data = bytearray()
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        try:
+            os.set_blocking(fd, False)
+            self.loop.add_reader(fd, self._read)
+        except BaseException:
+            self.fd = -1
+            os.close(fd)
+            raise
 
-    def data_received(self, data: bytes) -> None:
+    def _read(self) -> None:
+        try:
+            chunk = os.read(self.fd, READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:  # every writer closed its end
+            self.close()
+            return
         room = BODY_CAP - len(self.data)
         if room > 0:
-            self.data += data[:room]
+            self.data += chunk[:room]
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def close(self) -> None:
+        """Stop reading and close the fd; the second call does nothing."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            self.loop.remove_reader(fd)
+            os.close(fd)
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -120,7 +148,16 @@ class ExecRunner:
         finally:
             os.close(out_w)
             os.close(err_w)
-        out, err = _Capture(out_r), _Capture(err_r)
+        try:
+            out = _Capture(out_r)
+        except BaseException:
+            os.close(err_r)
+            raise
+        try:
+            err = _Capture(err_r)
+        except BaseException:
+            out.close()
+            raise
         code, timed_out = await self._watch(proc, timeout, out, err)
         result = {
             "exit_code": code,
@@ -138,11 +175,7 @@ class ExecRunner:
         self, proc: asyncio.subprocess.Process, seconds: float, out: _Capture, err: _Capture
     ) -> tuple[int, bool]:
         """Exit code and whether the attempt timed out; it ends when the program has exited and its pipes closed."""
-        loop = asyncio.get_running_loop()
-        transports: list[asyncio.ReadTransport] = []
         try:
-            transports.append((await loop.connect_read_pipe(lambda: out, out.file))[0])
-            transports.append((await loop.connect_read_pipe(lambda: err, err.file))[0])
             try:
                 async with asyncio.timeout(seconds):
                     code = await proc.wait()
@@ -157,10 +190,8 @@ class ExecRunner:
                     await proc.wait()
             raise
         finally:
-            for transport in transports:
-                transport.close()
-            out.file.close()  # a no-op when the transport closed it already
-            err.file.close()
+            out.close()  # a no-op when the pipe ended already
+            err.close()
 
     async def _stop(self, proc: asyncio.subprocess.Process, out: _Capture, err: _Capture) -> int:
         """SIGTERM the group, SIGKILL it after kill_after; never waits longer, whatever still holds the pipes."""

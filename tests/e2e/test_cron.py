@@ -86,8 +86,9 @@ def test_a_broken_file_refuses_to_start_with_its_line_number(tmp_path: Path) -> 
 
 def test_cron_check_lists_the_next_fires(tmp_path: Path) -> None:
     example = Path(__file__).parents[2] / "cron_task.example"
+    flags = ["--exec_dir", str(example.parent / "examples" / "bin"), "--smtp_server", "127.0.0.1"]
     run = subprocess.run(
-        [*poulpe_command(), "cron", "check", str(example), "--timezone", "Europe/Paris"],
+        [*poulpe_command(), "cron", "check", str(example), "--timezone", "Europe/Paris", *flags],
         capture_output=True,
         text=True,
         timeout=30,
