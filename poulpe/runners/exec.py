@@ -96,6 +96,7 @@ class ExecRunner:
     def __init__(self, *, exec_dir: Path, kill_after: float = 5.0) -> None:
         self.exec_dir = Path(os.path.realpath(exec_dir))
         self.kill_after = kill_after
+        self.leaders: set[int] = set()  # the programs running now: poulpe's only children but leftovers
         become_subreaper()
 
     async def close(self) -> None:
@@ -128,7 +129,11 @@ class ExecRunner:
             os.close(out_w)
             os.close(err_w)
         out, err = _Capture(out_r), _Capture(err_r)
-        code, timed_out = await self._watch(proc, job, attempt, timeout, out, err)
+        self.leaders.add(proc.pid)
+        try:
+            code, timed_out = await self._watch(proc, job, attempt, timeout, out, err)
+        finally:
+            self.leaders.discard(proc.pid)
         result = {
             "exit_code": code,
             "stdout": out.text(),
@@ -157,7 +162,8 @@ class ExecRunner:
                     await proc.wait()
             except TimeoutError:
                 timed_out = True
-            await processes.end(self.kill_after)
+            if timed_out or not processes.nothing_left(self.leaders - {proc.pid}):
+                await processes.end(self.kill_after)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await proc.wait()

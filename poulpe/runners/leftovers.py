@@ -78,6 +78,19 @@ def _below(procs: dict[int, Proc], roots: set[int]) -> set[int]:
     return found
 
 
+def _children_of_me() -> set[int] | None:
+    """poulpe's direct children (each thread lists its own), or None where /proc cannot tell."""
+    children: set[int] = set()
+    try:
+        for task in os.listdir("/proc/self/task"):
+            # a thread that ended meanwhile has no file any more
+            with contextlib.suppress(FileNotFoundError), open(f"/proc/self/task/{task}/children") as file:
+                children.update(map(int, file.read().split()))
+    except OSError:
+        return None
+    return children
+
+
 def _marked(pid: int, marks: tuple[bytes, ...]) -> bool:
     try:
         with open(f"/proc/{pid}/environ", "rb") as file:
@@ -120,6 +133,21 @@ class JobProcesses:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
+
+    def nothing_left(self, leaders: set[int]) -> bool:
+        """Cheap check, once the program has been reaped: its group is empty and poulpe has no child but the programs
+        still running (`leaders`). Then nothing of the job is left: whatever outlived the program either stayed in its
+        group or, with poulpe a subreaper, hangs below an orphan re-parented to poulpe. Saves scanning /proc."""
+        try:
+            os.killpg(self.leader, 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+        else:
+            return False
+        children = _children_of_me()
+        return children is not None and children <= leaders
 
     async def end(self, grace: float) -> None:
         """SIGTERM everything, SIGKILL what is left after `grace` s; returns once all are gone and reaped (bounded)."""

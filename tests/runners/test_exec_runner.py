@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from poulpe.job import Job, Method
-from poulpe.runners import BODY_CAP
+from poulpe.runners import BODY_CAP, leftovers
 from poulpe.runners.exec import SAFE_PATH, ExecRunner, resolve_program, split_args
 
 PROGRAMS = Path(__file__).parent.parent / "programs"
@@ -276,6 +276,18 @@ async def test_a_grandchild_that_left_the_session_is_killed_at_timeout(runner: E
     parent, child = pids(pidfile)
     assert await gone(parent)
     assert vanished(child)
+
+
+async def test_a_program_that_left_nothing_costs_no_scan_of_proc(
+    runner: ExecRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_scan() -> None:
+        raise AssertionError("/proc was scanned")
+
+    monkeypatch.setattr(leftovers, "scan", no_scan)
+    runner.leaders |= leftovers._children_of_me() or set()  # servers this test process started are no leftovers
+    outcome = await runner.run(make_job("add", "1 2"), 1, 10)
+    assert (outcome.ok, outcome.result["stdout"]) == (True, "3")
 
 
 @needs_setsid
