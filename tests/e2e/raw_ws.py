@@ -29,15 +29,17 @@ class RawWebSocket:
         self.buffer = b""
 
     def send(self, payload: Any) -> None:
-        data = json.dumps(payload).encode()
+        self._send(0x1, json.dumps(payload).encode())
+
+    def _send(self, opcode: int, data: bytes) -> None:
         mask = os.urandom(4)
         size = len(data)
         if size < 126:
-            header = struct.pack("!BB", 0x81, 0x80 | size)
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
         elif size < 1 << 16:
-            header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
         else:
-            header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
         self.sock.sendall(header + mask + masked)
 
@@ -51,7 +53,7 @@ class RawWebSocket:
         return data
 
     def recv(self) -> dict[str, Any]:
-        """The next text frame as JSON (pings are skipped: this client never answers them)."""
+        """The next text frame as JSON; pings read on the way are answered (a client that does not read cannot)."""
         while True:
             first, second = self._take(2)
             size = second & 0x7F
@@ -66,6 +68,11 @@ class RawWebSocket:
                 return frame
             if opcode == 0x8:
                 raise ConnectionError(f"closed by the server: {payload!r}")
+            if opcode == 0x9:
+                self._send(0xA, payload)
 
-    def close(self) -> None:
+    def __enter__(self) -> RawWebSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.sock.close()
