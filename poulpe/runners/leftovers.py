@@ -51,7 +51,11 @@ class Proc:
 def scan() -> dict[int, Proc]:
     """Every process /proc shows now."""
     procs: dict[int, Proc] = {}
-    for name in os.listdir("/proc"):
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # no /proc here: nothing can be found, the process group is all poulpe ends
+        return procs
+    for name in names:
         if not name.isdigit():
             continue
         try:
