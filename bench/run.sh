@@ -2,6 +2,8 @@
 # The whole bench in one command: ./bench/run.sh [--quick] [measurement ...]
 # Installs what it needs (Debian's wrk when missing and root; poulpe and bench/requirements.txt into .venv),
 # then runs `python -m bench` with the same arguments. See docs/BENCHMARKS.md for what it measures.
+# The soak is a command of its own, run as root, not in CI (30 min of load with a fault a minute; bench/soak.py):
+#   .venv/bin/python -m bench.soak --minutes 30
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/bootstrap.sh"
 

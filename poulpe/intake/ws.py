@@ -1,7 +1,8 @@
 """WebSocket /ws_task: text frames carry jobs (one or an array); acks come back in order, results when final.
 
 Frames are parsed here, not by Starlette (its JSON mode closes the socket on bad JSON). A client that goes away
-loses nothing: its jobs are stored and run, and their results stay queryable over HTTP.
+loses nothing: its jobs are stored and run, and their results stay queryable over HTTP. A client that stops reading
+costs a bounded outbox (poulpe/intake/outbox.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from poulpe.errors import PoulpeError
+from poulpe.intake.outbox import Outbox
 from poulpe.job import Job
 from poulpe.manager import JobManager
-from poulpe.responses import encode
 from poulpe.validate import Limits, Submission, parse_body
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class _Session:
         self.limits = limits
         # a waiter per job submitted here: it wakes when the job ends, in this process or another sharing the store
         self.mine: dict[str, asyncio.Future[Job | None]] = {}
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox = Outbox()
 
     def watch(self, job_id: str) -> None:
         if job_id not in self.mine:
@@ -47,7 +48,7 @@ class _Session:
     def _on_final(self, fut: asyncio.Future[Job | None]) -> None:
         job = None if fut.cancelled() else fut.result()
         if job is not None and self.mine.pop(job.id, None) is not None:
-            self.outbox.put_nowait({"type": "result", **job.to_result()})
+            self.outbox.offer(job.id, {"type": "result", **job.to_result()})
 
     def forget(self) -> None:
         for job_id, fut in self.mine.items():
@@ -56,8 +57,7 @@ class _Session:
 
     async def send_forever(self) -> None:
         while True:
-            frame = await self.outbox.get()
-            await self.websocket.send_text(encode(frame).decode())
+            await self.websocket.send_text(await self.outbox.get())
 
     async def take(self, text: str) -> None:
         """Validate and submit the jobs of one frame; queue one ack or error per job, in order."""
@@ -67,17 +67,17 @@ class _Session:
             valid = [s.job for s in slots if isinstance(s, Submission)]
             stored = iter(await self.manager.submit(valid) if valid else [])
         except PoulpeError as exc:
-            self.outbox.put_nowait(_error(exc))
+            self.outbox.put(_error(exc))
             return
         for slot in slots:
             if isinstance(slot, PoulpeError):
-                self.outbox.put_nowait(_error(slot))
+                self.outbox.put(_error(slot))
                 continue
             job, duplicate = next(stored)
             ack = {"type": "ack", "id": job.id, "status": job.status.value}
-            self.outbox.put_nowait({**ack, "duplicate": True} if duplicate else ack)
+            self.outbox.put({**ack, "duplicate": True} if duplicate else ack)
             if job.final:
-                self.outbox.put_nowait({"type": "result", **job.to_result()})
+                self.outbox.offer(job.id, {"type": "result", **job.to_result()})
             else:
                 self.watch(job.id)
 
@@ -90,6 +90,13 @@ async def ws_task(websocket: WebSocket) -> None:
     draining = asyncio.create_task(manager.draining.wait())
     try:
         while True:
+            # no new frame while the client has not read what is queued: its sends wait in TCP, not in poulpe
+            if session.outbox.full:
+                room = asyncio.create_task(session.outbox.room())
+                waited, _ = await asyncio.wait({room, draining, sender}, return_when=asyncio.FIRST_COMPLETED)
+                if room not in waited:
+                    room.cancel()
+                    break
             receive = asyncio.create_task(websocket.receive())
             done, _ = await asyncio.wait({receive, draining, sender}, return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
@@ -101,7 +108,7 @@ async def ws_task(websocket: WebSocket) -> None:
             if message.get("text") is not None:
                 await session.take(message["text"])
             else:
-                session.outbox.put_nowait({"type": "error", "error": "send jobs as JSON in text frames", "field": None})
+                session.outbox.put({"type": "error", "error": "send jobs as JSON in text frames", "field": None})
     except WebSocketDisconnect:
         pass
     finally:

@@ -1,4 +1,7 @@
-"""EXEC jobs (SPEC 4): a program of --exec_dir, run without a shell, in its own process group, output capped."""
+"""EXEC jobs (SPEC 4): a program of --exec_dir, run without a shell, in its own process group, output capped.
+
+The program's own exit status judges the attempt; nothing it started outlives it (poulpe/runners/leftovers.py).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from typing import Any
 
 from poulpe.job import Job
 from poulpe.runners import BODY_CAP, Outcome
+from poulpe.runners.leftovers import JobProcesses, become_subreaper
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 READ_CHUNK = 65536  # bytes read from an output pipe at a time
+PIPE_GRACE = 0.5  # once the program and its leftovers are gone, how long its output may still take to arrive
 
 
 def resolve_program(exec_dir: Path, name: str) -> Path:
@@ -113,11 +118,14 @@ class _Capture:
 
 
 class ExecRunner:
-    """Runs EXEC jobs. A timeout sends SIGTERM to the program's process group, then SIGKILL after `kill_after` s."""
+    """Runs EXEC jobs. When the program exits or times out, every process of the job gets SIGTERM, then SIGKILL after
+    `kill_after` s (poulpe/runners/leftovers.py finds them, in the program's group or not)."""
 
     def __init__(self, *, exec_dir: Path, kill_after: float = 5.0) -> None:
         self.exec_dir = Path(os.path.realpath(exec_dir))
         self.kill_after = kill_after
+        self.leaders: set[int] = set()  # the programs running now: poulpe's only children but leftovers
+        become_subreaper()
 
     async def close(self) -> None:
         return None
@@ -158,7 +166,11 @@ class ExecRunner:
         except BaseException:
             out.close()
             raise
-        code, timed_out = await self._watch(proc, timeout, out, err)
+        self.leaders.add(proc.pid)
+        try:
+            code, timed_out = await self._watch(proc, job, attempt, timeout, out, err)
+        finally:
+            self.leaders.discard(proc.pid)
         result = {
             "exit_code": code,
             "stdout": out.text(),
@@ -171,50 +183,37 @@ class ExecRunner:
             return Outcome(ok=True, result=result)
         return Outcome(ok=False, result=result, error=_exit_error(code, err.text()))
 
-    async def _watch(
-        self, proc: asyncio.subprocess.Process, seconds: float, out: _Capture, err: _Capture
-    ) -> tuple[int, bool]:
-        """Exit code and whether the attempt timed out; it ends when the program has exited and its pipes closed."""
+    async def _watch(self, proc: asyncio.subprocess.Process, job: Job, attempt: int, seconds: float,
+                     out: _Capture, err: _Capture) -> tuple[int, bool]:  # fmt: skip
+        """Exit code and whether the attempt timed out. The program's own exit decides; whatever it started ends
+        with it, and its output is read until its pipes close or, when leftovers hold them, for a short moment."""
+        processes = JobProcesses(proc.pid, job.id, attempt)
         try:
+            timed_out = False
             try:
                 async with asyncio.timeout(seconds):
-                    code = await proc.wait()
-                    await asyncio.wait([out.closed, err.closed])
-                return code, False
+                    await proc.wait()
             except TimeoutError:
-                return await self._stop(proc, out, err), True
-        except BaseException:  # cancelled (shutdown): leave nothing running behind us
-            _kill_group(proc.pid, signal.SIGKILL)
+                timed_out = True
+            if timed_out or not processes.nothing_left(self.leaders - {proc.pid}):
+                await processes.end(self.kill_after)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await proc.wait()
+            await asyncio.wait([out.closed, err.closed], timeout=PIPE_GRACE)
+            if proc.returncode is None:  # cannot happen after SIGKILL, unless the kernel is stuck
+                return -signal.SIGKILL, timed_out
+            return proc.returncode, timed_out
+        except BaseException:  # cancelled (shutdown): leave nothing running behind us
+            processes.signal(signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await proc.wait()
+            await processes.reap()
             raise
         finally:
             out.close()  # a no-op when the pipe ended already
             err.close()
-
-    async def _stop(self, proc: asyncio.subprocess.Process, out: _Capture, err: _Capture) -> int:
-        """SIGTERM the group, SIGKILL it after kill_after; never waits longer, whatever still holds the pipes."""
-        _kill_group(proc.pid, signal.SIGTERM)
-        try:
-            async with asyncio.timeout(self.kill_after):
-                await proc.wait()
-                await asyncio.wait([out.closed, err.closed])
-            return proc.returncode if proc.returncode is not None else -signal.SIGTERM
-        except TimeoutError:
-            _kill_group(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await proc.wait()
-                # the group is dead: give the pipes a moment to deliver the last output and their end
-                await asyncio.wait([out.closed, err.closed], timeout=0.2)
-        return proc.returncode if proc.returncode is not None else -signal.SIGKILL
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    # The group id is the leader's pid (start_new_session); it cannot be reused while any member lives.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def _exit_error(code: int, stderr: str) -> str:

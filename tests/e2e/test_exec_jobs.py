@@ -220,3 +220,19 @@ def test_a_quoted_argument_stays_one_argument(runner: Poulpe) -> None:
     with runner.client() as client:
         done = submit(client, method="EXEC", name="echoargs", params="'two words' \"and $HOME\" x", wait=20).json()
     assert done["result"]["stdout"].splitlines() == ["two words", "and $HOME", "x"]
+
+
+def test_a_daemon_that_left_the_session_ends_with_its_job(runner: Poulpe, tmp_path: Path) -> None:
+    """`setsid sleep 300 &` then exit 0: the job succeeds at once, and the daemon is gone (ended and reaped)."""
+    pidfile = tmp_path / "pids"
+    with runner.client() as client:
+        answer = submit(client, id="daemon-1", method="EXEC", name="orphan", params=[str(pidfile), "escape"], wait=20)
+    assert answer.status_code == 200, answer.text
+    done = answer.json()
+    assert (done["status"], done["result"]["exit_code"], done["result"]["stdout"]) == ("succeeded", 0, "bye\n")
+    daemon = int(pidfile.read_text().split()[1])
+    try:
+        assert not Path(f"/proc/{daemon}").exists()
+    finally:
+        if Path(f"/proc/{daemon}").exists():
+            os.kill(daemon, 9)

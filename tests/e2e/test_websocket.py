@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +14,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from tests.e2e.raw_ws import RawWebSocket
 from tests.poulpe_process import Poulpe
 from tests.target import Target
 
@@ -106,3 +110,58 @@ async def test_a_client_that_leaves_loses_nothing(poulpe: Callable[..., Poulpe],
     async with httpx.AsyncClient(base_url=p.url) as client:
         answer = await client.get("/task_resp/left", params={"timeout": 10})
     assert answer.status_code == 200 and answer.json()["status"] == "succeeded"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_client_that_stops_reading_cannot_grow_memory(poulpe: Callable[..., Poulpe], target: Target) -> None:
+    """3,000 results of 64 KiB each (about 200 MB) finish for a client that reads nothing: poulpe stays flat.
+
+    Every ack still arrives, in order; each result either arrives or is named in a "dropped" notice, and stays
+    available at /task_resp. A first round over HTTP warms poulpe up, so that what is measured is the socket's cost.
+    """
+    p = poulpe("--workers", "16")
+    assert p.proc is not None
+    total, batch = 3000, 500
+    url = target.url("/big", kb=64)
+    async with p.async_client() as client:
+
+        async def all_succeeded(count: int) -> None:
+            deadline = time.monotonic() + 120
+            while (await client.get("/sys_info")).json()["counts"]["succeeded"] < count:
+                assert time.monotonic() < deadline, "the jobs did not finish"
+                await asyncio.sleep(0.2)
+
+        for start in range(0, total, batch):
+            jobs = [{"id": f"warm-{n}", "method": "GET", "name": url} for n in range(start, start + batch)]
+            assert (await client.post("/task_in_queue", json=jobs)).status_code == 202
+        await all_succeeded(total)
+        before = rss_mib(p.proc.pid)
+        # connected after the warm-up: a client that reads nothing answers no keep-alive ping either
+        with RawWebSocket(p.port) as ws:
+            for start in range(0, total, batch):
+                ws.send([{"id": f"big-{n}", "method": "GET", "name": url} for n in range(start, start + batch)])
+            await all_succeeded(2 * total)
+            grown = rss_mib(p.proc.pid) - before
+            assert grown < 100, f"poulpe grew by {grown:.0f} MiB for a client that reads nothing"  # unbounded: ~200
+
+            acks, results, dropped = [], set(), set()
+            while len(results) + len(dropped) < total:
+                frame = ws.recv()
+                if frame["type"] == "ack":
+                    acks.append(frame["id"])
+                elif frame["type"] == "result":
+                    results.add(frame["id"])
+                else:
+                    assert frame["type"] == "dropped" and not frame["truncated"]
+                    assert frame["count"] == len(frame["ids"])
+                    dropped.update(frame["ids"])
+        assert acks == [f"big-{n}" for n in range(total)]
+        assert results.isdisjoint(dropped) and len(dropped) > total // 2
+        skipped = await client.get(f"/task_resp/{sorted(dropped)[0]}")
+        assert skipped.status_code == 200 and skipped.json()["status"] == "succeeded"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from poulpe.job import Job, Method
-from poulpe.runners import BODY_CAP
+from poulpe.runners import BODY_CAP, leftovers
 from poulpe.runners.exec import SAFE_PATH, ExecRunner, resolve_program, split_args
 
 PROGRAMS = Path(__file__).parent.parent / "programs"
@@ -231,24 +231,81 @@ async def test_sigkill_after_kill_after_when_sigterm_is_ignored(runner: ExecRunn
     assert await gone(*pids(pidfile))
 
 
-async def test_grandchild_holding_the_pipes_is_killed_at_timeout(runner: ExecRunner, pidfile: Path) -> None:
+def vanished(pid: int) -> bool:
+    """Not even a zombie: ended and reaped."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+needs_setsid = pytest.mark.skipif(shutil.which("setsid") is None, reason="needs the setsid program (util-linux)")
+
+
+# --- nothing outlives its job --------------------------------------------------------------------------------------
+async def test_a_program_that_exits_0_while_a_child_holds_its_stdout_succeeds_quickly(
+    runner: ExecRunner, pidfile: Path
+) -> None:
     started = time.monotonic()
-    outcome = await runner.run(make_job("orphan", [str(pidfile)]), 1, 0.5)
+    outcome = await runner.run(make_job("orphan", [str(pidfile)]), 1, 10)
+    assert time.monotonic() - started < 1.5  # not the 10 s timeout
+    assert (outcome.ok, outcome.error) == (True, None)
+    assert (outcome.result["exit_code"], outcome.result["stdout"]) == (0, "bye\n")
+    assert vanished(pids(pidfile)[1])
+
+
+async def test_a_background_child_of_a_program_that_exited_0_is_ended(runner: ExecRunner, pidfile: Path) -> None:
+    outcome = await runner.run(make_job("orphan", [str(pidfile), "quiet"]), 1, 10)
+    assert outcome.ok, outcome.error
+    assert vanished(pids(pidfile)[1])
+
+
+@needs_setsid
+async def test_a_grandchild_that_left_the_session_ends_with_the_job(runner: ExecRunner, pidfile: Path) -> None:
+    started = time.monotonic()
+    outcome = await runner.run(make_job("orphan", [str(pidfile), "escape"]), 1, 10)
+    assert time.monotonic() - started < 1.5
+    assert (outcome.ok, outcome.result["stdout"]) == (True, "bye\n")
+    assert vanished(pids(pidfile)[1])
+
+
+@needs_setsid
+async def test_a_grandchild_that_left_the_session_is_killed_at_timeout(runner: ExecRunner, pidfile: Path) -> None:
+    started = time.monotonic()
+    outcome = await runner.run(make_job("family", [str(pidfile), "escape"]), 1, 0.5)
     assert time.monotonic() - started < 1.5
     assert outcome.error == "timed out after 0.5s"
-    assert (outcome.result["exit_code"], outcome.result["stdout"]) == (0, "bye\n")
-    assert await gone(*pids(pidfile))
+    assert outcome.result["exit_code"] == -signal.SIGTERM
+    parent, child = pids(pidfile)
+    assert await gone(parent)
+    assert vanished(child)
 
 
-async def test_a_grandchild_that_left_the_group_cannot_hang_the_runner(runner: ExecRunner, pidfile: Path) -> None:
-    if shutil.which("setsid") is None:
-        pytest.skip("needs the setsid program (util-linux)")
-    started = time.monotonic()
-    outcome = await runner.run(make_job("orphan", [str(pidfile), "escape"]), 1, 0.5)
-    assert time.monotonic() - started < 0.5 + 0.5 + 1.5  # timeout + kill_after + the final wait
-    assert outcome.error == "timed out after 0.5s"
-    assert outcome.result["stdout"] == "bye\n"
-    assert alive(pids(pidfile)[1])  # out of our reach; the pidfile fixture cleans it up
+async def test_a_program_that_left_nothing_costs_no_scan_of_proc(
+    runner: ExecRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_scan() -> None:
+        raise AssertionError("/proc was scanned")
+
+    monkeypatch.setattr(leftovers, "scan", no_scan)
+    runner.leaders |= leftovers._children_of_me() or set()  # servers this test process started are no leftovers
+    outcome = await runner.run(make_job("add", "1 2"), 1, 10)
+    assert (outcome.ok, outcome.result["stdout"]) == (True, "3")
+
+
+@needs_setsid
+async def test_only_the_jobs_own_processes_are_ended(runner: ExecRunner, tmp_path: Path) -> None:
+    """Two attempts at once: the one that ends first leaves the other's processes alone."""
+    slow_pids, quick_pids = tmp_path / "slow", tmp_path / "quick"
+    slow = asyncio.create_task(runner.run(make_job("family", [str(slow_pids), "escape"], job_id="slow"), 1, 60))
+    for _ in range(500):
+        if pids_written(slow_pids):
+            break
+        await asyncio.sleep(0.01)
+    outcome = await runner.run(make_job("orphan", [str(quick_pids), "escape"], job_id="quick"), 1, 10)
+    assert outcome.ok and vanished(pids(quick_pids)[1])
+    assert all(alive(pid) for pid in pids(slow_pids))
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert vanished(pids(slow_pids)[1])
 
 
 async def test_cancelling_an_attempt_kills_the_group(runner: ExecRunner, pidfile: Path) -> None:
