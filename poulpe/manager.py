@@ -369,8 +369,7 @@ class JobManager:
     async def sys_info(self, cap: int = 1000) -> dict[str, Any]:
         running = [job.id for job in self.workers.running if job is not None]
         delayed = await self.feed.delayed(cap + 1)
-        dead = await self.store.list_jobs(status=Status.DEAD, size=cap + 1)
-        failed = [job.id for job in dead.jobs]
+        failed = await self.store.ids(Status.DEAD, cap + 1)  # ids from the index: no dead record is decoded
         today = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
         return {
             "workers": [

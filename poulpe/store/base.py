@@ -83,6 +83,11 @@ class Store(abc.ABC):
         """A page of jobs, newest first (by acceptance order)."""
 
     @abc.abstractmethod
+    async def ids(self, status: Status, limit: int) -> list[str]:
+        """Up to `limit` ids of jobs in `status`, newest first (by acceptance order), read from an index alone: no
+        record is read or decoded, so it stays cheap however large the jobs (/sys_info, the dead-letter scan)."""
+
+    @abc.abstractmethod
     async def counts(self) -> dict[str, int]:
         """How many jobs are in each status."""
 

@@ -421,6 +421,9 @@ class RedisStore(Store):
                     total += 1
             start += _CHUNK
 
+    async def ids(self, status: Status, limit: int) -> list[str]:
+        return await self._ids(self.base + "st:" + status.value, 0, limit - 1) if limit > 0 else []
+
     async def _in_order(self, ids: list[str]) -> list[Job]:
         by_id = {job.id: job for job in await self.get_many(ids)}
         return [by_id[i] for i in ids if i in by_id]

@@ -179,6 +179,13 @@ class SqliteStore(Store):
 
         return await self._scan(scan)
 
+    async def ids(self, status: Status, limit: int) -> list[str]:
+        # the status index holds the rowid (acceptance order): the rows are visited newest first, their blobs untouched
+        rows = self.reader.execute(
+            "SELECT id FROM jobs WHERE status = ? ORDER BY rowid DESC LIMIT ?", (status.value, limit)
+        ).fetchall()
+        return [row[0] for row in rows]
+
     async def counts(self) -> dict[str, int]:
         def scan(conn: sqlite3.Connection) -> dict[str, int]:
             found = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
