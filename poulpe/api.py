@@ -125,7 +125,13 @@ async def health(request: Request) -> Response:
     detail = _reports(request)
     if not manager.accepting:
         return json_response({"ok": False, "draining": True}, 503)
-    return json_response({"ok": ok, "detail": detail} if detail else {"ok": ok}, 200 if ok else 503)
+    body: dict[str, Any] = {"ok": ok}
+    fault = None if ok else manager.store.write_fault()
+    if fault is not None:  # a full disk: the store may still read, but no job can be accepted
+        body.update(writable=False, error=fault)
+    if detail:
+        body["detail"] = detail
+    return json_response(body, 200 if ok else 503)
 
 
 async def sys_info(request: Request) -> Response:

@@ -476,7 +476,7 @@ def _paths() -> dict[str, Any]:
         "/health": {
             "get": {
                 "operationId": "health",
-                "summary": "Whether the store answers; no token needed",
+                "summary": "Whether the store answers and takes writes; no token needed",
                 "security": [],
                 "responses": {
                     "200": _json(
@@ -484,8 +484,11 @@ def _paths() -> dict[str, Any]:
                         "Healthy (with --kafka_servers, the Kafka state as detail: poulpe serves HTTP with Kafka down)",
                     ),
                     "503": _json(
-                        _object({"ok": {"const": False}, "draining": _BOOL}, ["ok"]),
-                        "Store unreachable, or draining before a stop",
+                        _object(
+                            {"ok": {"const": False}, "draining": _BOOL, "writable": {"const": False}, "error": _STR},
+                            ["ok"],
+                        ),
+                        "Store unreachable, store cannot take writes (`writable: false`, a full disk), or draining",
                     ),
                 },
             }

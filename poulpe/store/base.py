@@ -44,6 +44,10 @@ class Store(abc.ABC):
     async def ping(self) -> bool:
         """True when the store answers: /health."""
 
+    def write_fault(self) -> str | None:
+        """Why the store cannot take writes now (its last write failed: a full disk), or None: /health says it."""
+        return None
+
     @abc.abstractmethod
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         """Store new jobs durably; for each, (the stored job, True if its id was already known)."""
