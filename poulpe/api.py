@@ -91,14 +91,14 @@ async def list_jobs(request: Request) -> Response:
 async def list_dead(request: Request) -> Response:
     page, size = int_param(request, "page", 1), int_param(request, "size", 50)
     check_page(page, size)
-    items, total = await _manager(request).dead.list(page=page, size=size)
+    items, total = await _manager(request).dead_jobs.page(page=page, size=size)
     return json_response({"page": page, "size": size, "total": total, "dead": items})
 
 
 async def get_dead(request: Request) -> Response:
-    job = await _manager(request).dead.read(path_job_id(request))
+    job = await _manager(request).dead_jobs.find(path_job_id(request))
     if job is None:
-        raise NotFound(f"no dead letter for job {path_job_id(request)[:128]}")
+        raise NotFound(f"no dead job with id {path_job_id(request)[:128]}")
     return json_response({**job.to_result(), "job": {"params": job.params, "cc": job.cc, "retry": job.retry}})
 
 
@@ -108,8 +108,8 @@ async def retry_dead(request: Request) -> Response:
 
 
 async def delete_dead(request: Request) -> Response:
-    if not await _manager(request).dead.remove(path_job_id(request)):
-        raise NotFound(f"no dead letter for job {path_job_id(request)[:128]}")
+    if not await _manager(request).dead_jobs.delete(path_job_id(request)):
+        raise NotFound(f"no dead job with id {path_job_id(request)[:128]}")
     return json_response({"result": WORD_OK, "id": path_job_id(request), "deleted": True})
 
 
