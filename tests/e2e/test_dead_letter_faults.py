@@ -191,7 +191,7 @@ async def test_letters_owed_when_poulpe_stopped_are_written_after_a_restart(
     source.mkdir()
     dead = mounts.read_only(source, tmp_path / "dead")
     async with serving(settings(tmp_path, dead)) as client:
-        owed = await dies(client, "owed-at-stop", fresh_target.url("/status/500"))
+        owed = await dies(client, "owed-at-stop", fresh_target.url("/flaky/owed-at-stop", fail=1))
         assert await metric(client, "poulpe_dead_letters_owed") == 1
     mounts.writable(dead)
     assert not letter(dead, owed).exists()
@@ -202,4 +202,28 @@ async def test_letters_owed_when_poulpe_stopped_are_written_after_a_restart(
         assert await listed(client) == {"owed-at-stop": letter(dead, owed).relative_to(dead).as_posix()}
         retried = await client.post("/dead/owed-at-stop/retry")
         assert retried.status_code == 202
-        await soon(lambda: _gone(letter(dead, owed)))
+        assert (await final(client, "owed-at-stop"))["status"] == "succeeded"
+        assert not await _exists(letter(dead, owed))
+
+
+async def test_a_letter_left_behind_by_a_retry_is_removed_after_a_restart(
+    tmp_path: Path, mounts: Mounts, fresh_target: Target
+) -> None:
+    dead = tmp_path / "dead"
+    async with serving(settings(tmp_path, dead)) as client:
+        job = await dies(client, "left-behind", fresh_target.url("/flaky/left-behind", fail=1))
+        path = letter(dead, job)
+        assert await _exists(path)
+        source = tmp_path / "dead-source"
+        (source / path.parent.name).mkdir(parents=True)
+        (source / path.parent.name / path.name).write_bytes(path.read_bytes())
+        mounts.read_only(source, dead)
+        assert (await client.post("/dead/left-behind/retry")).status_code == 202
+        assert (await final(client, "left-behind"))["status"] == "succeeded"
+    mounts.unmount_all()  # the directory writable again (the letter written before the mount is under it)
+    assert await _exists(path)
+
+    async with serving(settings(tmp_path, dead)) as client:
+        await soon(lambda: _gone(path))
+        assert "left-behind" not in await listed(client)
+        assert (await client.get("/jobs/left-behind")).json()["status"] == "succeeded"
