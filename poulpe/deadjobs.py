@@ -38,6 +38,7 @@ class DeadJobs:
         self.letters = letters
         self.owed: dict[str, str] = {}  # dead in the store, letter not written yet: id -> UTC day of death
         self.unremoved: set[str] = set()  # letters left on disk by jobs no longer dead (retried or deleted)
+        self.held: dict[str, Job] = {}  # owed letters whose job the store is about to forget (--result_ttl)
         self.first_delay = first_delay
         self.max_delay = max_delay
         self._timer: asyncio.Task[None] | None = None
@@ -69,12 +70,14 @@ class DeadJobs:
             self._arm()
             return
         self.owed.pop(job.id, None)
+        self.held.pop(job.id, None)
         if self.owed or self.unremoved:
             self._arm(now=True)  # the directory takes files again: settle what is owed at once
 
     async def letter_gone(self, job_id: str) -> None:
         """The job is no longer dead (retried, deleted): its letter goes now, or later if the directory refuses."""
         self.owed.pop(job_id, None)
+        self.held.pop(job_id, None)
         try:
             await self.letters.remove(job_id)
         except OSError as exc:
@@ -88,6 +91,8 @@ class DeadJobs:
         job = await self.store.get(job_id)
         if job is not None:
             return job if job.status is Status.DEAD else None
+        if job_id in self.held:
+            return self.held[job_id]
         if job_id in self.unremoved:  # deleted, its letter not removed yet
             return None
         with contextlib.suppress(OSError, ValueError):
@@ -97,8 +102,8 @@ class DeadJobs:
     async def delete(self, job_id: str) -> bool:
         """Forget a dead job: from the store first (the truth), then its letter, now or later. False: not dead."""
         job = await self.store.get(job_id)
-        if job is not None:
-            if job.status is not Status.DEAD:
+        if job is not None or job_id in self.held:
+            if job is not None and job.status is not Status.DEAD:
                 return False
             await self.store.delete(job_id)
             await self.letter_gone(job_id)
@@ -121,6 +126,14 @@ class DeadJobs:
         listed = owed + written
         return listed[(page - 1) * size : page * size], len(listed)
 
+    async def before_purge(self, finished_before: float) -> None:
+        """The store is about to forget final jobs (--result_ttl): an owed letter's job is kept here until written
+        (in memory: a restart before the directory takes it loses it, logged now)."""
+        for job in await self._get(set(self.owed) - set(self.held)):
+            if job.status is Status.DEAD and (job.finished_at or 0.0) < finished_before:
+                self.held[job.id] = job
+                log.warning("job %s: its dead letter is still owed when the store forgets it; kept in memory", job.id)
+
     # --- settling what is owed -------------------------------------------------------------------------------
     def _arm(self, *, now: bool = False) -> None:
         if self._timer is not None and not self._timer.done():
@@ -140,7 +153,7 @@ class DeadJobs:
     async def _settle(self) -> None:
         """Write the owed letters and remove the unremoved ones; stop at the first the directory still refuses."""
         for job_id in list(self.owed):
-            job = await self.store.get(job_id)
+            job = self.held.get(job_id) or await self.store.get(job_id)
             if job is not None and job.status is Status.DEAD:
                 try:
                     await self.letters.write(job)
@@ -148,6 +161,7 @@ class DeadJobs:
                     return
                 log.info("job %s: its dead letter is written now", job_id)
             self.owed.pop(job_id, None)
+            self.held.pop(job_id, None)
         for job_id in list(self.unremoved):
             job = await self.store.get(job_id)
             if job is None or job.status is not Status.DEAD:  # dead again: the letter there is its own

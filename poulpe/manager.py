@@ -391,6 +391,7 @@ class JobManager:
         while True:
             await asyncio.sleep(period)
             try:
+                await self.dead_jobs.before_purge(self.clock() - self.result_ttl)  # an owed letter outlives the TTL
                 purged = await self.store.purge(self.clock() - self.result_ttl)
                 if purged:
                     log.info("purged %d expired results", purged)
