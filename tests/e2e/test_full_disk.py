@@ -1,15 +1,20 @@
 """A full disk is a state, not a crash: poulpe keeps running (or starts) on it, says so on /health, refuses jobs with
-503 (nothing accepted is lost), and takes jobs again as soon as space returns, without a restart."""
+503 (nothing accepted is lost), and takes jobs again as soon as space returns, without a restart. A Redis out of
+memory is the same state for the shared store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
+import redis.asyncio
 
+from poulpe.settings import Settings
 from tests.e2e.helpers import accepted, eventually, result, submit
 from tests.mounts import Mounts, fill
 from tests.poulpe_process import Poulpe
+from tests.redis_server import RedisServer
+from tests.serving import serving
 from tests.target import Target
 
 
@@ -78,3 +83,29 @@ def test_a_disk_that_fills_while_poulpe_runs_shows_on_health_until_space_returns
             assert result(client, "again")["status"] == "succeeded"
     finally:
         proc.stop()
+
+
+async def test_a_redis_out_of_memory_shows_on_health_until_it_takes_writes_again(
+    redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    admin = redis.asyncio.Redis(port=redis_server.port)
+    settings = Settings(redis=redis_server.url, redis_prefix=redis_prefix, workers=2)
+    try:
+        async with serving(settings) as client:
+            assert (await client.get("/health")).status_code == 200
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", "1")  # every write is refused: OOM
+            job = {"method": "GET", "name": fresh_target.url()}
+            refused = await client.post("/task_in_queue", json=job)
+            assert refused.status_code == 503, refused.text
+            answer = await client.get("/health")
+            assert answer.status_code == 503 and answer.json()["writable"] is False, answer.text
+            assert "cannot take writes" in answer.json()["error"]
+
+            await admin.config_set("maxmemory", "0")
+            assert (await client.get("/health")).status_code == 200
+            taken = await client.post("/task_in_queue", json={**job, "wait": 20})
+            assert taken.status_code == 200 and taken.json()["status"] == "succeeded", taken.text
+    finally:
+        await admin.config_set("maxmemory", "0")
+        await admin.aclose()
