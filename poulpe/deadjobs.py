@@ -57,6 +57,11 @@ class DeadJobs:
                     await task
         self._scan = self._timer = None
 
+    @property
+    def settling(self) -> bool:
+        """True while a timer is set to write owed letters or remove leftover ones (never when nothing is owed)."""
+        return self._timer is not None and not self._timer.done()
+
     # --- on the job's path -----------------------------------------------------------------------------------
     async def bury(self, job: Job) -> None:
         """Write a dying job's letter (before the store marks it dead); owed when the directory refuses it."""

@@ -57,3 +57,50 @@ async def test_an_owed_letter_is_written_even_after_the_store_forgot_its_job(tmp
     finally:
         await manager.stop(1)
         await store.close()
+
+
+class CountingLetters(DeadLetters):
+    """The dead-letter directory, counting how often poulpe tries to write a letter."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.tries = 0
+
+    async def write(self, job: Job) -> Path:
+        self.tries += 1
+        return await super().write(job)
+
+
+async def test_an_owed_letter_is_tried_again_with_backoff_and_nothing_runs_once_it_is_written(
+    tmp_path: Path, mounts: Mounts
+) -> None:
+    source = tmp_path / "dead-source"
+    source.mkdir()
+    dead = mounts.read_only(source, tmp_path / "dead")
+    store = SqliteStore(tmp_path / "jobs.db")
+    await store.open()
+    letters = CountingLetters(dead)
+    manager = JobManager(store, {Method.GET: Refused()}, letters, workers=1)
+    await manager.start()
+    try:
+        assert not manager.dead_jobs.settling  # nothing owed: no timer
+        await manager.submit([Job(id="backoff", method=Method.GET, name="http://127.0.0.1:9/x")])
+        done = await manager.wait("backoff", 5)
+        assert done is not None and done.status is Status.DEAD
+        await asyncio.sleep(3.5)
+        # the first try at death, then after 1 s and 2 s more: not a tight loop
+        assert 2 <= letters.tries <= 4, letters.tries
+        assert manager.dead_jobs.settling
+
+        mounts.writable(dead)
+        deadline = time.monotonic() + 30
+        while manager.dead_jobs.owed or manager.dead_jobs.settling:
+            assert time.monotonic() < deadline, "the owed letter was not written"
+            await asyncio.sleep(0.1)
+        tries = letters.tries
+        await asyncio.sleep(1.5)
+        assert letters.tries == tries  # nothing polls once nothing is owed
+        assert list(dead.glob("*/backoff.json"))
+    finally:
+        await manager.stop(1)
+        await store.close()
