@@ -159,11 +159,16 @@ class DeadJobs:
         """Write the owed letters and remove the unremoved ones; stop at the first the directory still refuses."""
         for job_id in list(self.owed):
             job = self.held.get(job_id) or await self.store.get(job_id)
+            if job is not None and not job.final:  # its death is not stored yet (a slow store): later
+                continue
             if job is not None and job.status is Status.DEAD:
                 try:
                     await self.letters.write(job)
                 except OSError:
                     return
+                if job_id not in self.owed:  # retried or deleted while its letter was being written
+                    await self.letter_gone(job_id)
+                    continue
                 log.info("job %s: its dead letter is written now", job_id)
             self.owed.pop(job_id, None)
             self.held.pop(job_id, None)
