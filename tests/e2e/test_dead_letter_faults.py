@@ -227,3 +227,32 @@ async def test_a_letter_left_behind_by_a_retry_is_removed_after_a_restart(
         await soon(lambda: _gone(path))
         assert "left-behind" not in await listed(client)
         assert (await client.get("/jobs/left-behind")).json()["status"] == "succeeded"
+
+
+async def test_a_retry_the_store_cannot_take_changes_nothing(
+    tmp_path: Path, mounts: Mounts, fresh_target: Target
+) -> None:
+    disk = mounts.tmpfs(tmp_path / "disk", "2m")
+    dead = tmp_path / "dead"
+    async with serving(Settings(data=disk / "p.db", dead=dead, workers=2)) as client:
+        job = await dies(client, "unchanged", fresh_target.url("/flaky/unchanged", fail=1))
+        filler = fill(disk)
+        for _ in range(3):  # whatever the WAL still had room for is used up
+            await client.post(
+                "/task_in_queue", json={"method": "POST", "name": fresh_target.url(), "params": {"p": "x" * 300_000}}
+            )
+        refused = await client.post("/dead/unchanged/retry")
+        assert refused.status_code == 503, refused.text
+        assert (await client.get("/dead/unchanged")).json()["status"] == "dead"
+        assert await _exists(letter(dead, job))  # nothing changed: still dead, its letter still there
+
+        filler.unlink()
+        await soon(lambda: _healthy(client))
+        retried = await client.post("/dead/unchanged/retry")
+        assert retried.status_code == 202, retried.text
+        assert (await final(client, "unchanged"))["status"] == "succeeded"
+        assert not await _exists(letter(dead, job))
+
+
+async def _healthy(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/health")).status_code == 200
