@@ -91,14 +91,14 @@ async def list_jobs(request: Request) -> Response:
 async def list_dead(request: Request) -> Response:
     page, size = int_param(request, "page", 1), int_param(request, "size", 50)
     check_page(page, size)
-    items, total = await _manager(request).dead.list(page=page, size=size)
+    items, total = await _manager(request).dead_jobs.page(page=page, size=size)
     return json_response({"page": page, "size": size, "total": total, "dead": items})
 
 
 async def get_dead(request: Request) -> Response:
-    job = await _manager(request).dead.read(path_job_id(request))
+    job = await _manager(request).dead_jobs.find(path_job_id(request))
     if job is None:
-        raise NotFound(f"no dead letter for job {path_job_id(request)[:128]}")
+        raise NotFound(f"no dead job with id {path_job_id(request)[:128]}")
     return json_response({**job.to_result(), "job": {"params": job.params, "cc": job.cc, "retry": job.retry}})
 
 
@@ -108,8 +108,8 @@ async def retry_dead(request: Request) -> Response:
 
 
 async def delete_dead(request: Request) -> Response:
-    if not await _manager(request).dead.remove(path_job_id(request)):
-        raise NotFound(f"no dead letter for job {path_job_id(request)[:128]}")
+    if not await _manager(request).dead_jobs.delete(path_job_id(request)):
+        raise NotFound(f"no dead job with id {path_job_id(request)[:128]}")
     return json_response({"result": WORD_OK, "id": path_job_id(request), "deleted": True})
 
 
@@ -125,7 +125,13 @@ async def health(request: Request) -> Response:
     detail = _reports(request)
     if not manager.accepting:
         return json_response({"ok": False, "draining": True}, 503)
-    return json_response({"ok": ok, "detail": detail} if detail else {"ok": ok}, 200 if ok else 503)
+    body: dict[str, Any] = {"ok": ok}
+    fault = None if ok else manager.store.write_fault()
+    if fault is not None:  # a full disk: the store may still read, but no job can be accepted
+        body.update(writable=False, error=fault)
+    if detail:
+        body["detail"] = detail
+    return json_response(body, 200 if ok else 503)
 
 
 async def sys_info(request: Request) -> Response:

@@ -99,6 +99,12 @@ def create_app(settings: Settings) -> Starlette:
             "Dead letters that could not be written",
             lambda: manager.dead.write_errors,
         )
+        dead_owed = metrics.watch(
+            "poulpe_dead_letters_owed",
+            "Dead jobs whose letter the directory has not taken yet (written when it can)",
+            lambda: len(manager.dead_jobs.owed),
+            gauge=True,
+        )
         callbacks = Callbacks(  # listening before the first job can finish
             manager, allow_hosts=settings.allow_hosts, signing_key=settings.signing_key, version=__version__
         )
@@ -148,6 +154,7 @@ def create_app(settings: Settings) -> Starlette:
                 await runner.close()
             await store.close()
             metrics.registry.unregister(dead_errors)
+            metrics.registry.unregister(dead_owed)
             log.info("poulpe stopped")
 
     async def openapi(request: Request) -> Response:

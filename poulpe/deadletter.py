@@ -1,12 +1,15 @@
 """Dead letters: one JSON file per dead job, `DIR/<UTC day of death>/<id>.json` (the Rust poulpe's layout).
 
 Files are written atomically (temp file, fsync, rename, fsync the directory), so a reader or a crash never sees
-half a letter. The directory is the source of truth: an operator may move or delete files by hand.
+half a letter, and a write that fails (a full disk) leaves no temp file behind. The store holds the truth about
+which jobs are dead (poulpe/deadjobs.py); the letters are the copy people and tools read, and the only record left
+of a dead job once the store forgets it (--result_ttl). An operator may move or delete files by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import re
@@ -38,11 +41,16 @@ class DeadLetters:
         final = folder / f"{job.id}.json"
         temp = folder / f".{job.id}.{uuid.uuid4().hex}.tmp"
         data = msgspec.json.format(encode_job(job), indent=2)
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, final)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+            raise
         fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -72,25 +80,30 @@ class DeadLetters:
         return await asyncio.to_thread(read)
 
     async def remove(self, job_id: str) -> bool:
+        """Remove the job's letter (every copy, whatever its day); False when there was none. Raises OSError when
+        the directory cannot be written."""
+
         def remove() -> bool:
-            path = self._find(job_id)
-            if path is None:
-                return False
-            path.unlink(missing_ok=True)
-            return True
+            found = False
+            while (path := self._find(job_id)) is not None:
+                path.unlink(missing_ok=True)
+                found = True
+            return found
 
         return await asyncio.to_thread(remove)
 
-    async def list(self, *, page: int = 1, size: int = 50) -> tuple[list[dict[str, Any]], int]:
-        """A page of dead letters, newest day first: each {"id", "day", "file"}."""
+    async def entries(self) -> list[dict[str, Any]]:
+        """Every letter, newest day first, one per job id (its newest): each {"id", "day", "file"}."""
 
-        def scan() -> tuple[list[dict[str, Any]], int]:
-            names: list[tuple[str, str]] = []
+        def scan() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            seen: set[str] = set()
             for day in sorted(self._days(), reverse=True):
-                files = sorted(e.name for e in os.scandir(self.root / day) if e.name.endswith(".json"))
-                names.extend((day, name) for name in files)
-            chosen = names[(page - 1) * size : page * size]
-            items = [{"id": n[: -len(".json")], "day": d, "file": f"{d}/{n}"} for d, n in chosen]
-            return items, len(names)
+                for name in sorted(e.name for e in os.scandir(self.root / day) if e.name.endswith(".json")):
+                    job_id = name[: -len(".json")]
+                    if job_id not in seen:
+                        seen.add(job_id)
+                        items.append({"id": job_id, "day": day, "file": f"{day}/{name}"})
+            return items
 
         return await asyncio.to_thread(scan)

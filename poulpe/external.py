@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from poulpe.errors import Conflict, NotFound
+from poulpe.errors import Conflict, NotFound, Unavailable
 from poulpe.job import Job, Method, Status
 from poulpe.manager import JobManager
 from poulpe.runners import Outcome
@@ -60,7 +60,10 @@ class ExternalWorkers:
 
     async def start(self) -> None:
         """Set the expiry timer for leases stored before this process started; hear of new QUEUE jobs."""
-        self._arm(await self.manager.store.next_lease_end())
+        try:
+            self._arm(await self.manager.store.next_lease_end())
+        except Unavailable:  # the store is away (a full disk, Redis down): look again in a second
+            self._arm(self.clock() + 1.0)
         self._unlisten = self.manager.waiters.listen_queued(self._on_queued)
         # processes sharing a Redis store tell each other of new work and new leases (SharedFeed's pub/sub)
         self.manager.on_remote("queued", lambda kind: self._wake(kind, 1))

@@ -35,9 +35,28 @@ class LocalFeed:
     def __init__(self, manager: JobManager) -> None:
         self.manager = manager
         self.scheduler = Scheduler(self._on_due, room=self._room, clock=manager.clock)
+        self._recovery: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Recover from the store: scheduled jobs keep their time, queued ones run, running ones run again."""
+        """Recover from the store: scheduled jobs keep their time, queued ones run, running ones run again. A store
+        that cannot be read yet (a full disk) is tried again with backoff; new jobs run meanwhile."""
+        self.scheduler.start()
+        try:
+            await self._recover()
+        except Unavailable as exc:
+            log.error("recovery waits for the store: %s", exc.message)
+            self._recovery = asyncio.get_running_loop().create_task(self._recover_later(), name="poulpe-recovery")
+
+    async def _recover_later(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            with contextlib.suppress(Unavailable):
+                await self._recover()
+                return
+
+    async def _recover(self) -> None:
         m, store = self.manager, self.manager.store
         pending = await store.pending()
         interrupted = [p.id for p in pending if p.status is Status.RUNNING]
@@ -49,11 +68,12 @@ class LocalFeed:
             log.info("job %s recovered: attempt %d was interrupted, it runs again", job.id, job.attempts)
         now = m.clock()
         self.scheduler.extend((now if p.status is Status.RUNNING else p.run_at, p.seq, p.id) for p in pending)
-        self.scheduler.start()
         log.info("recovered %d unfinished jobs (%d were running)", len(pending), len(interrupted))
 
     def stop_taking(self) -> None:
         self.scheduler.stop()
+        if self._recovery is not None:
+            self._recovery.cancel()
 
     async def close(self) -> None:
         pass

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
 from poulpe.errors import BadRequest, Conflict, NotFound, NotHeld, Unavailable
 from poulpe.feeds import INTERRUPTED, LEASE_LOST, LocalFeed, SharedFeed
@@ -44,6 +45,7 @@ class JobManager:
         self.store = store
         self.runners = runners
         self.dead = dead
+        self.dead_jobs = DeadJobs(store, dead)  # the store is the truth, the directory its copy (deadjobs.py)
         self.default_retry = default_retry
         self.job_timeout = job_timeout
         self.result_ttl = result_ttl
@@ -78,6 +80,7 @@ class JobManager:
         await self.feed.start()
         self.workers.start()
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
+        self.dead_jobs.start()
         self.accepting = True
 
     def stop_intake(self) -> None:
@@ -99,6 +102,7 @@ class JobManager:
             for task in late:  # the store is away: these outcomes are lost, their jobs run again (at least once)
                 task.cancel()
         await self.feed.close()
+        await self.dead_jobs.stop()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -288,11 +292,7 @@ class JobManager:
                 delay = min(delay * 2, 5.0)
 
     async def _write_dead_letter(self, job: Job) -> None:
-        try:
-            await self.dead.write(job)
-        except OSError as exc:
-            self.dead.write_errors += 1
-            log.error("job %s is dead but its dead letter could not be written: %s", job.id, exc)
+        await self.dead_jobs.bury(job)  # never raises: a letter the directory refuses is owed and written later
 
     # --- queries and commands --------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
@@ -348,29 +348,29 @@ class JobManager:
         return job
 
     async def retry_dead(self, job_id: str) -> Job:
-        """Run a dead job again with fresh attempts; its dead letter goes once the job is stored."""
+        """Run a dead job again with fresh attempts, from the store's record (or its letter once the store forgot
+        it). The job is stored and scheduled first; its letter goes after, now or later (deadjobs.py)."""
         if not self.accepting:
             raise Unavailable("poulpe is shutting down")
-        job = await self.dead.read(job_id)
+        job = await self.dead_jobs.find(job_id)
         if job is None:
-            raise NotFound(f"no dead letter for job {job_id}")
-        current = await self.store.get(job_id)
-        if current is not None and not current.final:
-            raise Conflict(f"job {job_id} is {current.status} already")
+            current = await self.store.get(job_id)
+            if current is not None and not current.final:
+                raise Conflict(f"job {job_id} is {current.status} already")
+            raise NotFound(f"no dead job with id {job_id}")
         job.status, job.failures, job.run_at = Status.QUEUED, 0, self.clock()
         job.finished_at, job.error, job.result = None, None, None
         await self.store.save(job)
-        await self.dead.remove(job_id)
         log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
         self._enqueue(job)
         self.waiters.queued([(job, False)])  # external workers (external.py)
+        await self.dead_jobs.letter_gone(job_id)
         return job
 
     async def sys_info(self, cap: int = 1000) -> dict[str, Any]:
         running = [job.id for job in self.workers.running if job is not None]
         delayed = await self.feed.delayed(cap + 1)
-        dead = await self.store.list_jobs(status=Status.DEAD, size=cap + 1)
-        failed = [job.id for job in dead.jobs]
+        failed = await self.store.ids(Status.DEAD, cap + 1)  # ids from the index: no dead record is decoded
         today = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
         return {
             "workers": [
@@ -391,6 +391,7 @@ class JobManager:
         while True:
             await asyncio.sleep(period)
             try:
+                await self.dead_jobs.before_purge(self.clock() - self.result_ttl)  # an owed letter outlives the TTL
                 purged = await self.store.purge(self.clock() - self.result_ttl)
                 if purged:
                     log.info("purged %d expired results", purged)
@@ -411,8 +412,7 @@ class JobManager:
                 # another process may have ended the same lease first, with the same dead letter: keep it then
                 current = await self.store.get(job.id)
                 if current is None or current.status is not Status.DEAD:
-                    with contextlib.suppress(OSError):
-                        await self.dead.remove(job.id)
+                    await self.dead_jobs.letter_gone(job.id)
             return False
         self.metrics.ended(job)
         log.info(

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -107,9 +107,9 @@ class Metrics:
             self._dead[method].inc()
 
     # --- scrape ----------------------------------------------------------------------------------------------
-    def watch(self, name: str, documentation: str, read: Callable[[], float]) -> Collector:
-        """Export a counter kept elsewhere (e.g. DeadLetters.write_errors), read at scrape time."""
-        collector = _ReadCounter(name, documentation, read)
+    def watch(self, name: str, documentation: str, read: Callable[[], float], *, gauge: bool = False) -> Collector:
+        """Export a counter (or a gauge) kept elsewhere (e.g. DeadLetters.write_errors), read at scrape time."""
+        collector = _ReadValue(name, documentation, read, GaugeMetricFamily if gauge else CounterMetricFamily)
         self.registry.register(collector)
         return collector
 
@@ -147,15 +147,21 @@ class Metrics:
         return timed
 
 
-class _ReadCounter(Collector):
-    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
-        self.name, self.documentation, self.read = name, documentation, read
+class _ReadValue(Collector):
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        read: Callable[[], float],
+        family: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    ) -> None:
+        self.name, self.documentation, self.read, self.family = name, documentation, read, family
 
     def collect(self) -> Iterable[Metric]:
-        yield CounterMetricFamily(self.name, self.documentation, value=self.read())
+        yield self.family(self.name, self.documentation, value=self.read())
 
     def describe(self) -> Iterable[Metric]:
-        yield CounterMetricFamily(self.name, self.documentation)
+        yield self.family(self.name, self.documentation)
 
 
 class ErrorCounter:

@@ -257,7 +257,10 @@ def _schemas() -> dict[str, Any]:
                 **page,
                 "dead": {
                     "type": "array",
-                    "items": _object({"id": _STR, "day": _STR, "file": _STR}, ["id", "day", "file"]),
+                    "items": _object(
+                        {"id": _STR, "day": _STR, "file": {**_STR_OR_NULL, "description": "null: the letter is owed"}},
+                        ["id", "day", "file"],
+                    ),
                 },
             },
             [*page, "dead"],
@@ -437,7 +440,7 @@ def _paths() -> dict[str, Any]:
         "/dead": {
             "get": {
                 "operationId": "listDead",
-                "summary": "Dead letters, newest day first",
+                "summary": "Dead jobs: those whose letter is owed first, then the letters, newest day first",
                 "parameters": _paging(),
                 "responses": {"200": _json(_ref("DeadPage"), "A page"), **_errors(400)},
             }
@@ -445,13 +448,13 @@ def _paths() -> dict[str, Any]:
         "/dead/{id}": {
             "get": {
                 "operationId": "getDead",
-                "summary": "A dead letter: the job, its history and its last result",
+                "summary": "A dead job (from the store, or its letter once the store forgot it): history, last result",
                 "parameters": [_id_param()],
                 "responses": {"200": _json(_ref("DeadJob"), "The dead job"), **_errors(404)},
             },
             "delete": {
                 "operationId": "deleteDead",
-                "summary": "Delete a dead letter",
+                "summary": "Forget a dead job: from the store, and its letter (now, or once the directory lets it)",
                 "parameters": [_id_param()],
                 "responses": {
                     "200": _json(
@@ -461,14 +464,14 @@ def _paths() -> dict[str, Any]:
                         ),
                         "Deleted",
                     ),
-                    **_errors(404),
+                    **_errors(404, 503),
                 },
             },
         },
         "/dead/{id}/retry": {
             "post": {
                 "operationId": "retryDead",
-                "summary": "Run a dead job again with fresh attempts (the letter goes once the job is stored)",
+                "summary": "Run a dead job again with fresh attempts (its letter goes once the job is stored)",
                 "parameters": [_id_param()],
                 "responses": {"202": _json(_ref("Ack"), "Queued again"), **_errors(404, 409, 503)},
             }
@@ -476,7 +479,7 @@ def _paths() -> dict[str, Any]:
         "/health": {
             "get": {
                 "operationId": "health",
-                "summary": "Whether the store answers; no token needed",
+                "summary": "Whether the store answers and takes writes; no token needed",
                 "security": [],
                 "responses": {
                     "200": _json(
@@ -484,8 +487,11 @@ def _paths() -> dict[str, Any]:
                         "Healthy (with --kafka_servers, the Kafka state as detail: poulpe serves HTTP with Kafka down)",
                     ),
                     "503": _json(
-                        _object({"ok": {"const": False}, "draining": _BOOL}, ["ok"]),
-                        "Store unreachable, or draining before a stop",
+                        _object(
+                            {"ok": {"const": False}, "draining": _BOOL, "writable": {"const": False}, "error": _STR},
+                            ["ok"],
+                        ),
+                        "Store unreachable, store cannot take writes (`writable: false`, a full disk), or draining",
                     ),
                 },
             }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mounts import Mounts
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
 from tests.target import Target
@@ -35,6 +36,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_prefix(request: pytest.FixtureRequest) -> str:
     return f"t{abs(hash(request.node.nodeid)) % 10**10}:"
+
+
+@pytest.fixture
+def mounts() -> Iterator[Mounts]:
+    """Mount small failing file systems (tests/mounts.py); all are unmounted when the test ends."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting is impossible here: the tests do not run as root")
+    made = Mounts()
+    try:
+        yield made
+    finally:
+        made.unmount_all()
 
 
 @pytest.fixture

@@ -51,7 +51,8 @@ class Poulpe:
         defaults = ["--port", str(self.port), "--data", str(self.home / "poulpe.db"), "--dead", str(self.home / "dead")]
         return [*poulpe_command(), *defaults, *self.flags]
 
-    def start(self, timeout: float = 20.0) -> Poulpe:
+    def start(self, timeout: float = 20.0, *, healthy: bool = True) -> Poulpe:
+        """Start and wait until /health answers 200 (with `healthy=False`: until it answers at all)."""
         env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115  (kept open by the child)
         self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -61,7 +62,7 @@ class Poulpe:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"poulpe exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200 or not healthy:
                     return self
             except httpx.HTTPError:
                 pass

@@ -44,6 +44,10 @@ class Store(abc.ABC):
     async def ping(self) -> bool:
         """True when the store answers: /health."""
 
+    def write_fault(self) -> str | None:
+        """Why the store cannot take writes now (its last write failed: a full disk), or None: /health says it."""
+        return None
+
     @abc.abstractmethod
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         """Store new jobs durably; for each, (the stored job, True if its id was already known)."""
@@ -81,6 +85,11 @@ class Store(abc.ABC):
         size: int = 50,
     ) -> Page:
         """A page of jobs, newest first (by acceptance order)."""
+
+    @abc.abstractmethod
+    async def ids(self, status: Status, limit: int) -> list[str]:
+        """Up to `limit` ids of jobs in `status`, newest first (by acceptance order), read from an index alone: no
+        record is read or decoded, so it stays cheap however large the jobs (/sys_info, the dead-letter scan)."""
 
     @abc.abstractmethod
     async def counts(self) -> dict[str, int]:

@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from poulpe.errors import NotHeld, StoreUnavailable
@@ -40,6 +40,8 @@ _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _STATUSES = tuple(s.value for s in Status)
 _WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, Status.RUNNING.value)
 _CHUNK = 500
+# Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
+_REFUSALS = (OutOfMemoryError, ReadOnlyError)
 
 
 class Claimed(NamedTuple):
@@ -102,6 +104,7 @@ class RedisStore(Store):
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
         self._down_since: float | None = None
+        self._write_fault: str | None = None
 
     # --- connection ------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -150,11 +153,25 @@ class RedisStore(Store):
             self._down_since = None
 
     async def ping(self) -> bool:
+        """True when Redis answers and, after a refused write, takes a small write again (/health)."""
         try:
             async with self._reachable():
-                return bool(await self.redis.ping())
-        except (StoreUnavailable, RedisError):
+                if not await self.redis.ping():
+                    return False
+                if self._write_fault is not None:
+                    await self.redis.set(self.base + "probe", "1", ex=60)
+                    self._write_fault = None
+                return True
+        except (StoreUnavailable, RedisError) as exc:
+            self._refused(exc)
             return False
+
+    def write_fault(self) -> str | None:
+        return self._write_fault
+
+    def _refused(self, exc: BaseException) -> None:
+        if isinstance(exc, _REFUSALS) or (isinstance(exc, RedisError) and "MISCONF" in str(exc)[:20]):
+            self._write_fault = f"the store (redis) cannot take writes: {str(exc)[:200]}"
 
     # --- the write pipeline ----------------------------------------------------------------------------------
     def _call(self, script: str, args: list[Any], *, wait: bool = True) -> asyncio.Future[Any] | None:
@@ -193,16 +210,21 @@ class RedisStore(Store):
             results = [exc] * len(ops)
         except RedisError as exc:
             log.error("redis refused a batch of %d writes: %s", len(ops), exc)
+            self._refused(exc)
             results = [StoreUnavailable("the job store (redis) refused the write")] * len(ops)
+        else:
+            self._write_fault = None
         for (name, _, fut), result in zip(ops, results, strict=True):
             if fut is None:
                 if isinstance(result, Exception):
                     log.warning("a %s write was not stored: %s", name, result)
+                    self._refused(result)
             elif not fut.done():
                 if isinstance(result, StoreUnavailable):
                     fut.set_exception(result)
                 elif isinstance(result, Exception):
                     log.error("redis script %s failed: %s", name, result)
+                    self._refused(result)
                     fut.set_exception(StoreUnavailable("the job store (redis) refused the write"))
                 else:
                     fut.set_result(result)
@@ -420,6 +442,9 @@ class RedisStore(Store):
                         matched.append(job)
                     total += 1
             start += _CHUNK
+
+    async def ids(self, status: Status, limit: int) -> list[str]:
+        return await self._ids(self.base + "st:" + status.value, 0, limit - 1) if limit > 0 else []
 
     async def _in_order(self, ids: list[str]) -> list[Job]:
         by_id = {job.id: job for job in await self.get_many(ids)}

@@ -10,7 +10,10 @@ cheaper inserts.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +23,7 @@ from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_
 from poulpe.store.base import Page, Pending, Store
 from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STATUSES = tuple(s.value for s in Status)
 _NOT_FINAL = tuple(s.value for s in Status if s not in FINAL)
@@ -44,6 +48,20 @@ CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NUL
 """
 
 
+def disk_fault(exc: BaseException) -> bool:
+    """A fault of the disk under the file (full, or failing), which may pass: not a wrong path or a foreign file."""
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "")
+        return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    """The smallest write that must reach the disk: the header's user_version, set to what it is."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    conn.execute(f"PRAGMA user_version = {version}")
+
+
 class SqliteStore(Store):
     kind = "sqlite"
 
@@ -52,17 +70,57 @@ class SqliteStore(Store):
         self._writer: Writer | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any] | None]] = []
         self._reader: sqlite3.Connection | None = None
+        self._open_fault: str | None = None
+        self._reopening: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
+        """Open the file. A full or failing disk does not stop poulpe: the store answers 503 and opens once it can
+        (SQLite cannot even read a WAL database when its shared-memory file cannot be made on a full disk)."""
+        try:
+            self._open_now()
+        except (sqlite3.Error, OSError) as exc:
+            if not disk_fault(exc):
+                raise
+            self._open_fault = f"the store cannot take writes: it could not be opened ({exc})"
+            log.error("%s; poulpe answers 503 until it can", self._open_fault)
+            self._reopening = asyncio.create_task(self._reopen_forever(), name="poulpe-sqlite-reopen")
+
+    def _open_now(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
-        conn.executescript(SCHEMA)
-        conn.close()
-        self._writer = Writer(self.path, asyncio.get_running_loop())
-        self._writer.start()
-        self._reader = connect(self.path)
+        try:
+            conn.executescript(SCHEMA)
+        finally:
+            conn.close()
+        reader = connect(self.path)
+        try:
+            writer = Writer(self.path, asyncio.get_running_loop())
+        except BaseException:
+            reader.close()
+            raise
+        writer.start()
+        self._writer, self._reader, self._open_fault = writer, reader, None
+
+    async def _reopen_forever(self) -> None:
+        delay, since = 0.2, time.monotonic()
+        while self._writer is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                self._open_now()
+            except (sqlite3.Error, OSError) as exc:
+                self._open_fault = f"the store cannot take writes: it could not be opened ({exc})"
+        log.warning("the store opened after %.1f s", time.monotonic() - since)
+
+    def write_fault(self) -> str | None:
+        if self._open_fault is not None:
+            return self._open_fault
+        return self._writer.fault if self._writer is not None else None
 
     async def close(self) -> None:
+        if self._reopening is not None:
+            self._reopening.cancel()
+            self._reopening = None
         if self._writer is not None:
             self._hand_over()  # writes issued in this iteration go before the stop
             self._writer.ops.put(None)
@@ -74,7 +132,7 @@ class SqliteStore(Store):
 
     def _submit(self, op: Op, *, wait: bool = True) -> asyncio.Future[Any] | None:
         if self._writer is None or not self._writer.is_alive():
-            raise StoreUnavailable("the store is closed")
+            raise StoreUnavailable(self._open_fault or "the store is closed")
         loop = asyncio.get_running_loop()
         fut = loop.create_future() if wait else None
         if not self._pending:
@@ -96,7 +154,7 @@ class SqliteStore(Store):
     @property
     def reader(self) -> sqlite3.Connection:
         if self._reader is None:
-            raise StoreUnavailable("the store is closed")
+            raise StoreUnavailable(self._open_fault or "the store is closed")
         return self._reader
 
     async def _scan(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -107,14 +165,32 @@ class SqliteStore(Store):
             finally:
                 conn.close()
 
-        return await asyncio.to_thread(run)
+        if self._writer is None:
+            raise StoreUnavailable(self._open_fault or "the store is closed")
+        try:
+            return await asyncio.to_thread(run)
+        except sqlite3.Error as exc:
+            if not disk_fault(exc):
+                raise
+            raise StoreUnavailable(f"the store could not read: {exc}") from None
 
     async def ping(self) -> bool:
+        """True when the store reads and takes writes. After a failed write (a full disk), a small write is tried
+        each time, so /health turns 200 as soon as writes pass again, without waiting for a job to write."""
         try:
             self.reader.execute("SELECT 1").fetchone()
         except (sqlite3.Error, StoreUnavailable):
             return False
-        return self._writer is not None and self._writer.is_alive()
+        if self._writer is None or not self._writer.is_alive():
+            return False
+        if self._writer.fault is None:
+            return True
+        try:
+            async with asyncio.timeout(5):
+                await self._write(_probe)
+        except (StoreUnavailable, TimeoutError):
+            return False
+        return True
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         result: list[tuple[Job, bool]] = await self._write(Insert(jobs))
@@ -178,6 +254,13 @@ class SqliteStore(Store):
             return Page([decode_job(r[0]) for r in rows], total)
 
         return await self._scan(scan)
+
+    async def ids(self, status: Status, limit: int) -> list[str]:
+        # the status index holds the rowid (acceptance order): the rows are visited newest first, their blobs untouched
+        rows = self.reader.execute(
+            "SELECT id FROM jobs WHERE status = ? ORDER BY rowid DESC LIMIT ?", (status.value, limit)
+        ).fetchall()
+        return [row[0] for row in rows]
 
     async def counts(self) -> dict[str, int]:
         def scan(conn: sqlite3.Connection) -> dict[str, int]:

@@ -135,6 +135,7 @@ class Writer(threading.Thread):
         super().__init__(name="poulpe-sqlite-writer", daemon=True)
         self.conn = connect(path)
         self.loop = loop
+        self.fault: str | None = None  # why the last batch failed (a full disk), None once a batch commits again
         # Each item: the writes of one event-loop iteration, in the order issued; None stops the thread.
         self.ops: queue.SimpleQueue[list[tuple[Op, asyncio.Future[Any] | None]] | None] = queue.SimpleQueue()
 
@@ -169,9 +170,9 @@ class Writer(threading.Thread):
             # GIL once for the whole write instead of three times (BEGIN, INSERT, COMMIT).
             try:
                 results = _insert_run(self.conn, inserts)
+                self.fault = None
             except sqlite3.Error as exc:
-                log.error("store write failed: %s", exc)
-                results = [StoreUnavailable(f"the store could not write: {exc}")] * len(batch)
+                results = self._failed(batch, exc)
             self._settle_soon(batch, results)
             return
         try:
@@ -186,12 +187,18 @@ class Writer(threading.Thread):
                 results.extend(self._run(ops[start:end]))
                 start = end
             self.conn.execute("COMMIT")
+            self.fault = None
         except sqlite3.Error as exc:
-            log.error("store write failed: %s", exc)
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
-            results = [StoreUnavailable(f"the store could not write: {exc}")] * len(batch)
+            results = self._failed(batch, exc)
         self._settle_soon(batch, results)
+
+    def _failed(self, batch: list[tuple[Op, asyncio.Future[Any] | None]], exc: sqlite3.Error) -> list[Any]:
+        if self.fault is None:  # once per fault, not once per write: a full disk fails every write
+            log.error("store write failed: %s", exc)
+        self.fault = f"the store cannot take writes: {exc}"
+        return [StoreUnavailable(f"the store could not write: {exc}")] * len(batch)
 
     def _settle_soon(self, batch: list[tuple[Op, asyncio.Future[Any] | None]], results: list[Any]) -> None:
         # RuntimeError: the loop is gone, nobody waits any more; the data is committed all the same

@@ -150,6 +150,19 @@ async def test_listing_is_newest_first_and_filters(store: Store) -> None:
     assert await store.max_seq() == 8
 
 
+async def test_ids_of_a_status_come_newest_first_without_the_records(store: Store) -> None:
+    await store.add([make(f"d{n}", n, meta={"big": "x" * 10_000}) for n in range(1, 6)])
+    for n in (1, 2, 4, 5):
+        [job] = await store.get_many([f"d{n}"])
+        job.status, job.finished_at = Status.DEAD, time.time()
+        await store.save(job)
+    assert await store.ids(Status.DEAD, 10) == ["d5", "d4", "d2", "d1"]
+    assert await store.ids(Status.DEAD, 2) == ["d5", "d4"]
+    assert await store.ids(Status.QUEUED, 10) == ["d3"]
+    assert await store.ids(Status.SUCCEEDED, 10) == []
+    assert await store.ids(Status.DEAD, 0) == []
+
+
 async def test_a_store_reopened_holds_what_was_acknowledged(tmp_path: Path) -> None:
     first = SqliteStore(tmp_path / "again.db")
     await first.open()

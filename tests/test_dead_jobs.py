@@ -1,0 +1,106 @@
+"""Dead jobs on the JobManager with a real SQLite store: a letter owed outlives the store's --result_ttl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from poulpe.deadletter import DeadLetters
+from poulpe.job import Job, Method, Status
+from poulpe.manager import JobManager
+from poulpe.runners import Outcome
+from poulpe.store.sqlite import SqliteStore
+from tests.mounts import Mounts
+
+
+class Refused:
+    """A target that refuses for good: every job dies on its first attempt."""
+
+    async def run(self, job: Job, attempt: int, timeout: float) -> Outcome:  # noqa: ASYNC109
+        return Outcome(ok=False, final=True, error="refused")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_an_owed_letter_is_written_even_after_the_store_forgot_its_job(tmp_path: Path, mounts: Mounts) -> None:
+    source = tmp_path / "dead-source"
+    source.mkdir()
+    dead = mounts.read_only(source, tmp_path / "dead")
+    store = SqliteStore(tmp_path / "jobs.db")
+    await store.open()
+    manager = JobManager(store, {Method.GET: Refused()}, DeadLetters(dead), workers=1, result_ttl=1.0)
+    await manager.start()
+    try:
+        job = Job(id="outlives", method=Method.GET, name="http://127.0.0.1:9/x", status=Status.QUEUED)
+        await manager.submit([job])
+        done = await manager.wait("outlives", 5)
+        assert done is not None and done.status is Status.DEAD
+        assert "outlives" in manager.dead_jobs.owed
+
+        deadline = time.monotonic() + 15
+        while await store.get("outlives") is not None:  # the purger forgets it after --result_ttl
+            assert time.monotonic() < deadline, "the job was not purged"
+            await asyncio.sleep(0.2)
+        kept = await manager.dead_jobs.find("outlives")
+        assert kept is not None and kept.status is Status.DEAD
+
+        mounts.writable(dead)
+        while manager.dead_jobs.owed:
+            assert time.monotonic() < deadline + 30, "the owed letter was not written"
+            await asyncio.sleep(0.2)
+        [written] = dead.glob("*/outlives.json")
+        assert json.loads(written.read_text())["status"] == "dead"
+        assert manager.dead_jobs.held == {}
+    finally:
+        await manager.stop(1)
+        await store.close()
+
+
+class CountingLetters(DeadLetters):
+    """The dead-letter directory, counting how often poulpe tries to write a letter."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.tries = 0
+
+    async def write(self, job: Job) -> Path:
+        self.tries += 1
+        return await super().write(job)
+
+
+async def test_an_owed_letter_is_tried_again_with_backoff_and_nothing_runs_once_it_is_written(
+    tmp_path: Path, mounts: Mounts
+) -> None:
+    source = tmp_path / "dead-source"
+    source.mkdir()
+    dead = mounts.read_only(source, tmp_path / "dead")
+    store = SqliteStore(tmp_path / "jobs.db")
+    await store.open()
+    letters = CountingLetters(dead)
+    manager = JobManager(store, {Method.GET: Refused()}, letters, workers=1)
+    await manager.start()
+    try:
+        assert not manager.dead_jobs.settling  # nothing owed: no timer
+        await manager.submit([Job(id="backoff", method=Method.GET, name="http://127.0.0.1:9/x")])
+        done = await manager.wait("backoff", 5)
+        assert done is not None and done.status is Status.DEAD
+        await asyncio.sleep(3.5)
+        # the first try at death, then after 1 s and 2 s more: not a tight loop
+        assert 2 <= letters.tries <= 4, letters.tries
+        assert manager.dead_jobs.settling
+
+        mounts.writable(dead)
+        deadline = time.monotonic() + 30
+        while manager.dead_jobs.owed or manager.dead_jobs.settling:
+            assert time.monotonic() < deadline, "the owed letter was not written"
+            await asyncio.sleep(0.1)
+        tries = letters.tries
+        await asyncio.sleep(1.5)
+        assert letters.tries == tries  # nothing polls once nothing is owed
+        assert list(dead.glob("*/backoff.json"))
+    finally:
+        await manager.stop(1)
+        await store.close()
