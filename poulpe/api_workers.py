@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -15,12 +14,10 @@ from poulpe.errors import BadRequest
 from poulpe.external import ExternalWorkers
 from poulpe.job import WORD_OK, Job
 from poulpe.responses import json_response, read_json_body
-from poulpe.validate import _split_msgspec
+from poulpe.validate import TYPE_RULE, _split_msgspec, is_task_type
 
-TYPE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 WORKER_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"  # any printable name: easyTask workers name themselves freely
 _WORKER_WIRE = WORKER_PATTERN.removesuffix("$") + r"\Z"  # Python's `$` would also match before a final newline
-_TYPE = re.compile(TYPE_PATTERN)
 BODY_CAP = 1024 * 1024
 T = TypeVar("T")
 WorkerName = Annotated[str, msgspec.Meta(pattern=_WORKER_WIRE)]
@@ -61,8 +58,8 @@ def external(request: Request) -> ExternalWorkers:
 
 def task_type(request: Request) -> str:
     kind: str = request.path_params["type"]
-    if not _TYPE.fullmatch(kind):
-        raise BadRequest("the task type is 1-64 characters of A-Z a-z 0-9 . _ -", "type")
+    if not is_task_type(kind):
+        raise BadRequest(f"the task type is {TYPE_RULE}", "type")
     return kind
 
 

@@ -81,7 +81,7 @@ def _job_in() -> dict[str, Any]:
             "maxLength": 4096,
             "description": "HTTP methods: an http or https URL with a host (and a host in --allow_hosts when set). "
             "EXEC: a program's file name inside --exec_dir. MAIL_TO: the recipient. QUEUE: the task type "
-            "(1-64 of A-Z a-z 0-9 . _ -).",
+            "(1-64 letters and digits of any script, . _ -).",
         },
         "params": {
             "description": f"Any JSON, at most {MAX_PARAMS // 1024} KiB encoded. GET/DELETE: a query string or an "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from poulpe.api_workers import TYPE_PATTERN, WORKER_PATTERN
+from poulpe.api_workers import WORKER_PATTERN
 from poulpe.compat.openapi_parts import INT, STR, json_answer, ref, unauthorized
+from poulpe.validate import TYPE_PATTERN
 
 
 def _poulpe_errors(*codes: int) -> dict[str, Any]:

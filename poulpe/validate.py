@@ -7,6 +7,7 @@ import json
 import os
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -28,7 +29,14 @@ MAX_SECONDS = 10 * 366 * 86400  # ten years: far enough for any schedule, small 
 MAX_UNIX = 253402300799  # 9999-12-31T23:59:59Z
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"  # as documented (ECMA regex: `$` is the very end)
 _ID_WIRE = r"^[A-Za-z0-9._:-]{1,128}\Z"  # Python's `$` would also match before a final newline
-_TYPE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A task type (a QUEUE job's name, an external worker's type, easyTask's type): 1-64 characters, each an ASCII letter,
+# digit, `.`, `_` or `-`, or a letter, mark or digit of another script within the Basic Multilingual Plane (easyTask
+# kept its types in MySQL utf8 identifiers: `下载` was a type, an emoji or a space was not). TYPE_PATTERN is the same
+# rule as the schema can say it (any non-ASCII character passes there; `is_task_type` is the rule).
+TYPE_MAX = 64
+TYPE_PATTERN = r"^[^\x00-\x2c/:-@\[-^`{-\x7f]{1,64}$"
+TYPE_RULE = "1-64 characters: letters and digits (of any script), . _ -"
+_TYPE_ASCII = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 _ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
 _URL_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
@@ -247,8 +255,21 @@ def _check_name_and_params(method: Method, name: str, params: Any, limits: Limit
         if not limits.mail_enabled:
             raise BadRequest("MAIL_TO is disabled: poulpe runs without --smtp_server", "method")
         check_mail(name, params)
-    elif method is Method.QUEUE and not _TYPE_RE.fullmatch(name):
-        raise BadRequest("name of a QUEUE job is its task type: 1-64 characters of A-Z a-z 0-9 . _ -", "name")
+    elif method is Method.QUEUE and not is_task_type(name):
+        raise BadRequest(f"name of a QUEUE job is its task type: {TYPE_RULE}", "name")
+
+
+def is_task_type(name: str) -> bool:
+    """Whether `name` can be a task type (the rule above TYPE_PATTERN)."""
+    if _TYPE_ASCII.fullmatch(name):
+        return True
+    return 1 <= len(name) <= TYPE_MAX and all(_type_char(c) for c in name)
+
+
+def _type_char(c: str) -> bool:
+    if c.isascii():
+        return c.isalnum() or c in "._-"
+    return c <= "\uffff" and unicodedata.category(c)[0] in "LMN"
 
 
 def check_mail(name: str, params: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Request bodies as the old clients send them: a JSON object, or an HTML form (`a=1&b=2`)."""
+"""Request bodies as the old clients send them: a JSON object whatever its label, or an HTML form (`a=1&b=2`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,16 @@ MAX_FIELDS = 100
 
 
 async def read_fields(request: Request, cap: int) -> dict[str, Any]:
-    """The body's fields: a JSON object (any media type but a form, as Go clients often send JSON untyped), or a
-    urlencoded form whose every field is a string. Raises BadRequest for anything else."""
+    """The body's fields (see `read_body`)."""
+    fields, _ = await read_body(request, cap)
+    return fields
+
+
+async def read_body(request: Request, cap: int) -> tuple[dict[str, Any], bool]:
+    """The body's fields, and whether they came as a form. A body that opens with `{` is JSON whatever its media
+    type says: curl's `-d '{...}'` labels it a form, Go clients send it untyped or as text/html, and the Go servers
+    read it as JSON all the same. Any other body labelled a form is a urlencoded form (every field a string).
+    Raises BadRequest for anything else."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise PayloadTooLarge(f"the body is larger than {cap} bytes")
@@ -27,10 +35,10 @@ async def read_fields(request: Request, cap: int) -> dict[str, Any]:
         if len(body) > cap:
             raise PayloadTooLarge(f"the body is larger than {cap} bytes")
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media == _FORM:
-        return _form(body)
+    if media == _FORM and not body.lstrip().startswith(b"{"):
+        return _form(body), True
     if not body.strip():
-        return {}
+        return {}, False
     try:
         fields = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
@@ -39,7 +47,7 @@ async def read_fields(request: Request, cap: int) -> dict[str, Any]:
         raise BadRequest("the body must be a JSON object")
     if len(fields) < body.count(b":"):  # maybe a key given twice: parsers disagree on which value wins
         _refuse_repeated_keys(body)
-    return fields
+    return fields, False
 
 
 def _refuse_repeated_keys(body: bytes) -> None:

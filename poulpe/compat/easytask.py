@@ -1,7 +1,10 @@
 """easyTask's routes (SPEC 6), mapped onto QUEUE jobs and the external workers of poulpe/external.py.
 
 Answers keep easyTask's shape: `{"code": 0, "data": ...}` on success, `{"code": -1, "errmsg": "..."}` with a
-non-200 status on error (easyTask's clients read the status code first). Bodies may be JSON or forms.
+non-200 status on error (easyTask's clients read the status code first); sayhi, beat and newtype answer the bare
+text `OK` (or the error sentence). What the clients send is taken as they send it: a JSON body whatever its label
+(curl's `-d` calls it a form), or a real form; fields these routes do not use are ignored (easyTask's Go worker posts
+back the whole record it fetched).
 
 easyTask's record id (`id`, a number) is poulpe's acceptance number (`seq`); its `tid` is poulpe's job id.
 """
@@ -16,21 +19,18 @@ from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
-from poulpe.compat.body import read_fields
+from poulpe.compat.body import read_body
 from poulpe.errors import BadRequest, NotFound, PoulpeError
 from poulpe.external import ExternalWorkers
 from poulpe.job import Job, Method, Status
 from poulpe.manager import JobManager, check_page
 from poulpe.responses import json_response
-from poulpe.validate import ID_PATTERN, Limits, job_from_object
+from poulpe.validate import ID_PATTERN, TYPE_RULE, Limits, is_task_type, job_from_object
 
-_TYPE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ID = re.compile(ID_PATTERN)
 _WORKER = re.compile(r"^[^\x00-\x1f\x7f]{1,128}\Z")
-PUT_FIELDS = frozenset({"rid", "tid", "task_type", "task_info", "callback"})
-UPDATE_FIELDS = frozenset({"id", "tid", "stat", "remark", "name"})
 FETCH_LEASE_S = 3600.0  # easyTask had no lease: a long one, and a worker that says hi is watched by its beats
 EASYTASK_BEAT_S = 5.0  # "each worker sends a beat every 5 seconds"
 STAT_NEW, STAT_RUNNING, STAT_DONE, STAT_ERROR = 1, 2, 3, -1
@@ -60,11 +60,25 @@ def _answer(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return route
 
 
+def _text(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Run a route that answers bare text, as easyTask's sayhi, beat and newtype did: `OK` or the error sentence."""
+
+    async def route(request: Request) -> Response:
+        try:
+            text = await handler(request)
+        except PoulpeError as exc:
+            where = f"{exc.field}: " if exc.field and not exc.message.startswith(exc.field) else ""
+            return PlainTextResponse(f"{where}{exc.message}", exc.status)
+        return PlainTextResponse(text)
+
+    return route
+
+
 def _kind(value: str | None, field: str) -> str:
     if not value:
         raise BadRequest(f"{field} is required", field)
-    if not _TYPE.fullmatch(value):
-        raise BadRequest("a task type is 1-64 characters of A-Z a-z 0-9 . _ -", field)
+    if not is_task_type(value):
+        raise BadRequest(f"a task type is {TYPE_RULE}", field)
     return value
 
 
@@ -123,19 +137,16 @@ async def _put_task(request: Request) -> Any:
     manager: JobManager = request.state.manager
     limits: Limits = request.state.limits
     kind = _kind(request.path_params["type"], "type")
-    fields = await read_fields(request, request.state.settings.max_body)
-    unknown = sorted(set(fields) - PUT_FIELDS)
-    if unknown:
-        raise BadRequest(f"unknown field {unknown[0][:64]!r}", unknown[0][:64])
+    fields, form = await read_body(request, request.state.settings.max_body)
     if not fields:
         raise BadRequest('the body is empty: send the task as {"rid", "task_info"}', "task_info")
-    if fields.get("task_type") not in (None, "", kind):
-        raise BadRequest("task_type differs from the type in the path", "task_type")
+    # the type is the path's, as easyTask took it: a `task_type` in the body is not used (the README's own example
+    # puts "download" there and posts to /api/putask/tasktype)
     rid = fields.get("rid")
     if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int)):
         raise BadRequest("rid must be a string or a number", "rid")
     info = fields.get("task_info")
-    if isinstance(info, str) and request.headers.get("content-type", "").startswith("application/x-www-form"):
+    if isinstance(info, str) and form:
         with contextlib.suppress(msgspec.DecodeError, RecursionError):  # a form carries task_info as JSON text
             info = msgspec.json.decode(info)  # (plain text stays text)
     job: dict[str, Any] = {"method": "QUEUE", "name": kind, "params": info}
@@ -155,7 +166,9 @@ async def _put_task(request: Request) -> Any:
 
 
 async def _query_task(request: Request) -> Any:
-    """GET /querytask: with `name`, a worker fetches up to `num` jobs (leased to it); without, a page of records."""
+    """GET /querytask: with `num` or `name`, a worker fetches up to `num` jobs (leased to it); without either, a page
+    of records. easyTask's published worker fetches with `type` and `num` only: its lease is held in the name of
+    the client's address."""
     query = request.query_params
     kind = _kind(_one(request, "type"), "type")
     num = _int(request, "num", 1)
@@ -163,9 +176,10 @@ async def _query_task(request: Request) -> Any:
         raise BadRequest("num must be between 1 and 1000", "num")
     page, size = _int(request, "pageno", 1), _int(request, "pagesize", 10)
     check_page(page, size)
-    if "name" in query:
+    if "name" in query or "num" in query:
         external: ExternalWorkers = request.state.external
-        jobs = await external.lease(kind, _worker(_one(request, "name")), num, FETCH_LEASE_S)
+        name = _one(request, "name") if "name" in query else _anonymous(request)
+        jobs = await external.lease(kind, _worker(name), num, FETCH_LEASE_S)
         return [record(job) for job in jobs]
     manager: JobManager = request.state.manager
     found = await manager.store.list_jobs(method=Method.QUEUE.value, name=kind, page=page, size=size)
@@ -175,16 +189,13 @@ async def _query_task(request: Request) -> Any:
 async def _update_task(request: Request) -> Any:
     """POST /updatetask: `stat` 3 = done, -1 = error (the job's retry policy applies), with a `remark`."""
     external: ExternalWorkers = request.state.external
-    fields = await read_fields(request, request.state.settings.max_body)
-    unknown = sorted(set(fields) - UPDATE_FIELDS)
-    if unknown:
-        raise BadRequest(f"unknown field {unknown[0][:64]!r}", unknown[0][:64])
+    fields, _ = await read_body(request, request.state.settings.max_body)
     stat = _stat(fields.get("stat"))
     remark = fields.get("remark")
     if remark is not None and not isinstance(remark, str):
         raise BadRequest("remark must be a string", "remark")
     job = await _find(request, fields)
-    name = fields.get("name")
+    name = fields.get("name") or None  # a record posted back whole may carry an empty one
     if name is not None and (not isinstance(name, str) or not _WORKER.fullmatch(name)):
         raise BadRequest("name must be 1-128 printable characters", "name")
     holder = name or job.lease_holder or ""  # easyTask's update names no worker: the holder of the lease reports
@@ -195,6 +206,11 @@ async def _update_task(request: Request) -> Any:
     else:
         await external.fail(job.id, holder, remark or "the worker reported an error")
     return None
+
+
+def _anonymous(request: Request) -> str:
+    """The worker name of a fetch that gives none: the client's address (as easyTask's `client` column held it)."""
+    return request.client.host if request.client is not None and request.client.host else "anonymous"
 
 
 def _stat(value: Any) -> int:
@@ -232,19 +248,19 @@ async def _find(request: Request, fields: dict[str, Any]) -> Job:
         page += 1
 
 
-async def _say_hi(request: Request) -> Any:
+async def _say_hi(request: Request) -> str:
     external: ExternalWorkers = request.state.external
     external.hello(_kind(_one(request, "type"), "type"), _worker(_one(request, "name")), EASYTASK_BEAT_S)
     return "OK"
 
 
-async def _beat(request: Request) -> Any:
+async def _beat(request: Request) -> str:
     external: ExternalWorkers = request.state.external
     external.heartbeat(_kind(_one(request, "type"), "type"), _worker(_one(request, "name")))
     return "OK"
 
 
-async def _new_type(request: Request) -> Any:
+async def _new_type(request: Request) -> str:
     """Task types need no creation in poulpe (a QUEUE job's name is its type): the name is only checked."""
     _kind(_one(request, "name"), "name")
     return "OK"
@@ -253,6 +269,6 @@ async def _new_type(request: Request) -> Any:
 put_task = _answer(_put_task)
 query_task = _answer(_query_task)
 update_task = _answer(_update_task)
-say_hi = _answer(_say_hi)
-beat = _answer(_beat)
-new_type = _answer(_new_type)
+say_hi = _text(_say_hi)
+beat = _text(_beat)
+new_type = _text(_new_type)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from poulpe.api_workers import TYPE_PATTERN, WORKER_PATTERN
+from poulpe.api_workers import WORKER_PATTERN
 from poulpe.compat.openapi_parts import NUMBERISH, STR, json_answer, unauthorized
 from poulpe.openapi_workers import worker_paths
-from poulpe.validate import MAX_UNIX
+from poulpe.validate import MAX_UNIX, TYPE_PATTERN
 
 
 def _kingtask_refusal() -> dict[str, Any]:
@@ -32,9 +32,14 @@ def _kingtask_body(specific: dict[str, Any], required: list[str]) -> dict[str, A
         },
         "max_run_time": {**NUMBERISH, "description": "Limit of one attempt, seconds (default --job_timeout)."},
         "index": {"description": "Accepted and ignored, as kingtask's clients send it."},
-        "task_type": {"description": "Accepted and ignored, as kingtask's clients send it."},
     }
-    schema = {"type": "object", "required": required, "properties": properties, "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "description": "Fields the route does not use are ignored, as kingtask ignored them. A body that opens with "
+        "`{` is read as JSON whatever its Content-Type (curl's -d labels it a form).",
+    }
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
@@ -164,6 +169,27 @@ def _easytask_get(
     }
 
 
+def _easytask_text_get(operation: str, summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """sayhi, beat and newtype answer bare text, as easyTask did: `OK`, or the error sentence."""
+
+    def text(schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"text/plain": {"schema": schema}}}
+
+    return {
+        "get": {
+            "operationId": operation,
+            "summary": summary,
+            "tags": ["easyTask"],
+            "parameters": parameters,
+            "responses": {
+                "200": text({"const": "OK"}, "Done: the bare text OK"),
+                "400": text(STR, "Bad input: the error sentence (naming the parameter)"),
+                **unauthorized(),
+            },
+        }
+    }
+
+
 def easytask_paths() -> dict[str, Any]:
     kind = {"type": "string", "pattern": TYPE_PATTERN}
     worker = {"type": "string", "pattern": WORKER_PATTERN}
@@ -197,23 +223,24 @@ def easytask_paths() -> dict[str, Any]:
     }
     put_body = {
         "type": "object",
-        "additionalProperties": False,
         "minProperties": 1,
+        "description": "Fields the route does not use are ignored. A body that opens with `{` is read as JSON "
+        "whatever its Content-Type (curl's -d labels it a form).",
         "properties": {
             "rid": {"type": ["string", "integer", "null"], "description": "Your record id, kept in meta.rid."},
             "tid": {
                 "anyOf": [{"type": "null"}, {"type": "string", "pattern": "^(?:[A-Za-z0-9._:-]{1,128})?$"}],
                 "description": "The job id to use (a known one is not stored twice).",
             },
-            "task_type": {"type": ["string", "null"], "description": "Empty or the type in the path."},
+            "task_type": {"description": "Not used: the type is the one in the path, as easyTask took it."},
             "task_info": {"description": "Any JSON: the QUEUE job's params, handed to the worker."},
             "callback": {"type": ["string", "null"], "description": "An http(s) URL the final result is POSTed to."},
         },
     }
     update_body = {
         "type": "object",
-        "additionalProperties": False,
         "required": ["stat"],
+        "description": "Fields the route does not use are ignored: easyTask's Go worker posts back the whole record.",
         "properties": {
             "id": {
                 "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]{1,18}$"}],
@@ -228,7 +255,11 @@ def easytask_paths() -> dict[str, Any]:
     paged = [
         _query_param("type", kind, "The task type.", required=True),
         _query_param("name", worker, "A worker's name: fetch (lease) tasks for it instead of listing."),
-        _query_param("num", {"type": "integer", "minimum": 1, "maximum": 1000}, "How many to fetch (default 1)."),
+        _query_param(
+            "num",
+            {"type": "integer", "minimum": 1, "maximum": 1000},
+            "How many to fetch: given, with or without name, the request is a fetch (default 1).",
+        ),
         _query_param("pageno", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "Page (default 1)."),
         _query_param("pagesize", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 10)."),
     ]
@@ -236,7 +267,6 @@ def easytask_paths() -> dict[str, Any]:
         _query_param("type", kind, "The task type.", required=True),
         _query_param("name", worker, "The worker's name.", required=True),
     ]
-    ok_word = {"const": "OK"}
     return {
         "/api/putask/{type}": {
             "put": {
@@ -250,7 +280,7 @@ def easytask_paths() -> dict[str, Any]:
         },
         "/querytask": _easytask_get(
             "easytaskQuery",
-            "easyTask: a page of task records, or with `name` a worker's fetch (the tasks are leased to it)",
+            "easyTask: a page of task records, or with `num` or `name` a worker's fetch (the tasks are leased to it)",
             paged,
             {"type": "array", "items": record},
         ),
@@ -263,15 +293,14 @@ def easytask_paths() -> dict[str, Any]:
                 "responses": _easytask_answers({"type": "null"}, 400, 404, 409, 413, 503),
             }
         },
-        "/sayhi": _easytask_get(
-            "easytaskHello", "easyTask: a worker says hi (it then beats every 5 s)", type_and_name, ok_word
+        "/sayhi": _easytask_text_get(
+            "easytaskHello", "easyTask: a worker says hi (it then beats every 5 s)", type_and_name
         ),
-        "/beat": _easytask_get("easytaskBeat", "easyTask: a worker's heartbeat", type_and_name, ok_word),
-        "/newtype": _easytask_get(
+        "/beat": _easytask_text_get("easytaskBeat", "easyTask: a worker's heartbeat", type_and_name),
+        "/newtype": _easytask_text_get(
             "easytaskNewType",
             "easyTask: declare a task type (nothing to create in poulpe: the name is checked)",
             [_query_param("name", kind, "The task type.", required=True)],
-            ok_word,
         ),
     }
 

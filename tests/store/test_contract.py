@@ -266,3 +266,20 @@ async def test_next_due_is_the_earliest_waiting_job_of_a_type(store: Store) -> N
     assert await store.next_due("resize") == 200.0
     await store.lease_queue("resize", 1, "w1", 999.0, 250.0)  # takes "soon": no longer waiting
     assert await store.next_due("resize") == 300.0
+
+
+async def test_utf8_task_types_are_queues_of_their_own(store: Store) -> None:
+    """easyTask's types may be Chinese (`下载`) or accented: each is its own queue (`q:下载` in Redis)."""
+    await store.add(
+        [
+            task("zh", 1, "下载"),
+            task("zh2", 2, "下载2"),
+            task("fr", 3, "tâche", run_at=300.0, status=Status.SCHEDULED),
+        ]
+    )
+    assert await store.next_due("tâche") == 300.0
+    [job] = await store.lease_queue("下载", 10, "工兵1", 160.0, 100.0)
+    assert (job.id, job.lease_holder) == ("zh", "工兵1")
+    assert [j.id for j in await store.expired_leases(200.0, 10)] == ["zh"]
+    assert [j.id for j in (await store.list_jobs(method="QUEUE", name="下载2")).jobs] == ["zh2"]
+    assert [j.id for j in await store.lease_queue("下载2", 10, "工兵1", 160.0, 100.0)] == ["zh2"]
