@@ -108,6 +108,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     callback: str | None = None
     meta: dict[str, Any] | None = None
     source: str = "http"
+    # EXEC jobs of kingtask's routes: output on stderr fails the attempt even with exit code 0, kingtask's rule
+    fail_on_stderr: bool = False
 
     status: Status = Status.QUEUED
     seq: int = 0

@@ -179,6 +179,8 @@ class ExecRunner:
         }
         if timed_out:
             return Outcome(ok=False, result=result, error=f"timed out after {timeout:g}s")
+        if code == 0 and job.fail_on_stderr and err.data:
+            return Outcome(ok=False, result=result, error=_stderr_error(err.text()))
         if code == 0:
             return Outcome(ok=True, result=result)
         return Outcome(ok=False, result=result, error=_exit_error(code, err.text()))
@@ -214,6 +216,11 @@ class ExecRunner:
         finally:
             out.close()  # a no-op when the pipe ended already
             err.close()
+
+
+def _stderr_error(stderr: str) -> str:
+    first = next((line.strip() for line in stderr.splitlines() if line.strip()), "")
+    return f"the program wrote on stderr: {first[:200]}" if first else "the program wrote on stderr"
 
 
 def _exit_error(code: int, stderr: str) -> str:

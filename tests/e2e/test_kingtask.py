@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import copy_programs
 from tests.e2e.helpers import eventually, result
+from tests.e2e.raw_http import curl, exchange
 from tests.poulpe_process import Poulpe
 from tests.target import Target
 
@@ -78,7 +79,11 @@ def test_numbers_as_strings_a_start_time_and_a_retry_schedule(client: httpx.Clie
     pending = client.get(f"/api/v1/task/result/{uuid}").json()
     assert pending == {"is_result_exist": 0, "is_success": 0, "message": ""}
     done = task_result(client, uuid)
-    assert done["is_success"] == 0 and "oops is not an integer" in str(done["message"])
+    assert done == {
+        "is_result_exist": 1,
+        "is_success": 0,
+        "message": 'err:strconv.ParseInt: parsing "oops": invalid syntax',
+    }
     job = result(client, uuid)
     assert job["status"] == "dead" and job["attempts"] == 3  # one try and one retry per interval
     assert job["started_at"] >= int(start) + 1  # type: ignore[operator]
@@ -121,7 +126,6 @@ def test_the_counts_after_a_mix_of_successes_and_failures(tmp_path: Path, exec_d
         ("/api/v1/task/script", {"bin_name": "example", "time_interval": "-1"}, "time_interval"),
         ("/api/v1/task/script", {"bin_name": "example", "max_run_time": 0}, "max_run_time"),
         ("/api/v1/task/script", {"bin_name": "example", "max_run_time": "NaN"}, "max_run_time"),
-        ("/api/v1/task/script", {"bin_name": "example", "colour": "red"}, "unknown field 'colour'"),
         ("/api/v1/task/script", {"bin_name": "example", "uuid": "a b"}, "uuid"),
         ("/api/v1/task/script", [1, 2], "JSON object"),
         ("/api/v1/task/rpc", {"method": "POST"}, "url is required"),
@@ -177,3 +181,38 @@ def test_a_field_given_twice_is_refused(client: httpx.Client) -> None:
     body = b'{"bin_name": "example", "args": "1 2", "bin_name": "echoargs"}'
     answer = client.post("/api/v1/task/script", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 403 and "bin_name is given twice" in answer.json()
+
+
+def test_a_program_that_writes_its_error_on_stderr_and_exits_0_has_failed(client: httpx.Client) -> None:
+    """kingtask's example.go prints its errors on stderr and returns: exit code 0. kingtask judged it by stderr."""
+    answer = client.post("/api/v1/task/script", json={"bin_name": "example", "args": "12", "time_interval": "0.1"})
+    assert answer.status_code == 200, answer.text
+    done = task_result(client, answer.json())
+    assert done == {"is_result_exist": 1, "is_success": 0, "message": "args count must be two"}
+    job = result(client, answer.json())
+    assert job["status"] == "dead" and job["attempts"] == 2  # retried on time_interval, as any failure
+    assert job["result"]["exit_code"] == 0  # type: ignore[index]
+    assert job["error"] == "the program wrote on stderr: args count must be two"
+
+
+def test_trailing_newlines_are_trimmed_from_the_message(client: httpx.Client) -> None:
+    """A program printing "57\n" (Go's fmt.Println) answered "57" in kingtask."""
+    answer = client.post("/api/v1/task/script", json={"bin_name": "println", "args": "12 45"})
+    assert answer.status_code == 200, answer.text
+    assert task_result(client, answer.json()) == {"is_result_exist": 1, "is_success": 1, "message": "57"}
+    assert result(client, answer.json())["result"]["stdout"] == "57\n"  # type: ignore[index]
+
+
+def test_curl_d_with_json_is_read_as_json(proc: Poulpe, client: httpx.Client) -> None:
+    """curl -X POST -d '{"bin_name": "example", "args": "40 2"}' .../api/v1/task/script: -d labels it a form."""
+    request = curl(proc.port, "POST", "/api/v1/task/script", b'{"bin_name": "example", "args": "40 2"}')
+    answer = exchange(proc.port, request)
+    assert answer.status == 200, answer.body
+    assert task_result(client, answer.json())["message"] == "42"
+
+
+def test_fields_kingtask_does_not_use_are_ignored(client: httpx.Client) -> None:
+    body = {"bin_name": "example", "args": "1 2", "index": 0, "task_type": 1, "priority": "high"}
+    answer = client.post("/api/v1/task/script", json=body)
+    assert answer.status_code == 200, answer.text
+    assert task_result(client, answer.json())["message"] == "3"

@@ -96,6 +96,18 @@ async def test_exit_code_and_first_stderr_line_make_the_error(runner: ExecRunner
     assert outcome.result["exit_code"] == 2
 
 
+async def test_a_kingtask_job_that_writes_on_stderr_has_failed_even_with_exit_code_0(runner: ExecRunner) -> None:
+    job = make_job("example", "12 x")  # kingtask's example.go: its error on stderr, exit code 0
+    assert (await runner.run(job, 1, 10)).ok  # poulpe's own rule: the exit code
+    job.fail_on_stderr = True  # kingtask's routes: stderr
+    outcome = await runner.run(job, 1, 10)
+    assert (outcome.ok, outcome.final, outcome.result["exit_code"]) == (False, False, 0)
+    assert outcome.error == 'the program wrote on stderr: err:strconv.ParseInt: parsing "x": invalid syntax'
+    ok = make_job("example", "12 45")
+    ok.fail_on_stderr = True
+    assert (await runner.run(ok, 1, 10)).result["stdout"] == "57"
+
+
 async def test_death_by_signal_is_a_negative_exit_code(runner: ExecRunner) -> None:
     outcome = await runner.run(make_job("selfkill"), 1, 10)
     assert outcome.result["exit_code"] == -signal.SIGKILL
