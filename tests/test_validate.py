@@ -158,3 +158,10 @@ def test_mail_addresses_and_title_are_checked(name: str, extra: dict[str, str], 
     params = {"from_addr": "Zoë Shop <shop@example.com>", "title": "t", "body": "b"}
     assert one({"method": "MAIL_TO", "name": "Zoë <z@example.org>", "params": params}, limits).job.name
     assert field_of({"method": "MAIL_TO", "name": name, "params": {**params, **extra}}, limits) == field
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_an_empty_params_string_means_no_body_as_the_rust_poulpe_sent(method: str) -> None:
+    assert one({"method": method, "name": URL, "params": ""}).job.params is None
+    assert one({"method": method, "name": URL, "params": "  "}).job.params is None
+    assert field_of({"method": method, "name": URL, "params": "not json"}) == "params"

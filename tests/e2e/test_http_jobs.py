@@ -88,6 +88,21 @@ def test_a_json_string_params_is_sent_as_written(client: httpx.Client, fresh_tar
     assert call.body == '{"a": [1, 2]}'
 
 
+def test_a_post_with_empty_params_is_sent_without_a_body(client: httpx.Client, fresh_target: Target) -> None:
+    """The Rust poulpe's clients send `"params": ""` for a POST that has nothing to say: an empty body."""
+    answer = client.post(
+        "/task_in_queue",
+        content=b'{"id": "post-empty", "method": "POST", "name": "%s", "params": ""}' % fresh_target.url().encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 202, answer.text
+
+    assert result(client, "post-empty")["status"] == "succeeded"
+    [call] = fresh_target.calls_for("post-empty")
+    assert (call.method, call.body) == ("POST", "")
+    assert "Content-Type" not in call.headers
+
+
 def test_wait_on_submit_answers_with_the_result(client: httpx.Client, fresh_target: Target) -> None:
     answer = submit(client, id="waited", method="POST", name=fresh_target.url("/echo"), params={"x": 1}, wait=20)
 
