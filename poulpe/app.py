@@ -119,6 +119,12 @@ def create_app(settings: Settings) -> Starlette:
             crontab.start()
         external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
         await external.start()
+        kingtask_wire = None
+        if settings.kingtask_bind is not None:  # kingtask's broker protocol (poulpe/compat/kingtask_wire.py)
+            from poulpe.compat.kingtask_wire import KingtaskWire
+
+            kingtask_wire = KingtaskWire(manager, limits, *settings.kingtask_bind)
+            await kingtask_wire.start()
         # Kafka intake (docs/kafka.md): started after recovery; it stops consuming as soon as the manager drains
         kafka = None
         if settings.kafka_servers:
@@ -143,6 +149,8 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             if crontab is not None:
                 await crontab.stop()
+            if kingtask_wire is not None:
+                await kingtask_wire.stop()
             await external.stop()
             if kafka is not None:
                 await kafka.stop_consuming()

@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("kafka_ssl_certfile", Path, "client certificate (PEM) for TLS client authentication")
     add("kafka_ssl_keyfile", Path, "client key (PEM) for TLS client authentication")
     add("kafka_session_timeout", float, "seconds the group waits for a silent consumer before reassigning (default 10)")
+    add("kingtask_addr", str, "HOST:PORT for kingtask's Go BrokerClient: its broker protocol (off by default)")
     add("max_pending", int, "Kafka jobs taken in and not yet final: the consumer pauses above this (default 10000)")
     add("signing_key", str, "HMAC key signing every HTTP call (prefer POULPE_SIGNING_KEY)", secret=True)
     add("token", str, "bearer token every route but /health needs (prefer POULPE_TOKEN)", secret=True)

@@ -77,6 +77,7 @@ class Settings:
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
     kafka_session_timeout: float = 10.0
+    kingtask_addr: str | None = None
     max_pending: int = 10_000
     signing_key: Secret | None = None
     token: Secret | None = None
@@ -123,6 +124,8 @@ class Settings:
         check_kafka(self)
         if self.smtp_tls and self.starttls:
             raise SettingsError("--smtp_tls and --starttls exclude each other: choose implicit TLS or STARTTLS")
+        if self.kingtask_addr is not None:
+            self.kingtask_bind  # noqa: B018  (raises SettingsError on a bad address)
         if self.exec_dir is not None and not self.exec_dir.is_dir():
             raise SettingsError(f"--exec_dir {self.exec_dir} is not a directory")
         return self
@@ -130,6 +133,17 @@ class Settings:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def kingtask_bind(self) -> tuple[str, int] | None:
+        """--kingtask_addr HOST:PORT (an IPv6 host in brackets) as (host, port)."""
+        if self.kingtask_addr is None:
+            return None
+        host, _, port = self.kingtask_addr.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError("--kingtask_addr must be HOST:PORT, such as 127.0.0.1:9595")
+        return host, int(port)
 
     @property
     def exec_root(self) -> Path | None:

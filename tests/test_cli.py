@@ -44,8 +44,19 @@ def test_defaults_bind_to_loopback() -> None:
         (["--redis", "http://127.0.0.1:6379/0"], "--redis"),
         (["--redis", "redis://127.0.0.1:6379/0", "--redis_prefix", "a}b"], "--redis_prefix"),
         (["--kafka_servers", "127.0.0.1:9092"], "--kafka_servers"),
+        (["--kingtask_addr", "9595"], "--kingtask_addr"),
+        (["--kingtask_addr", "127.0.0.1:99999"], "--kingtask_addr"),
+        (["--kingtask_addr", "127.0.0.1:"], "--kingtask_addr"),
     ],
 )
 def test_a_flag_that_cannot_work_is_named(argv: list[str], flag: str) -> None:
     with pytest.raises(SettingsError, match=flag):
         settings_from(argv)
+
+
+def test_kingtask_addr_comes_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_from([]).kingtask_bind is None  # off unless asked for
+    assert settings_from(["--kingtask_addr", "127.0.0.1:9595"]).kingtask_bind == ("127.0.0.1", 9595)
+    assert settings_from(["--kingtask-addr", "[::1]:9595"]).kingtask_bind == ("::1", 9595)
+    monkeypatch.setenv("POULPE_KINGTASK_ADDR", "0.0.0.0:9696")
+    assert settings_from([]).kingtask_bind == ("0.0.0.0", 9696)

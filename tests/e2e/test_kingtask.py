@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from tests.conftest import copy_programs
 from tests.e2e.helpers import eventually, result
 from tests.e2e.raw_http import curl, exchange
-from tests.poulpe_process import Poulpe
+from tests.poulpe_process import Poulpe, free_port
 from tests.target import Target
 
 
@@ -216,3 +218,33 @@ def test_fields_kingtask_does_not_use_are_ignored(client: httpx.Client) -> None:
     answer = client.post("/api/v1/task/script", json=body)
     assert answer.status_code == 200, answer.text
     assert task_result(client, answer.json())["message"] == "3"
+
+
+def test_the_go_broker_client_connects_to_kingtask_addr(tmp_path: Path, exec_dir: Path) -> None:
+    """POULPE_KINGTASK_ADDR as a deployment sets it; the raw bytes of BrokerClient.Delay, GetResult and Close."""
+    port = free_port()
+    env = {"POULPE_KINGTASK_ADDR": f"127.0.0.1:{port}"}
+    proc = Poulpe(tmp_path / "p", "--exec_dir", str(exec_dir), env=env).start()
+    try:
+        uuid = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+        task = {"uuid": uuid, "bin_name": "example", "args": "12 45", "start_time": int(time.time())}
+        delay = b"\x01" + json.dumps({**task, "time_interval": "", "index": 0}, separators=(",", ":")).encode()
+        get_result = b"\x02" + json.dumps({"key": f"r_{uuid}"}, separators=(",", ":")).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(delay)
+            assert sock.recv(512) == b'{"status":0,"message":""}'
+
+            def ask() -> bytes | None:
+                sock.sendall(get_result)
+                reply = sock.recv(512)
+                return reply if reply.startswith(b'{"is_result_exist":1') else None
+
+            assert eventually(ask) == b'{"is_result_exist":1,"is_success":1,"message":"57"}'
+            sock.sendall(b"\x03")
+            assert sock.recv(512) == b""  # Close: poulpe hangs up
+        with proc.client() as client:  # the same task on the HTTP routes
+            assert client.get(f"/api/v1/task/result/{uuid}").json()["message"] == "57"
+        with pytest.raises(OSError):  # bound to the address given, not to every interface
+            socket.create_connection(("127.0.0.2", port), timeout=2).close()
+    finally:
+        proc.stop()
