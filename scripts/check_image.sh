@@ -5,7 +5,7 @@
 # loopback port, with a read-only root and /data as its volume (as `docker run --read-only -v ...:/data`), and the
 # script shows: the image's HEALTHCHECK passing and /health's answer, an EXEC job run as that user, and poulpe
 # exiting 0 on SIGTERM (`docker stop`). Any other outcome fails the script.
-# POULPE_IMAGE_CACHE (default /var/tmp/poulpe-image-check) holds the base and podman's storage: remove it for a cold run.
+# POULPE_IMAGE_CACHE (default /var/tmp/poulpe-image-check) holds the base and podman's storage: remove it to start cold.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
@@ -36,7 +36,7 @@ cleanup() {
     wait "$server_pid" 2>/dev/null || true
   fi
   [[ -z $mounted ]] || pm image unmount "$IMAGE" >/dev/null || true
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"  # never into a /proc or /dev a failed debootstrap left mounted
 }
 trap cleanup EXIT
 
@@ -51,7 +51,7 @@ else
     >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | pm import --quiet - "$BASE_IMAGE" >/dev/null
-  rm -rf "$rootfs"
+  rm -rf --one-file-system "$rootfs"
   echo "base made in $(elapsed "$started")" >&2
 fi
 
@@ -82,8 +82,10 @@ array("ENV_VARS", config.get("Env"))
 array("ENTRYPOINT", config.get("Entrypoint"))
 array("CMD", config.get("Cmd"))
 test = check.get("Test") or []
-array("HEALTHCHECK", test[1:] if test[:1] == ["CMD"] else ["/bin/sh", "-c", *test[1:]])
+shell = ["/bin/sh", "-c"] if test[:1] == ["CMD-SHELL"] else [] if test[:1] == ["CMD"] else None
+array("HEALTHCHECK", None if shell is None else [*shell, *test[1:]])  # empty: no HEALTHCHECK, or NONE
 ' >"$config"
+# shellcheck source=/dev/null  # written just above
 source "$config"
 ((${#HEALTHCHECK[@]} > 0)) || die "the image has no HEALTHCHECK"
 uid=${USER_SPEC%%:*}
@@ -166,7 +168,8 @@ kill -0 "$server_pid" 2>/dev/null && fail "poulpe still runs 45 s after SIGTERM"
 status=0
 wait "$server_pid" || status=$?
 server_pid=''
-echo "poulpe exited with status $status, $(elapsed "$stopping") after SIGTERM"
+echo "poulpe exited with status $status, $(elapsed "$stopping") after SIGTERM; its last log lines:"
+tail -n 4 "$log"
 ((status == 0)) || fail "poulpe exited with status $status on SIGTERM"
 [[ -s $data/poulpe.db ]] || fail "no store in the /data volume"
 
