@@ -4,7 +4,7 @@
 # kept in the cache for the next run. The image's own command then runs as the image's user under chroot, on a
 # loopback port, with a read-only root and /data as its volume (as `docker run --read-only -v ...:/data`), and the
 # script shows: the image's HEALTHCHECK passing and /health's answer, an EXEC job run as that user, and poulpe
-# exiting 0 on SIGTERM (`docker stop`). Any other outcome fails the script.
+# finishing its running job, then exiting 0, on SIGTERM (`docker stop`). Any other outcome fails the script.
 # POULPE_IMAGE_CACHE (default /var/tmp/poulpe-image-check) holds the base and podman's storage: remove it to start cold.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
@@ -95,7 +95,8 @@ uid=${USER_SPEC%%:*}
 data="$work/data"
 mkdir -p "$data/bin"
 printf '#!/bin/sh\nexec id\n' >"$data/bin/whoami"
-chmod 755 "$data/bin/whoami"
+printf '#!/bin/sh\nsleep 3\necho drained\n' >"$data/bin/slow"
+chmod 755 "$data/bin/whoami" "$data/bin/slow"
 chown "$USER_SPEC" "$data"
 
 # 4. Start the image's command. A private mount namespace holds the read-only view of the image with /data, /proc,
@@ -156,8 +157,18 @@ print("job %s: status %s, exit code %s, stdout: %s" % (job.get("id"), job.get("s
 sys.exit(not (job.get("status") == "succeeded" and str(result.get("stdout", "")).startswith("uid=%s(" % uid)))
 ' "$answer" "$uid" || fail "the job did not succeed as uid $uid: $answer"
 
-# 7. docker stop: SIGTERM, then poulpe must exit 0 within its grace period (30 s) and a margin.
-step "SIGTERM"
+# 7. docker stop: SIGTERM while a 3 s job runs. poulpe must let it finish (its grace period is 30 s), then exit 0.
+step "SIGTERM while the EXEC job slow runs"
+api() { curl --silent --show-error --noproxy '*' "$@"; }
+api -o /dev/null -H 'Content-Type: application/json' -d '{"id": "drain-check", "method": "EXEC", "name": "slow"}' \
+  "http://127.0.0.1:$port/task_in_queue" || fail "POST /task_in_queue failed"
+running=''
+for _ in $(seq 100); do
+  api "http://127.0.0.1:$port/task_resp/drain-check?timeout=0" | grep -q '"status":"running"' && running=1 && break
+  sleep 0.1
+done
+[[ -n $running ]] || fail "the job slow did not start within 10 s"
+logged=$(wc -l <"$log")
 stopping=$SECONDS
 kill -TERM "$server_pid"
 for _ in $(seq 450); do
@@ -168,9 +179,10 @@ kill -0 "$server_pid" 2>/dev/null && fail "poulpe still runs 45 s after SIGTERM"
 status=0
 wait "$server_pid" || status=$?
 server_pid=''
-echo "poulpe exited with status $status, $(elapsed "$stopping") after SIGTERM; its last log lines:"
-tail -n 4 "$log"
+echo "poulpe exited with status $status, $(elapsed "$stopping") after SIGTERM; its log from SIGTERM on:"
+tail -n +$((logged + 1)) "$log"
 ((status == 0)) || fail "poulpe exited with status $status on SIGTERM"
+grep -q 'job drain-check succeeded' "$log" || fail "the job running at SIGTERM did not finish"
 [[ -s $data/poulpe.db ]] || fail "no store in the /data volume"
 
 echo "image $IMAGE checked in $(elapsed "$started")" >&2
