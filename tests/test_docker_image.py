@@ -1,7 +1,7 @@
 """The Docker image itself, built from the Dockerfile and started: scripts/check_image.sh, with no Docker engine.
 
 The script needs root (debootstrap, podman's storage, chroot) and Debian's and PyPI's servers, as ./scripts/test.sh
-does. About a minute with its base cached, three from nothing: docs/operating.md gives the numbers.
+does. Under a minute with its base cached, 75 s from nothing (docs/operating.md gives the numbers).
 """
 
 from __future__ import annotations
