@@ -1,5 +1,7 @@
 # poulpe in a container: docker build -t poulpe . && docker run -p 8000:8000 -v poulpe-data:/data poulpe
-FROM python:3.11-slim-bookworm
+# BASE is any Debian bookworm with python3 and its venv module: scripts/check_image.sh builds on a debootstrap one.
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -12,11 +14,19 @@ RUN groupadd --system --gid 10001 poulpe \
     && mkdir /data \
     && chown poulpe:poulpe /data
 
+# A venv, not the system python: Debian's python3 refuses system-wide pip installs (PEP 668),
+# and the slim image's python is at /usr/local/bin rather than /usr/bin: python3 on PATH is either.
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
 WORKDIR /app
+# The dependencies at the versions CI was green with (./scripts/lock.sh makes the lock), in a layer of their own
+# that a change to poulpe's code does not rebuild; then poulpe itself, resolving nothing again.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY poulpe/ poulpe/
-# Installs from the local copy: the dependencies' bounds live in pyproject.toml.
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps .
 
 # The user poulpe, by number: Kubernetes' runAsNonRoot can only check a numeric user.
 USER 10001:10001

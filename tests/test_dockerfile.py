@@ -1,6 +1,7 @@
-"""The Dockerfile lints clean, and its steps (copy, pip install, run, HEALTHCHECK, stop) work.
+"""The Dockerfile lints clean, and its steps (copy, venv, pip install, run, HEALTHCHECK, stop) work.
 
-No Docker daemon is needed: the image's steps are replayed in a fresh venv.
+No Docker daemon is needed: the image's steps are replayed in a fresh venv. scripts/check_image.sh
+(tests/test_docker_image.py) builds the image itself and runs it.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from tests.poulpe_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
+IMAGE_VENV = "/opt/venv"
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -61,20 +64,36 @@ def test_image_steps_install_run_and_pass_the_healthcheck(tmp_path: Path) -> Non
                 else:
                     shutil.copy2(src, context / source)
 
-    # RUN pip install .: a plain (not editable) install with its dependencies, as in the image.
+    # RUN python3 -m venv, ENV PATH and RUN pip install, in their order: the lock's versions, then poulpe without
+    # resolving again. A venv in tmp_path stands for the image's; the user and /data (RUN as root) are left out.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     bin_dir = venv / "bin"
-    subprocess.run(
-        [bin_dir / "python", "-m", "pip", "install", "--quiet", "--no-cache-dir", "."],
-        cwd=context,
-        check=True,
-    )
-
-    port = free_port()
     # The healthcheck must not go through a proxy the test machine may define.
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    env |= {"PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "POULPE_PORT": str(port)}
+    # python3 is this interpreter, as the base image's python3 is the image's.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    replayed = []
+    for word, args in steps:
+        args = args.replace(IMAGE_VENV, str(venv))
+        if word == "ENV" and args.startswith("PATH="):
+            env["PATH"] = args.removeprefix("PATH=").replace("$PATH", env["PATH"])
+        elif word == "RUN" and args.startswith(("python3 -m venv ", "pip install ")):
+            subprocess.run(
+                [*shlex.split(args), "--quiet"] if args.startswith("pip") else shlex.split(args),
+                cwd=context,
+                env=env,
+                check=True,
+            )
+            replayed.append(args.replace(str(venv), IMAGE_VENV))
+    assert replayed == [
+        f"python3 -m venv {IMAGE_VENV}",
+        "pip install --no-cache-dir -r requirements.lock",
+        "pip install --no-cache-dir --no-deps .",
+    ]
+    assert shutil.which("poulpe", path=env["PATH"]) == str(bin_dir / "poulpe")
+
+    port = free_port()
+    env["POULPE_PORT"] = str(port)
     healthcheck = next(args for word, args in steps if word == "HEALTHCHECK")
     check_argv = json.loads(healthcheck.partition(" CMD ")[2])
 
