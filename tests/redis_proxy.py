@@ -38,6 +38,8 @@ class RedisProxy:
 
     def accept(self) -> None:
         """Listen (again, on the same port): Redis is reachable."""
+        if self._listener is not None:
+            return
         listener = socket.create_server(("127.0.0.1", self.port))
         self.port = listener.getsockname()[1]
         self._listener = listener
