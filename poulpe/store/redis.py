@@ -50,6 +50,7 @@ _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 _ADD_ARGS = 7  # arguments per job of the `add` script
 PATIENCE_S = 5.0  # how long a write whose reply was lost is sent again before its outcome is reported unknown
 _STOPPED = "interrupted: the poulpe process running it stopped"
+_UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
 
 
 class _NotSent(Exception):
@@ -425,9 +426,9 @@ class RedisStore(Store):
         A claim is never sent twice by the client: when its answer is lost (Redis restarted), the jobs it leased
         are unknown here. Call again with `recheck` = the ids this process holds, and the others go back.
 
-        A job comes back `running` when an attempt of it may have begun elsewhere (its process stopped): the caller
-        closes that attempt as interrupted, and the next attempt's number is new even if the `running` mark of the
-        lost one never reached Redis (the claim counted it).
+        A job comes back `running` when an attempt of it began elsewhere (its process stopped): the caller closes
+        that attempt as interrupted. An attempt that may have begun without its `running` mark reaching Redis is
+        closed here (the claim counted it), so the next attempt's number is always new.
         """
         now = time.time() if now is None else now
         args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0", *(recheck or ())]
@@ -595,10 +596,11 @@ def _place(job: Job) -> str:
 
 
 def _count_unrecorded(job: Job, began: int, now: float) -> None:
-    """Count attempts a process began on a claim without its `running` mark reaching Redis (it died first).
+    """Count attempts a process may have begun on a claim without its `running` mark reaching Redis (it died first).
 
-    `began` is the highest attempt number that may have begun (counted by the claims). The job is shown running
-    that attempt, so the claiming process closes it as interrupted and runs the next number, never a repeated one.
+    `began` is the highest attempt number that may have begun (the claims counted it). Those attempts are closed as
+    interrupted, so the claiming process runs the next number, never a repeated one. A job the dead process held
+    ready without starting it is counted too: from Redis, the two look the same.
     """
     if job.attempts >= began:
         return
@@ -606,6 +608,9 @@ def _count_unrecorded(job: Job, began: int, now: float) -> None:
         job.end_attempt(False, _STOPPED, now)
     job.attempts = began - 1
     job.begin_attempt(None, None, now)
+    job.end_attempt(False, _UNRECORDED, now)
+    job.status = Status.QUEUED
+    log.info("job %s: attempt %d may have begun on a process that stopped; it runs again", job.id, began)
 
 
 def _unknown(name: str, args: list[Any]) -> OutcomeUnknown:

@@ -113,10 +113,10 @@ async def test_an_attempt_whose_running_mark_never_reached_redis_is_still_counte
     assert mine.attempts == 1
     await asyncio.sleep(0.4)
     [taken] = (await b.claim(1, lease=30)).jobs
-    assert taken.status is Status.RUNNING and taken.attempts == 1  # b closes attempt 1 as interrupted...
-    taken.end_attempt(False, "interrupted", time.time())
+    assert taken.status is Status.QUEUED and taken.attempts == 1  # attempt 1 is counted, closed as interrupted...
+    assert "may not have begun" in (taken.history[-1].error or "")
     taken.begin_attempt(0)
-    assert taken.attempts == 2  # ...and runs attempt 2, not a second attempt 1
+    assert taken.attempts == 2  # ...and b runs attempt 2, not a second attempt 1
     await b.save(taken)
     # b dies too, its mark stored this time: the next process runs attempt 3
     [again] = (await a.claim(1, lease=30, now=time.time() + 60)).jobs
