@@ -281,6 +281,10 @@ class RedisStore(Store):
                 self._went_away(exc)
                 if deadline is None:
                     deadline = time.monotonic() + self.patience
+            except RedisError as exc:
+                if deadline is None:
+                    raise
+                raise OutcomeUnknown(f"the job store (redis) failed after losing a reply: {exc}", []) from None
             if time.monotonic() >= deadline:
                 raise OutcomeUnknown("the job store (redis) lost the reply to the write", [])
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -613,10 +617,10 @@ def _count_unrecorded(job: Job, began: int, now: float) -> None:
     log.info("job %s: attempt %d may have begun on a process that stopped; it runs again", job.id, began)
 
 
-def _unknown(name: str, args: list[Any]) -> OutcomeUnknown:
-    """What a write whose reply was lost tells its caller: for `add`, the ids it may have stored."""
-    ids = args[0::_ADD_ARGS] if name == "add" else []
-    return OutcomeUnknown("the job store (redis) went away before confirming the write; its outcome is unknown", ids)
+def _unknown(name: str, args: list[Any]) -> StoreUnavailable:
+    """What a write whose reply was lost tells its caller: for `add`, the ids it may have stored (SPEC 2.3)."""
+    message = "the job store (redis) went away before confirming the write; its outcome is unknown"
+    return OutcomeUnknown(message, args[0::_ADD_ARGS]) if name == "add" else StoreUnavailable(message)
 
 
 def _external(holder: str, attempt: int) -> str:

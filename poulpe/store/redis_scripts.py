@@ -193,7 +193,10 @@ if n > 0 then
       redis.call('HSET', B..'owner', id, token)
       records[#records + 1] = record
       local began = redis.call('HGET', B..'tries', id)
-      if not began then began = cjson.decode(record)['attempts'] or 0 end  -- a job stored before `tries` existed
+      if not began then  -- a job stored before `tries` existed: its record has the count
+        local ok, job = pcall(cjson.decode, record)
+        began = ok and type(job) == 'table' and tonumber(job['attempts']) or 0
+      end
       tries[#tries + 1] = tonumber(began) + 1
       redis.call('HSET', B..'tries', id, tries[#tries])
     end

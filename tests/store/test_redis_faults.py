@@ -148,3 +148,16 @@ async def test_renewing_a_job_that_just_finished_does_not_report_it_taken(
     await asyncio.sleep(0.3)
     await b.claim(10, lease=30)  # a was too slow with the second: b takes it
     assert await a.renew([first.id, second.id], lease=30) == [second.id]
+
+
+async def test_a_job_stored_before_attempts_were_counted_keeps_its_numbers(
+    stores: Callable[..., RedisStore], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    a = stores(redis_server.url, "a")
+    await a.open()
+    retried = job(1)
+    retried.attempts = 2  # two attempts ran before this version of poulpe
+    await a.add([retried])
+    redis_server.client().hdel(f"{{{redis_prefix.rstrip(':')}}}:tries", "j1")
+    [claimed] = (await a.claim(1, lease=30)).jobs
+    assert claimed.attempts == 2 and claimed.status is Status.QUEUED  # the next attempt is the third
