@@ -236,9 +236,10 @@ def test_a_cancel_asked_on_one_process_reaches_the_process_running_the_job(
 ) -> None:
     b = poulpe(*on_redis(redis_server, redis_prefix), home="b")
     with b.client() as on_b:
-        job = {"method": "GET", "name": fresh_target.url("/slow", ms=3000), "timeout": 1.5, "retry": {"max": 3}}
+        job = {"method": "GET", "name": fresh_target.url("/slow", ms=10000), "timeout": 6, "retry": {"max": 3}}
         job_id = accepted(on_b, **job)["id"]
         eventually(lambda: state(on_b, job_id)["status"] == "running")
+        # the attempt runs 6 s: long enough for a to start and ask, however loaded the machine
         a = poulpe(*on_redis(redis_server, redis_prefix), home="a")
         with a.client() as on_a:
             answer = on_a.delete(f"/jobs/{job_id}")
