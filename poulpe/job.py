@@ -39,6 +39,8 @@ class Status(enum.StrEnum):
 
 FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
 WAITING = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING})
+INTERRUPTED = "interrupted: poulpe stopped during the attempt"
+LEASE_LOST = "interrupted: the poulpe process running it stopped answering (its lease ran out)"
 # The words the Rust poulpe answered with; its clients read them.
 WORD_OK, WORD_TIMEOUT, WORD_FAIL = "OK", "Timeout", "Fail"
 
@@ -149,6 +151,12 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
             last = self.history[-1]
             last.finished_at, last.ok, last.error = now, ok, error
         self.error = error
+
+    def interrupt(self, why: str, now: float) -> None:
+        """An attempt that never ended (its process stopped): closed as failed, not counted against the retries;
+        the job is due again now."""
+        self.end_attempt(False, why, now)
+        self.status, self.run_at = Status.QUEUED, now
 
     def to_result(self) -> dict[str, Any]:
         """The result JSON of SPEC 3.1 (with the attempt history; a QUEUE job's lease and remark when it has them,

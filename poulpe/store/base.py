@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from poulpe.job import CallbackDelivery, Job, Status
+
+if TYPE_CHECKING:
+    from poulpe.dispatch.shared import SharedSchedule
 
 
 class Pending(NamedTuple):
@@ -16,6 +19,15 @@ class Pending(NamedTuple):
     seq: int
     id: str
     status: Status
+
+
+class Claimed(NamedTuple):
+    """What one claim on a shared schedule brought: the jobs now leased to this process, and when to claim again
+    at the latest."""
+
+    jobs: list[Job]
+    next_due: float | None
+    next_lease_end: float | None
 
 
 class Page(NamedTuple):
@@ -32,7 +44,11 @@ class Store(abc.ABC):
     """
 
     kind: str
-    shared = False  # True when several processes share the store's schedule (feeds.SharedFeed claims from it)
+    shared = False  # True when several processes share the store's schedule (dispatch/shared.py claims from it)
+
+    def shared_schedule(self) -> SharedSchedule | None:
+        """The schedule shared with other processes, when this store has one (Redis); None: this process owns it."""
+        return None
 
     @abc.abstractmethod
     async def open(self) -> None: ...

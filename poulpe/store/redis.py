@@ -19,7 +19,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
@@ -30,9 +30,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from poulpe.dispatch.order import in_order
 from poulpe.errors import NotHeld, StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
-from poulpe.store.base import Page, Pending, Store
+from poulpe.store.base import Claimed, Page, Pending, Store
 from poulpe.store.redis_scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,6 @@ _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _STATUSES = tuple(s.value for s in Status)
 _WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, Status.RUNNING.value)
 _CHUNK = 500
-
-
-class Claimed(NamedTuple):
-    """What one claim brought: the jobs now leased to this process, and when to claim again at the latest."""
-
-    jobs: list[Job]
-    next_due: float | None
-    next_lease_end: float | None
 
 
 def namespace(prefix: str) -> str:
@@ -102,6 +95,9 @@ class RedisStore(Store):
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
         self._down_since: float | None = None
+
+    def shared_schedule(self) -> RedisStore:
+        return self
 
     # --- connection ------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -283,7 +279,7 @@ class RedisStore(Store):
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
         """Reserve atomically (LEASE_QUEUE), then record each attempt with a save that makes the worker the holder."""
         records = await self._script("lease_queue", [kind, repr(now), n, repr(until), holder])
-        jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
+        jobs = in_order([decode_job(r) for r in records])
         for job in jobs:
             job.begin_attempt(None, holder, now)
             job.lease_holder, job.lease_until = holder, until
@@ -339,7 +335,7 @@ class RedisStore(Store):
         args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0", *(recheck or ())]
         # Straight to Redis, not behind the write pipeline: a worker waiting for work should not wait for writes.
         records, due, lease_end = await self._direct("claim", args)
-        jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
+        jobs = in_order([decode_job(r) for r in records])
         return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]:
