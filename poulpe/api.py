@@ -125,7 +125,10 @@ async def health(request: Request) -> Response:
     detail = _reports(request)
     if not manager.accepting:
         return json_response({"ok": False, "draining": True}, 503)
-    return json_response({"ok": ok, "detail": detail} if detail else {"ok": ok}, 200 if ok else 503)
+    body: dict[str, Any] = {"ok": ok, "detail": detail} if detail else {"ok": ok}
+    if manager.controls.limits.paused_all:
+        body["paused"] = True  # healthy, but no job starts (POST /resume)
+    return json_response(body, 200 if ok else 503)
 
 
 async def sys_info(request: Request) -> Response:

@@ -110,6 +110,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     callback: str | None = None
     meta: dict[str, Any] | None = None
     source: str = "http"
+    key: str | None = None  # jobs sharing a key share its limits and its turn (SPEC 10.1)
+    priority: int = 0  # higher starts first
 
     status: Status = Status.QUEUED
     seq: int = 0
@@ -127,6 +129,7 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     lease_until: float | None = None
     remark: str | None = None
     callback_delivery: CallbackDelivery | None = None
+    held: str | None = None  # why a due job waits (its key's pause or limits): set on the copy a query answers
 
     @property
     def final(self) -> bool:
@@ -183,6 +186,12 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
         if self.callback is not None:
             delivery = self.callback_delivery or CallbackDelivery()
             result["callback_delivery"] = msgspec.to_builtins(delivery)
+        if self.key is not None:
+            result["key"] = self.key
+        if self.priority:
+            result["priority"] = self.priority
+        if self.held is not None:
+            result["held"] = self.held
         return result
 
 

@@ -16,13 +16,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from poulpe.deadletter import DeadLetters
+from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, Reconnected
+from poulpe.dispatch.limits import Limits
 from poulpe.dispatch.local import LocalFeed
 from poulpe.dispatch.ready import Ready
 from poulpe.dispatch.shared import SharedFeed
 from poulpe.errors import BadRequest, Conflict, NotFound, Unavailable
-from poulpe.job import DEFAULT_RETRY, FINAL, Job, Method, RetryPolicy, Status
+from poulpe.job import DEFAULT_RETRY, FINAL, WAITING, Job, Method, RetryPolicy, Status
+from poulpe.keys import KeyLimits
 from poulpe.metrics import Metrics
 from poulpe.outcome import Finish
 from poulpe.runners import Outcome, Runner
@@ -48,6 +53,7 @@ class JobManager:
         node: str = "poulpe",
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        key_defaults: KeyLimits | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -63,7 +69,7 @@ class JobManager:
         self.events.on(JobFinal, lambda event: self.waiters.wake(event.job))  # first: before any other listener
         self.events.on(FinishedElsewhere, lambda event: self._finished_elsewhere(event.job_id))
         self.events.on(Reconnected, lambda event: self._recheck_waiters())
-        self.ready = Ready(workers, clock=clock)
+        self.ready = Ready(workers, limits=Limits(key_defaults, clock=clock), clock=clock)
         self.feed: LocalFeed | SharedFeed
         schedule = store.shared_schedule()
         if schedule is not None:
@@ -71,6 +77,7 @@ class JobManager:
         else:
             self.feed = LocalFeed(self.ready, store, clock=clock)
         self.ready.on_free = self.feed.poke
+        self.controls = Controls(store, self.ready, self.feed)  # keys' limits and pauses (SPEC 10.1)
         self.finish = Finish(
             store, dead, self.ready, self.feed, self.events, self.metrics, default_retry=default_retry, clock=clock
         )
@@ -86,6 +93,7 @@ class JobManager:
         """Recover (embedded store) or join the shared schedule (Redis), then take jobs."""
         with contextlib.suppress(Unavailable):  # Redis may be away at start: intake answers 503 until it is back
             self._seq = await self.store.max_seq()
+            await self.controls.load()
         await self.feed.start()
         self.workers.start()
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
@@ -161,10 +169,32 @@ class JobManager:
         """The job's freshest state, or None when unknown or expired (--result_ttl)."""
         live = self.ready.held.get(job_id)
         if live is not None and not live.final:  # final but still held: the finish step has not stored it yet
-            return live
+            return self._with_held(live)
         job = await self.store.get(job_id)
         if job is not None and job.final and (job.finished_at or 0) + self.result_ttl < self.clock():
             return None
+        return self._with_held(job) if job is not None else None
+
+    def _with_held(self, job: Job) -> Job:
+        """A due job held back by its key or the deployment-wide pause is answered with the reason (on a copy:
+        the reason is never stored)."""
+        held = self.controls.held(job) if job.run_at <= self.clock() else None
+        return msgspec.structs.replace(job, held=held) if held is not None else job
+
+    async def run_now(self, job_id: str) -> Job:
+        """A scheduled or retrying job becomes due now (its key's limits still apply)."""
+        job = await self.get(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}")
+        if job.status is Status.RUNNING or job.final:
+            raise Conflict(f"job {job_id} is {job.status}: only a waiting job can be run now")
+        if (job.status in WAITING and job.status is not Status.QUEUED) or job.run_at > self.clock():
+            job.held = None
+            job.status, job.run_at = Status.QUEUED, self.clock()
+            await self.store.save(job)
+            log.info("job %s run now attempt=%d", job.id, job.attempts)
+            self._enqueue(job)
+            self._tell_queued([job])
         return job
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:  # noqa: ASYNC109 (a long-poll's own limit)
@@ -234,7 +264,9 @@ class JobManager:
         dead = await self.store.list_jobs(status=Status.DEAD, size=cap + 1)
         failed = [job.id for job in dead.jobs]
         today = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        paused = {"paused": True} if self.controls.limits.paused_all else {}  # POST /pause (SPEC 10.1)
         return {
+            **paused,
             "workers": [
                 {"id": n, "running": job.id if job else None, "queue": self.ready.only_for(n)}
                 for n, job in enumerate(self.workers.running)

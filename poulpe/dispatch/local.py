@@ -8,11 +8,12 @@ ones (their attempt was cut by the stop) run again.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Callable
 
 from poulpe.dispatch.order import rank, rank_at
-from poulpe.dispatch.ready import Ready
+from poulpe.dispatch.ready import KEY_READY_CAP, Ready, key_of
 from poulpe.dispatch.timer import Entry, Timer
 from poulpe.job import INTERRUPTED, WAITING, Job, Method, Status
 from poulpe.store.base import Store
@@ -27,6 +28,10 @@ class LocalFeed:
         self.store = store
         self.clock = clock
         self.timer = Timer(self._on_due, room=self._room, clock=clock)
+        # due entries of keys that have KEY_READY_CAP jobs ready already: they go back to the timer as that key's
+        # ready jobs start, so one key's backlog never keeps another key's due job out of the ready structure
+        self._parked: dict[str, list[Entry]] = {}
+        ready.on_key_room = self._unpark
 
     async def start(self) -> None:
         """Recover from the store: scheduled jobs keep their time, queued ones run, running ones run again."""
@@ -56,9 +61,34 @@ class LocalFeed:
         """A stored job that waits: run it now if it is due and there is room, else at its time."""
         if job.run_at <= self.clock() and len(self.ready) < READY_CAP:
             job.status = Status.QUEUED
-            self.ready.take(job)
+            self._make_one_ready(job)
         else:
             self.timer.add(rank(job))
+
+    async def key_counts(self, key: str) -> tuple[int, int, int]:
+        """(waiting, running, started in the period): this process runs every job of the embedded store."""
+        limits = self.ready.limits
+        waiting = self.ready.waiting[key] + len(self._parked.get(key, ()))
+        return waiting, limits.running[key], limits.started_in_period(key)
+
+    def busy_keys(self) -> set[str]:
+        return set(self.ready.waiting) | set(self._parked) | set(self.ready.limits.running)
+
+    def _make_one_ready(self, job: Job) -> None:
+        key = key_of(job)
+        if self.ready.waiting[key] >= KEY_READY_CAP:
+            heapq.heappush(self._parked.setdefault(key, []), rank(job))
+        else:
+            self.ready.take(job)
+
+    def _unpark(self, key: str) -> None:
+        parked = self._parked.get(key)
+        if not parked:
+            return
+        for _ in range(min(len(parked), KEY_READY_CAP // 2)):
+            self.timer.add(heapq.heappop(parked))
+        if not parked:
+            del self._parked[key]
 
     def poke(self) -> None:
         self.timer.poke()
@@ -90,4 +120,4 @@ class LocalFeed:
             if job.status is not Status.QUEUED:
                 job.status = Status.QUEUED
                 self.store.save_soon(job)
-            ready.take(job)
+            self._make_one_ready(job)

@@ -15,28 +15,28 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
+from poulpe.dispatch.limits import NO_KEY, RATE, Limits
 from poulpe.dispatch.order import Rank, rank
 from poulpe.job import Job
 
 Lane = list[tuple[Rank, int, Job]]
-NO_KEY = ""  # the group of jobs without a key (a key is never empty)
+KEY_READY_CAP = 1_000  # ready jobs of one key held in memory at once: a key's backlog cannot crowd out the others
 
 
 def key_of(job: Job) -> str:
-    return NO_KEY
-
-
-def priority_of(job: Job) -> int:
-    return 0
+    return job.key or NO_KEY
 
 
 class Ready:
-    def __init__(self, workers: int, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, workers: int, *, limits: Limits | None = None, clock: Callable[[], float] = time.time) -> None:
         self.workers = workers
         self.clock = clock
+        self.limits = limits or Limits(clock=clock)
+        self.waiting: Counter[str] = Counter()  # ready jobs per key
+        self.on_key_room: Callable[[str], None] = lambda key: None  # a key's ready jobs fell to half the cap
         self.held: dict[str, Job] = {}  # ready, running or being recorded here: the freshest state of each
         self.cancel_after: set[str] = set()  # running here; ends cancelled unless it succeeds
         self.cancelling: set[str] = set()  # being cancelled: no feed may take it meanwhile
@@ -47,6 +47,8 @@ class Ready:
         self._idle: dict[int, asyncio.Future[Job | None]] = {}
         self._tie = itertools.count()
         self._stopping = False
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at: float | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -65,13 +67,19 @@ class Ready:
     def take(self, job: Job) -> None:
         """A due job for this process's workers: from now on its freshest state is here."""
         self.held[job.id] = job
-        keys = self._lanes.get(priority_of(job))
+        keys = self._lanes.get(job.priority)
         if keys is None:
-            keys = self._lanes[priority_of(job)] = OrderedDict()
+            keys = self._lanes[job.priority] = OrderedDict()
             self._lanes = dict(sorted(self._lanes.items(), reverse=True))  # highest priority first
-        lanes = keys.setdefault(key_of(job), {})
+        key = key_of(job)
+        lanes = keys.setdefault(key, {})
         heapq.heappush(lanes.setdefault(job.cc, []), (rank(job), next(self._tie), job))
         self._count += 1
+        self.waiting[key] += 1
+        self._hand_out()
+
+    def changed(self) -> None:
+        """Limits or pauses changed: jobs held back may start now."""
         self._hand_out()
 
     def discard(self, job_id: str) -> Job | None:
@@ -83,7 +91,7 @@ class Ready:
                         if job.id == job_id:
                             lane.pop(i)
                             heapq.heapify(lane)
-                            self._count -= 1
+                            self._took(key)
                             self._prune(keys, key, lanes, cc, lane)
                             return job
         return None
@@ -102,8 +110,13 @@ class Ready:
         return job
 
     def ended(self, job: Job) -> None:
-        """The worker's attempt of `job` ended (its outcome is decided): the worker is free."""
+        """The worker's attempt of `job` ended (its outcome is decided): the worker is free, its key has room."""
         self.busy -= 1
+        key = key_of(job)
+        if key != NO_KEY:
+            self.limits.ended(key)
+            if self._idle:
+                self._hand_out()
 
     def stop(self) -> list[Job]:
         """Hand out nothing more; wake idle workers with None. Returns the jobs that were still waiting."""
@@ -112,10 +125,13 @@ class Ready:
             if not fut.done():
                 fut.set_result(None)
         self._idle.clear()
+        if self._wake is not None:
+            self._wake.cancel()
         entries = [
             e for keys in self._lanes.values() for lanes in keys.values() for lane in lanes.values() for e in lane
         ]
         self._lanes, self._count = {}, 0
+        self.waiting.clear()
         return [job for _, _, job in sorted(entries)]
 
     def _hand_out(self) -> None:
@@ -128,11 +144,18 @@ class Ready:
                 self._idle.pop(worker).set_result(job)
 
     def _pick(self, worker: int) -> Job | None:
-        """The dispatch rule: priority, then key turns, then rank, within what `cc` allows this worker."""
-        if not self._count:
+        """The dispatch rule: priority, then key turns, then rank, within what `cc` allows this worker and what
+        each key's pause and limits allow now."""
+        if not self._count or self.limits.paused_all:
             return None
         for keys in self._lanes.values():
             for key, lanes in keys.items():
+                if key != NO_KEY:
+                    why = self.limits.held(key)
+                    if why is not None:
+                        if why == RATE:
+                            self._wake_by(self.limits.next_token(key))
+                        continue
                 best: Lane | None = None
                 best_cc: tuple[int, ...] = ()
                 for cc, lane in lanes.items():
@@ -141,12 +164,36 @@ class Ready:
                 if best is None:
                     continue
                 _, _, job = heapq.heappop(best)
-                self._count -= 1
                 keys.move_to_end(key)  # its turn is used: every other key with ready jobs goes before it again
                 self._prune(keys, key, lanes, best_cc, best)
+                self._took(key)
                 self.busy += 1
+                if key != NO_KEY:
+                    self.limits.started(key)
                 return job
         return None
+
+    def _took(self, key: str) -> None:
+        self._count -= 1
+        self.waiting[key] -= 1
+        left = self.waiting[key]
+        if left <= 0:
+            del self.waiting[key]
+        if left == KEY_READY_CAP // 2:
+            self.on_key_room(key)
+
+    def _wake_by(self, at: float | None) -> None:
+        """A key held by its rate gets a token at `at`: look again then (one timer, for the earliest)."""
+        if at is None or (self._wake_at is not None and self._wake_at <= at):
+            return
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake_at = at
+        self._wake = asyncio.get_running_loop().call_later(max(0.0, at - self.clock()), self._woken)
+
+    def _woken(self) -> None:
+        self._wake, self._wake_at = None, None
+        self._hand_out()
 
     def _prune(
         self,

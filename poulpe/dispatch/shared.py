@@ -92,6 +92,14 @@ class SharedFeed:
         """The job runs on another process: ask that one to cancel it after its attempt."""
         await self.store.request_cancel(job_id)
 
+    async def key_counts(self, key: str) -> tuple[int, int, int]:
+        """(waiting, running, started in the period) of a key, as this process sees it."""
+        limits = self.ready.limits
+        return self.ready.waiting[key], limits.running[key], limits.started_in_period(key)
+
+    def busy_keys(self) -> set[str]:
+        return set(self.ready.waiting) | set(self.ready.limits.running)
+
     def schedule(self, job: Job) -> None:
         """The store put the job in the shared `due` set already: look again now, in case it is due."""
         self._wake.set()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from poulpe.job import CallbackDelivery, Job, Status
+from poulpe.keys import KeyLimits
 
 if TYPE_CHECKING:
     from poulpe.dispatch.shared import SharedSchedule
@@ -147,3 +148,17 @@ class Store(abc.ABC):
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Record how a final job's callback went. Only that field changes: never the status, never the day
         totals; a job that is no longer final (retried from the dead letters) or gone is left alone (False)."""
+
+    # --- keys and the deployment-wide pause (SPEC 10.1): stored, so they survive restarts and every process sharing
+    # the store applies the same ones
+    @abc.abstractmethod
+    async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
+        """Every key's own limits (pause included), and whether the whole deployment is paused."""
+
+    @abc.abstractmethod
+    async def set_key(self, key: str, limits: KeyLimits | None) -> None:
+        """Store a key's own limits; None (or empty limits) removes them."""
+
+    @abc.abstractmethod
+    async def set_paused(self, paused: bool) -> None:
+        """Pause or resume the whole deployment."""

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -33,10 +34,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from poulpe.dispatch.order import in_order
 from poulpe.errors import NotHeld, StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
+from poulpe.keys import KeyLimits
 from poulpe.store.base import Claimed, Page, Pending, Store
 from poulpe.store.redis_scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
+_limits_decoder = msgspec.json.Decoder(KeyLimits)
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _STATUSES = tuple(s.value for s in Status)
 _WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, Status.RUNNING.value)
@@ -358,7 +361,28 @@ class RedisStore(Store):
         return [_text(i) for i in ids]
 
     def channels(self) -> dict[str, str]:
-        return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease")}
+        return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease", "limits")}
+
+    # --- keys and the deployment-wide pause (a hash each; a change is published on `limits`) ---------------------
+    async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
+        async with self._reachable():
+            own = await self.redis.hgetall(self.base + "keys")
+            paused = await self.redis.hget(self.base + "flags", "paused")
+        limits = {_text(k): _limits_decoder.decode(v) for k, v in own.items()}
+        return limits, paused in (b"1", "1")
+
+    async def set_key(self, key: str, limits: KeyLimits | None) -> None:
+        async with self._reachable():
+            if limits is None or limits.empty:
+                await self.redis.hdel(self.base + "keys", key)
+            else:
+                await self.redis.hset(self.base + "keys", key, msgspec.json.encode(limits))
+            await self.redis.publish(self.base + "limits", key)
+
+    async def set_paused(self, paused: bool) -> None:
+        async with self._reachable():
+            await self.redis.hset(self.base + "flags", "paused", "1" if paused else "0")
+            await self.redis.publish(self.base + "limits", "")
 
     # --- reads -----------------------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
