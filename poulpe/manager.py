@@ -20,7 +20,7 @@ import msgspec
 
 from poulpe.deadletter import DeadLetters
 from poulpe.dispatch.controls import Controls
-from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, Reconnected
+from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, LimitsChanged, Reconnected
 from poulpe.dispatch.limits import Limits
 from poulpe.dispatch.local import LocalFeed
 from poulpe.dispatch.ready import Ready
@@ -78,6 +78,7 @@ class JobManager:
             self.feed = LocalFeed(self.ready, store, clock=clock)
         self.ready.on_free = self.feed.poke
         self.controls = Controls(store, self.ready, self.feed)  # keys' limits and pauses (SPEC 10.1)
+        self.events.on(LimitsChanged, lambda event: self.controls.reload_soon())
         self.finish = Finish(
             store, dead, self.ready, self.feed, self.events, self.metrics, default_retry=default_retry, clock=clock
         )

@@ -71,8 +71,11 @@ class LocalFeed:
         waiting = self.ready.waiting[key] + len(self._parked.get(key, ()))
         return waiting, limits.running[key], limits.started_in_period(key)
 
-    def busy_keys(self) -> set[str]:
+    async def busy_keys(self) -> set[str]:
         return set(self.ready.waiting) | set(self._parked) | set(self.ready.limits.running)
+
+    def held_reason(self, key: str) -> str | None:
+        return self.ready.limits.held(key)
 
     def _make_one_ready(self, job: Job) -> None:
         key = key_of(job)
