@@ -24,8 +24,8 @@ class KeyCounts(Protocol):
     async def key_counts(self, key: str) -> tuple[int, int, int]:
         """(waiting, running, started in the current period) for a key."""
 
-    async def busy_keys(self) -> set[str]:
-        """Keys that have due jobs waiting or running."""
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
+        """Keys that have due jobs waiting or running: (waiting, running) of each."""
 
     def held_reason(self, key: str) -> str | None:
         """Why a due job of this key waits now, or None."""
@@ -97,11 +97,12 @@ class Controls:
 
     async def listing(self, page: int, size: int) -> dict[str, Any]:
         """Keys that have unfinished jobs or limits of their own, most waiting first."""
-        keys = (set(self.limits.own) | await self.counts.busy_keys()) - {NO_KEY}
-        states = [await self.state(key) for key in keys]
-        states.sort(key=lambda s: (-s["waiting"], -s["running"], s["key"]))
+        busy = await self.counts.busy_keys()
+        keys = (set(self.limits.own) | set(busy)) - {NO_KEY}
+        order = sorted(keys, key=lambda k: (-busy.get(k, (0, 0))[0], -busy.get(k, (0, 0))[1], k))
         start = (page - 1) * size
-        return {"page": page, "size": size, "total": len(states), "keys": states[start : start + size]}
+        states = [await self.state(key) for key in order[start : start + size]]
+        return {"page": page, "size": size, "total": len(keys), "keys": states}
 
     async def pause_all(self, paused: bool) -> dict[str, Any]:
         await self.store.set_paused(paused)

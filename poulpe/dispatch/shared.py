@@ -44,7 +44,7 @@ class SharedSchedule(Protocol):
 
     async def key_counts(self, key: str, period: float) -> tuple[int, int, int]: ...
 
-    async def busy_keys(self) -> set[str]: ...
+    async def busy_keys(self) -> dict[str, tuple[int, int]]: ...
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]: ...
 
@@ -111,7 +111,7 @@ class SharedFeed:
         waiting, leased, started = await self.store.key_counts(key, self.ready.limits.of(key).period)
         return waiting + self.ready.waiting[key], leased - self.ready.waiting[key], started
 
-    async def busy_keys(self) -> set[str]:
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
         return await self.store.busy_keys()
 
     def held_reason(self, key: str) -> str | None:

@@ -368,12 +368,12 @@ class RedisStore(Store):
             waiting, running, started = await pipe.execute()
         return int(waiting or 0), int(running or 0), int(started or 0)
 
-    async def busy_keys(self) -> set[str]:
-        """Keys with due jobs waiting or jobs leased now."""
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
+        """Keys with due jobs waiting or jobs leased now: (waiting, leased) of each."""
         async with self._reachable():
-            waiting = await self.redis.hkeys(self.base + "kready")
-            running = await self.redis.hkeys(self.base + "krun")
-        return {_text(k) for k in (*waiting, *running)}
+            waiting = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.base + "kready")).items()}
+            running = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.base + "krun")).items()}
+        return {k: (waiting.get(k, 0), running.get(k, 0)) for k in {*waiting, *running}}
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]:
         """Extend this process's leases on `ids`; returns the ids whose lease another process took."""
