@@ -24,9 +24,10 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -35,19 +36,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from poulpe.dispatch.order import in_order
 from poulpe.errors import NotHeld, OutcomeUnknown, StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
-from poulpe.store.base import Page, Pending, Store
+from poulpe.keys import KeyLimits
+from poulpe.store.base import Claimed, Page, Pending, Store
 from poulpe.store.redis_scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
+_limits_decoder = msgspec.json.Decoder(KeyLimits)
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _STATUSES = tuple(s.value for s in Status)
 _WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, Status.RUNNING.value)
 _CHUNK = 500
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
-_ADD_ARGS = 7  # arguments per job of the `add` script
+_ADD_ARGS = 8  # arguments per job of the `add` script
 PATIENCE_S = 5.0  # how long a write whose reply was lost is sent again before its outcome is reported unknown
 _STOPPED = "interrupted: the poulpe process running it stopped"
 _UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
@@ -55,14 +59,6 @@ _UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this att
 
 class _NotSent(Exception):
     """No connection could be made: the request never left this process."""
-
-
-class Claimed(NamedTuple):
-    """What one claim brought: the jobs now leased to this process, and when to claim again at the latest."""
-
-    jobs: list[Job]
-    next_due: float | None
-    next_lease_end: float | None
 
 
 def namespace(prefix: str) -> str:
@@ -121,6 +117,9 @@ class RedisStore(Store):
         self._closing = False
         self._down_since: float | None = None
         self._write_fault: str | None = None
+
+    def shared_schedule(self) -> RedisStore:
+        return self
 
     # --- connection ------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -331,7 +330,8 @@ class RedisStore(Store):
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         args: list[Any] = []
         for job in jobs:  # _ADD_ARGS of them
-            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
+            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), _meta(job)]
+            args.append(job.attempts)
         known = await self._script("add", args)
         return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
@@ -353,6 +353,7 @@ class RedisStore(Store):
             _place(job),
             "1" if held else "0",
             repr(job.lease_until) if job.status is Status.RUNNING and job.lease_until is not None else "",
+            _meta(job),
             job.attempts,
         ]
 
@@ -378,7 +379,7 @@ class RedisStore(Store):
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
         """Reserve atomically (LEASE_QUEUE), then record each attempt with a save that makes the worker the holder."""
         records = await self._script("lease_queue", [kind, repr(now), n, repr(until), holder])
-        jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
+        jobs = in_order([decode_job(r) for r in records])
         for job in jobs:
             job.begin_attempt(None, holder, now)
             job.lease_holder, job.lease_until = holder, until
@@ -423,9 +424,16 @@ class RedisStore(Store):
 
     # --- claiming (shared by every process on this namespace) -------------------------------------------------
     async def claim(
-        self, n: int, lease: float, now: float | None = None, *, recheck: Sequence[str] | None = None
+        self,
+        n: int,
+        lease: float,
+        now: float | None = None,
+        *,
+        recheck: Sequence[str] | None = None,
+        defaults: KeyLimits | None = None,
     ) -> Claimed:
-        """Lease up to `n` due jobs to this process (in due order, then acceptance order).
+        """Lease up to `n` due jobs to this process, by the dispatch rule (priority, key turns, due time, acceptance
+        order; keys' pauses and limits counted across every process; `defaults` for keys without their own).
 
         A claim is never sent twice by the client: when its answer is lost (Redis restarted), the jobs it leased
         are unknown here. Call again with `recheck` = the ids this process holds, and the others go back.
@@ -435,14 +443,39 @@ class RedisStore(Store):
         closed here (the claim counted it), so the next attempt's number is always new.
         """
         now = time.time() if now is None else now
-        args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0", *(recheck or ())]
+        d = defaults or KeyLimits()
+        args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0"]
+        args += [d.parallelism or 0, repr(d.rate or 0.0), repr(d.period), *(recheck or ())]
         # Straight to Redis, not behind the write pipeline: a worker waiting for work should not wait for writes.
-        records, due, lease_end, tries = await self._direct("claim", args)
-        jobs = [decode_job(r) for r in records]
+        records, due, lease_end, token, passed, tries = await self._direct("claim", args)
+        jobs = [decode_job(r) for r in records]  # in the order the rule took them
         for job, attempt in zip(jobs, tries, strict=True):
             _count_unrecorded(job, int(attempt) - 1, now)
-        jobs.sort(key=lambda j: (j.run_at, j.seq))
-        return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
+        held = {_text(passed[i]): _text(passed[i + 1]) for i in range(0, len(passed), 2)}
+        return Claimed(
+            jobs,
+            float(due) if due else None,
+            float(lease_end) if lease_end else None,
+            float(token) if token else None,
+            held,
+        )
+
+    async def key_counts(self, key: str, period: float) -> tuple[int, int, int]:
+        """(waiting, running, started in the last `period` s) of a key, counted across every process."""
+        async with self._reachable():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hget(self.base + "kready", key)
+            pipe.hget(self.base + "krun", key)
+            pipe.zcount(self.base + "ks:" + key, time.time() - period, "+inf")
+            waiting, running, started = await pipe.execute()
+        return int(waiting or 0), int(running or 0), int(started or 0)
+
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
+        """Keys with due jobs waiting or jobs leased now: (waiting, leased) of each."""
+        async with self._reachable():
+            waiting = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.base + "kready")).items()}
+            running = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.base + "krun")).items()}
+        return {k: (waiting.get(k, 0), running.get(k, 0)) for k in {*waiting, *running}}
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]:
         """Extend this process's leases on `ids`; returns the ids whose lease another process took."""
@@ -464,7 +497,28 @@ class RedisStore(Store):
         return [_text(i) for i in ids]
 
     def channels(self) -> dict[str, str]:
-        return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease")}
+        return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease", "limits")}
+
+    # --- keys and the deployment-wide pause (a hash each; a change is published on `limits`) ---------------------
+    async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
+        async with self._reachable():
+            own = await self.redis.hgetall(self.base + "keys")
+            paused = await self.redis.hget(self.base + "flags", "paused")
+        limits = {_text(k): _limits_decoder.decode(v) for k, v in own.items()}
+        return limits, paused in (b"1", "1")
+
+    async def set_key(self, key: str, limits: KeyLimits | None) -> None:
+        async with self._reachable():
+            if limits is None or limits.empty:
+                await self.redis.hdel(self.base + "keys", key)
+            else:
+                await self.redis.hset(self.base + "keys", key, msgspec.json.encode(limits))
+            await self.redis.publish(self.base + "limits", key)
+
+    async def set_paused(self, paused: bool) -> None:
+        async with self._reachable():
+            await self.redis.hset(self.base + "flags", "paused", "1" if paused else "0")
+            await self.redis.publish(self.base + "limits", "")
 
     # --- reads -----------------------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
@@ -621,6 +675,12 @@ def _unknown(name: str, args: list[Any]) -> StoreUnavailable:
     """What a write whose reply was lost tells its caller: for `add`, the ids it may have stored (SPEC 2.3)."""
     message = "the job store (redis) went away before confirming the write; its outcome is unknown"
     return OutcomeUnknown(message, args[0::_ADD_ARGS]) if name == "add" else StoreUnavailable(message)
+
+
+def _meta(job: Job) -> str:
+    """Where a waiting job of poulpe's own goes once due: its priority, acceptance order (fixed width, so members
+    of a key's ready set sort by it) and key."""
+    return f"{job.priority}|{job.seq:020d}|{job.key or ''}"
 
 
 def _external(holder: str, attempt: int) -> str:
