@@ -370,9 +370,10 @@ local B, until_, token = ARGV[1], ARGV[2], ARGV[3]
 local lost = {}
 for i = 4, #ARGV do
   local id = ARGV[i]
-  if redis.call('HGET', B..'owner', id) == token then
+  local owner = redis.call('HGET', B..'owner', id)
+  if owner == token then
     redis.call('ZADD', B..'lease', 'XX', until_, id)
-  else
+  elseif owner then
     lost[#lost + 1] = id
   end
 end
