@@ -129,6 +129,8 @@ async def health(request: Request) -> Response:
     fault = None if ok else manager.store.write_fault()
     if fault is not None:  # a full disk: the store may still read, but no job can be accepted
         body.update(writable=False, error=fault)
+    if manager.controls.limits.paused_all:
+        body["paused"] = True  # healthy, but no job starts (POST /resume)
     if detail:
         body["detail"] = detail
     return json_response(body, 200 if ok else 503)
