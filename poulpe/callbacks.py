@@ -78,7 +78,7 @@ class Callbacks:
             if delivery.error is None:
                 delivery.delivered_at = self.clock()
             with contextlib.suppress(Exception):  # a store that is down loses the record, never the delivery
-                await self.manager.store.set_callback_delivery(job.id, delivery)
+                await self.manager.set_callback_delivery(job.id, delivery)
             if delivery.error is None:
                 log.info("job %s callback delivered attempt=%d", job.id, delivery.attempts)
                 return

@@ -31,6 +31,7 @@ from poulpe.job import DEFAULT_RETRY, FINAL, WAITING, Job, Method, RetryPolicy, 
 from poulpe.keys import KeyLimits
 from poulpe.metrics import Metrics
 from poulpe.outcome import Finish
+from poulpe.queries import Queries
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
 from poulpe.waiters import Waiters
@@ -39,7 +40,7 @@ from poulpe.workers import Attempt, Workers
 log = logging.getLogger("poulpe.jobs")
 
 
-class JobManager:
+class JobManager(Queries):
     def __init__(
         self,
         store: Store,

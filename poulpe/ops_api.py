@@ -33,8 +33,8 @@ _ASSETS = {
 async def metrics(request: Request) -> Response:
     manager: JobManager = request.state.manager
     registry: Metrics = request.state.metrics
-    counts = await manager.store.counts()
-    body = registry.exposition(counts=counts, running=manager.workers.running, ready=len(manager.ready))
+    counts = await manager.counts()
+    body = registry.exposition(counts=counts, running=manager.running, ready=manager.ready_count)
     return Response(body, media_type=CONTENT_TYPE)
 
 

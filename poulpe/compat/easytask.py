@@ -183,7 +183,7 @@ async def _query_task(request: Request) -> Any:
         jobs = await external.lease(kind, _worker(name), num, FETCH_LEASE_S)
         return [record(job) for job in jobs]
     manager: JobManager = request.state.manager
-    found = await manager.store.list_jobs(method=Method.QUEUE.value, name=kind, page=page, size=size)
+    found = await manager.list_jobs(method=Method.QUEUE.value, name=kind, page=page, size=size)
     return [record(job) for job in found.jobs]
 
 
@@ -240,7 +240,7 @@ async def _find(request: Request, fields: dict[str, Any]) -> Job:
         raise BadRequest("id (the record id, a number) or tid is required", "id")
     page = 1
     while True:  # only running jobs can be reported: the leased ones, few
-        found = await manager.store.list_jobs(status=Status.RUNNING, method=Method.QUEUE.value, page=page, size=500)
+        found = await manager.list_jobs(status=Status.RUNNING, method=Method.QUEUE.value, page=page, size=500)
         for job in found.jobs:
             if job.seq == raw:
                 return job
