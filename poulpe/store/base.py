@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol
 
 from poulpe.job import CallbackDelivery, Job, Status
 from poulpe.keys import KeyLimits
-
-if TYPE_CHECKING:
-    from poulpe.dispatch.shared import SharedSchedule
 
 
 class Pending(NamedTuple):
@@ -34,6 +31,27 @@ class Claimed(NamedTuple):
 class Page(NamedTuple):
     jobs: list[Job]
     total: int
+
+
+class SharedSchedule(Protocol):
+    """The operations a store shared by several processes offers the dispatch engine (dispatch/shared.py)."""
+
+    owner: str
+    base: str
+
+    async def claim(
+        self, n: int, lease: float, now: float | None = None, *, recheck: Sequence[str] | None = None
+    ) -> Claimed: ...
+
+    async def renew(self, ids: Iterable[str], lease: float) -> list[str]: ...
+
+    async def listen(self, on_message: Callable[[str, str], None], on_connected: Callable[[], None]) -> None: ...
+
+    async def request_cancel(self, job_id: str) -> None: ...
+
+    async def delayed(self, cap: int) -> list[str]: ...
+
+    async def save(self, job: Job) -> None: ...
 
 
 class Store(abc.ABC):
