@@ -7,13 +7,13 @@ store can change its shape (or move a count to an index) without any route knowi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from poulpe.deadjobs import DeadJobs
 from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.ready import Ready
-from poulpe.job import CallbackDelivery, Job, Status
-from poulpe.store.base import Page, Store
+from poulpe.job import CallbackDelivery, Job
+from poulpe.store.base import JobQuery, Page, Store
 from poulpe.workers import Workers
 
 
@@ -25,17 +25,9 @@ class Queries:
     workers: Workers
 
     # --- jobs ------------------------------------------------------------------------------------------------
-    async def list_jobs(
-        self,
-        *,
-        status: Status | None = None,
-        method: str | None = None,
-        name: str | None = None,
-        page: int = 1,
-        size: int = 50,
-    ) -> Page:
+    async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         """A page of jobs, newest first (by acceptance order)."""
-        return await self.store.list_jobs(status=status, method=method, name=name, page=page, size=size)
+        return await self.store.list_jobs(**query)
 
     async def get_many(self, ids: Sequence[str]) -> list[Job]:
         """The stored jobs among `ids` (unknown ones left out), in no particular order."""

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypedDict, Unpack
 
 from poulpe.job import CallbackDelivery, Job, Status
 from poulpe.keys import KeyLimits
+
+
+class JobQuery(TypedDict, total=False):
+    """What `list_jobs` filters and pages by: each filter left out matches every job; page 1, 50 a page."""
+
+    status: Status | None
+    method: str | None
+    name: str | None
+    page: int
+    size: int
 
 
 class Pending(NamedTuple):
@@ -110,15 +120,7 @@ class Store(abc.ABC):
         """Every job not final yet: what a restart must schedule again (and `running` ones run again)."""
 
     @abc.abstractmethod
-    async def list_jobs(
-        self,
-        *,
-        status: Status | None = None,
-        method: str | None = None,
-        name: str | None = None,
-        page: int = 1,
-        size: int = 50,
-    ) -> Page:
+    async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         """A page of jobs, newest first (by acceptance order)."""
 
     @abc.abstractmethod
