@@ -69,7 +69,7 @@ class JobManager(Queries):
         self.metrics = metrics or Metrics()
         self.events = Events()
         self.waiters = Waiters()
-        self.events.on(JobFinal, lambda event: self.waiters.wake(event.job))  # first: before any other listener
+        self.events.on(JobFinal, self.waiters.on_final)  # first: before any other listener
         self.events.on(FinishedElsewhere, lambda event: self._finished_elsewhere(event.job_id))
         self.events.on(Reconnected, lambda event: self._recheck_waiters())
         self.ready = Ready(workers, limits=Limits(key_defaults, clock=clock), clock=clock)
