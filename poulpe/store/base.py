@@ -36,6 +36,8 @@ class Claimed(NamedTuple):
     jobs: list[Job]
     next_due: float | None
     next_lease_end: float | None
+    next_token: float | None = None  # when a key held by its rate gets a token again
+    held: dict[str, str] = {}
 
 
 class Page(NamedTuple):
@@ -50,8 +52,18 @@ class SharedSchedule(Protocol):
     base: str
 
     async def claim(
-        self, n: int, lease: float, now: float | None = None, *, recheck: Sequence[str] | None = None
+        self,
+        n: int,
+        lease: float,
+        now: float | None = None,
+        *,
+        recheck: Sequence[str] | None = None,
+        defaults: KeyLimits | None = None,
     ) -> Claimed: ...
+
+    async def key_counts(self, key: str, period: float) -> tuple[int, int, int]: ...
+
+    async def busy_keys(self) -> dict[str, tuple[int, int]]: ...
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]: ...
 

@@ -54,6 +54,7 @@ class RedisStore(RedisLink, Store):
         args: list[Any] = []
         for job in jobs:  # ADD_ARGS of them
             args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
+            args.append(_meta(job))
         known = await self._script("add", args)
         return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
@@ -76,6 +77,7 @@ class RedisStore(RedisLink, Store):
             "1" if held else "0",
             repr(job.lease_until) if job.status is Status.RUNNING and job.lease_until is not None else "",
             job.attempts,
+            _meta(job),
         ]
 
     async def save(self, job: Job) -> None:
@@ -145,9 +147,16 @@ class RedisStore(RedisLink, Store):
 
     # --- claiming (shared by every process on this namespace) -------------------------------------------------
     async def claim(
-        self, n: int, lease: float, now: float | None = None, *, recheck: Sequence[str] | None = None
+        self,
+        n: int,
+        lease: float,
+        now: float | None = None,
+        *,
+        recheck: Sequence[str] | None = None,
+        defaults: KeyLimits | None = None,
     ) -> Claimed:
-        """Lease up to `n` due jobs to this process (in due order, then acceptance order).
+        """Lease up to `n` due jobs to this process, by the dispatch rule (priority, key turns, due time, acceptance
+        order; keys' pauses and limits counted across every process; `defaults` for keys without their own).
 
         A claim is never sent twice by the client: when its answer is lost (Redis restarted), the jobs it leased
         are unknown here. Call again with `recheck` = the ids this process holds, and the others go back.
@@ -157,14 +166,39 @@ class RedisStore(RedisLink, Store):
         closed here (the claim counted it), so the next attempt's number is always new.
         """
         now = time.time() if now is None else now
-        args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0", *(recheck or ())]
+        d = defaults or KeyLimits()
+        args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0"]
+        args += [d.parallelism or 0, repr(d.rate or 0.0), repr(d.period), *(recheck or ())]
         # Straight to Redis, not behind the write pipeline: a worker waiting for work should not wait for writes.
-        records, due, lease_end, tries = await self._direct("claim", args)
-        jobs = [decode_job(r) for r in records]
+        records, due, lease_end, token, passed, tries = await self._direct("claim", args)
+        jobs = [decode_job(r) for r in records]  # in the order the rule took them
         for job, attempt in zip(jobs, tries, strict=True):
             _count_unrecorded(job, int(attempt) - 1, now)
-        jobs = in_order(jobs)
-        return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
+        held = {_text(passed[i]): _text(passed[i + 1]) for i in range(0, len(passed), 2)}
+        return Claimed(
+            jobs,
+            float(due) if due else None,
+            float(lease_end) if lease_end else None,
+            float(token) if token else None,
+            held,
+        )
+
+    async def key_counts(self, key: str, period: float) -> tuple[int, int, int]:
+        """(waiting, running, started in the last `period` s) of a key, counted across every process."""
+        async with self._reachable():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hget(self.base + "kready", key)
+            pipe.hget(self.base + "krun", key)
+            pipe.zcount(self.base + "ks:" + key, time.time() - period, "+inf")
+            waiting, running, started = await pipe.execute()
+        return int(waiting or 0), int(running or 0), int(started or 0)
+
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
+        """Keys with due jobs waiting or jobs leased now: (waiting, leased) of each."""
+        async with self._reachable():
+            waiting = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.base + "kready")).items()}
+            running = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.base + "krun")).items()}
+        return {k: (waiting.get(k, 0), running.get(k, 0)) for k in {*waiting, *running}}
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]:
         """Extend this process's leases on `ids`; returns the ids whose lease another process took."""
@@ -309,6 +343,12 @@ def _count_unrecorded(job: Job, began: int, now: float) -> None:
     job.end_attempt(False, _UNRECORDED, now)
     job.status = Status.QUEUED
     log.info("job %s: attempt %d may have begun on a process that stopped; it runs again", job.id, began)
+
+
+def _meta(job: Job) -> str:
+    """Where a waiting job of poulpe's own goes once due: its priority, acceptance order (fixed width, so members
+    of a key's ready set sort by it) and key."""
+    return f"{job.priority}|{job.seq:020d}|{job.key or ''}"
 
 
 def _external(holder: str, attempt: int) -> str:
