@@ -3,7 +3,8 @@ the Lua scripts, the write pipeline and pub/sub.
 
 Writes go through one pipeline at a time (`_flush_forever`): what is issued while a round trip is under way leaves
 together in the next one, in issue order. That is Redis's group commit: a busy process pays one round trip for
-many writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py), loaded once and called by sha.
+many writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py, redis_claim.py), loaded once and
+called by sha.
 
 A pipeline that could not even connect stored nothing (intake answers a plain 503). One whose reply was lost may
 have been applied: it is sent again, on a new connection, once Redis answers again (`_settle`). Every write is
@@ -32,13 +33,15 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, Red
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from poulpe.errors import OutcomeUnknown, StoreUnavailable
-from poulpe.store.redis_scripts import SCRIPTS
+from poulpe.store.redis_claim import CLAIM
+from poulpe.store.redis_scripts import STORE_SCRIPTS
 
 log = logging.getLogger("poulpe.store.redis")
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 8  # arguments per job of the `add` script
+SCRIPTS = {**STORE_SCRIPTS, "claim": CLAIM}
 
 
 class _NotSent(Exception):
