@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import accepted, result, state
+from tests.e2e.helpers import accepted, eventually, result, state
 from tests.e2e.test_keys import batch, put_key, starts
 from tests.e2e.test_redis_shared import on_redis, ran_on
 from tests.poulpe_process import Poulpe
@@ -129,3 +129,19 @@ def test_run_now_on_any_process_starts_a_delayed_job(trio: list[Poulpe], fresh_t
         done = result(c, job_id)
         assert done["started_at"] - asked < 1.0
         assert c.post(f"/jobs/{job_id}/run").status_code == 409
+
+
+def test_a_higher_priority_job_goes_before_waiting_ones_across_processes(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    procs = [poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home=f"w{n}") for n in range(3)]
+    with clients(procs) as (a, b, c):
+        busy = spread([a, b, c], [{"method": "GET", "name": fresh_target.url("/slow", ms=1500)}] * 3)
+        for job_id in busy:
+            eventually(lambda job_id=job_id: state(a, job_id)["status"] == "running")  # type: ignore[misc]
+        low = batch(b, [{"method": "GET", "name": fresh_target.url("/echo")} for _ in range(20)])
+        urgent = accepted(c, method="GET", name=fresh_target.url("/echo"), priority=10)["id"]
+        first = result(a, urgent)["started_at"]
+        before = [t for t in starts(a, low) if t < first]
+    # each process holds one job ready beside its busy worker (docs/redis.md): at most those three go first
+    assert len(before) <= 3, f"{len(before)} priority-0 jobs started before the priority-10 one"
