@@ -10,11 +10,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from poulpe.api import path_job_id
+from poulpe.checks import TYPE_RULE, is_task_type, split_msgspec
 from poulpe.errors import BadRequest
 from poulpe.external import ExternalWorkers
 from poulpe.job import WORD_OK, Job
 from poulpe.responses import json_response, read_json_body
-from poulpe.validate import TYPE_RULE, _split_msgspec, is_task_type
 
 WORKER_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"  # any printable name: easyTask workers name themselves freely
 _WORKER_WIRE = WORKER_PATTERN.removesuffix("$") + r"\Z"  # Python's `$` would also match before a final newline
@@ -68,7 +68,7 @@ async def _body(request: Request, shape: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=shape)
     except msgspec.ValidationError as exc:
-        field, reason = _split_msgspec(str(exc))
+        field, reason = split_msgspec(str(exc))
         raise BadRequest(reason, field) from None
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         raise BadRequest("body is not valid JSON") from None

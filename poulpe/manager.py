@@ -31,6 +31,7 @@ from poulpe.job import DEFAULT_RETRY, FINAL, WAITING, Job, Method, RetryPolicy, 
 from poulpe.keys import KeyLimits
 from poulpe.metrics import Metrics
 from poulpe.outcome import Finish
+from poulpe.queries import Queries
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
 from poulpe.waiters import Waiters
@@ -39,7 +40,7 @@ from poulpe.workers import Attempt, Workers
 log = logging.getLogger("poulpe.jobs")
 
 
-class JobManager:
+class JobManager(Queries):
     def __init__(
         self,
         store: Store,
@@ -68,7 +69,7 @@ class JobManager:
         self.metrics = metrics or Metrics()
         self.events = Events()
         self.waiters = Waiters()
-        self.events.on(JobFinal, lambda event: self.waiters.wake(event.job))  # first: before any other listener
+        self.events.on(JobFinal, self.waiters.on_final)  # first: before any other listener
         self.events.on(FinishedElsewhere, lambda event: self._finished_elsewhere(event.job_id))
         self.events.on(Reconnected, lambda event: self._recheck_waiters())
         self.ready = Ready(workers, limits=Limits(key_defaults, clock=clock), clock=clock)

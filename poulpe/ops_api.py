@@ -33,14 +33,14 @@ _ASSETS = {
 async def metrics(request: Request) -> Response:
     manager: JobManager = request.state.manager
     registry: Metrics = request.state.metrics
-    counts = await manager.store.counts()
+    counts = await manager.counts()
     busiest = (await manager.controls.listing(1, KEY_GAUGES))["keys"]
     body = registry.exposition(
         counts=counts,
-        running=manager.workers.running,
-        ready=len(manager.ready),
+        running=manager.running,
+        ready=manager.ready_count,
         keys=busiest,
-        paused=manager.controls.limits.paused_all,
+        paused=manager.paused,
     )
     return Response(body, media_type=CONTENT_TYPE)
 

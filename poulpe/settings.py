@@ -125,7 +125,7 @@ class Settings:
             raise SettingsError(f"--redis must be a URL starting with {', '.join(REDIS_SCHEMES)}")
         if not self.redis_prefix or any(c in self.redis_prefix for c in " }"):
             raise SettingsError("--redis_prefix must be non-empty, without spaces or '}'")
-        from poulpe.intake.kafka_config import check_kafka
+        from poulpe.kafka_flags import check_kafka
 
         check_kafka(self)
         if self.smtp_tls and self.starttls:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+from poulpe.dispatch.events import JobFinal
 from poulpe.job import Job
 
 
@@ -43,6 +44,10 @@ class Waiters:
         for fut in self._futures.pop(job.id, ()):
             if not fut.done():
                 fut.set_result(job)
+
+    def on_final(self, event: JobFinal) -> None:
+        """The event bus's JobFinal (outcome.py): the job's final state is stored, its waiters can have it."""
+        self.wake(event.job)
 
     def release_all(self) -> None:
         """Answer every waiter now (shutdown): they report the job's current state."""

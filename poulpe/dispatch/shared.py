@@ -12,49 +12,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 from poulpe.dispatch.events import Events, FinishedElsewhere, LeaseSet, LimitsChanged, QueuedElsewhere, Reconnected
 from poulpe.dispatch.ready import Ready
 from poulpe.errors import Unavailable
 from poulpe.job import LEASE_LOST, Job, Status
-from poulpe.keys import KeyLimits
-from poulpe.store.base import Claimed
+from poulpe.store.base import SharedSchedule
 
 log = logging.getLogger("poulpe.jobs")
 CLAIM_MAX = 500  # jobs leased in one claim at most
-
-
-class SharedSchedule(Protocol):
-    """The operations a store shared by several processes offers the dispatch engine."""
-
-    owner: str
-    base: str
-
-    async def claim(
-        self,
-        n: int,
-        lease: float,
-        now: float | None = None,
-        *,
-        recheck: Sequence[str] | None = None,
-        defaults: KeyLimits | None = None,
-    ) -> Claimed: ...
-
-    async def key_counts(self, key: str, period: float) -> tuple[int, int, int]: ...
-
-    async def busy_keys(self) -> dict[str, tuple[int, int]]: ...
-
-    async def renew(self, ids: Iterable[str], lease: float) -> list[str]: ...
-
-    async def listen(self, on_message: Callable[[str, str], None], on_connected: Callable[[], None]) -> None: ...
-
-    async def request_cancel(self, job_id: str) -> None: ...
-
-    async def delayed(self, cap: int) -> list[str]: ...
-
-    async def save(self, job: Job) -> None: ...
 
 
 class SharedFeed:

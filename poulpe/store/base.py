@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol, TypedDict, Unpack
 
 from poulpe.job import CallbackDelivery, Job, Status
 from poulpe.keys import KeyLimits
 
-if TYPE_CHECKING:
-    from poulpe.dispatch.shared import SharedSchedule
+
+class JobQuery(TypedDict, total=False):
+    """What `list_jobs` filters and pages by: each filter left out matches every job; page 1, 50 a page."""
+
+    status: Status | None
+    method: str | None
+    name: str | None
+    page: int
+    size: int
 
 
 class Pending(NamedTuple):
@@ -36,6 +43,37 @@ class Claimed(NamedTuple):
 class Page(NamedTuple):
     jobs: list[Job]
     total: int
+
+
+class SharedSchedule(Protocol):
+    """The operations a store shared by several processes offers the dispatch engine (dispatch/shared.py)."""
+
+    owner: str
+    base: str
+
+    async def claim(
+        self,
+        n: int,
+        lease: float,
+        now: float | None = None,
+        *,
+        recheck: Sequence[str] | None = None,
+        defaults: KeyLimits | None = None,
+    ) -> Claimed: ...
+
+    async def key_counts(self, key: str, period: float) -> tuple[int, int, int]: ...
+
+    async def busy_keys(self) -> dict[str, tuple[int, int]]: ...
+
+    async def renew(self, ids: Iterable[str], lease: float) -> list[str]: ...
+
+    async def listen(self, on_message: Callable[[str, str], None], on_connected: Callable[[], None]) -> None: ...
+
+    async def request_cancel(self, job_id: str) -> None: ...
+
+    async def delayed(self, cap: int) -> list[str]: ...
+
+    async def save(self, job: Job) -> None: ...
 
 
 class Store(abc.ABC):
@@ -94,15 +132,7 @@ class Store(abc.ABC):
         """Every job not final yet: what a restart must schedule again (and `running` ones run again)."""
 
     @abc.abstractmethod
-    async def list_jobs(
-        self,
-        *,
-        status: Status | None = None,
-        method: str | None = None,
-        name: str | None = None,
-        page: int = 1,
-        size: int = 50,
-    ) -> Page:
+    async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         """A page of jobs, newest first (by acceptance order)."""
 
     @abc.abstractmethod

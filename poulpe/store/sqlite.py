@@ -16,14 +16,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import msgspec
 
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
-from poulpe.store.base import Page, Pending, Store
+from poulpe.store.base import JobQuery, Page, Pending, Store
 from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
 
 log = logging.getLogger(__name__)
@@ -236,15 +236,9 @@ class SqliteStore(Store):
 
         return await self._scan(scan)
 
-    async def list_jobs(
-        self,
-        *,
-        status: Status | None = None,
-        method: str | None = None,
-        name: str | None = None,
-        page: int = 1,
-        size: int = 50,
-    ) -> Page:
+    async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
+        status, method, name = query.get("status"), query.get("method"), query.get("name")
+        page, size = query.get("page", 1), query.get("size", 50)
         where, args = [], []
         for column, value in (("status", status.value if status else None), ("method", method), ("name", name)):
             if value is not None:
