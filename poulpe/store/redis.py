@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -87,8 +86,11 @@ class RedisStore(Store):
     kind = "redis"
     shared = True
 
-    def __init__(self, url: str, *, prefix: str = "poulpe:", owner: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "poulpe:", owner: str | None = None, password: str | None = None
+    ) -> None:
         self.url = url
+        self._password = password  # --redis's password (Settings.redis_password), kept off the URL and the logs
         self.base = namespace(prefix)
         self.owner = owner or f"poulpe-{secrets.token_hex(6)}"  # this process's name on its leases
         self._due = self.base + "due"
@@ -108,8 +110,8 @@ class RedisStore(Store):
     # --- connection ------------------------------------------------------------------------------------------
     async def open(self) -> None:
         """Connects lazily: poulpe starts while Redis is away (intake answers 503 until it is back)."""
-        self._redis = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"))
-        self._once = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"), retries=0)
+        self._redis = connect(self.url, self._password)
+        self._once = connect(self.url, self._password, retries=0)
         self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
         with contextlib.suppress(StoreUnavailable):
             await self._load_scripts()
@@ -502,7 +504,7 @@ class RedisStore(Store):
         delay = 0.05
         # its own connection, which never times out waiting for messages and never reconnects behind our back:
         # after a break, messages were missed, and `on_connected` must run
-        client = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"), retries=0, socket_timeout=None)
+        client = connect(self.url, self._password, retries=0, socket_timeout=None)
         try:
             while True:
                 try:
