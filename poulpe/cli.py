@@ -87,7 +87,7 @@ def serve(settings: Settings) -> None:
         ws_max_size=settings.max_body,
         **connection_options(settings.workers),  # httptools, with bounded connections and request heads
     )
-    PoulpeServer(config, app, settings.grace).run()
+    PoulpeServer(config, app.state.service).run()
 
 
 def known_secrets(settings: Settings) -> list[str]:
