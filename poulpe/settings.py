@@ -1,4 +1,4 @@
-"""Every flag of `poulpe`, its default and its checks, in one frozen record."""
+"""Every flag and secret of `poulpe`, its default and its checks, in one frozen record (flags.py: the table)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ class Settings:
     data: Path = Path("poulpe.db")
     redis: str | None = None
     redis_prefix: str = "poulpe:"
+    redis_password: Secret | None = None  # POULPE_REDIS_PASSWORD only
     cron: Path | None = None
     cron_check: bool = False
     timezone: str = "UTC"

@@ -41,9 +41,16 @@ class RedisStore(RedisLink, Store):
     shared = True
 
     def __init__(
-        self, url: str, *, prefix: str = "poulpe:", owner: str | None = None, patience: float | None = None
+        self,
+        url: str,
+        *,
+        prefix: str = "poulpe:",
+        owner: str | None = None,
+        patience: float | None = None,
+        password: str | None = None,
     ) -> None:
-        RedisLink.__init__(self, url, prefix=prefix, patience=PATIENCE_S if patience is None else patience)
+        patience = PATIENCE_S if patience is None else patience
+        RedisLink.__init__(self, url, prefix=prefix, patience=patience, password=password)
         self.owner = owner or f"poulpe-{secrets.token_hex(6)}"  # this process's name on its leases
 
     def shared_schedule(self) -> RedisStore:

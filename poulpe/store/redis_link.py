@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -84,8 +83,9 @@ def connect(url: str, password: str | None, *, retries: int = 2, socket_timeout:
 
 
 class RedisLink:
-    def __init__(self, url: str, *, prefix: str, patience: float) -> None:
+    def __init__(self, url: str, *, prefix: str, patience: float, password: str | None = None) -> None:
         self.url = url
+        self._password = password  # Settings.redis_password: kept off the URL and the logs
         self.patience = patience
         self.base = namespace(prefix)
         self._due = self.base + "due"
@@ -102,8 +102,8 @@ class RedisLink:
     # --- connection ------------------------------------------------------------------------------------------
     async def open(self) -> None:
         """Connects lazily: poulpe starts while Redis is away (intake answers 503 until it is back)."""
-        self._redis = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"))
-        self._once = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"), retries=0)
+        self._redis = connect(self.url, self._password)
+        self._once = connect(self.url, self._password, retries=0)
         self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
         with contextlib.suppress(StoreUnavailable):
             await self._load_scripts()
@@ -322,7 +322,7 @@ class RedisLink:
         delay = 0.05
         # its own connection, which never times out waiting for messages and never reconnects behind our back:
         # after a break, messages were missed, and `on_connected` must run
-        client = connect(self.url, os.environ.get("POULPE_REDIS_PASSWORD"), retries=0, socket_timeout=None)
+        client = connect(self.url, self._password, retries=0, socket_timeout=None)
         try:
             while True:
                 try:
