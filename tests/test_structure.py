@@ -20,7 +20,7 @@ MAX_LINES = 400
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "record and ground rules",
-        {"poulpe", "job", "errors", "settings", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"},
+        {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
     ("parts", {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}),
@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     (
         "assembly and entry points",
-        {"app", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"},
+        {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"},
     ),
 ]
 
