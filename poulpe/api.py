@@ -131,6 +131,8 @@ async def health(request: Request) -> Response:
         body.update(writable=False, error=fault)
     if detail:
         body["detail"] = detail
+    if manager.controls.limits.paused_all:
+        body["paused"] = True  # healthy, but no job starts (POST /resume)
     return json_response(body, 200 if ok else 503)
 
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from poulpe import __version__, api, ops_api
+from poulpe import __version__, api, keys_api, ops_api
 from poulpe.auth import TokenAuth
 from poulpe.callbacks import Callbacks
 from poulpe.compat.routes import routes as compat_routes
@@ -28,6 +28,7 @@ from poulpe.external import ExternalWorkers
 from poulpe.intake.http import task_in_queue
 from poulpe.intake.ws import ws_task
 from poulpe.job import HTTP_METHODS, Method, RetryPolicy
+from poulpe.keys import KeyLimits
 from poulpe.manager import JobManager
 from poulpe.metrics import ErrorCounter, Metrics
 from poulpe.openapi import document
@@ -71,6 +72,13 @@ def limits_for(settings: Settings) -> Limits:
     )
 
 
+def key_defaults(settings: Settings) -> KeyLimits:
+    """--key_parallelism, --key_rate, --key_period (0: no limit of that kind)."""
+    return KeyLimits(
+        parallelism=settings.key_parallelism or None, rate=settings.key_rate or None, period=settings.key_period
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     limits = limits_for(settings)
     metrics = Metrics()
@@ -93,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
             lease=settings.lease,
             node=node,
             metrics=metrics,
+            key_defaults=key_defaults(settings),
         )
         dead_errors = metrics.watch(
             "poulpe_dead_letter_write_errors",
@@ -174,6 +183,13 @@ def create_app(settings: Settings) -> Starlette:
         Route("/jobs", api.list_jobs, methods=["GET"]),
         Route("/jobs/{id}", api.get_job, methods=["GET"]),
         Route("/jobs/{id}", api.cancel_job, methods=["DELETE"]),
+        Route("/jobs/{id}/run", keys_api.run_job, methods=["POST"]),
+        Route("/keys", keys_api.list_keys, methods=["GET"]),
+        keys_api.key_route("/keys/{key}", keys_api.get_key, "GET"),
+        keys_api.key_route("/keys/{key}", keys_api.put_key, "PUT"),
+        keys_api.key_route("/keys/{key}", keys_api.delete_key, "DELETE"),
+        Route("/pause", keys_api.pause, methods=["POST"]),
+        Route("/resume", keys_api.resume, methods=["POST"]),
         Route("/dead", api.list_dead, methods=["GET"]),
         Route("/dead/{id}", api.get_dead, methods=["GET"]),
         Route("/dead/{id}", api.delete_dead, methods=["DELETE"]),

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from poulpe.dispatch.events import JobFinal
 from poulpe.job import FINAL, CallbackDelivery, Job
 from poulpe.manager import JobManager
 from poulpe.responses import encode
@@ -45,7 +46,7 @@ class Callbacks:
         self._unlisten: Callable[[], None] | None = None
 
     def start(self) -> None:
-        self._unlisten = self.manager.waiters.listen(self._on_final)
+        self._unlisten = self.manager.events.on(JobFinal, lambda event: self._on_final(event.job))
 
     async def stop(self) -> None:
         if self._unlisten is not None:

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("signing_key", str, "HMAC key signing every HTTP call (prefer POULPE_SIGNING_KEY)", secret=True)
     add("token", str, "bearer token every route but /health needs (prefer POULPE_TOKEN)", secret=True)
     add("lease", float, "seconds a process holds a job on a shared store (default 60)")
+    add("key_parallelism", int, "attempts running at once per key without limits of its own (default 0: none)")
+    add("key_rate", float, "attempt starts per --key_period per key without limits of its own (default 0: none)")
+    add("key_period", float, "seconds of --key_rate (default 1)")
     add("grace", float, "seconds running attempts get on shutdown (default 30)")
     add("max_body", int, "largest request body, bytes (default 1048576)")
     add("log_level", str, "debug, info, warning or error (default info)")
@@ -119,10 +122,11 @@ def settings_of(args: dict[str, Any]) -> Settings:
             value = raw.strip().lower() in TRUE if field in SWITCHES else raw
         values[field] = value
     try:
-        for key in ("port", "workers", "max_retry", "smtp_port", "max_body", "max_pending"):
+        for key in ("port", "workers", "max_retry", "smtp_port", "max_body", "max_pending", "key_parallelism"):
             if key in values:
                 values[key] = int(values[key])
-        for key in ("retry_interval", "job_timeout", "result_ttl", "lease", "grace", "kafka_session_timeout"):
+        floats = ("retry_interval", "job_timeout", "result_ttl", "lease", "grace", "kafka_session_timeout")
+        for key in (*floats, "key_rate", "key_period"):
             if key in values:
                 values[key] = float(values[key])
     except ValueError as exc:

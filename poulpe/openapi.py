@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from poulpe import __version__
+from poulpe import __version__, openapi_keys
 from poulpe.compat.openapi import paths as compat_paths
 from poulpe.job import Method, Status
+from poulpe.keys import KEY_PATTERN
 from poulpe.validate import ID_PATTERN, MAX_BATCH, MAX_META, MAX_PARAMS, MAX_SECONDS, MAX_UNIX
 
 _NUM = {"type": "number"}
@@ -118,6 +119,11 @@ def _job_in() -> dict[str, Any]:
             {"type": "string", "maxLength": 4096}, "An http or https URL the final result is POSTed to."
         ),
         "meta": _nullable({"type": "object"}, f"Returned as is; at most {MAX_META // 1024} KiB."),
+        "key": _nullable(
+            {"type": "string", "pattern": KEY_PATTERN},
+            "Jobs sharing a key share its limits (PUT /keys/{key}) and take turns with other keys.",
+        ),
+        "priority": {"type": "integer", "minimum": -100, "maximum": 100, "description": "Higher starts first."},
     }
     return _object(properties, ["method", "name"], additionalProperties=False)
 
@@ -156,6 +162,13 @@ def _schemas() -> dict[str, Any]:
             "worker": {**_STR, "description": "QUEUE: the external worker holding the running attempt."},
             "lease_until": {**_NUM_OR_NULL, "description": "QUEUE: when that worker's lease ends."},
             "remark": {**_STR, "description": "QUEUE: the remark its worker reported with the result."},
+            "key": {**_STR, "description": "The job's key (SPEC 10.1)."},
+            "priority": {**_INT, "description": "The job's priority, when not 0."},
+            "held": {
+                "type": "string",
+                "enum": ["paused", "parallelism", "rate"],
+                "description": "A due job waiting because of its key's pause or limits, or the deployment's pause.",
+            },
             "callback_delivery": _object(
                 {
                     "attempts": _INT,
@@ -238,6 +251,7 @@ def _schemas() -> dict[str, Any]:
             "delayed": {"type": "array", "items": _STR, "maxItems": 1000},
             "failed": {"type": "array", "items": _STR, "maxItems": 1000},
             "truncated": _BOOL,
+            "paused": {**_BOOL, "description": "POST /pause: no job starts until POST /resume."},
             "counts": _object({s: _INT for s in _STATUSES}, _STATUSES),
             "today": _object({"succeeded": _INT, "failed": _INT}, ["succeeded", "failed"]),
         },
@@ -580,9 +594,10 @@ def document() -> dict[str, Any]:
             '`{"result": "Fail", "error": <sentence>, "field": <field or null>}`. The WebSocket intake `/ws_task` '
             "takes the same job JSON (docs/api.md); it is not an OpenAPI operation.",
         },
-        "paths": {**_paths(), **compat_paths()},  # compat: kingtask, easyTask, external workers
+        # compat: kingtask, easyTask, external workers; keys: flow control (SPEC 10.1)
+        "paths": {**_paths(), **compat_paths(), **openapi_keys.paths()},
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **openapi_keys.schemas()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

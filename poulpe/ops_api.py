@@ -34,7 +34,7 @@ async def metrics(request: Request) -> Response:
     manager: JobManager = request.state.manager
     registry: Metrics = request.state.metrics
     counts = await manager.store.counts()
-    body = registry.exposition(counts=counts, running=manager.workers.running, ready=manager.workers.ready)
+    body = registry.exposition(counts=counts, running=manager.workers.running, ready=len(manager.ready))
     return Response(body, media_type=CONTENT_TYPE)
 
 

@@ -82,6 +82,9 @@ class Settings:
     signing_key: Secret | None = None
     token: Secret | None = None
     lease: float = 60.0
+    key_parallelism: int = 0  # defaults for every key without limits of its own (SPEC 10.1); 0: none
+    key_rate: float = 0.0
+    key_period: float = 1.0
     grace: float = 30.0
     max_body: int = 1024 * 1024
     log_level: str = "info"
@@ -99,6 +102,9 @@ class Settings:
             (self.job_timeout > 0, "job_timeout", "must be > 0"),
             (self.result_ttl > 0, "result_ttl", "must be > 0"),
             (self.lease > 0, "lease", "must be > 0"),
+            (self.key_parallelism >= 0, "key_parallelism", "must be >= 0 (0: no limit)"),
+            (self.key_rate >= 0, "key_rate", "must be >= 0 (0: no limit)"),
+            (self.key_period > 0, "key_period", "must be > 0"),
             (self.grace >= 0, "grace", "must be >= 0"),
             (self.max_body >= 1024, "max_body", "must be at least 1024 bytes"),
             (1 <= self.kafka_session_timeout <= 300, "kafka_session_timeout", "must be between 1 and 300 seconds"),

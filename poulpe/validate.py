@@ -19,6 +19,7 @@ import msgspec
 
 from poulpe.errors import BadRequest
 from poulpe.job import DEFAULT_RETRY, HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
+from poulpe.keys import KEY_RULE, KEY_WIRE
 from poulpe.runners.exec import resolve_program, split_args
 from poulpe.runners.http import host_allowed
 
@@ -71,6 +72,8 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     headers: Annotated[dict[str, str], msgspec.Meta(max_length=64)] | None = None
     callback: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     meta: msgspec.Raw = msgspec.Raw(b"null")
+    key: Annotated[str, msgspec.Meta(pattern=KEY_WIRE)] | None = None
+    priority: Annotated[int, msgspec.Meta(ge=-100, le=100)] = 0
 
 
 _FIELD_KEY = re.compile(
@@ -220,6 +223,8 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
         headers=_check_headers(wire.headers),
         callback=wire.callback,
         meta=meta,
+        key=wire.key,
+        priority=wire.priority,
         status=Status.QUEUED if run_at <= now else Status.SCHEDULED,
         created_at=now,
         run_at=run_at,
@@ -411,6 +416,8 @@ def _split_msgspec(message: str) -> tuple[str | None, str]:
         return field, f"unknown field {unknown.group(1)!r}"
     if field == "id" and "regex" in message:
         return field, "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"
+    if field == "key" and "regex" in message:
+        return field, KEY_RULE
     if message.startswith("Object missing required field"):
         missing = message.split("`")[1]
         field = f"{field}.{missing}" if field else missing

@@ -20,6 +20,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from poulpe.dispatch.events import JobFinal
 from poulpe.errors import BadRequest, Unavailable
 from poulpe.intake.kafka_config import connection
 from poulpe.intake.kafka_outbox import Outbox
@@ -74,7 +75,7 @@ class KafkaIntake:
     async def start(self) -> None:
         """Re-send what the outbox holds for final jobs, then consume. Never waits for a broker."""
         ids = await self.outbox.open()
-        self._stop_listening = self.manager.waiters.listen(self._on_final)
+        self._stop_listening = self.manager.events.on(JobFinal, lambda event: self._on_final(event.job))
         jobs = {job.id: job for job in await self.manager.store.get_many(list(ids))}
         # unknown ids: their message was not committed (it comes again) or their job expired
         await self.outbox.remove(ids - jobs.keys())

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from poulpe.job import CallbackDelivery, Job, Status
+from poulpe.keys import KeyLimits
+
+if TYPE_CHECKING:
+    from poulpe.dispatch.shared import SharedSchedule
 
 
 class Pending(NamedTuple):
@@ -16,6 +20,15 @@ class Pending(NamedTuple):
     seq: int
     id: str
     status: Status
+
+
+class Claimed(NamedTuple):
+    """What one claim on a shared schedule brought: the jobs now leased to this process, and when to claim again
+    at the latest."""
+
+    jobs: list[Job]
+    next_due: float | None
+    next_lease_end: float | None
 
 
 class Page(NamedTuple):
@@ -32,7 +45,11 @@ class Store(abc.ABC):
     """
 
     kind: str
-    shared = False  # True when several processes share the store's schedule (feeds.SharedFeed claims from it)
+    shared = False  # True when several processes share the store's schedule (dispatch/shared.py claims from it)
+
+    def shared_schedule(self) -> SharedSchedule | None:
+        """The schedule shared with other processes, when this store has one (Redis); None: this process owns it."""
+        return None
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -140,3 +157,17 @@ class Store(abc.ABC):
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Record how a final job's callback went. Only that field changes: never the status, never the day
         totals; a job that is no longer final (retried from the dead letters) or gone is left alone (False)."""
+
+    # --- keys and the deployment-wide pause (SPEC 10.1): stored, so they survive restarts and every process sharing
+    # the store applies the same ones
+    @abc.abstractmethod
+    async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
+        """Every key's own limits (pause included), and whether the whole deployment is paused."""
+
+    @abc.abstractmethod
+    async def set_key(self, key: str, limits: KeyLimits | None) -> None:
+        """Store a key's own limits; None (or empty limits) removes them."""
+
+    @abc.abstractmethod
+    async def set_paused(self, paused: bool) -> None:
+        """Pause or resume the whole deployment."""

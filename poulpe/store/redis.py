@@ -19,9 +19,10 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -30,26 +31,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from poulpe.dispatch.order import in_order
 from poulpe.errors import NotHeld, StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
-from poulpe.store.base import Page, Pending, Store
+from poulpe.keys import KeyLimits
+from poulpe.store.base import Claimed, Page, Pending, Store
 from poulpe.store.redis_scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
+_limits_decoder = msgspec.json.Decoder(KeyLimits)
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _STATUSES = tuple(s.value for s in Status)
 _WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, Status.RUNNING.value)
 _CHUNK = 500
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
-
-
-class Claimed(NamedTuple):
-    """What one claim brought: the jobs now leased to this process, and when to claim again at the latest."""
-
-    jobs: list[Job]
-    next_due: float | None
-    next_lease_end: float | None
 
 
 def namespace(prefix: str) -> str:
@@ -105,6 +101,9 @@ class RedisStore(Store):
         self._closing = False
         self._down_since: float | None = None
         self._write_fault: str | None = None
+
+    def shared_schedule(self) -> RedisStore:
+        return self
 
     # --- connection ------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -305,7 +304,7 @@ class RedisStore(Store):
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
         """Reserve atomically (LEASE_QUEUE), then record each attempt with a save that makes the worker the holder."""
         records = await self._script("lease_queue", [kind, repr(now), n, repr(until), holder])
-        jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
+        jobs = in_order([decode_job(r) for r in records])
         for job in jobs:
             job.begin_attempt(None, holder, now)
             job.lease_holder, job.lease_until = holder, until
@@ -361,7 +360,7 @@ class RedisStore(Store):
         args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0", *(recheck or ())]
         # Straight to Redis, not behind the write pipeline: a worker waiting for work should not wait for writes.
         records, due, lease_end = await self._direct("claim", args)
-        jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
+        jobs = in_order([decode_job(r) for r in records])
         return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]:
@@ -384,7 +383,28 @@ class RedisStore(Store):
         return [_text(i) for i in ids]
 
     def channels(self) -> dict[str, str]:
-        return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease")}
+        return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease", "limits")}
+
+    # --- keys and the deployment-wide pause (a hash each; a change is published on `limits`) ---------------------
+    async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
+        async with self._reachable():
+            own = await self.redis.hgetall(self.base + "keys")
+            paused = await self.redis.hget(self.base + "flags", "paused")
+        limits = {_text(k): _limits_decoder.decode(v) for k, v in own.items()}
+        return limits, paused in (b"1", "1")
+
+    async def set_key(self, key: str, limits: KeyLimits | None) -> None:
+        async with self._reachable():
+            if limits is None or limits.empty:
+                await self.redis.hdel(self.base + "keys", key)
+            else:
+                await self.redis.hset(self.base + "keys", key, msgspec.json.encode(limits))
+            await self.redis.publish(self.base + "limits", key)
+
+    async def set_paused(self, paused: bool) -> None:
+        async with self._reachable():
+            await self.redis.hset(self.base + "flags", "paused", "1" if paused else "0")
+            await self.redis.publish(self.base + "limits", "")
 
     # --- reads -----------------------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
