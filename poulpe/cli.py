@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from poulpe.cron_check import main as cron_check
 
         raise SystemExit(cron_check(argv[2:]))
-    if argv[:1] and argv[0] in ("submit", "status", "dead"):  # operator commands: poulpe/ops_cli.py
+    if argv[:1] and argv[0] in ("submit", "status", "dead", "keys"):  # operator commands: poulpe/ops_cli.py
         from poulpe import ops_cli
 
         raise SystemExit(ops_cli.main(argv))

@@ -21,7 +21,7 @@ import msgspec
 from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
 from poulpe.dispatch.controls import Controls
-from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, Reconnected
+from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, LimitsChanged, Reconnected
 from poulpe.dispatch.limits import Limits
 from poulpe.dispatch.local import LocalFeed
 from poulpe.dispatch.ready import Ready
@@ -80,6 +80,7 @@ class JobManager:
             self.feed = LocalFeed(self.ready, store, clock=clock)
         self.ready.on_free = self.feed.poke
         self.controls = Controls(store, self.ready, self.feed)  # keys' limits and pauses (SPEC 10.1)
+        self.events.on(LimitsChanged, lambda event: self.controls.reload_soon())
         self.finish = Finish(
             store,
             self.dead_jobs,

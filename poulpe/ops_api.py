@@ -14,7 +14,7 @@ from starlette.responses import Response
 from poulpe.cron import fire_times
 from poulpe.crontab import Crontab
 from poulpe.manager import JobManager
-from poulpe.metrics import CONTENT_TYPE, Metrics
+from poulpe.metrics import CONTENT_TYPE, KEY_GAUGES, Metrics
 from poulpe.responses import json_response
 
 NEXT_FIRES = 3
@@ -34,7 +34,14 @@ async def metrics(request: Request) -> Response:
     manager: JobManager = request.state.manager
     registry: Metrics = request.state.metrics
     counts = await manager.store.counts()
-    body = registry.exposition(counts=counts, running=manager.workers.running, ready=len(manager.ready))
+    busiest = (await manager.controls.listing(1, KEY_GAUGES))["keys"]
+    body = registry.exposition(
+        counts=counts,
+        running=manager.workers.running,
+        ready=len(manager.ready),
+        keys=busiest,
+        paused=manager.controls.limits.paused_all,
+    )
     return Response(body, media_type=CONTENT_TYPE)
 
 

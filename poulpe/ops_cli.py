@@ -310,6 +310,56 @@ def _dead_list(client: Client, args: argparse.Namespace) -> int:
     return OK
 
 
+def keys(client: Client, args: argparse.Namespace) -> int:
+    """Keys' limits and pauses (SPEC 10.1); `pause` and `resume` without a key act on the whole deployment."""
+    key = args.key
+    if args.action in ("show", "set", "rm") and key is None:
+        raise CommandError(f"keys {args.action}: give a key", REFUSED)
+    if args.action == "list":
+        _, answer = client.expect("GET", f"/keys?{urlencode({'page': args.page, 'size': args.size})}")
+        if args.json:
+            print(json.dumps(answer, indent=2))
+            return OK
+        rows = [
+            [k["key"], k["waiting"], k["running"], k["parallelism"], k["rate"], k["period"], k["paused"]]
+            for k in answer["keys"]
+        ]
+        print(table(["key", "waiting", "running", "parallelism", "rate", "period", "paused"], rows))
+        print(f"{answer['total']} key{'' if answer['total'] == 1 else 's'} (page {args.page}, {args.size} a page)")
+        return OK
+    if args.action in ("pause", "resume") and key is None:
+        _, answer = client.expect("POST", f"/{args.action}")
+        print(json.dumps(answer) if args.json else f"poulpe is {'paused' if answer['paused'] else 'running'}")
+        return OK
+    path = f"/keys/{quote(key, safe='/')}"
+    if args.action == "show":
+        _, answer = client.expect("GET", path)
+    elif args.action == "rm":
+        _, answer = client.expect("DELETE", path)
+    else:
+        body: dict[str, Any] = {"paused": args.action == "pause"} if args.action in ("pause", "resume") else {}
+        for name in ("parallelism", "rate", "period"):
+            value = getattr(args, name, None)
+            if value is not None:
+                body[name] = None if value == "none" else _number(value, name)
+        if args.action == "set" and not body:
+            raise CommandError("keys set: give --parallelism, --rate or --period", REFUSED)
+        _, answer = client.expect("PUT", path, body)
+    print(json.dumps(answer, indent=2) if args.json else _show_key(answer))
+    return OK
+
+
+def _number(text: str, name: str) -> float | int:
+    try:
+        return int(text) if name == "parallelism" else float(text)
+    except ValueError:
+        raise CommandError(f"--{name} must be a number or none, not {text!r}", REFUSED) from None
+
+
+def _show_key(state: dict[str, Any]) -> str:
+    return "\n".join(f"{name:>18}  {_clean(value)}" for name, value in state.items())
+
+
 # --- parsing -----------------------------------------------------------------------------------------------
 def default_url() -> str:
     return os.environ.get("POULPE_URL") or f"http://127.0.0.1:{os.environ.get('POULPE_PORT') or 8000}"
@@ -371,6 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--page", type=int, default=1)
     sub.add_argument("--size", type=int, default=50)
     sub.set_defaults(run=dead)
+    sub = commands.add_parser(
+        "keys",
+        parents=[common],
+        help="keys: list, show KEY, set KEY --parallelism N --rate N --period S, pause|resume [KEY], rm KEY",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument("action", nargs="?", default="list", choices=["list", "show", "set", "pause", "resume", "rm"])
+    sub.add_argument("key", nargs="?", help="the key (pause and resume without one: the whole deployment)")
+    sub.add_argument("--parallelism", help="attempts running at once at most (none: remove)")
+    sub.add_argument("--rate", help="attempt starts per --period at most (none: remove)")
+    sub.add_argument("--period", help="seconds of --rate (default 1)")
+    sub.add_argument("--page", type=int, default=1)
+    sub.add_argument("--size", type=int, default=50)
+    sub.set_defaults(run=keys)
     return parser
 
 

@@ -6,21 +6,29 @@ this process's cache of limits, and the ready structure looks again at what it h
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Protocol
 
 from poulpe.dispatch.limits import NO_KEY, Limits
 from poulpe.dispatch.ready import Ready
+from poulpe.errors import Unavailable
 from poulpe.job import Job, Status
 from poulpe.keys import KeyLimits, apply_update, check_key
 from poulpe.store.base import Store
+
+log = logging.getLogger(__name__)
 
 
 class KeyCounts(Protocol):
     async def key_counts(self, key: str) -> tuple[int, int, int]:
         """(waiting, running, started in the current period) for a key."""
 
-    def busy_keys(self) -> set[str]:
-        """Keys that have due jobs waiting or running, as far as this process knows."""
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
+        """Keys that have due jobs waiting or running: (waiting, running) of each."""
+
+    def held_reason(self, key: str) -> str | None:
+        """Why a due job of this key waits now, or None."""
 
 
 class Controls:
@@ -29,6 +37,7 @@ class Controls:
         self.ready = ready
         self.limits: Limits = ready.limits
         self.counts = counts
+        self._reloading: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
         """Read the stored limits and pause (at start, and on a shared store whenever they may have changed)."""
@@ -38,11 +47,24 @@ class Controls:
         if changed:
             self.ready.changed()
 
+    def reload_soon(self) -> None:
+        """Read the stored limits again in the background (another process may have changed them)."""
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self) -> None:
+        try:
+            await self.load()
+        except Unavailable:
+            pass  # the next change or the next second tries again
+        except Exception:
+            log.exception("reading keys' limits failed")
+
     def held(self, job: Job) -> str | None:
         """Why a due, queued job is not running: its key's pause or limits, or the deployment-wide pause."""
         if job.status is not Status.QUEUED:
             return None
-        return self.limits.held(job.key or NO_KEY)
+        return self.counts.held_reason(job.key or NO_KEY)
 
     async def put(self, key: str, body: bytes) -> dict[str, Any]:
         check_key(key)
@@ -75,11 +97,12 @@ class Controls:
 
     async def listing(self, page: int, size: int) -> dict[str, Any]:
         """Keys that have unfinished jobs or limits of their own, most waiting first."""
-        keys = (set(self.limits.own) | self.counts.busy_keys()) - {NO_KEY}
-        states = [await self.state(key) for key in keys]
-        states.sort(key=lambda s: (-s["waiting"], -s["running"], s["key"]))
+        busy = await self.counts.busy_keys()
+        keys = (set(self.limits.own) | set(busy)) - {NO_KEY}
+        order = sorted(keys, key=lambda k: (-busy.get(k, (0, 0))[0], -busy.get(k, (0, 0))[1], k))
         start = (page - 1) * size
-        return {"page": page, "size": size, "total": len(states), "keys": states[start : start + size]}
+        states = [await self.state(key) for key in order[start : start + size]]
+        return {"page": page, "size": size, "total": len(keys), "keys": states}
 
     async def pause_all(self, paused: bool) -> dict[str, Any]:
         await self.store.set_paused(paused)

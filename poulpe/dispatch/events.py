@@ -54,6 +54,11 @@ class LeaseSet:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsChanged:
+    """Keys' limits or the deployment-wide pause may have changed in the shared store: read them again."""
+
+
+@dataclass(frozen=True, slots=True)
 class Reconnected:
     """The link to the shared store's messages is back: messages sent meanwhile were missed."""
 

@@ -38,7 +38,7 @@ class Bucket:
     def next_token(self, rate: float, period: float, now: float) -> float:
         """When the bucket holds one token again."""
         missing = 1.0 - self.refill(rate, period, now)
-        return now if missing <= 0 else now + missing * period / rate
+        return now if missing <= 1e-4 else now + missing * period / rate
 
 
 class Limits:
@@ -47,6 +47,7 @@ class Limits:
         self.clock = clock
         self.own: dict[str, KeyLimits] = {}  # the stored limits of keys that have their own
         self.paused_all = False
+        self.counted_elsewhere = False  # a shared store counts parallelism and rates (its claim): pauses only here
         self.running: Counter[str] = Counter()
         self._buckets: dict[str, Bucket] = {}
         self._starts: dict[str, deque[float]] = {}  # recent start times per key (started_in_period)
@@ -65,11 +66,13 @@ class Limits:
         limits = self.of(key)
         if limits.paused:
             return PAUSED
+        if self.counted_elsewhere:
+            return None
         if limits.parallelism is not None and self.running[key] >= limits.parallelism:
             return PARALLELISM
         if (
             limits.rate is not None
-            and self._bucket(key, limits.rate).refill(limits.rate, limits.period, self.clock()) < 1.0
+            and self._bucket(key, limits.rate).refill(limits.rate, limits.period, self.clock()) < 0.9999
         ):
             return RATE
         return None

@@ -93,8 +93,13 @@ class LocalFeed:
         waiting = self.ready.waiting[key] + len(self._parked.get(key, ()))
         return waiting, limits.running[key], limits.started_in_period(key)
 
-    def busy_keys(self) -> set[str]:
-        return set(self.ready.waiting) | set(self._parked) | set(self.ready.limits.running)
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
+        running = self.ready.limits.running
+        keys = set(self.ready.waiting) | set(self._parked) | set(running)
+        return {k: (self.ready.waiting[k] + len(self._parked.get(k, ())), running[k]) for k in keys}
+
+    def held_reason(self, key: str) -> str | None:
+        return self.ready.limits.held(key)
 
     def _make_one_ready(self, job: Job) -> None:
         key = key_of(job)

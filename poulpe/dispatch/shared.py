@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from poulpe.dispatch.events import Events, FinishedElsewhere, LeaseSet, QueuedElsewhere, Reconnected
+from poulpe.dispatch.events import Events, FinishedElsewhere, LeaseSet, LimitsChanged, QueuedElsewhere, Reconnected
 from poulpe.dispatch.ready import Ready
 from poulpe.errors import Unavailable
 from poulpe.job import LEASE_LOST, Job, Status
+from poulpe.keys import KeyLimits
 from poulpe.store.base import Claimed
 
 log = logging.getLogger("poulpe.jobs")
@@ -32,8 +33,18 @@ class SharedSchedule(Protocol):
     base: str
 
     async def claim(
-        self, n: int, lease: float, now: float | None = None, *, recheck: Sequence[str] | None = None
+        self,
+        n: int,
+        lease: float,
+        now: float | None = None,
+        *,
+        recheck: Sequence[str] | None = None,
+        defaults: KeyLimits | None = None,
     ) -> Claimed: ...
+
+    async def key_counts(self, key: str, period: float) -> tuple[int, int, int]: ...
+
+    async def busy_keys(self) -> dict[str, tuple[int, int]]: ...
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]: ...
 
@@ -59,6 +70,8 @@ class SharedFeed:
         self._tasks: list[asyncio.Task[None]] = []
         self._taking = False
         self._unsure = False
+        self._held: dict[str, str] = {}  # keys the last claims passed over, and why (a held job's state says it)
+        ready.limits.counted_elsewhere = True  # parallelism and rates are counted in Redis, by the claim
 
     async def start(self) -> None:
         self._taking = True
@@ -66,6 +79,7 @@ class SharedFeed:
             asyncio.create_task(self._claim_forever(), name="poulpe-claims"),
             asyncio.create_task(self._renew_forever(), name="poulpe-leases"),
             asyncio.create_task(self.store.listen(self._on_message, self._on_connected), name="poulpe-events"),
+            asyncio.create_task(self._refresh_forever(), name="poulpe-limits"),
         ]
         log.info("sharing redis %s as %s: lease %.0f s", self.store.base, self.store.owner, self.lease)
 
@@ -93,12 +107,21 @@ class SharedFeed:
         await self.store.request_cancel(job_id)
 
     async def key_counts(self, key: str) -> tuple[int, int, int]:
-        """(waiting, running, started in the period) of a key, as this process sees it."""
-        limits = self.ready.limits
-        return self.ready.waiting[key], limits.running[key], limits.started_in_period(key)
+        """(waiting, running, started in the period) of a key, counted in Redis across every process."""
+        waiting, leased, started = await self.store.key_counts(key, self.ready.limits.of(key).period)
+        return waiting + self.ready.waiting[key], leased - self.ready.waiting[key], started
 
-    def busy_keys(self) -> set[str]:
-        return set(self.ready.waiting) | set(self.ready.limits.running)
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
+        return await self.store.busy_keys()
+
+    def held_reason(self, key: str) -> str | None:
+        return self.ready.limits.held(key) or self._held.get(key)
+
+    async def _refresh_forever(self) -> None:
+        """Limits and pauses changed by any process are seen within a second, even if a `limits` message is lost."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.events.emit(LimitsChanged())
 
     def schedule(self, job: Job) -> None:
         """The store put the job in the shared `due` set already: look again now, in case it is due."""
@@ -129,7 +152,9 @@ class SharedFeed:
                 continue
             try:
                 recheck = self.ready.held_ids() if self._unsure else None
-                claimed = await self.store.claim(room, self.lease, self.clock(), recheck=recheck)
+                claimed = await self.store.claim(
+                    room, self.lease, self.clock(), recheck=recheck, defaults=self.ready.limits.defaults
+                )
             except Exception as exc:  # Unavailable (Redis away) or anything else: claims must go on
                 if not isinstance(exc, Unavailable):
                     log.exception("claiming jobs failed; trying again")
@@ -141,9 +166,11 @@ class SharedFeed:
             backoff = 0.05
             for job in claimed.jobs:
                 self._claimed(job)
+                self._held.pop(job.key or "", None)
+            self._held.update(claimed.held)
             if len(claimed.jobs) == room:
                 continue  # there may be more due: claim again as soon as there is room
-            times = [t for t in (claimed.next_due, claimed.next_lease_end) if t is not None]
+            times = [t for t in (claimed.next_due, claimed.next_lease_end, claimed.next_token) if t is not None]
             await self._sleep_until(min(times) if times else None)
 
     async def _sleep_until(self, when: float | None) -> None:
@@ -187,6 +214,9 @@ class SharedFeed:
             self.events.emit(QueuedElsewhere(payload))
         elif channel == "xlease":
             self.events.emit(LeaseSet(float(payload)))
+        elif channel == "limits":  # a key's limits or the pause changed: re-read them, and claim again
+            self.events.emit(LimitsChanged())
+            self._wake.set()
 
     def _on_connected(self) -> None:
         """(Re)subscribed: claim again, and look at long-polls whose job may have finished meanwhile."""

@@ -29,6 +29,8 @@ class Claimed(NamedTuple):
     jobs: list[Job]
     next_due: float | None
     next_lease_end: float | None
+    next_token: float | None = None  # when a key held by its rate gets a token again
+    held: dict[str, str] = {}
 
 
 class Page(NamedTuple):

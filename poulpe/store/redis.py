@@ -258,7 +258,7 @@ class RedisStore(Store):
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         args: list[Any] = []
         for job in jobs:
-            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job)]
+            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), _meta(job)]
         known = await self._script("add", args)
         return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
@@ -280,6 +280,7 @@ class RedisStore(Store):
             _place(job),
             "1" if held else "0",
             repr(job.lease_until) if job.status is Status.RUNNING and job.lease_until is not None else "",
+            _meta(job),
         ]
 
     async def save(self, job: Job) -> None:
@@ -349,19 +350,52 @@ class RedisStore(Store):
 
     # --- claiming (shared by every process on this namespace) -------------------------------------------------
     async def claim(
-        self, n: int, lease: float, now: float | None = None, *, recheck: Sequence[str] | None = None
+        self,
+        n: int,
+        lease: float,
+        now: float | None = None,
+        *,
+        recheck: Sequence[str] | None = None,
+        defaults: KeyLimits | None = None,
     ) -> Claimed:
-        """Lease up to `n` due jobs to this process (in due order, then acceptance order).
+        """Lease up to `n` due jobs to this process, by the dispatch rule (priority, key turns, due time, acceptance
+        order; keys' pauses and limits counted across every process; `defaults` for keys without their own).
 
         A claim is never sent twice by the client: when its answer is lost (Redis restarted), the jobs it leased
         are unknown here. Call again with `recheck` = the ids this process holds, and the others go back.
         """
         now = time.time() if now is None else now
-        args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0", *(recheck or ())]
+        d = defaults or KeyLimits()
+        args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0"]
+        args += [d.parallelism or 0, repr(d.rate or 0.0), repr(d.period), *(recheck or ())]
         # Straight to Redis, not behind the write pipeline: a worker waiting for work should not wait for writes.
-        records, due, lease_end = await self._direct("claim", args)
-        jobs = in_order([decode_job(r) for r in records])
-        return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
+        records, due, lease_end, token, passed = await self._direct("claim", args)
+        jobs = [decode_job(r) for r in records]  # in the order the rule took them
+        held = {_text(passed[i]): _text(passed[i + 1]) for i in range(0, len(passed), 2)}
+        return Claimed(
+            jobs,
+            float(due) if due else None,
+            float(lease_end) if lease_end else None,
+            float(token) if token else None,
+            held,
+        )
+
+    async def key_counts(self, key: str, period: float) -> tuple[int, int, int]:
+        """(waiting, running, started in the last `period` s) of a key, counted across every process."""
+        async with self._reachable():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hget(self.base + "kready", key)
+            pipe.hget(self.base + "krun", key)
+            pipe.zcount(self.base + "ks:" + key, time.time() - period, "+inf")
+            waiting, running, started = await pipe.execute()
+        return int(waiting or 0), int(running or 0), int(started or 0)
+
+    async def busy_keys(self) -> dict[str, tuple[int, int]]:
+        """Keys with due jobs waiting or jobs leased now: (waiting, leased) of each."""
+        async with self._reachable():
+            waiting = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.base + "kready")).items()}
+            running = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.base + "krun")).items()}
+        return {k: (waiting.get(k, 0), running.get(k, 0)) for k in {*waiting, *running}}
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]:
         """Extend this process's leases on `ids`; returns the ids whose lease another process took."""
@@ -537,6 +571,12 @@ def _place(job: Job) -> str:
     if job.status in FINAL:
         return ""
     return "q:" + job.name if job.method is Method.QUEUE else "due"
+
+
+def _meta(job: Job) -> str:
+    """Where a waiting job of poulpe's own goes once due: its priority, acceptance order (fixed width, so members
+    of a key's ready set sort by it) and key."""
+    return f"{job.priority}|{job.seq:020d}|{job.key or ''}"
 
 
 def _external(holder: str, attempt: int) -> str:

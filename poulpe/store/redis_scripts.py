@@ -17,7 +17,21 @@ Keys under a base B:
   B xlease        zset   id -> lease end       (QUEUE jobs leased to an external worker)
   B owner         hash   id -> holder          (a process token, or `x:<worker>:<attempt>` for external leases)
   B done          zset   id -> finished_at     (final jobs, for the result TTL)
-Channels: B work (a job came due sooner than any process knew), B done (payload: a job id that became final),
+  Flow control (SPEC 10.1): a due job moves from `due` to its key's ready set when a claim looks at it.
+  B jmeta         hash   id -> "<priority>|<seq>|<key>" (poulpe's own waiting jobs: where they go once due)
+  B rq:<p>:<key>  zset   "<seq>|<id>" -> run_at (due jobs of a key and priority; the member orders equal due times)
+  B rk:<p>        zset   key -> turn               (keys with due jobs at priority p; the lowest turn goes next)
+  B prios         zset   p -> -p                   (priorities with due jobs, highest first)
+  B turn          string                           (the turn counter every process shares)
+  B kready        hash   key -> due jobs waiting   (GET /keys `waiting`)
+  B krun          hash   key -> jobs leased now    (counted against `parallelism` across processes)
+  B jkey          hash   id -> key                 (the key a leased job counts against)
+  B kb            hash   key -> "<tokens>:<stamp>" (each key's token bucket)
+  B ks:<key>      zset   id -> start time          (starts in the last period: GET /keys `started_in_period`)
+  B keys          hash   key -> limits JSON        (PUT /keys/{key})
+  B flags         hash   paused -> 0|1             (POST /pause)
+Channels: B work (a job came due sooner than any process knew, or a key got room), B limits (keys' limits or
+the pause changed), B done (payload: a job id that became final),
 B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
 job waiting), B xlease (payload: an external lease's end).
 
@@ -43,6 +57,29 @@ local function move(B, id, new, seq)
   redis.call('HSET', B..'stat', id, new)
   return old
 end
+-- flow control: where a due job waits (its key's ready set), and the key slot a leased job holds
+local function split_meta(meta)
+  local a = string.find(meta, '|', 1, true)
+  local b = string.find(meta, '|', a + 1, true)
+  return string.sub(meta, 1, a - 1), string.sub(meta, a + 1, b - 1), string.sub(meta, b + 1)
+end
+local function unready(B, id)
+  local meta = redis.call('HGET', B..'jmeta', id)
+  if not meta then return end
+  local p, seq, key = split_meta(meta)
+  local rq = B..'rq:'..p..':'..key
+  if redis.call('ZREM', rq, seq..'|'..id) == 1 then
+    if redis.call('HINCRBY', B..'kready', key, -1) <= 0 then redis.call('HDEL', B..'kready', key) end
+    if redis.call('ZCARD', rq) == 0 then redis.call('ZREM', B..'rk:'..p, key) end
+  end
+end
+local function release(B, id)
+  local key = redis.call('HGET', B..'jkey', id)
+  if not key then return end
+  redis.call('HDEL', B..'jkey', id)
+  if redis.call('HINCRBY', B..'krun', key, -1) <= 0 then redis.call('HDEL', B..'krun', key) end
+  if redis.call('HEXISTS', B..'kready', key) == 1 then redis.call('PUBLISH', B..'work', '') end
+end
 local function earliest(B)
   local first = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
   if first[2] then return tonumber(first[2]) end
@@ -50,7 +87,7 @@ local function earliest(B)
 end
 """
 
-# ARGV: base, then groups of 6: id, record, status, run_at, seq, place.
+# ARGV: base, then groups of 7: id, record, status, run_at, seq, place, meta ("<priority>|<seq>|<key>").
 # Returns, per job, 0 when stored now or the stored record when the id was known (a duplicate).
 ADD = (
     _MOVE
@@ -60,7 +97,7 @@ local soonest = earliest(B)
 local wake = false
 local kinds = {}
 local out = {}
-for i = 2, #ARGV, 6 do
+for i = 2, #ARGV, 7 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = B..'job:'..id
   local known = redis.call('GET', key)
@@ -73,6 +110,7 @@ for i = 2, #ARGV, 6 do
     if place ~= '' then
       local at = tonumber(run_at)
       redis.call('ZADD', B..place, at, id)
+      if place == 'due' then redis.call('HSET', B..'jmeta', id, ARGV[i + 6]) end
       if place == 'due' and (soonest == nil or at < soonest) then
         soonest = at
         wake = true
@@ -91,7 +129,7 @@ return out
 
 # ARGV: base, id, record, status, run_at, seq, token, finished_at ('' if none), day column ('' or
 # '<date>:succeeded' / '<date>:failed'), place, held ('1': write only if `token` holds the job), external lease end
-# ('' unless a QUEUE job starts running for an external worker).
+# ('' unless a QUEUE job starts running for an external worker), meta ("<priority>|<seq>|<key>").
 # Returns 1 when written, 0 when the job is held by someone else (nothing written).
 SAVE = (
     _MOVE
@@ -110,9 +148,12 @@ if final or status ~= 'running' then
   redis.call('ZREM', B..'lease', id)
   redis.call('ZREM', B..'xlease', id)
   redis.call('HDEL', B..'owner', id)
+  release(B, id)
 end
 if final then
   redis.call('ZREM', B..'due', id)
+  unready(B, id)
+  redis.call('HDEL', B..'jmeta', id)
   if place ~= '' and place ~= 'due' then redis.call('ZREM', B..place, id) end
   redis.call('ZADD', B..'done', ARGV[8], id)
   local was_final = old == 'succeeded' or old == 'dead' or old == 'cancelled'
@@ -132,6 +173,10 @@ else
   if place ~= '' then
     local at = tonumber(ARGV[5])
     local soonest = earliest(B)
+    if place == 'due' then
+      unready(B, id)
+      redis.call('HSET', B..'jmeta', id, ARGV[13])
+    end
     redis.call('ZADD', B..place, at, id)
     if place == 'due' and (soonest == nil or at < soonest) then redis.call('PUBLISH', B..'work', '') end
     if place ~= 'due' then redis.call('PUBLISH', B..'queued', string.sub(place, 3)) end
@@ -141,46 +186,141 @@ return 1
 """
 )
 
-# ARGV: base, now, n, lease end, token, recheck ('1' after a claim whose answer was lost), then the ids this
-# process holds. Takes back leases that ran out (their process is gone: the job is due again at once); on a
-# recheck, also this process's leases on jobs it does not hold (claimed by the call whose answer never came);
-# then claims up to n due jobs for this process. Returns {records, next due, next lease end}.
-CLAIM = """
+# ARGV: base, now, n, lease end, token, recheck ('1' after a claim whose answer was lost), default parallelism,
+# default rate, default period (0: none), then the ids this process holds. Takes back leases that ran out (their
+# process is gone: the job is due again at once); on a recheck, also this process's leases on jobs it does not
+# hold (claimed by the call whose answer never came). Then moves due jobs into their key's ready set and claims up
+# to n by the dispatch rule: the highest priority first; among equal priorities, keys take turns (the shared turn
+# counter); within a key, due time then acceptance order; a key that is paused, at its parallelism (jobs leased
+# now, by any process) or out of tokens is passed over. Returns {records, next due, next lease end, next token,
+# {key, why, ...} of the keys passed over}.
+CLAIM = (
+    _MOVE
+    + """
 local B, now, n, until_, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
-if ARGV[6] == '1' then
-  local held = {}
-  for i = 7, #ARGV do held[ARGV[i]] = true end
-  for _, id in ipairs(redis.call('ZRANGE', B..'lease', 0, -1)) do
-    if not held[id] and redis.call('HGET', B..'owner', id) == token then
-      redis.call('ZREM', B..'lease', id)
-      redis.call('HDEL', B..'owner', id)
-      redis.call('ZADD', B..'due', now, id)
-    end
-  end
-end
-local lost = redis.call('ZRANGEBYSCORE', B..'lease', '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(lost) do
+local dpar, drate, dperiod = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local function back(id)
   redis.call('ZREM', B..'lease', id)
   redis.call('HDEL', B..'owner', id)
+  release(B, id)
   redis.call('ZADD', B..'due', now, id)
 end
-local records = {}
-if n > 0 then
-  local ids = redis.call('ZRANGEBYSCORE', B..'due', '-inf', now, 'LIMIT', 0, n)
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', B..'due', id)
-    local record = redis.call('GET', B..'job:'..id)
-    if record then
-      redis.call('ZADD', B..'lease', until_, id)
-      redis.call('HSET', B..'owner', id, token)
-      records[#records + 1] = record
+if ARGV[6] == '1' then
+  local held = {}
+  for i = 10, #ARGV do held[ARGV[i]] = true end
+  for _, id in ipairs(redis.call('ZRANGE', B..'lease', 0, -1)) do
+    if not held[id] and redis.call('HGET', B..'owner', id) == token then back(id) end
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', B..'lease', '-inf', now, 'LIMIT', 0, 1000)) do back(id) end
+-- due jobs to their key's ready set (1,000 a call: a claim stays short; the next one goes on)
+local moved = redis.call('ZRANGEBYSCORE', B..'due', '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+for i = 1, #moved, 2 do
+  local id, at = moved[i], moved[i + 1]
+  redis.call('ZREM', B..'due', id)
+  local meta = redis.call('HGET', B..'jmeta', id)
+  if meta then
+    local p, seq, key = split_meta(meta)
+    if redis.call('ZADD', B..'rq:'..p..':'..key, at, seq..'|'..id) == 1 then
+      redis.call('HINCRBY', B..'kready', key, 1)
+    end
+    if redis.call('ZSCORE', B..'rk:'..p, key) == false then
+      redis.call('ZADD', B..'rk:'..p, redis.call('INCR', B..'turn'), key)
+    end
+    redis.call('ZADD', B..'prios', -tonumber(p), p)
+  end
+end
+local function limits_of(key)
+  local par, rate, period = dpar, drate, dperiod
+  local own = redis.call('HGET', B..'keys', key)
+  if own then
+    local l = cjson.decode(own)
+    if l.paused then return nil, nil, nil, true end
+    if type(l.parallelism) == 'number' then par = l.parallelism end
+    if type(l.rate) == 'number' then rate, period = l.rate, tonumber(l.period) or 1.0 end
+  end
+  return par, rate, period, false
+end
+local records, passed, next_token = {}, {}, nil
+local paused_all = redis.call('HGET', B..'flags', 'paused') == '1'
+if n > 0 and not paused_all then
+  for _, p in ipairs(redis.call('ZRANGE', B..'prios', 0, -1)) do
+    if #records >= n then break end
+    local rk = B..'rk:'..p
+    local idle = 0  -- passes that took nothing: give up after 10 (the first 200 keys by turn were all held)
+    while #records < n do
+      local keys = redis.call('ZRANGE', rk, 0, 199)
+      if #keys == 0 then
+        redis.call('ZREM', B..'prios', p)
+        break
+      end
+      local took = false
+      for _, key in ipairs(keys) do
+        if #records >= n then break end
+        redis.call('ZADD', rk, redis.call('INCR', B..'turn'), key)  -- its turn is used, taken or passed over
+        local why, tokens = nil, nil
+        local par, rate, period, paused = nil, nil, 1.0, false
+        if key ~= '' then
+          par, rate, period, paused = limits_of(key)
+          if paused then
+            why = 'paused'
+          elseif par and par > 0 and tonumber(redis.call('HGET', B..'krun', key) or '0') >= par then
+            why = 'parallelism'
+          elseif rate and rate > 0 then
+            tokens = math.min(1, rate)
+            local bucket = redis.call('HGET', B..'kb', key)
+            if bucket then
+              local sep = string.find(bucket, ':', 1, true)
+              local left, stamp = tonumber(string.sub(bucket, 1, sep - 1)), tonumber(string.sub(bucket, sep + 1))
+              tokens = math.min(rate, left + math.max(0, now - stamp) * rate / period)
+            end
+            if tokens < 0.9999 then  -- (float sums: a refill of exactly one token may fall just short)
+              why = 'rate'
+              local at = now + (1 - tokens) * period / rate
+              if next_token == nil or at < next_token then next_token = at end
+            end
+          end
+        end
+        local rq = B..'rq:'..p..':'..key
+        if why then
+          passed[#passed + 1] = key
+          passed[#passed + 1] = why
+        else
+          local popped = redis.call('ZPOPMIN', rq)
+          if popped[1] then
+            local member = popped[1]
+            local id = string.sub(member, string.find(member, '|', 1, true) + 1)
+            if redis.call('HINCRBY', B..'kready', key, -1) <= 0 then redis.call('HDEL', B..'kready', key) end
+            local record = redis.call('GET', B..'job:'..id)
+            if record then
+              redis.call('ZADD', B..'lease', until_, id)
+              redis.call('HSET', B..'owner', id, token)
+              records[#records + 1] = record
+              took = true
+              if key ~= '' then
+                redis.call('HINCRBY', B..'krun', key, 1)
+                redis.call('HSET', B..'jkey', id, key)
+                if tokens then redis.call('HSET', B..'kb', key, string.format('%.9f:%.6f', tokens - 1, now)) end
+                redis.call('ZADD', B..'ks:'..key, now, id)
+                redis.call('ZREMRANGEBYSCORE', B..'ks:'..key, '-inf', now - math.max(period or 1.0, 1.0))
+              end
+            end
+          end
+        end
+        if redis.call('ZCARD', rq) == 0 then redis.call('ZREM', rk, key) end
+      end
+      if not took then
+        idle = idle + 1
+        if #keys < 200 or idle >= 10 then break end
+      end
     end
   end
 end
 local due = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
 local lease = redis.call('ZRANGE', B..'lease', 0, 0, 'WITHSCORES')
-return {records, due[2] or '', lease[2] or ''}
+return {records, due[2] or '', lease[2] or '', next_token and string.format('%.6f', next_token) or '', passed}
 """
+)
 
 # ARGV: base, lease end, token, ids... Extends the leases this process still holds; returns the ids it lost.
 RENEW = """
@@ -207,6 +347,9 @@ local function forget(B, id)
   end
   redis.call('HDEL', B..'stat', id)
   redis.call('HDEL', B..'owner', id)
+  release(B, id)
+  unready(B, id)
+  redis.call('HDEL', B..'jmeta', id)
   for _, index in ipairs({'all', 'done', 'due', 'lease', 'xlease'}) do redis.call('ZREM', B..index, id) end
   return redis.call('DEL', B..'job:'..id)
 end
@@ -214,7 +357,8 @@ end
 
 # ARGV: base, finished before, limit. Forgets final jobs past their TTL; returns how many went.
 PURGE = (
-    _FORGET
+    _MOVE
+    + _FORGET
     + """
 local B = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', B..'done', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -224,7 +368,7 @@ return #ids
 )
 
 # ARGV: base, id. Forgets one job; returns 1 when it existed.
-DELETE = _FORGET + "return forget(ARGV[1], ARGV[2])\n"
+DELETE = _MOVE + _FORGET + "return forget(ARGV[1], ARGV[2])\n"
 
 # ARGV: base, type, now, n, lease end, worker. Reserves up to n due QUEUE jobs of the type for the worker: out of
 # `q:<type>`, into `xlease`, owner `x:?:<type>` until the caller's follow-up `save` records the attempt (a
