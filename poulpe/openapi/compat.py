@@ -56,8 +56,6 @@ class KingtaskRpc(_KingtaskTiming, kw_only=True):
 
 
 class KingtaskResult(msgspec.Struct):
-    """is_result_exist 0 while the task is not final; message: stdout or response body, or the error."""
-
     is_result_exist: Literal[0, 1]
     is_success: Literal[0, 1]
     message: str
@@ -92,7 +90,13 @@ KINGTASK = [
         "/api/v1/task/result/{id}",
         "kingtaskResult",
         "kingtask: a task's result",
-        {200: Answer(KingtaskResult, "The task's result"), **_KINGTASK_REFUSALS},
+        {
+            200: Answer(
+                KingtaskResult,
+                "is_result_exist 0 while the task is not final; message: stdout or response body, or the error",
+            ),
+            **_KINGTASK_REFUSALS,
+        },
         params=(Param("id", "path", str, required=True),),
         tags=("kingtask",),
     ),
