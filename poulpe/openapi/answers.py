@@ -72,12 +72,27 @@ class Ack(msgspec.Struct):
     run_at: float
 
 
-class Error(msgspec.Struct):
+class Error(msgspec.Struct, kw_only=True):
     """Every error answer of poulpe's own routes."""
 
     result: Literal["Fail"]
     error: Annotated[str, Meta(description="A sentence saying what is wrong.")]
     field: Annotated[str | None, Meta(description="The field at fault (`retry.max`), or null.")]
+    stored: (
+        Annotated[
+            Literal["unknown"],
+            Meta(description="503 only: the store went away after receiving the job; retry with `id` / `ids`."),
+        ]
+        | UnsetType
+    ) = UNSET
+    id: Annotated[str, Meta(description="With `stored`: the job's id (generated ones too).")] | UnsetType = UNSET
+    ids: (
+        Annotated[
+            list[str | None],
+            Meta(description="With `stored`, for a batch: one id per slot in order (null: the slot was not valid)."),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class DeadJobFields(msgspec.Struct):

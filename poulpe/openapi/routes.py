@@ -39,7 +39,7 @@ _WORDS = {
     409: "Conflict with the job's state",
     413: "Body larger than --max_body",
     415: "Body not sent as application/json",
-    503: "Store unreachable or shutting down: nothing was accepted, retry",
+    503: "Store unreachable or shutting down: nothing was accepted, retry (with `stored: unknown`: retry with the ids)",
 }
 
 
