@@ -15,6 +15,10 @@ objects is merged, `const` is a one-value `enum`, a type list is an `anyOf` of o
 keywords that apply to its type), nested `anyOf`s are flattened and sorted, `type` beside an `enum` whose values all
 have that type is dropped, an empty `required` or `properties` is dropped, and a property whose schema is `{}` is
 dropped where unknown properties are allowed anyway. None of these changes what a schema accepts or refuses.
+
+A change to the wire contract (a new route, a new field) fails this test until the fixture says it too:
+`.venv/bin/python -m tests.test_openapi` rewrites the fixture from the generated document, and the fixture's diff
+shows the change in review.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import pytest
 
 from poulpe.openapi import document
 
-BEFORE = json.loads((Path(__file__).parent / "openapi_before.json").read_text())
+FIXTURE = Path(__file__).parent / "openapi_before.json"
+BEFORE = json.loads(FIXTURE.read_text())
 COSMETIC = {"description", "title", "examples", "example", "default", "summary"}
 APPLIES = {
     "number": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"},
@@ -183,3 +188,7 @@ def test_the_canonical_form_keeps_differences_that_matter() -> None:
     strict = {"type": "object", "properties": {"a": {}}, "required": ["a"], "additionalProperties": False}
     assert canonical(strict, empty) != canonical({**strict, "required": []}, empty)
     assert canonical(strict, empty) != canonical({**strict, "additionalProperties": True}, empty)
+
+
+if __name__ == "__main__":
+    FIXTURE.write_text(json.dumps(document(), indent=1, sort_keys=True, ensure_ascii=False) + "\n")
