@@ -28,7 +28,7 @@ def job(job_id: str, *, key: str | None = None, priority: int = 0, seq: int = 0,
 def ready_with(*jobs: Job, workers: int = 1, clock: Clock | None = None, **limits: KeyLimits) -> Ready:
     clock = clock or Clock()
     gate = Limits(clock=clock)
-    gate.own.update(limits)
+    gate.own = dict(limits)
     ready = Ready(workers, limits=gate, clock=clock)
     for j in jobs:
         ready.take(j)

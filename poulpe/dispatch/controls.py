@@ -111,8 +111,5 @@ class Controls:
         return {"paused": paused}
 
     def _apply(self, key: str, limits: KeyLimits | None) -> None:
-        if limits is None or limits.empty:
-            self.limits.own.pop(key, None)
-        else:
-            self.limits.own[key] = limits
+        self.limits.set_own(key, None if limits is None or limits.empty else limits)
         self.ready.changed()

@@ -45,17 +45,39 @@ class Limits:
     def __init__(self, defaults: KeyLimits | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.defaults = defaults or KeyLimits()
         self.clock = clock
-        self.own: dict[str, KeyLimits] = {}  # the stored limits of keys that have their own
+        self._own: dict[str, KeyLimits] = {}  # the stored limits of keys that have their own
+        self._effective: dict[str, KeyLimits] = {}  # a cache of `of(key)`, emptied when limits change
         self.paused_all = False
         self.counted_elsewhere = False  # a shared store counts parallelism and rates (its claim): pauses only here
         self.running: Counter[str] = Counter()
         self._buckets: dict[str, Bucket] = {}
         self._starts: dict[str, deque[float]] = {}  # recent start times per key (started_in_period)
 
+    @property
+    def own(self) -> dict[str, KeyLimits]:
+        """Keys' own limits. Change them by assigning a new dict or with `set_own`, so the cache is emptied."""
+        return self._own
+
+    @own.setter
+    def own(self, value: dict[str, KeyLimits]) -> None:
+        self._own = value
+        self._effective.clear()
+
+    def set_own(self, key: str, limits: KeyLimits | None) -> None:
+        if limits is None:
+            self._own.pop(key, None)
+        else:
+            self._own[key] = limits
+        self._effective.clear()
+
     def of(self, key: str) -> KeyLimits:
-        if key == NO_KEY:
-            return KeyLimits()
-        return effective(self.own.get(key), self.defaults)
+        found = self._effective.get(key)
+        if found is None:
+            found = KeyLimits() if key == NO_KEY else effective(self._own.get(key), self.defaults)
+            if len(self._effective) > 100_000:
+                self._effective.clear()
+            self._effective[key] = found
+        return found
 
     def held(self, key: str) -> str | None:
         """Why a due job of this key may not start now, or None."""

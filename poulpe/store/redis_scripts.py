@@ -24,6 +24,7 @@ Keys under a base B:
   B prios         zset   p -> -p                   (priorities with due jobs, highest first)
   B turn          string                           (the turn counter every process shares)
   B kready        hash   key -> due jobs waiting   (GET /keys `waiting`)
+  B kfull         hash   key -> 1                  (a claim passed the key over for its parallelism: tell of room)
   B krun          hash   key -> jobs leased now    (counted against `parallelism` across processes)
   B jkey          hash   id -> key                 (the key a leased job counts against)
   B kb            hash   key -> "<tokens>:<stamp>" (each key's token bucket)
@@ -78,7 +79,9 @@ local function release(B, id)
   if not key then return end
   redis.call('HDEL', B..'jkey', id)
   if redis.call('HINCRBY', B..'krun', key, -1) <= 0 then redis.call('HDEL', B..'krun', key) end
-  if redis.call('HEXISTS', B..'kready', key) == 1 then redis.call('PUBLISH', B..'work', '') end
+  -- a key a claim passed over for its parallelism has room now: tell the processes (only then: one message per
+  -- job ended would wake every process for nothing)
+  if redis.call('HDEL', B..'kfull', key) == 1 then redis.call('PUBLISH', B..'work', '') end
 end
 local function earliest(B)
   local first = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
@@ -230,7 +233,8 @@ for i = 1, #moved, 2 do
     redis.call('ZADD', B..'prios', -tonumber(p), p)
   end
 end
-local function limits_of(key)
+local seen = {}
+local function read_limits(key)
   local par, rate, period = dpar, drate, dperiod
   local own = redis.call('HGET', B..'keys', key)
   if own then
@@ -240,6 +244,15 @@ local function limits_of(key)
     if type(l.rate) == 'number' then rate, period = l.rate, tonumber(l.period) or 1.0 end
   end
   return par, rate, period, false
+end
+local function limits_of(key)  -- read once per claim
+  local l = seen[key]
+  if l == nil then
+    local par, rate, period, paused = read_limits(key)
+    l = {par, rate, period, paused}
+    seen[key] = l
+  end
+  return l[1], l[2], l[3], l[4]
 end
 local records, passed, next_token = {}, {}, nil
 local paused_all = redis.call('HGET', B..'flags', 'paused') == '1'
@@ -266,6 +279,7 @@ if n > 0 and not paused_all then
             why = 'paused'
           elseif par and par > 0 and tonumber(redis.call('HGET', B..'krun', key) or '0') >= par then
             why = 'parallelism'
+            redis.call('HSET', B..'kfull', key, '1')
           elseif rate and rate > 0 then
             tokens = math.min(1, rate)
             local bucket = redis.call('HGET', B..'kb', key)
