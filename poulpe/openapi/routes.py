@@ -49,10 +49,6 @@ def errors(*codes: int, words: dict[int, str] | None = None) -> dict[int, Answer
     return {code: Answer(Error, said[code]) for code in (*codes, 401)}
 
 
-def _json(shape: Any, description: str) -> Answer:
-    return Answer(shape, description)
-
-
 def query(name: str, shape: Any, description: str) -> Param:
     """An optional query parameter; given empty (`?page=`) it is as if absent."""
     return Param(name, "query", shape, description, allow_empty=True)
@@ -116,13 +112,13 @@ JOBS = [
         "of the answer (207).",
         body_examples=EXAMPLES,
         answers={
-            200: _json(Result, "Final within `wait`, or a known id (`duplicate: true`)"),
-            202: _json(
+            200: Answer(Result, "Final within `wait`, or a known id (`duplicate: true`)"),
+            202: Answer(
                 one_of(Ack, Result, Slots),
                 "Accepted (the acknowledgement, or the state with `result: Timeout` after `wait`); for a batch, one "
                 "slot per job",
             ),
-            207: _json(Slots, "A batch where some slots hold an error; the other jobs are stored"),
+            207: Answer(Slots, "A batch where some slots hold an error; the other jobs are stored"),
             **errors(400, 413, 415, 503),
         },
     ),
@@ -140,8 +136,8 @@ JOBS = [
             ),
         ),
         answers={
-            200: _json(Result, "Final"),
-            202: _json(Result, "Not final when `timeout` passed"),
+            200: Answer(Result, "Final"),
+            202: Answer(Result, "Not final when `timeout` passed"),
             **errors(400, 404),
         },
     ),
@@ -165,7 +161,7 @@ JOBS = [
             query("type", str, "Only QUEUE jobs of this task type; goes with method QUEUE or none."),
             *_paging(),
         ),
-        answers={200: _json(JobPage, "A page"), **errors(400)},
+        answers={200: Answer(JobPage, "A page"), **errors(400)},
     ),
     Op(
         "get",
@@ -173,7 +169,7 @@ JOBS = [
         "getJob",
         "A job's state now",
         params=(JOB_ID,),
-        answers={200: _json(Result, "Final"), 202: _json(Result, "Not final yet"), **errors(404)},
+        answers={200: Answer(Result, "Final"), 202: Answer(Result, "Not final yet"), **errors(404)},
     ),
     Op(
         "delete",
@@ -181,7 +177,7 @@ JOBS = [
         "cancelJob",
         "Cancel a job that has not started",
         params=(JOB_ID,),
-        answers={200: _json(Result, "Cancelled"), **errors(404, 409)},
+        answers={200: Answer(Result, "Cancelled"), **errors(404, 409)},
     ),
     Op(
         "get",
@@ -189,7 +185,7 @@ JOBS = [
         "listDead",
         "Dead jobs: those whose letter is owed first, then the letters, newest day first",
         params=_paging(),
-        answers={200: _json(DeadPage, "A page"), **errors(400)},
+        answers={200: Answer(DeadPage, "A page"), **errors(400)},
     ),
     Op(
         "get",
@@ -197,7 +193,7 @@ JOBS = [
         "getDead",
         "A dead job (from the store, or its letter once the store forgot it): history, last result",
         params=(JOB_ID,),
-        answers={200: _json(DeadJob, "The dead job"), **errors(404)},
+        answers={200: Answer(DeadJob, "The dead job"), **errors(404)},
     ),
     Op(
         "delete",
@@ -205,7 +201,7 @@ JOBS = [
         "deleteDead",
         "Forget a dead job: from the store, and its letter (now, or once the directory lets it)",
         params=(JOB_ID,),
-        answers={200: _json(Deleted, "Deleted"), **errors(404, 503)},
+        answers={200: Answer(Deleted, "Deleted"), **errors(404, 503)},
     ),
     Op(
         "post",
@@ -213,7 +209,7 @@ JOBS = [
         "retryDead",
         "Run a dead job again with fresh attempts (its letter goes once the job is stored)",
         params=(JOB_ID,),
-        answers={202: _json(Ack, "Queued again"), **errors(404, 409, 503)},
+        answers={202: Answer(Ack, "Queued again"), **errors(404, 409, 503)},
     ),
     Op(
         "get",
@@ -222,11 +218,11 @@ JOBS = [
         "Whether the store answers and takes writes; no token needed",
         public=True,
         answers={
-            200: _json(
+            200: Answer(
                 Healthy,
                 "Healthy (with --kafka_servers, the Kafka state as detail: poulpe serves HTTP with Kafka down)",
             ),
-            503: _json(
+            503: Answer(
                 Unhealthy, "Store unreachable, store cannot take writes (`writable: false`, a full disk), or draining"
             ),
         },
@@ -236,9 +232,9 @@ JOBS = [
         "/sys_info",
         "sysInfo",
         "Workers, queues and counts; never a secret",
-        answers={200: _json(SysInfo, "State"), **errors()},
+        answers={200: Answer(SysInfo, "State"), **errors()},
     ),
-    Op("get", "/openapi.json", "openapi", "This document", answers={200: _json(Document, "OpenAPI"), **errors()}),
+    Op("get", "/openapi.json", "openapi", "This document", answers={200: Answer(Document, "OpenAPI"), **errors()}),
     Op(
         "get",
         "/metrics",
@@ -251,7 +247,7 @@ JOBS = [
         "/cron",
         "cronLines",
         "The cron file's job lines and their next fire times (empty without --cron)",
-        answers={200: _json(Cron, "Cron lines"), **errors()},
+        answers={200: Answer(Cron, "Cron lines"), **errors()},
     ),
     _page("dashboard", "/", "text/html", "The dashboard page; no token needed to load it (its data routes need it)"),
     _page("dashboardScript", "/dashboard.js", "text/javascript", "The dashboard's script"),
@@ -284,7 +280,7 @@ KEYS = [
         "listKeys",
         "Keys with unfinished jobs or limits of their own, most waiting first",
         params=_paging("Page, from 1."),
-        answers={200: _json(KeyPage, "A page of keys"), **_key_errors(400)},
+        answers={200: Answer(KeyPage, "A page of keys"), **_key_errors(400)},
     ),
     Op(
         "get",
@@ -292,7 +288,7 @@ KEYS = [
         "getKey",
         "A key's limits in force, pause, and jobs waiting and running",
         params=(KEY,),
-        answers={200: _json(KeyState, "The key"), **_key_errors(400, 404)},
+        answers={200: Answer(KeyState, "The key"), **_key_errors(400, 404)},
     ),
     Op(
         "put",
@@ -301,7 +297,7 @@ KEYS = [
         "Set a key's limits or pause (partial: omitted fields keep their value)",
         params=(KEY,),
         body=KeyUpdate,
-        answers={200: _json(KeyState, "The key now"), **_key_errors(400, 404)},
+        answers={200: Answer(KeyState, "The key now"), **_key_errors(400, 404)},
     ),
     Op(
         "delete",
@@ -309,21 +305,21 @@ KEYS = [
         "deleteKey",
         "Remove a key's own limits and pause (its jobs stay)",
         params=(KEY,),
-        answers={200: _json(KeyState, "The key now"), **_key_errors(400, 404)},
+        answers={200: Answer(KeyState, "The key now"), **_key_errors(400, 404)},
     ),
     Op(
         "post",
         "/pause",
         "pauseAll",
         "No job starts anywhere until /resume (intake goes on; survives restarts)",
-        answers={200: _json(Paused, "Paused"), **_key_errors()},
+        answers={200: Answer(Paused, "Paused"), **_key_errors()},
     ),
     Op(
         "post",
         "/resume",
         "resumeAll",
         "Jobs start again after /pause",
-        answers={200: _json(Paused, "Resumed"), **_key_errors()},
+        answers={200: Answer(Paused, "Resumed"), **_key_errors()},
     ),
     Op(
         "post",
@@ -331,7 +327,7 @@ KEYS = [
         "runJobNow",
         "A scheduled or retrying job becomes due now (its key's limits still apply)",
         params=(Param("id", "path", Id, required=True),),
-        answers={200: _json(Result, "The job, due now"), **_key_errors(404, 409)},
+        answers={200: Answer(Result, "The job, due now"), **_key_errors(404, 409)},
     ),
 ]
 
@@ -368,37 +364,37 @@ WORKERS = [
         "listWorkers",
         "External workers this process knows: last beat and the jobs each holds",
         tags=("workers",),
-        answers={200: _json(Workers, "The workers"), **errors()},
+        answers={200: Answer(Workers, "The workers"), **errors()},
     ),
     _worker_post(
         "workerHello",
         "A worker announces itself; with beat_s it must beat that often (3 missed: its jobs go back)",
         "/workers/{type}/hello",
         HelloIn,
-        _json(WorkerKnown, "Known"),
+        Answer(WorkerKnown, "Known"),
     ),
     _worker_post(
-        "workerHeartbeat", "A worker is alive", "/workers/{type}/heartbeat", BeatIn, _json(WorkerKnown, "Known")
+        "workerHeartbeat", "A worker is alive", "/workers/{type}/heartbeat", BeatIn, Answer(WorkerKnown, "Known")
     ),
     _worker_post(
         "workerLease",
         "Up to n due QUEUE jobs of this type, running for this worker until lease_s from now",
         "/workers/{type}/lease",
         LeaseIn,
-        _json(LeasedJobs, "The jobs leased (maybe none)"),
+        Answer(LeasedJobs, "The jobs leased (maybe none)"),
     ),
     _worker_post(
         "completeJob",
         "The lease holder reports the job done",
         "/jobs/{id}/complete",
         CompleteIn,
-        _json(Result, "The job, final"),
+        Answer(Result, "The job, final"),
     ),
     _worker_post(
         "failJob",
         "The lease holder reports the attempt failed: the job's retry policy applies",
         "/jobs/{id}/fail",
         FailIn,
-        _json(Result, "The job, retrying or dead"),
+        Answer(Result, "The job, retrying or dead"),
     ),
 ]
