@@ -15,6 +15,7 @@ from poulpe.errors import BadRequest
 from poulpe.external import ExternalWorkers
 from poulpe.job import WORD_OK, Job
 from poulpe.responses import json_response, read_json_body
+from poulpe.validate import null_raw
 
 WORKER_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"  # any printable name: easyTask workers name themselves freely
 _WORKER_WIRE = WORKER_PATTERN.removesuffix("$") + r"\Z"  # Python's `$` would also match before a final newline
@@ -41,14 +42,14 @@ class LeaseIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class CompleteIn(msgspec.Struct, forbid_unknown_fields=True):
     worker: WorkerName
-    result: msgspec.Raw = msgspec.Raw(b"null")
+    result: msgspec.Raw = msgspec.field(default_factory=null_raw)
     remark: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
 
 
 class FailIn(msgspec.Struct, forbid_unknown_fields=True):
     worker: WorkerName
     error: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
-    result: msgspec.Raw = msgspec.Raw(b"null")
+    result: msgspec.Raw = msgspec.field(default_factory=null_raw)
 
 
 def external(request: Request) -> ExternalWorkers:

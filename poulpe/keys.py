@@ -34,18 +34,18 @@ class KeyLimits(msgspec.Struct, frozen=True, omit_defaults=True):
         return self == KeyLimits()
 
 
-_Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
-_Rate = Annotated[float, msgspec.Meta(gt=0, le=MAX_LIMIT)]
-_Period = Annotated[float, msgspec.Meta(gt=0, le=86400)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
+Rate = Annotated[float, msgspec.Meta(gt=0, le=MAX_LIMIT)]
+Period = Annotated[float, msgspec.Meta(gt=0, le=86400)]
 _UNSET: Any = msgspec.UNSET
 
 
 class KeyUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """`PUT /keys/{key}`: partial, so a field left out keeps its value and `null` removes that limit."""
 
-    parallelism: _Limit | msgspec.UnsetType | None = _UNSET
-    rate: _Rate | msgspec.UnsetType | None = _UNSET
-    period: _Period | msgspec.UnsetType = _UNSET
+    parallelism: Limit | msgspec.UnsetType | None = _UNSET
+    rate: Rate | msgspec.UnsetType | None = _UNSET
+    period: Period | msgspec.UnsetType = _UNSET
     paused: bool | msgspec.UnsetType = _UNSET
 
 

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -35,34 +35,109 @@ _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+_NULL = msgspec.Raw(b"null")
+
+
+def null_raw() -> msgspec.Raw:
+    """An absent Raw field (a factory, not a default: msgspec cannot write a Raw default into a JSON Schema)."""
+    return _NULL
+
+
+def any_case(words: Iterable[str]) -> str:
+    """A pattern matching these words in any ASCII letter case: `get`, `Get`, `GET`."""
+    spelled = ["".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word) for word in words]
+    return "^(?:" + "|".join(spelled) + ")$"
+
+
+def _doc(text: str, **schema: Any) -> msgspec.Meta:
+    """What /openapi.json says of a field beyond its type (poulpe/openapi): a description, a pattern the field's
+    own check enforces after decoding."""
+    return msgspec.Meta(description=text, extra_json_schema=schema or None)
 
 
 class RetryIn(msgspec.Struct, forbid_unknown_fields=True):
-    max: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
-    interval: Seconds | None = None
-    backoff: Literal["fixed", "exponential"] | None = None
-    max_interval: Seconds | None = None
-    intervals: Annotated[list[Seconds], msgspec.Meta(min_length=1, max_length=100)] | None = None
+    """Retry policy of this job, instead of --max_retry and --retry_interval."""
+
+    max: Annotated[Annotated[int, msgspec.Meta(ge=0, le=100)] | None, _doc("Retries after the first attempt.")] = None
+    interval: Annotated[Seconds | None, _doc("Seconds between attempts.")] = None
+    backoff: Annotated[Literal["fixed", "exponential"] | None, _doc("Exponential doubles.")] = None
+    max_interval: Annotated[Seconds | None, _doc("Ceiling of the exponential backoff.")] = None
+    intervals: Annotated[
+        Annotated[list[Seconds], msgspec.Meta(min_length=1, max_length=100)] | None,
+        _doc("One retry after each listed interval (kingtask's time_interval); not with max/interval/backoff."),
+    ] = None
 
 
 class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     """The wire shape of SPEC 2.1, checked by type; the rules between fields are checked in `_build`."""
 
-    method: Annotated[str, msgspec.Meta(max_length=16)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    id: Annotated[str, msgspec.Meta(pattern=_ID_WIRE)] | None = None
-    params: msgspec.Raw = msgspec.Raw(b"null")
-    delay: Seconds | None = None
-    at: Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIX)] | Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    cc: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
-    wait: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
-    timeout: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
+    method: Annotated[
+        str,
+        _doc(
+            f"What the job does, in any letter case: {', '.join(m.value for m in Method)}.",
+            pattern=any_case(m.value for m in Method),
+        ),
+    ]
+    name: Annotated[
+        str,
+        msgspec.Meta(min_length=1, max_length=4096),
+        _doc(
+            "HTTP methods: an http or https URL with a host (and a host in --allow_hosts when set). EXEC: a "
+            "program's file name inside --exec_dir. MAIL_TO: the recipient. QUEUE: the task type (1-64 letters and "
+            "digits of any script, . _ -)."
+        ),
+    ]
+    id: Annotated[
+        Annotated[str, msgspec.Meta(pattern=_ID_WIRE)] | None,
+        _doc(
+            "Unique id, generated (UUID4) when absent. A known id is not stored twice: the answer is the existing "
+            "job with `duplicate: true`."
+        ),
+    ] = None
+    params: Annotated[
+        msgspec.Raw,
+        _doc(
+            f"Any JSON, at most {MAX_PARAMS // 1024} KiB encoded. GET/DELETE: a query string or an object of scalars "
+            "(or lists of them). POST/PUT/PATCH: the JSON body (a string must hold JSON). EXEC: arguments as a "
+            "string (split like a shell) or an array of strings. QUEUE: handed to the worker as is."
+        ),
+    ] = msgspec.field(default_factory=null_raw)
+    delay: Annotated[Seconds | None, _doc("Run this many seconds after acceptance; not with `at`.")] = None
+    at: Annotated[
+        Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIX)] | Annotated[str, msgspec.Meta(max_length=64)] | None,
+        _doc("Run at this unix time, or ISO-8601 time with a UTC offset; a past time means now. Not with `delay`."),
+    ] = None
+    cc: Annotated[
+        Annotated[str, msgspec.Meta(max_length=4096)] | None,
+        _doc("Worker numbers (0..--workers - 1) separated by spaces or commas: only these may run the job."),
+    ] = None
+    wait: Annotated[
+        Annotated[float, msgspec.Meta(ge=0, le=300)] | None,
+        _doc("Hold the answer up to this many seconds for the result."),
+    ] = None
+    timeout: Annotated[
+        Annotated[float, msgspec.Meta(gt=0, le=86400)] | None, _doc("Limit of one attempt, seconds.")
+    ] = None
     retry: RetryIn | None = None
-    headers: Annotated[dict[str, str], msgspec.Meta(max_length=64)] | None = None
-    callback: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
-    meta: msgspec.Raw = msgspec.Raw(b"null")
-    key: Annotated[str, msgspec.Meta(pattern=KEY_WIRE)] | None = None
-    priority: Annotated[int, msgspec.Meta(ge=-100, le=100)] = 0
+    headers: Annotated[
+        Annotated[dict[str, str], msgspec.Meta(max_length=64)] | None,
+        _doc(
+            "Extra request headers of an HTTP job. Names are HTTP tokens, not Host, Content-Length, "
+            "Transfer-Encoding, Connection or Poulpe-*; values at most 8 KiB without line breaks."
+        ),
+    ] = None
+    callback: Annotated[
+        Annotated[str, msgspec.Meta(max_length=4096)] | None,
+        _doc("An http or https URL the final result is POSTed to."),
+    ] = None
+    meta: Annotated[msgspec.Raw, _doc(f"Returned as is; at most {MAX_META // 1024} KiB.", type=["object", "null"])] = (
+        msgspec.field(default_factory=null_raw)
+    )
+    key: Annotated[
+        Annotated[str, msgspec.Meta(pattern=KEY_WIRE)] | None,
+        _doc("Jobs sharing a key share its limits (PUT /keys/{key}) and take turns with other keys."),
+    ] = None
+    priority: Annotated[int, msgspec.Meta(ge=-100, le=100), _doc("Higher starts first.")] = 0
 
 
 _FIELD_KEY = re.compile(
