@@ -19,10 +19,11 @@ import uvicorn
 import websockets
 from aiokafka import ConsumerRecord, TopicPartition
 
-from poulpe.app import create_app, limits_for
+from poulpe.app import create_app
 from poulpe.errors import OutcomeUnknown
 from poulpe.intake.kafka import KafkaIntake
 from poulpe.job import Job
+from poulpe.service import limits_for
 from poulpe.settings import Settings
 from poulpe.store.redis_scripts import ADD
 from tests.poulpe_process import free_port
