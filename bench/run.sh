@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole bench in one command: ./bench/run.sh [--quick] [measurement ...]
-# Installs what it needs (Debian's wrk when missing and root; poulpe and bench/requirements.txt into .venv),
+# Installs what it needs (Debian's wrk when missing and root; poulpe at the lock's versions and bench/requirements.txt into .venv),
 # then runs `python -m bench` with the same arguments. See docs/BENCHMARKS.md for what it measures.
 # The soak is a command of its own, run as root, not in CI (30 min of load with a fault a minute; bench/soak.py):
 #   .venv/bin/python -m bench.soak --minutes 30
@@ -9,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/bootstrap.sh"
 
 ensure_debian_packages wrk redis-server
 ensure_venv
-ensure_installed -e .
+is_installed requirements-test.lock || ensure_locked requirements.lock
 step "pip install -r bench/requirements.txt"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/bench/requirements.txt"
 
