@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared set-up for scripts/run.sh and scripts/test.sh: sourced, not run.
-# Gives: ROOT, VENV, step, die, apt_install, ensure_debian_packages, ensure_venv, ensure_installed.
+# Gives: ROOT, VENV, step, die, apt_install, ensure_debian_packages, ensure_venv, is_installed, ensure_locked.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
