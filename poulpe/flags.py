@@ -117,6 +117,9 @@ FLAGS: tuple[Flag, ...] = (
     _switch("log_json", "log one JSON object per line"),
     _switch("access_log", "log every HTTP request (off by default: it costs throughput)"),
     _flag("loop", str, "event loop: asyncio or uvloop (default asyncio)"),
+    _flag(
+        "otlp_endpoint", str, "OTLP/HTTP collector URL: one span per attempt (default OTEL_EXPORTER_OTLP_ENDPOINT, off)"
+    ),
 )
 BY_NAME = {flag.name: flag for flag in FLAGS}
 

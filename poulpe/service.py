@@ -24,7 +24,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from poulpe import __version__
+from poulpe import __version__, tracing
 from poulpe.callbacks import Callbacks
 from poulpe.deadletter import DeadLetters
 from poulpe.external import ExternalWorkers
@@ -83,6 +83,16 @@ def key_defaults(settings: Settings) -> KeyLimits:
     )
 
 
+def _spans(settings: Settings, node: str) -> tracing.Spans | None:
+    """Tracing on (--otlp_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT): OpenTelemetry's SDK is imported only then."""
+    url = tracing.endpoint(settings.otlp_endpoint)
+    if url is None:
+        return None
+    from poulpe.tracing_otel import AttemptSpans
+
+    return AttemptSpans(url, node=node, version=__version__)
+
+
 class Service:
     def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -119,6 +129,7 @@ class Service:
             key_defaults=key_defaults(settings),
         )
         parts = self._parts = _Parts(manager, runners)
+        parts.spans = manager.attempt.spans = _spans(settings, self.node)
         parts.gauges = [
             metrics.watch(
                 "poulpe_dead_letter_write_errors",
@@ -211,6 +222,8 @@ class Service:
         for runner in set(parts.runners.values()):
             await runner.close()
         await parts.manager.store.close()
+        if parts.spans is not None:
+            await asyncio.to_thread(parts.spans.close)  # the last spans are sent (the SDK bounds the wait)
         for gauge in parts.gauges:
             self.metrics.registry.unregister(gauge)
         self._parts = None
@@ -229,3 +242,4 @@ class _Parts:
         self.external: ExternalWorkers | None = None
         self.kingtask_wire: KingtaskWire | None = None
         self.kafka: KafkaIntake | None = None
+        self.spans: tracing.Spans | None = None

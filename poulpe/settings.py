@@ -92,6 +92,7 @@ class Settings:
     log_json: bool = False
     access_log: bool = False
     loop: str = "asyncio"
+    otlp_endpoint: str | None = None  # OTLP/HTTP collector of the attempt spans (else OTEL_EXPORTER_OTLP_ENDPOINT)
 
     def validate(self) -> Settings:
         """Raise SettingsError naming the first flag that cannot work."""

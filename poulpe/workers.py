@@ -14,6 +14,7 @@ from poulpe.metrics import Metrics
 from poulpe.outcome import Finish
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
+from poulpe.tracing import Spans
 
 log = logging.getLogger(__name__)
 jobs_log = logging.getLogger("poulpe.jobs")
@@ -87,6 +88,7 @@ class Attempt:
         self.node = node
         self.job_timeout = job_timeout
         self.clock = clock
+        self.spans: Spans | None = None  # tracing on (--otlp_endpoint): one span per attempt
 
     async def run(self, job: Job, worker: int) -> None:
         job.begin_attempt(worker, self.node, self.clock())
@@ -101,15 +103,21 @@ class Attempt:
             (job.started_at or 0) * 1000 - job.run_at * 1000,
         )
         runner = self.runners.get(job.method)
+        spans = self.spans
+        span = spans.begin(job) if spans is not None else None
         try:
             if runner is None:
                 outcome = Outcome(ok=False, final=True, error=f"{job.method} jobs cannot run on this poulpe")
             else:
                 outcome = await runner.run(job, job.attempts, job.timeout or self.job_timeout)
         except asyncio.CancelledError:
+            if spans is not None:
+                spans.end(span, job, None)
             await self.finish.put_back(job)
             raise
         except Exception as exc:
             jobs_log.exception("runner for %s failed on job %s", job.method, job.id)
             outcome = Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
         self.finish.attempt_ended(job, outcome)
+        if spans is not None:
+            spans.end(span, job, outcome)

@@ -23,7 +23,12 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
-    ("parts", {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}),
+    # tracing: a job's trace context, passed on by runners; tracing_otel: the attempt spans (only with tracing on)
+    (
+        "parts",
+        {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
+        | {"tracing", "tracing_otel"},
+    ),
     ("engine", {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}),
     (
         "intakes and routes",

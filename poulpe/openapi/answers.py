@@ -53,6 +53,9 @@ class Result(msgspec.Struct, kw_only=True):
     remark: Annotated[str, Meta(description="QUEUE: the remark its worker reported.")] | UnsetType = UNSET
     key: Annotated[str, Meta(description="The job's key (SPEC 10.1).")] | UnsetType = UNSET
     priority: Annotated[int, Meta(description="The job's priority, when not 0.")] | UnsetType = UNSET
+    traceparent: (
+        Annotated[str, Meta(description="The W3C trace context the job came with (SPEC 10.6).")] | UnsetType
+    ) = UNSET
     held: (
         Annotated[
             Literal["paused", "parallelism", "rate"],
