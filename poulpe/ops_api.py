@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from poulpe.alerts import Alerts
 from poulpe.cron import fire_times
 from poulpe.crontab import Crontab
 from poulpe.manager import JobManager
@@ -95,3 +96,9 @@ async def dashboard_js(request: Request) -> Response:
 
 async def dashboard_css(request: Request) -> Response:
     return _asset("dashboard.css")
+
+
+async def alerts(request: Request) -> Response:
+    """Alerts raised by this process: counts by type, the latest ones, how deliveries to --alert_url went."""
+    raised: Alerts = request.state.alerts
+    return json_response(raised.view())

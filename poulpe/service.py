@@ -2,16 +2,17 @@
 
 The server (server.py), the app's lifespan (app.py) and the tests use it; no one else starts or stops a part.
 
-Start: the store opens, callbacks listen (before the first job can end), the manager recovers and workers start,
-then the intakes that make jobs on their own: cron, external workers' timers, kingtask's broker protocol, Kafka.
+Start: the store opens, attempt spans are set up (with tracing on), alerts and callbacks listen (before the first job
+can end), the manager recovers and workers start, then the intakes that make jobs on their own: cron, external
+workers' timers, kingtask's broker protocol, Kafka.
 
 Drain (`drain`, run once however many ask): intakes stop (HTTP and WebSocket answer 503, every long-poll answers
 with the job's current state), kingtask's protocol closes, cron stops, workers take no further job and running
 attempts get --grace seconds while Kafka stops consuming, what is left stays stored for the next start, external
 workers' timers stop.
 
-Stop (`stop`, after the drain): the results of jobs that ended meanwhile go out (Kafka, callbacks), runners and the
-store close.
+Stop (`stop`, after the drain): the results of jobs that ended meanwhile go out (Kafka, alerts, callbacks), runners
+and the store close, the last attempt spans are sent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from poulpe import __version__, tracing
+from poulpe.alerts import AlertMetrics, Alerts
 from poulpe.callbacks import Callbacks
 from poulpe.deadletter import DeadLetters
 from poulpe.external import ExternalWorkers
@@ -143,6 +145,18 @@ class Service:
                 gauge=True,
             ),
         ]
+        parts.alerts = Alerts(
+            url=settings.alert_url,
+            signing_key=settings.signing_key,
+            late_after=settings.late_after or None,
+            slow_after=settings.slow_after or None,
+            version=__version__,
+        )
+        parts.alerts.start(manager.events)  # listening before the first job can end
+        manager.attempt.alerts = parts.alerts
+        alert_metrics = AlertMetrics(parts.alerts)
+        metrics.registry.register(alert_metrics)
+        parts.gauges.append(alert_metrics)
         parts.callbacks = Callbacks(  # listening before the first job can finish
             manager, allow_hosts=settings.allow_hosts, signing_key=settings.signing_key, version=__version__
         )
@@ -183,6 +197,7 @@ class Service:
             "started_at": self.started_at,
             "metrics": self.metrics,
             "reports": {"kafka": kafka.report} if kafka is not None else {},
+            "alerts": parts.alerts,
         }
 
     async def drain(self) -> None:
@@ -217,6 +232,8 @@ class Service:
         await self.drain()
         if parts.kafka is not None:
             await parts.kafka.stop(flush_s=5.0)
+        if parts.alerts is not None:
+            await parts.alerts.stop()
         if parts.callbacks is not None:
             await parts.callbacks.stop()  # after the drain: jobs ending in the grace period get theirs
         for runner in set(parts.runners.values()):
@@ -237,6 +254,7 @@ class _Parts:
         self.manager = manager
         self.runners = runners
         self.gauges: list[Any] = []
+        self.alerts: Alerts | None = None
         self.callbacks: Callbacks | None = None
         self.crontab: Crontab | None = None
         self.external: ExternalWorkers | None = None

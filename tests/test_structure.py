@@ -29,7 +29,11 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
         | {"tracing", "tracing_otel"},
     ),
-    ("engine", {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}),
+    (
+        "engine",
+        {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
+        | {"alerts"},
+    ),
     (
         "intakes and routes",
         {

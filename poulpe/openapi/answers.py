@@ -282,3 +282,32 @@ class Leased(msgspec.Struct, kw_only=True):
 
 class LeasedJobs(msgspec.Struct):
     jobs: list[Leased]
+
+
+class AlertRaised(msgspec.Struct, kw_only=True):
+    """One alert as GET /alerts lists it (alerts.py): the job as it was when the alert was raised."""
+
+    type: Literal["late", "slow", "lease_lost", "dead"]
+    id: str
+    method: Method
+    name: str
+    at: Annotated[float, Meta(description="When it was raised, unix time.")]
+    status: Status
+    attempts: Count
+    error: str | None
+
+
+class AlertDelivery(msgspec.Struct, kw_only=True):
+    url: Annotated[bool, Meta(description="Whether --alert_url is set.")]
+    delivered: Count
+    undelivered: Annotated[int, Meta(ge=0, description="Given up after every retry.")]
+    dropped: Annotated[int, Meta(ge=0, description="Dropped: the delivery queue was full.")]
+    waiting: Count
+
+
+class Alerts(msgspec.Struct):
+    """Alerts this process raised: counts by type, the latest (newest first), how deliveries went."""
+
+    counts: dict[str, Count]
+    recent: Annotated[list[AlertRaised], Meta(max_length=100)]
+    delivery: AlertDelivery
