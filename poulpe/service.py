@@ -2,17 +2,17 @@
 
 The server (server.py), the app's lifespan (app.py) and the tests use it; no one else starts or stops a part.
 
-Start: the store opens, attempt spans are set up (with tracing on), alerts and callbacks listen (before the first job
-can end), the manager recovers and workers start, then the intakes that make jobs on their own: cron, external
-workers' timers, kingtask's broker protocol, Kafka.
+Start: the store opens, attempt spans are set up (with tracing on), alerts and callbacks listen (before the first
+job can end), the manager recovers and workers start, the charts' history samples, then the intakes that make jobs
+on their own: cron, external workers' timers, kingtask's broker protocol, Kafka.
 
 Drain (`drain`, run once however many ask): intakes stop (HTTP and WebSocket answer 503, every long-poll answers
 with the job's current state), kingtask's protocol closes, cron stops, workers take no further job and running
 attempts get --grace seconds while Kafka stops consuming, what is left stays stored for the next start, external
 workers' timers stop.
 
-Stop (`stop`, after the drain): the results of jobs that ended meanwhile go out (Kafka, alerts, callbacks), runners
-and the store close, the last attempt spans are sent.
+Stop (`stop`, after the drain): the history stops sampling, the results of jobs that ended meanwhile go out (Kafka,
+alerts, callbacks), runners and the store close, the last attempt spans are sent.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from poulpe import __version__, tracing
@@ -30,6 +31,7 @@ from poulpe.alerts import AlertMetrics, Alerts
 from poulpe.callbacks import Callbacks
 from poulpe.deadletter import DeadLetters
 from poulpe.external import ExternalWorkers
+from poulpe.history import History
 from poulpe.job import HTTP_METHODS, Method, RetryPolicy
 from poulpe.keys import KeyLimits
 from poulpe.manager import JobManager
@@ -93,6 +95,11 @@ def _spans(settings: Settings, node: str) -> tracing.Spans | None:
     from poulpe.tracing_otel import AttemptSpans
 
     return AttemptSpans(url, node=node, version=__version__)
+
+
+def _busy(manager: JobManager) -> Callable[[], int]:
+    """Workers running an attempt now, for the charts."""
+    return lambda: sum(job is not None for job in manager.running)
 
 
 class Service:
@@ -162,6 +169,8 @@ class Service:
         )
         parts.callbacks.start()
         await manager.start()
+        parts.history = History(metrics, queued=lambda: manager.ready_count, running=_busy(manager))
+        parts.history.start()  # the dashboard's charts (GET /history)
         if settings.cron is not None:
             from poulpe.crontab import Crontab
 
@@ -198,6 +207,7 @@ class Service:
             "metrics": self.metrics,
             "reports": {"kafka": kafka.report} if kafka is not None else {},
             "alerts": parts.alerts,
+            "history": parts.history,
         }
 
     async def drain(self) -> None:
@@ -232,6 +242,8 @@ class Service:
         await self.drain()
         if parts.kafka is not None:
             await parts.kafka.stop(flush_s=5.0)
+        if parts.history is not None:
+            await parts.history.stop()
         if parts.alerts is not None:
             await parts.alerts.stop()
         if parts.callbacks is not None:
@@ -255,6 +267,7 @@ class _Parts:
         self.runners = runners
         self.gauges: list[Any] = []
         self.alerts: Alerts | None = None
+        self.history: History | None = None
         self.callbacks: Callbacks | None = None
         self.crontab: Crontab | None = None
         self.external: ExternalWorkers | None = None

@@ -23,11 +23,11 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
-    # tracing: a job's trace context, passed on by runners; tracing_otel: the attempt spans (only with tracing on)
+    # tracing: trace context the runners pass on; tracing_otel: attempt spans (tracing on); history: the charts
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
-        | {"tracing", "tracing_otel"},
+        | {"tracing", "tracing_otel", "history"},
     ),
     (
         "engine",

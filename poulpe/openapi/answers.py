@@ -311,3 +311,15 @@ class Alerts(msgspec.Struct):
     counts: dict[str, Count]
     recent: Annotated[list[AlertRaised], Meta(max_length=100)]
     delivery: AlertDelivery
+
+
+# t, done and failed per second, late_p50, late_p99 (None: no job started), queued, running
+Point = Annotated[list[float | None], Meta(min_length=7, max_length=7)]
+
+
+class History(msgspec.Struct):
+    """The dashboard charts' history (history.py): `fields` names the columns of every point, oldest point first."""
+
+    fields: list[str]
+    seconds: Annotated[list[Point], Meta(max_length=600, description="A point a second, the last 10 minutes.")]
+    minutes: Annotated[list[Point], Meta(max_length=360, description="A point a minute, the last 6 hours.")]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from poulpe.openapi.answers import Alerts
+from poulpe.openapi.answers import Alerts, History
 from poulpe.openapi.build import Answer, Op
 from poulpe.openapi.routes import errors
 
@@ -14,5 +14,12 @@ OBSERVE = [
         "alerts",
         "Alerts raised here (late, slow, lease_lost, dead): counts, the latest 100, delivery",
         answers={200: Answer(Alerts, "Alerts"), **errors()},
+    ),
+    Op(
+        "get",
+        "/history",
+        "history",
+        "The dashboard's charts: a point a second (10 min) and a minute (6 h), fields named once",
+        answers={200: Answer(History, "History"), **errors()},
     ),
 ]
