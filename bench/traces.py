@@ -4,8 +4,8 @@ same run, rounds interleaved so that the machine's drift hits the three alike.
 
     python -m bench.traces [--jobs 5000] [--rounds 3] [--workers 64] [--previous main]
 
-The collector is the test suite's (tests/otlp_collector.py: it decodes every span with opentelemetry-proto), run
-in this process's thread; its CPU is on the same cores as poulpe's, as a collector on the same host would be.
+The collector is the test suite's (tests/otlp_collector.py: it decodes every span with opentelemetry-proto), in a
+process of its own on the same cores as poulpe, as a collector on the same host would be.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 
 from bench import api
 from bench.procs import Proc, Procs, free_port, poulpe_command
-from tests.otlp_collector import Collector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +32,7 @@ def poulpe_proc(procs: Procs, name: str, python_path: Path | None, *flags: str, 
     command = (
         poulpe_command()
         if python_path is None
-        else ["env", f"PYTHONPATH={python_path}", sys.executable, "-m", "poulpe"]
+        else ["env", "-C", str(python_path), f"PYTHONPATH={python_path}", sys.executable, "-m", "poulpe"]
     )
     args = [
         *command,
@@ -72,13 +71,19 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--previous", default="main", help="the git revision of the previous release (default main)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="poulpe-bench-traces-") as tmp, Collector() as collector:
+    with tempfile.TemporaryDirectory(prefix="poulpe-bench-traces-") as tmp:
         work = Path(tmp)
         previous = work / "previous"
         previous.mkdir()
         extract(args.previous, previous)
         procs = Procs(work)
+        port = free_port()
+        collector = procs._add(
+            Proc("collector", [sys.executable, "-m", "tests.otlp_collector", str(port)], work / "c.log", port=port)
+        )
         try:
+            collector.start()
+            await asyncio.to_thread(collector.wait_http, "/count")
             target = procs.target().start()
             await asyncio.to_thread(target.wait_http, "/")
             figures: dict[str, list[float]] = {"previous": [], "off": [], "on": []}
@@ -90,9 +95,10 @@ async def main(argv: list[str] | None = None) -> None:
                     per_s = await jobs_per_second(proc, target.url, args.jobs)
                     figures[case].append(per_s)
                     print(f"round {r + 1} {case:>8}: {per_s:,.0f} jobs/s", flush=True)
+            async with api.session() as session:
+                spans = (await api.PoulpeClient(collector.url, session).get("/count"))["spans"]
         finally:
             procs.close()
-        spans = len(collector.spans)
     median = {case: statistics.median(values) for case, values in figures.items()}
     print(f"{args.jobs:,} HTTP-call jobs, --workers {args.workers}, {args.rounds} rounds; medians:")
     for case, value in median.items():

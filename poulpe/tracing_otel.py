@@ -14,15 +14,22 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, StatusCode, set_span_in_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
 
 from poulpe import tracing
 from poulpe.job import Job
 from poulpe.runners import Outcome
 
 log = logging.getLogger(__name__)
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class AttemptSpans:
@@ -38,20 +45,25 @@ class AttemptSpans:
     def begin(self, job: Job) -> Span:
         """The attempt's span, started now; what the runner passes on is its context (tracing.outgoing)."""
         parent: Context | None = None
-        if job.traceparent:
-            carrier = {"traceparent": job.traceparent}
-            if job.tracestate:
-                carrier["tracestate"] = job.tracestate
-            parent = _PROPAGATOR.extract(carrier)
+        if job.traceparent:  # checked at intake (tracing.valid_traceparent): the propagator's parse is not needed
+            _, trace_id, span_id, flags = job.traceparent.split("-")
+            remote = SpanContext(
+                int(trace_id, 16),
+                int(span_id, 16),
+                is_remote=True,
+                trace_flags=TraceFlags(int(flags, 16)),
+                trace_state=TraceState.from_header([job.tracestate]) if job.tracestate else None,
+            )
+            parent = set_span_in_context(NonRecordingSpan(remote))
         attributes: dict[str, str | int] = {"poulpe.job.id": job.id, "poulpe.attempt": job.attempts}
         if job.key is not None:
             attributes["poulpe.key"] = job.key
         span = self.tracer.start_span(
             f"poulpe {job.method}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         )
-        carrier_out: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier_out, context=set_span_in_context(span))
-        tracing.set_attempt((carrier_out["traceparent"], carrier_out.get("tracestate")))
+        ctx = span.get_span_context()
+        traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"  # W3C, version 00
+        tracing.set_attempt((traceparent, ctx.trace_state.to_header() or None if ctx.trace_state else None))
         return span
 
     def end(self, span: Span, job: Job, outcome: Outcome | None) -> None:

@@ -83,10 +83,11 @@ class Collector:
         loop = self._loop = asyncio.new_event_loop()
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
+        app.router.add_get("/count", self._count)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         try:
             loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
             self.port = runner.addresses[0][1]
         finally:
             ready.set()
@@ -95,6 +96,9 @@ class Collector:
         finally:
             loop.run_until_complete(runner.cleanup())
             loop.close()
+
+    async def _count(self, request: web.Request) -> web.Response:
+        return web.json_response({"spans": len(self.spans), "requests": self.requests})
 
     async def _traces(self, request: web.Request) -> web.Response:
         export = ExportTraceServiceRequest()
@@ -120,3 +124,12 @@ class Collector:
             self.requests += 1
         body = ExportTraceServiceResponse().SerializeToString()
         return web.Response(body=body, content_type="application/x-protobuf")
+
+
+if __name__ == "__main__":  # a collector of its own process (bench/traces.py): python -m tests.otlp_collector PORT
+    import sys
+
+    collector = Collector()
+    collector.port = int(sys.argv[1])
+    with collector:
+        threading.Event().wait()
