@@ -69,6 +69,8 @@ def create_app(settings: Settings) -> Starlette:
         # the operator's view
         Route("/metrics", ops_api.metrics, methods=["GET"]),
         Route("/cron", ops_api.cron_lines, methods=["GET"]),
+        Route("/alerts", ops_api.alerts, methods=["GET"]),
+        Route("/history", ops_api.history, methods=["GET"]),
         Route("/", ops_api.dashboard, methods=["GET"]),
         Route("/dashboard.js", ops_api.dashboard_js, methods=["GET"]),
         Route("/dashboard.css", ops_api.dashboard_css, methods=["GET"]),

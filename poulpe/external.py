@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from poulpe.dispatch.events import JobsQueued, LeaseSet, QueuedElsewhere
+from poulpe.dispatch.events import JobsQueued, LeaseLost, LeaseSet, QueuedElsewhere
 from poulpe.errors import Conflict, NotFound, Unavailable
 from poulpe.job import Job, Method, Status
 from poulpe.manager import JobManager
@@ -261,6 +261,7 @@ class ExternalWorkers:
                 for job in expired:
                     holder = job.lease_holder or ""
                     error = f"lease of worker {holder} ended without a report"
+                    self.manager.events.emit(LeaseLost(job))
                     await self._end(job, holder, Outcome(ok=False, error=error))
                     log.info("job %s: the lease of worker %s/%s ended without a report", job.id, job.name, holder)
                 if len(expired) < EXPIRY_BATCH:

@@ -117,6 +117,12 @@ FLAGS: tuple[Flag, ...] = (
     _switch("log_json", "log one JSON object per line"),
     _switch("access_log", "log every HTTP request (off by default: it costs throughput)"),
     _flag("loop", str, "event loop: asyncio or uvloop (default asyncio)"),
+    _flag("alert_url", str, "URL poulpe POSTs alerts to (late, slow, lease_lost, dead), signed like job calls"),
+    _flag("late_after", float, "seconds after its due time a job may start before a late alert (default 60; 0: off)"),
+    _flag("slow_after", float, "seconds an attempt may run before a slow alert (default 0: off)"),
+    _flag(
+        "otlp_endpoint", str, "OTLP/HTTP collector URL: one span per attempt (default OTEL_EXPORTER_OTLP_ENDPOINT, off)"
+    ),
 )
 BY_NAME = {flag.name: flag for flag in FLAGS}
 

@@ -114,6 +114,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     fail_on_stderr: bool = False
     key: str | None = None  # jobs sharing a key share its limits and its turn (SPEC 10.1)
     priority: int = 0  # higher starts first
+    traceparent: str | None = None  # W3C trace context the job's attempts continue (SPEC 10.6, tracing.py)
+    tracestate: str | None = None
 
     status: Status = Status.QUEUED
     seq: int = 0
@@ -194,6 +196,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
             result["priority"] = self.priority
         if self.held is not None:
             result["held"] = self.held
+        if self.traceparent is not None:
+            result["traceparent"] = self.traceparent
         return result
 
 

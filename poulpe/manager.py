@@ -92,7 +92,9 @@ class JobManager(Queries):
             default_retry=default_retry,
             clock=clock,
         )
-        attempt = Attempt(runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock)
+        self.attempt = attempt = Attempt(
+            runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock
+        )
         self.workers = Workers(self.ready, attempt.run)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it

@@ -11,8 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from poulpe.alerts import Alerts
 from poulpe.cron import fire_times
 from poulpe.crontab import Crontab
+from poulpe.history import History
 from poulpe.manager import JobManager
 from poulpe.metrics import CONTENT_TYPE, KEY_GAUGES, Metrics
 from poulpe.responses import json_response
@@ -95,3 +97,15 @@ async def dashboard_js(request: Request) -> Response:
 
 async def dashboard_css(request: Request) -> Response:
     return _asset("dashboard.css")
+
+
+async def alerts(request: Request) -> Response:
+    """Alerts raised by this process: counts by type, the latest ones, how deliveries to --alert_url went."""
+    raised: Alerts = request.state.alerts
+    return json_response(raised.view())
+
+
+async def history(request: Request) -> Response:
+    """The dashboard charts' history: jobs done and failed per second, lateness, waiting and running jobs."""
+    kept: History = request.state.history
+    return json_response(kept.view())

@@ -2,16 +2,17 @@
 
 The server (server.py), the app's lifespan (app.py) and the tests use it; no one else starts or stops a part.
 
-Start: the store opens, callbacks listen (before the first job can end), the manager recovers and workers start,
-then the intakes that make jobs on their own: cron, external workers' timers, kingtask's broker protocol, Kafka.
+Start: the store opens, attempt spans are set up (with tracing on), alerts and callbacks listen (before the first
+job can end), the manager recovers and workers start, the charts' history samples, then the intakes that make jobs
+on their own: cron, external workers' timers, kingtask's broker protocol, Kafka.
 
 Drain (`drain`, run once however many ask): intakes stop (HTTP and WebSocket answer 503, every long-poll answers
 with the job's current state), kingtask's protocol closes, cron stops, workers take no further job and running
 attempts get --grace seconds while Kafka stops consuming, what is left stays stored for the next start, external
 workers' timers stop.
 
-Stop (`stop`, after the drain): the results of jobs that ended meanwhile go out (Kafka, callbacks), runners and the
-store close.
+Stop (`stop`, after the drain): the history stops sampling, the results of jobs that ended meanwhile go out (Kafka,
+alerts, callbacks), runners and the store close, the last attempt spans are sent.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from poulpe import __version__
+from poulpe import __version__, tracing
+from poulpe.alerts import AlertMetrics, Alerts
 from poulpe.callbacks import Callbacks
 from poulpe.deadletter import DeadLetters
 from poulpe.external import ExternalWorkers
+from poulpe.history import History
 from poulpe.job import HTTP_METHODS, Method, RetryPolicy
 from poulpe.keys import KeyLimits
 from poulpe.manager import JobManager
@@ -83,6 +87,21 @@ def key_defaults(settings: Settings) -> KeyLimits:
     )
 
 
+def _spans(settings: Settings, node: str) -> tracing.Spans | None:
+    """Tracing on (--otlp_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT): OpenTelemetry's SDK is imported only then."""
+    url = tracing.endpoint(settings.otlp_endpoint)
+    if url is None:
+        return None
+    from poulpe.tracing_otel import AttemptSpans
+
+    return AttemptSpans(url, node=node, version=__version__)
+
+
+def _busy(manager: JobManager) -> Callable[[], int]:
+    """Workers running an attempt now, for the charts."""
+    return lambda: sum(job is not None for job in manager.running)
+
+
 class Service:
     def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -119,6 +138,7 @@ class Service:
             key_defaults=key_defaults(settings),
         )
         parts = self._parts = _Parts(manager, runners)
+        parts.spans = manager.attempt.spans = _spans(settings, self.node)
         parts.gauges = [
             metrics.watch(
                 "poulpe_dead_letter_write_errors",
@@ -132,11 +152,25 @@ class Service:
                 gauge=True,
             ),
         ]
+        parts.alerts = Alerts(
+            url=settings.alert_url,
+            signing_key=settings.signing_key,
+            late_after=settings.late_after or None,
+            slow_after=settings.slow_after or None,
+            version=__version__,
+        )
+        parts.alerts.start(manager.events)  # listening before the first job can end
+        manager.attempt.alerts = parts.alerts
+        alert_metrics = AlertMetrics(parts.alerts)
+        metrics.registry.register(alert_metrics)
+        parts.gauges.append(alert_metrics)
         parts.callbacks = Callbacks(  # listening before the first job can finish
             manager, allow_hosts=settings.allow_hosts, signing_key=settings.signing_key, version=__version__
         )
         parts.callbacks.start()
         await manager.start()
+        parts.history = History(metrics, queued=lambda: manager.ready_count, running=_busy(manager))
+        parts.history.start()  # the dashboard's charts (GET /history)
         if settings.cron is not None:
             from poulpe.crontab import Crontab
 
@@ -172,6 +206,8 @@ class Service:
             "started_at": self.started_at,
             "metrics": self.metrics,
             "reports": {"kafka": kafka.report} if kafka is not None else {},
+            "alerts": parts.alerts,
+            "history": parts.history,
         }
 
     async def drain(self) -> None:
@@ -206,11 +242,17 @@ class Service:
         await self.drain()
         if parts.kafka is not None:
             await parts.kafka.stop(flush_s=5.0)
+        if parts.history is not None:
+            await parts.history.stop()
+        if parts.alerts is not None:
+            await parts.alerts.stop()
         if parts.callbacks is not None:
             await parts.callbacks.stop()  # after the drain: jobs ending in the grace period get theirs
         for runner in set(parts.runners.values()):
             await runner.close()
         await parts.manager.store.close()
+        if parts.spans is not None:
+            await asyncio.to_thread(parts.spans.close)  # the last spans are sent (the SDK bounds the wait)
         for gauge in parts.gauges:
             self.metrics.registry.unregister(gauge)
         self._parts = None
@@ -224,8 +266,11 @@ class _Parts:
         self.manager = manager
         self.runners = runners
         self.gauges: list[Any] = []
+        self.alerts: Alerts | None = None
+        self.history: History | None = None
         self.callbacks: Callbacks | None = None
         self.crontab: Crontab | None = None
         self.external: ExternalWorkers | None = None
         self.kingtask_wire: KingtaskWire | None = None
         self.kafka: KafkaIntake | None = None
+        self.spans: tracing.Spans | None = None

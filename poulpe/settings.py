@@ -92,6 +92,10 @@ class Settings:
     log_json: bool = False
     access_log: bool = False
     loop: str = "asyncio"
+    alert_url: str | None = None  # where alerts are POSTed (SPEC 10.6, alerts.py)
+    late_after: float = 60.0  # seconds after its due time a job may start before a `late` alert; 0: off
+    slow_after: float = 0.0  # seconds an attempt may run before a `slow` alert; 0: off
+    otlp_endpoint: str | None = None  # OTLP/HTTP collector of the attempt spans (else OTEL_EXPORTER_OTLP_ENDPOINT)
 
     def validate(self) -> Settings:
         """Raise SettingsError naming the first flag that cannot work."""
@@ -107,6 +111,8 @@ class Settings:
             (self.key_rate >= 0, "key_rate", "must be >= 0 (0: no limit)"),
             (self.key_period > 0, "key_period", "must be > 0"),
             (self.grace >= 0, "grace", "must be >= 0"),
+            (self.late_after >= 0, "late_after", "must be >= 0 (0: no late alerts)"),
+            (self.slow_after >= 0, "slow_after", "must be >= 0 (0: no slow alerts)"),
             (self.max_body >= 1024, "max_body", "must be at least 1024 bytes"),
             (1 <= self.kafka_session_timeout <= 300, "kafka_session_timeout", "must be between 1 and 300 seconds"),
             (1 <= self.max_pending <= 10_000_000, "max_pending", "must be between 1 and 10000000"),

@@ -23,6 +23,7 @@ from poulpe.outbound import check_url
 from poulpe.runners.exec import check as check_exec
 from poulpe.runners.http import check as check_http
 from poulpe.runners.mail import check as check_mail
+from poulpe.tracing import TRACEPARENT_PATTERN, valid_traceparent
 
 MAX_BATCH = 1000
 MAX_PARAMS = 512 * 1024
@@ -138,6 +139,10 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
         _doc("Jobs sharing a key share its limits (PUT /keys/{key}) and take turns with other keys."),
     ] = None
     priority: Annotated[int, msgspec.Meta(ge=-100, le=100), _doc("Higher starts first.")] = 0
+    traceparent: Annotated[
+        Annotated[str, msgspec.Meta(pattern=TRACEPARENT_PATTERN, max_length=256)] | None,
+        _doc("W3C trace context the job's attempts continue (else the request's traceparent header)."),
+    ] = None
 
 
 _FIELD_KEY = re.compile(
@@ -278,6 +283,7 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
         meta=meta,
         key=wire.key,
         priority=wire.priority,
+        traceparent=valid_traceparent(wire.traceparent),
         status=Status.QUEUED if run_at <= now else Status.SCHEDULED,
         created_at=now,
         run_at=run_at,

@@ -8,12 +8,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from poulpe.alerts import Alerts
 from poulpe.dispatch.ready import Ready
 from poulpe.job import Job, Method
 from poulpe.metrics import Metrics
 from poulpe.outcome import Finish
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
+from poulpe.tracing import Spans
 
 log = logging.getLogger(__name__)
 jobs_log = logging.getLogger("poulpe.jobs")
@@ -87,6 +89,8 @@ class Attempt:
         self.node = node
         self.job_timeout = job_timeout
         self.clock = clock
+        self.spans: Spans | None = None  # tracing on (--otlp_endpoint): one span per attempt
+        self.alerts: Alerts | None = None  # `late` at the start, `slow` while it runs (alerts.py)
 
     async def run(self, job: Job, worker: int) -> None:
         job.begin_attempt(worker, self.node, self.clock())
@@ -101,15 +105,26 @@ class Attempt:
             (job.started_at or 0) * 1000 - job.run_at * 1000,
         )
         runner = self.runners.get(job.method)
+        spans = self.spans
+        span = spans.begin(job) if spans is not None else None
+        slow = self.alerts.attempt_began(job) if self.alerts is not None else None
         try:
             if runner is None:
                 outcome = Outcome(ok=False, final=True, error=f"{job.method} jobs cannot run on this poulpe")
             else:
                 outcome = await runner.run(job, job.attempts, job.timeout or self.job_timeout)
         except asyncio.CancelledError:
+            if slow is not None:
+                slow.cancel()
+            if spans is not None:
+                spans.end(span, job, None)
             await self.finish.put_back(job)
             raise
         except Exception as exc:
             jobs_log.exception("runner for %s failed on job %s", job.method, job.id)
             outcome = Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
+        if slow is not None:
+            slow.cancel()
         self.finish.attempt_ended(job, outcome)
+        if spans is not None:
+            spans.end(span, job, outcome)

@@ -23,8 +23,17 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
-    ("parts", {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}),
-    ("engine", {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}),
+    # tracing: trace context the runners pass on; tracing_otel: attempt spans (tracing on); history: the charts
+    (
+        "parts",
+        {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
+        | {"tracing", "tracing_otel", "history"},
+    ),
+    (
+        "engine",
+        {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
+        | {"alerts"},
+    ),
     (
         "intakes and routes",
         {

@@ -258,6 +258,89 @@ async function act(path, method, json) {
   await refresh();
 }
 
+// --- charts: drawn on canvases from GET /history (no library, no network) -----------------------------------
+const COLORS = { ok: "#17803d", bad: "#b42318", wait: "#9a6700", run: "#2563eb" };
+
+function niceMax(value) {
+  if (!(value > 0)) return 1;
+  const step = 10 ** Math.floor(Math.log10(value));
+  for (const m of [1, 2, 5, 10]) if (value <= m * step) return m * step;
+  return 10 * step;
+}
+
+// lines: [{color, values}], all as long as times; gaps (null) break a line.
+function drawChart(canvas, times, lines, unit) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, left = 44, bottom = 18, top = 6, right = 6;
+  ctx.clearRect(0, 0, w, h);
+  ctx.font = "11px system-ui, sans-serif";
+  const all = lines.flatMap((line) => line.values.filter((v) => v !== null && v !== undefined));
+  const max = niceMax(Math.max(0, ...all));
+  const t0 = times.length ? times[0] : 0, t1 = times.length ? times[times.length - 1] : 1;
+  const x = (t) => left + ((t - t0) / Math.max(t1 - t0, 1e-9)) * (w - left - right);
+  const y = (v) => h - bottom - (v / max) * (h - top - bottom);
+  ctx.strokeStyle = "#e3e6eb";
+  ctx.fillStyle = "#6b7280";
+  ctx.lineWidth = 1;
+  for (const f of [0, 0.5, 1]) {
+    ctx.beginPath();
+    ctx.moveTo(left, y(max * f));
+    ctx.lineTo(w - right, y(max * f));
+    ctx.stroke();
+    ctx.fillText(`${+(max * f).toPrecision(3)}${unit}`, 2, y(max * f) + 4);
+  }
+  if (times.length) {
+    ctx.fillText(new Date(t0 * 1000).toLocaleTimeString(), left, h - 4);
+    const last = new Date(t1 * 1000).toLocaleTimeString();
+    ctx.fillText(last, w - right - ctx.measureText(last).width, h - 4);
+  } else {
+    ctx.fillText("no data yet", left + 8, h / 2);
+  }
+  for (const line of lines) {
+    ctx.strokeStyle = line.color;
+    ctx.lineWidth = 1.6;
+    ctx.beginPath();
+    let pen = false;
+    line.values.forEach((v, i) => {
+      if (v === null || v === undefined) {
+        pen = false;
+        return;
+      }
+      if (pen) ctx.lineTo(x(times[i]), y(v));
+      else ctx.moveTo(x(times[i]), y(v));
+      pen = true;
+    });
+    ctx.stroke();
+  }
+  canvas.dataset.points = String(times.length);
+  canvas.dataset.peak = String(Math.max(0, ...all));
+}
+
+async function showCharts() {
+  const { status, body } = await api("history");
+  if (status !== 200) return;
+  const range = document.querySelector('input[name="range"]:checked')?.value ?? "seconds";
+  const rows = body[range];
+  const col = (name) => rows.map((row) => row[body.fields.indexOf(name)]);
+  const times = col("t");
+  drawChart($("chart-rate"), times, [{ color: COLORS.ok, values: col("done") }, { color: COLORS.bad, values: col("failed") }], "");
+  drawChart($("chart-late"), times, [{ color: COLORS.wait, values: col("late_p50") }, { color: COLORS.bad, values: col("late_p99") }], "s");
+  drawChart($("chart-load"), times, [{ color: COLORS.wait, values: col("queued") }, { color: COLORS.run, values: col("running") }], "");
+}
+
+async function showAlerts() {
+  const { status, body } = await api("alerts");
+  if (status !== 200) return;
+  const total = Object.values(body.counts).reduce((a, b) => a + b, 0);
+  $("alert-count").textContent = total;
+  $("alert-badge").className = total > 0 ? "badge on" : "badge";
+  $("alert-counts").textContent = Object.entries(body.counts).map(([type, n]) => `${type} ${n}`).join(" · ");
+  const rows = body.recent.map((a) =>
+    el("tr", { "data-alert": a.type }, el("td", {}, when(a.at)), el("td", { class: "status-dead" }, a.type),
+      el("td", {}, jobLink(a.id)), el("td", {}, a.name), el("td", {}, a.status)));
+  fill($("alert-list").tBodies[0], rows, "no alerts", 5);
+}
+
 // --- refresh loop -----------------------------------------------------------------------------------------
 async function refresh() {
   clearTimeout(view.timer);
@@ -267,7 +350,7 @@ async function refresh() {
       showOverview(body);
       $("paused-all").hidden = !body.paused;
     }
-    await Promise.all([showKeys(), showJobs(), showDead(), showCron(), showExternalWorkers(), showDetail()]);
+    await Promise.all([showCharts(), showAlerts(), showKeys(), showJobs(), showDead(), showCron(), showExternalWorkers(), showDetail()]);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("updated").className = "muted";
   } catch (error) {
@@ -293,6 +376,7 @@ function setUp() {
     if (id) openJob(id);
     refresh();
   });
+  for (const input of document.querySelectorAll('input[name="range"]')) input.addEventListener("change", showCharts);
   $("jobs-prev").addEventListener("click", () => { view.jobsPage -= 1; refresh(); });
   $("jobs-next").addEventListener("click", () => { view.jobsPage += 1; refresh(); });
   $("dead-prev").addEventListener("click", () => { view.deadPage -= 1; refresh(); });

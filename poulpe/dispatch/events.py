@@ -54,6 +54,14 @@ class LeaseSet:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseLost:
+    """A job's lease ran out and this process took the job back: its process died, or its external worker went
+    silent. The job's attempt counts as failed (alerts.py)."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
 class LimitsChanged:
     """Keys' limits or the deployment-wide pause may have changed in the shared store: read them again."""
 

@@ -14,7 +14,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from poulpe.dispatch.events import Events, FinishedElsewhere, LeaseSet, LimitsChanged, QueuedElsewhere, Reconnected
+from poulpe.dispatch.events import (
+    Events,
+    FinishedElsewhere,
+    LeaseLost,
+    LeaseSet,
+    LimitsChanged,
+    QueuedElsewhere,
+    Reconnected,
+)
 from poulpe.dispatch.ready import Ready
 from poulpe.errors import Unavailable
 from poulpe.job import LEASE_LOST, Job, Status
@@ -166,6 +174,7 @@ class SharedFeed:
         if job.status is Status.RUNNING:
             job.interrupt(LEASE_LOST, self.clock())
             log.info("job %s taken back: attempt %d lost its process, it runs again", job.id, job.attempts)
+            self.events.emit(LeaseLost(job))
         self.ready.take(job)
 
     def _on_message(self, channel: str, payload: str) -> None:

@@ -12,6 +12,7 @@ from poulpe.errors import BadRequest, OutcomeUnknown
 from poulpe.job import WORD_OK, WORD_TIMEOUT, Job
 from poulpe.manager import JobManager
 from poulpe.responses import json_response, read_json_body
+from poulpe.tracing import adopt, from_headers
 from poulpe.validate import Limits, Submission, parse_body
 
 
@@ -39,6 +40,9 @@ async def task_in_queue(request: Request) -> Response:
     limits: Limits = request.state.limits
     body = await read_json_body(request, request.state.settings.max_body)
     parsed = parse_body(body, limits)
+    if "traceparent" in request.headers:  # W3C trace context: jobs without a traceparent field of their own take it
+        slots = [parsed] if isinstance(parsed, Submission) else parsed
+        adopt((s.job for s in slots if isinstance(s, Submission)), *from_headers(request.headers))
     if isinstance(parsed, Submission):
         [(job, was_known)] = await manager.submit([parsed.job])
         if was_known:

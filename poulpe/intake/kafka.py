@@ -28,6 +28,7 @@ from poulpe.job import Job
 from poulpe.kafka_flags import connection
 from poulpe.manager import JobManager
 from poulpe.settings import Settings
+from poulpe.tracing import adopt, from_record_headers
 from poulpe.validate import Limits, parse_job
 
 log = logging.getLogger("poulpe.kafka")
@@ -268,4 +269,6 @@ class KafkaIntake:
         if msgspec.json.decode(value, type=_Id).id is None:
             job.id = message_id(msg.topic, msg.partition, msg.offset)
         job.source = SOURCE
+        if msg.headers:  # a W3C trace context in the record's headers, for a job without a traceparent field
+            adopt([job], *from_record_headers(msg.headers))
         return job

@@ -53,6 +53,9 @@ class Result(msgspec.Struct, kw_only=True):
     remark: Annotated[str, Meta(description="QUEUE: the remark its worker reported.")] | UnsetType = UNSET
     key: Annotated[str, Meta(description="The job's key (SPEC 10.1).")] | UnsetType = UNSET
     priority: Annotated[int, Meta(description="The job's priority, when not 0.")] | UnsetType = UNSET
+    traceparent: (
+        Annotated[str, Meta(description="The W3C trace context the job came with (SPEC 10.6).")] | UnsetType
+    ) = UNSET
     held: (
         Annotated[
             Literal["paused", "parallelism", "rate"],
@@ -279,3 +282,44 @@ class Leased(msgspec.Struct, kw_only=True):
 
 class LeasedJobs(msgspec.Struct):
     jobs: list[Leased]
+
+
+class AlertRaised(msgspec.Struct, kw_only=True):
+    """One alert as GET /alerts lists it (alerts.py): the job as it was when the alert was raised."""
+
+    type: Literal["late", "slow", "lease_lost", "dead"]
+    id: str
+    method: Method
+    name: str
+    at: Annotated[float, Meta(description="When it was raised, unix time.")]
+    status: Status
+    attempts: Count
+    error: str | None
+
+
+class AlertDelivery(msgspec.Struct, kw_only=True):
+    url: Annotated[bool, Meta(description="Whether --alert_url is set.")]
+    delivered: Count
+    undelivered: Annotated[int, Meta(ge=0, description="Given up after every retry.")]
+    dropped: Annotated[int, Meta(ge=0, description="Dropped: the delivery queue was full.")]
+    waiting: Count
+
+
+class Alerts(msgspec.Struct):
+    """Alerts this process raised: counts by type, the latest (newest first), how deliveries went."""
+
+    counts: dict[str, Count]
+    recent: Annotated[list[AlertRaised], Meta(max_length=100)]
+    delivery: AlertDelivery
+
+
+# t, done and failed per second, late_p50, late_p99 (None: no job started), queued, running
+Point = Annotated[list[float | None], Meta(min_length=7, max_length=7)]
+
+
+class History(msgspec.Struct):
+    """The dashboard charts' history (history.py): `fields` names the columns of every point, oldest point first."""
+
+    fields: list[str]
+    seconds: Annotated[list[Point], Meta(max_length=600, description="A point a second, the last 10 minutes.")]
+    minutes: Annotated[list[Point], Meta(max_length=360, description="A point a minute, the last 6 hours.")]

@@ -20,6 +20,7 @@ from poulpe.errors import BadRequest
 from poulpe.job import Job, Method
 from poulpe.runners import BODY_CAP, Outcome
 from poulpe.runners.leftovers import JobProcesses, become_subreaper
+from poulpe.tracing import outgoing
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 READ_CHUNK = 65536  # bytes read from an output pipe at a time
@@ -154,6 +155,11 @@ class ExecRunner:
         except ValueError as exc:
             return Outcome(ok=False, final=True, error=str(exc))
         env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "POULPE_JOB_ID": job.id, "POULPE_ATTEMPT": str(attempt)}
+        trace = outgoing(job)
+        if trace is not None:  # the attempt's W3C trace context, as OpenTelemetry's env carriers name it
+            env["TRACEPARENT"] = trace[0]
+            if trace[1]:
+                env["TRACESTATE"] = trace[1]
         # Our own pipes, not asyncio's PIPE: a grandchild that escapes the group and keeps them open cannot make
         # us wait, because we close our ends ourselves once the attempt is over.
         out_r, out_w = os.pipe()

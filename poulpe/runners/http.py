@@ -23,6 +23,7 @@ from poulpe.job import QUERY_METHODS, Job, Method
 from poulpe.outbound import DEFAULT_PORTS, check_url, host_allowed, signature
 from poulpe.runners import BODY_CAP, Outcome
 from poulpe.settings import Secret
+from poulpe.tracing import outgoing
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -124,6 +125,12 @@ class HttpRunner:
             headers[name] = value
         headers["Poulpe-Job-Id"] = job.id
         headers["Poulpe-Attempt"] = str(attempt)
+        trace = outgoing(job)
+        if trace is not None:  # the attempt's W3C trace context (SPEC 10.6) replaces one the job's headers gave
+            _drop(headers, {"traceparent", "tracestate"})
+            headers["traceparent"] = trace[0]
+            if trace[1]:
+                headers["tracestate"] = trace[1]
         return headers
 
     async def _follow(self, method: str, url: URL, body: bytes, headers: dict[str, str], start: float) -> Outcome:

@@ -27,6 +27,7 @@ from poulpe.errors import BadRequest
 from poulpe.job import Job, Method
 from poulpe.runners import Outcome
 from poulpe.settings import Secret
+from poulpe.tracing import outgoing
 
 _ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
 
@@ -191,6 +192,11 @@ def build_message(
     digest = hashlib.sha256(f"{job.id}\0{job.created_at!r}".encode()).hexdigest()[:32]
     message["Message-ID"] = f"<{digest}.poulpe@{sender_host or sender.rpartition('@')[2]}>"
     message["X-Poulpe-Job-Id"] = job.id
+    trace = outgoing(job)
+    if trace is not None:  # the attempt's W3C trace context (SPEC 10.6)
+        message["Traceparent"] = trace[0]
+        if trace[1]:
+            message["Tracestate"] = trace[1]
     message.set_content(params["body"])
     if "html" in params:
         message.add_alternative(params["html"], subtype="html")

@@ -7,6 +7,7 @@ its button, and shows a hostile job name as text. Screenshots go to tests/artifa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.helpers import accepted, result, state
+from tests.e2e.helpers import accepted, eventually, result, state
 from tests.poulpe_process import Poulpe
 from tests.target import Target
 
@@ -149,3 +150,50 @@ def test_a_hostile_job_name_is_shown_as_text_and_runs_nothing(page: Page, client
     assert page.evaluate("window.pwned === undefined")
     assert page.evaluate("document.scripts.length") == 1  # dashboard.js, nothing injected
     assert page.locator("img").count() == 0
+
+
+GREEN = (0x17, 0x80, 0x3D)  # the "done" line
+
+
+def test_the_charts_draw_jobs_done_per_second_from_the_history(
+    page: Page, client: httpx.Client, fresh_target: Target
+) -> None:
+    ids = [accepted(client, method="GET", name=fresh_target.url("/echo"))["id"] for _ in range(30)]
+    assert all(result(client, job_id)["status"] == "succeeded" for job_id in ids)
+    history = client.get("/history").json()
+    assert history["fields"] == ["t", "done", "failed", "late_p50", "late_p99", "queued", "running"]
+    done = history["fields"].index("done")
+    # one point a second, each a rate over about one second: together they count the 30 jobs
+    eventually(lambda: sum(row[done] for row in client.get("/history").json()["seconds"]) >= 29)
+    # the page redraws on its own: the burst of 30 jobs shows as at least 2 done a second
+    page.wait_for_function("() => Number(document.getElementById('chart-rate').dataset.peak) >= 2", timeout=15000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    chart = page.locator("#chart-rate")
+    chart.screenshot(path=str(ARTIFACTS / "dashboard-chart-rate.png"))
+    green = page.evaluate(
+        """([r, g, b]) => {
+          const c = document.getElementById('chart-rate');
+          const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let n = 0;
+          for (let i = 0; i < data.length; i += 4) {
+            if (Math.abs(data[i] - r) < 40 && Math.abs(data[i + 1] - g) < 40 && Math.abs(data[i + 2] - b) < 40) n++;
+          }
+          return n;
+        }""",
+        list(GREEN),
+    )
+    assert green > 20, "the done line is drawn"
+    shot(page, "charts")
+    page.check('input[name="range"][value="minutes"]')  # six hours: no minute has passed yet in this test
+    expect(page.locator("#chart-rate")).to_have_attribute("data-points", "0")
+
+
+def test_alerts_show_as_a_badge_and_a_list(page: Page, client: httpx.Client) -> None:
+    accepted(client, id="dash-alert", method="GET", name="http://127.0.0.1:9/closed")
+    assert result(client, "dash-alert")["status"] == "dead"
+    row = page.locator('#alert-list tr[data-alert="dead"]', has_text="dash-alert")
+    expect(row).to_be_visible()
+    expect(page.locator("#alert-badge")).to_have_class(re.compile(r"\bon\b"))
+    dead = client.get("/alerts").json()["counts"]["dead"]
+    expect(page.locator("#alert-count")).to_have_text(re.compile(rf"^{dead}$|^{dead + 1}$"))
+    shot(page, "alerts")

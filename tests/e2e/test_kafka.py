@@ -7,13 +7,16 @@ protocol promises.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.kafka_broker import KINDS, Broker
 from tests.kafka_client import Responses, Topics, create_topics, produce
+from tests.otlp_collector import Collector
 from tests.poulpe_process import Poulpe
 from tests.target import Target
 
@@ -154,3 +157,25 @@ async def test_the_sasl_password_shows_nowhere(broker: Broker, topics: Topics, p
     proc.stop()
     assert all(password not in text for text in shown)
     assert password not in proc.log()
+
+
+async def test_a_records_traceparent_header_is_continued_by_its_jobs_call(
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], target: Target
+) -> None:
+    trace_id, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    with Collector() as collector:
+        poulpe(*kafka_flags(broker, topics), "--otlp_endpoint", collector.url, env={"OTEL_BSP_SCHEDULE_DELAY": "100"})
+        producer = AIOKafkaProducer(bootstrap_servers=broker.servers, acks="all")
+        await producer.start()
+        try:
+            job = {"id": f"traced-{topics.group}", "method": "GET", "name": target.url("/echo")}
+            headers = [("traceparent", f"00-{trace_id}-{parent}-01".encode())]
+            await producer.send_and_wait(topics.jobs, json.dumps(job).encode(), headers=headers)
+        finally:
+            await producer.stop()
+        async with Responses(broker.servers, topics.results) as responses:
+            await responses.read_until(lambda r: job["id"] in r.results(), within=60)
+        [span] = await asyncio.to_thread(collector.wait_for, job["id"])
+    [call] = target.calls_for(job["id"])
+    assert call.headers["traceparent"] == f"00-{trace_id}-{span.span_id}-01"
+    assert (span.trace_id, span.parent_span_id) == (trace_id, parent)

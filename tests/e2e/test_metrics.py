@@ -86,7 +86,7 @@ def test_labels_are_bounded_never_ids_or_urls(client: httpx.Client, fresh_target
     label_names = {
         label for family in text_string_to_metric_families(text) for s in family.samples for label in s.labels
     }
-    assert label_names <= {"method", "status", "worker", "op", "le"}
+    assert label_names <= {"method", "status", "worker", "op", "le", "type"}  # type: an alert type (4 values)
 
 
 def test_a_running_job_shows_on_its_worker(client: httpx.Client, fresh_target: Target) -> None:
