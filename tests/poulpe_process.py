@@ -72,6 +72,9 @@ class Poulpe:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def kill(self) -> None:
         """kill -9: no drain, no goodbye."""
         if self.proc is not None and self.proc.poll() is None:
