@@ -7,7 +7,6 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import pytest
 
@@ -15,6 +14,7 @@ from tests.mounts import Mounts
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
 from tests.serving import ServedPoulpe
+from tests.started import Started
 from tests.target import Target
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -73,28 +73,6 @@ def copy_programs(folder: Path) -> Path:
             copy.write_bytes(program.read_bytes())
             copy.chmod(copy.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return folder
-
-
-P = TypeVar("P", Poulpe, ServedPoulpe)
-
-
-class Started(Generic[P]):
-    """Starts poulpes of one kind under `root` with extra flags: `start("--workers", "2")`; `stop_all()` stops them."""
-
-    def __init__(self, kind: type[P], root: Path) -> None:
-        self.kind = kind
-        self.root = root
-        self.started: list[P] = []
-
-    def __call__(self, *flags: str, env: dict[str, str] | None = None, token: str | None = None, home: str = "p") -> P:
-        proc = self.kind(self.root / home, *flags, env=env, token=token)
-        self.started.append(proc)
-        proc.start()
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.started:
-            proc.stop()
 
 
 @pytest.fixture
