@@ -164,6 +164,11 @@ class ServedPoulpe:
         root.addHandler(handler)
         self._handler = handler
 
+    @property
+    def pid(self) -> int:
+        """The process poulpe runs in (the test's own), which its node name ends with."""
+        return os.getpid()
+
     def alive(self) -> bool:
         """The server still serves: its thread runs and nothing it ran has failed."""
         return self._thread is not None and self._thread.is_alive() and self._failure is None
