@@ -67,6 +67,11 @@ def environment(extra: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _not_the_tests_own(record: logging.LogRecord) -> bool:
+    """poulpe runs in threads of its own: what the test's thread logs (its clients, at debug) is not poulpe's log."""
+    return record.thread != threading.main_thread().ident
+
+
 class ServedPoulpe:
     """poulpe on a uvicorn server in a thread of the test's process, with the flags the `poulpe` command takes.
 
@@ -87,6 +92,7 @@ class ServedPoulpe:
         self._failure: BaseException | None = None
         self._handler: logging.Handler | None = None
         self._root_level = logging.NOTSET
+        self._aiokafka_level = logging.NOTSET
         self._environment: contextlib.ExitStack | None = None
 
     @property
@@ -108,6 +114,7 @@ class ServedPoulpe:
             app,
             host=settings.host,
             port=settings.port,
+            loop=settings.loop,
             lifespan="on",
             access_log=settings.access_log,
             log_config=None,
@@ -151,6 +158,7 @@ class ServedPoulpe:
     def _log_to_file(self, settings: Settings) -> None:
         """What `poulpe.logs.configure` does for the command, into home/poulpe.log, for as long as this runs."""
         handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        handler.addFilter(_not_the_tests_own)
         handler.addFilter(FloodGuard())
         handler.addFilter(Redactor(known_secrets(settings)))
         handler.setLevel(settings.log_level.upper())
@@ -163,6 +171,12 @@ class ServedPoulpe:
         root.setLevel(min(root.level or logging.WARNING, handler.level))
         root.addHandler(handler)
         self._handler = handler
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # as the command does, before uvicorn's Config
+            logging.getLogger(name).handlers[:] = []
+            logging.getLogger(name).propagate = True
+        # as the command does: aiokafka logs every failed try; poulpe.kafka logs each change of connection state
+        self._aiokafka_level = logging.getLogger("aiokafka").level
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     @property
     def pid(self) -> int:
@@ -187,6 +201,7 @@ class ServedPoulpe:
         if self._handler is not None:
             logging.getLogger().removeHandler(self._handler)
             logging.getLogger().setLevel(self._root_level)
+            logging.getLogger("aiokafka").setLevel(self._aiokafka_level)
             self._handler.close()
             self._handler = None
         if self._environment is not None:
