@@ -143,16 +143,17 @@ class ServedPoulpe:
 
     def _wait_healthy(self, timeout: float) -> None:
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            assert self._thread is not None
-            if not self._thread.is_alive():
-                raise RuntimeError(f"poulpe stopped: {self._failure!r}\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
+        with httpx.Client(timeout=1) as client:
+            while time.monotonic() < end:
+                assert self._thread is not None
+                if not self._thread.is_alive():
+                    raise RuntimeError(f"poulpe stopped: {self._failure!r}\n{self.log()}")
+                try:
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
         raise RuntimeError(f"poulpe did not become healthy in {timeout}s:\n{self.log()}")
 
     def _log_to_file(self, settings: Settings) -> None:
