@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class PoulpeError(Exception):
     """An error a client caused or can act on. `field` names the job field at fault, when there is one."""
@@ -53,3 +56,24 @@ class Unavailable(PoulpeError):
 
 class StoreUnavailable(Unavailable):
     pass
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """A write left for the store and its reply was lost: the jobs may or may not be stored (SPEC 2.3).
+
+    The answer carries their ids (`id`, or `ids` in order for a batch, None for a slot that was not valid), so that
+    a retry with those ids is safe: it answers the stored job as a duplicate, or stores it.
+    """
+
+    def __init__(self, message: str, ids: Sequence[str | None], *, batch: bool = False) -> None:
+        super().__init__(message)
+        self.ids = list(ids)
+        self.batch = batch
+
+    def to_json(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {**super().to_json(), "stored": "unknown"}
+        if self.batch:
+            answer["ids"] = self.ids
+        else:
+            answer["id"] = self.ids[0] if self.ids else None
+        return answer

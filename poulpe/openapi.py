@@ -196,6 +196,17 @@ def _schemas() -> dict[str, Any]:
             "result": {"type": "string", "enum": ["Fail"]},
             "error": {**_STR, "description": "A sentence saying what is wrong."},
             "field": {**_STR_OR_NULL, "description": "The field at fault (`retry.max`), or null."},
+            "stored": {
+                "type": "string",
+                "enum": ["unknown"],
+                "description": "503 only: the store went away after receiving the job; retry with `id` / `ids`.",
+            },
+            "id": {**_STR, "description": "With `stored`: the job's id (generated ones too)."},
+            "ids": {
+                "type": "array",
+                "items": _STR_OR_NULL,
+                "description": "With `stored`, for a batch: one id per slot in order (null: the slot was not valid).",
+            },
         },
         ["result", "error", "field"],
     )
@@ -277,7 +288,7 @@ _WORDS = {
     409: "Conflict with the job's state",
     413: "Body larger than --max_body",
     415: "Body not sent as application/json",
-    503: "Store unreachable or shutting down: nothing was accepted, retry",
+    503: "Store unreachable or shutting down: nothing was accepted, retry (with `stored: unknown`: retry with the ids)",
 }
 
 

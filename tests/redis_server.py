@@ -16,8 +16,9 @@ from tests.poulpe_process import free_port
 
 
 class RedisServer:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, fsync: str = "everysec") -> None:
         self.home = home
+        self.fsync = fsync  # `always`: each write is on disk before Redis answers it (and the answer comes later)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         home.mkdir(parents=True, exist_ok=True)
@@ -31,7 +32,7 @@ class RedisServer:
         if exe is None:
             raise RuntimeError("redis-server is not installed (./scripts/test.sh installs Debian's redis-server)")
         args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home), "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no", "--protected-mode", "no"]
+        args += ["--appendonly", "yes", "--appendfsync", self.fsync, "--daemonize", "no", "--protected-mode", "no"]
         log = open(self.home / "redis.log", "ab")  # noqa: SIM115  (kept open by the child)
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -49,6 +50,13 @@ class RedisServer:
         """A clean shutdown (SIGTERM): Redis writes its AOF out before it exits."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """kill -9: Redis gets no chance to answer what it was doing; `start()` brings it back on its port and AOF."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
 

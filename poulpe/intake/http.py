@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from poulpe.errors import BadRequest
+from poulpe.errors import BadRequest, OutcomeUnknown
 from poulpe.job import WORD_OK, WORD_TIMEOUT, Job
 from poulpe.manager import JobManager
 from poulpe.responses import json_response, read_json_body
@@ -50,7 +50,11 @@ async def task_in_queue(request: Request) -> Response:
 
 async def _batch(manager: JobManager, slots: list[Submission | BadRequest]) -> Response:
     valid = [slot for slot in slots if isinstance(slot, Submission)]
-    stored = iter(await manager.submit([s.job for s in valid]) if valid else [])
+    try:
+        stored = iter(await manager.submit([s.job for s in valid]) if valid else [])
+    except OutcomeUnknown as exc:  # the ids in the order of the slots: a retry of the batch with them is safe
+        ids = [slot.job.id if isinstance(slot, Submission) else None for slot in slots]
+        raise OutcomeUnknown(exc.message, ids, batch=True) from None
     waits: list[asyncio.Task[tuple[int, dict[str, Any]]]] = []
     answers: list[Any] = []
     for slot in slots:

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from poulpe.errors import PoulpeError
+from poulpe.errors import OutcomeUnknown, PoulpeError
 from poulpe.intake.outbox import Outbox
 from poulpe.job import Job
 from poulpe.manager import JobManager
@@ -66,6 +66,13 @@ class _Session:
             slots = [parsed] if isinstance(parsed, Submission) else parsed
             valid = [s.job for s in slots if isinstance(s, Submission)]
             stored = iter(await self.manager.submit(valid) if valid else [])
+        except OutcomeUnknown as exc:  # one error per job, each with its id: a retry with those ids is safe
+            for slot in slots:
+                if isinstance(slot, PoulpeError):
+                    self.outbox.put(_error(slot))
+                else:
+                    self.outbox.put({**_error(exc), "stored": "unknown", "id": slot.job.id})
+            return
         except PoulpeError as exc:
             self.outbox.put(_error(exc))
             return

@@ -4,6 +4,11 @@ Writes go through one pipeline at a time (`_flush_forever`): what is issued whil
 together in the next one, in issue order. That is Redis's group commit: a busy process pays one round trip for
 many writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py), loaded once and called by sha.
 
+A pipeline that could not even connect stored nothing (intake answers a plain 503). One whose reply was lost may
+have been applied: it is sent again, on a new connection, once Redis answers again (`_settle`). Every write is
+idempotent for that: `add` knows the record it stored by its `seq`, `save` writes the same record again. Only when
+Redis stays away longer than `patience` is the outcome reported unknown (OutcomeUnknown: 503 with the ids).
+
 Claiming is shared: a due job sits in the namespace's `due` set until one process claims it with a lease, which
 it renews while it holds the job. A lease that runs out means its process died: the next claim, by any process,
 puts the job back as due. Processes learn of new work, finished jobs and cancellations by pub/sub.
@@ -30,7 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from poulpe.errors import NotHeld, StoreUnavailable
+from poulpe.errors import NotHeld, OutcomeUnknown, StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.store.base import Page, Pending, Store
 from poulpe.store.redis_scripts import SCRIPTS
@@ -42,6 +47,14 @@ _WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, 
 _CHUNK = 500
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
+_ADD_ARGS = 7  # arguments per job of the `add` script
+PATIENCE_S = 5.0  # how long a write whose reply was lost is sent again before its outcome is reported unknown
+_STOPPED = "interrupted: the poulpe process running it stopped"
+_UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
+
+
+class _NotSent(Exception):
+    """No connection could be made: the request never left this process."""
 
 
 class Claimed(NamedTuple):
@@ -91,13 +104,16 @@ class RedisStore(Store):
     kind = "redis"
     shared = True
 
-    def __init__(self, url: str, *, prefix: str = "poulpe:", owner: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "poulpe:", owner: str | None = None, patience: float | None = None
+    ) -> None:
         self.url = url
+        self.patience = PATIENCE_S if patience is None else patience
         self.base = namespace(prefix)
         self.owner = owner or f"poulpe-{secrets.token_hex(6)}"  # this process's name on its leases
         self._due = self.base + "due"
         self._redis: aioredis.Redis | None = None
-        self._once: aioredis.Redis | None = None  # claims: a lost answer must be known, not retried blindly
+        self._once: aioredis.Redis | None = None  # writes and claims: a lost answer must be known, not sent blindly
         self._sha: dict[str, str] = {}
         self._ops: list[tuple[str, list[Any], asyncio.Future[Any] | None]] = []
         self._wake = asyncio.Event()
@@ -144,10 +160,16 @@ class RedisStore(Store):
         try:
             yield
         except _DOWN as exc:
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-                log.error("redis is unreachable: %s", type(exc).__name__)
+            self._went_away(exc)
             raise StoreUnavailable("the job store (redis) is unreachable") from None
+        self._came_back()
+
+    def _went_away(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.error("redis is unreachable: %s", type(exc).__name__)
+
+    def _came_back(self) -> None:
         if self._down_since is not None:
             log.warning("redis answers again after %.1f s", time.monotonic() - self._down_since)
             self._down_since = None
@@ -199,13 +221,10 @@ class RedisStore(Store):
 
     async def _run_batch(self, ops: list[tuple[str, list[Any], asyncio.Future[Any] | None]]) -> None:
         try:
-            async with self._reachable():
-                results = await self._pipeline(ops)
-                if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted: its script cache is empty
-                    await self._load_scripts()
-                    redo = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-                    for i, again in zip(redo, await self._pipeline([ops[i] for i in redo]), strict=True):
-                        results[i] = again
+            results = await self._settle(ops)
+        except OutcomeUnknown as exc:
+            log.error("redis lost the reply to %d writes and stayed away %.1f s: %s", len(ops), self.patience, exc)
+            results = [_unknown(name, args) for name, args, _ in ops]
         except StoreUnavailable as exc:
             results = [exc] * len(ops)
         except RedisError as exc:
@@ -229,16 +248,69 @@ class RedisStore(Store):
                 else:
                     fut.set_result(result)
 
-    async def _pipeline(self, ops: Sequence[tuple[str, list[Any], Any]]) -> list[Any]:
-        """One round trip. redis-py sends it again on a new connection when Redis closed the old one (it restarted).
+    async def _settle(self, ops: Sequence[tuple[str, list[Any], Any]]) -> list[Any]:
+        """The batch's results, found out even when a reply is lost.
 
-        Going again is safe: `add` of a stored id answers duplicate, `save` writes the same record, and jobs a lost
-        `claim` leased come back when their lease runs out.
+        A pipeline that never left (no connection) raises StoreUnavailable: nothing was stored. One that left and
+        lost its reply may have been applied: it goes again on a new connection until Redis answers, for up to
+        `patience` seconds, then raises OutcomeUnknown. Going again is safe: `add` of an id this very batch stored
+        answers "stored" (the record carries the batch's seq), `save` writes the same record again. Scripts Redis
+        forgot (it restarted) are loaded again and their calls sent again: a NOSCRIPT answer ran nothing.
         """
-        pipe = self.redis.pipeline(transaction=False)
+        results: list[Any] = [None] * len(ops)
+        todo = list(range(len(ops)))
+        deadline: float | None = None  # set once a request may have reached Redis
+        delay = 0.02
+        while True:
+            try:
+                async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                    if any(isinstance(results[i], NoScriptError) for i in todo):
+                        await self._load_scripts()
+                    for i, result in zip(todo, await self._pipeline([ops[i] for i in todo]), strict=True):
+                        results[i] = result
+                self._came_back()
+                todo = [i for i in todo if isinstance(results[i], NoScriptError)]
+                if not todo:
+                    return results
+                continue
+            except _NotSent as exc:
+                self._went_away(exc.__cause__ or exc)
+                if deadline is None:
+                    raise StoreUnavailable("the job store (redis) is unreachable") from None
+            except (*_DOWN, StoreUnavailable) as exc:  # TimeoutError included: the deadline passed mid-try
+                self._went_away(exc)
+                if deadline is None:
+                    deadline = time.monotonic() + self.patience
+            except RedisError as exc:
+                if deadline is None:
+                    raise
+                raise OutcomeUnknown(f"the job store (redis) failed after losing a reply: {exc}", []) from None
+            if time.monotonic() >= deadline:
+                raise OutcomeUnknown("the job store (redis) lost the reply to the write", [])
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+
+    async def _pipeline(self, ops: Sequence[tuple[str, list[Any], Any]]) -> list[Any]:
+        """One round trip on the writes' client, which never sends anything twice by itself.
+
+        The connection is made first: failing that raises _NotSent (nothing left this process). Any error after
+        it is raised as it is: the scripts may have run.
+        """
+        if self._once is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            connection = await self._once.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        except _DOWN as exc:
+            raise _NotSent() from exc
+        pipe = self._once.pipeline(transaction=False)
+        pipe.connection = connection  # released by the pipeline when it is done
         for name, args, _ in ops:
             pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
-        results = list(await pipe.execute(raise_on_error=False))
+        try:
+            results = list(await pipe.execute(raise_on_error=False))
+        except BaseException:  # cancelled mid-read too: a late reply must not reach the connection's next user
+            await connection.disconnect(nowait=True)
+            raise
         for result in results:
             if isinstance(result, _DOWN):
                 raise result
@@ -258,8 +330,8 @@ class RedisStore(Store):
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         args: list[Any] = []
-        for job in jobs:
-            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job)]
+        for job in jobs:  # _ADD_ARGS of them
+            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
         known = await self._script("add", args)
         return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
@@ -281,6 +353,7 @@ class RedisStore(Store):
             _place(job),
             "1" if held else "0",
             repr(job.lease_until) if job.status is Status.RUNNING and job.lease_until is not None else "",
+            job.attempts,
         ]
 
     async def save(self, job: Job) -> None:
@@ -356,12 +429,19 @@ class RedisStore(Store):
 
         A claim is never sent twice by the client: when its answer is lost (Redis restarted), the jobs it leased
         are unknown here. Call again with `recheck` = the ids this process holds, and the others go back.
+
+        A job comes back `running` when an attempt of it began elsewhere (its process stopped): the caller closes
+        that attempt as interrupted. An attempt that may have begun without its `running` mark reaching Redis is
+        closed here (the claim counted it), so the next attempt's number is always new.
         """
         now = time.time() if now is None else now
         args = [repr(now), n, repr(now + lease), self.owner, "1" if recheck is not None else "0", *(recheck or ())]
         # Straight to Redis, not behind the write pipeline: a worker waiting for work should not wait for writes.
-        records, due, lease_end = await self._direct("claim", args)
-        jobs = sorted((decode_job(r) for r in records), key=lambda j: (j.run_at, j.seq))
+        records, due, lease_end, tries = await self._direct("claim", args)
+        jobs = [decode_job(r) for r in records]
+        for job, attempt in zip(jobs, tries, strict=True):
+            _count_unrecorded(job, int(attempt) - 1, now)
+        jobs.sort(key=lambda j: (j.run_at, j.seq))
         return Claimed(jobs, float(due) if due else None, float(lease_end) if lease_end else None)
 
     async def renew(self, ids: Iterable[str], lease: float) -> list[str]:
@@ -517,6 +597,30 @@ def _place(job: Job) -> str:
     if job.status in FINAL:
         return ""
     return "q:" + job.name if job.method is Method.QUEUE else "due"
+
+
+def _count_unrecorded(job: Job, began: int, now: float) -> None:
+    """Count attempts a process may have begun on a claim without its `running` mark reaching Redis (it died first).
+
+    `began` is the highest attempt number that may have begun (the claims counted it). Those attempts are closed as
+    interrupted, so the claiming process runs the next number, never a repeated one. A job the dead process held
+    ready without starting it is counted too: from Redis, the two look the same.
+    """
+    if job.attempts >= began:
+        return
+    if job.status is Status.RUNNING:
+        job.end_attempt(False, _STOPPED, now)
+    job.attempts = began - 1
+    job.begin_attempt(None, None, now)
+    job.end_attempt(False, _UNRECORDED, now)
+    job.status = Status.QUEUED
+    log.info("job %s: attempt %d may have begun on a process that stopped; it runs again", job.id, began)
+
+
+def _unknown(name: str, args: list[Any]) -> StoreUnavailable:
+    """What a write whose reply was lost tells its caller: for `add`, the ids it may have stored (SPEC 2.3)."""
+    message = "the job store (redis) went away before confirming the write; its outcome is unknown"
+    return OutcomeUnknown(message, args[0::_ADD_ARGS]) if name == "add" else StoreUnavailable(message)
 
 
 def _external(holder: str, attempt: int) -> str:

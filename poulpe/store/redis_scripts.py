@@ -16,6 +16,8 @@ Keys under a base B:
   B q:<type>      zset   id -> run_at          (QUEUE jobs waiting for an external worker of that task type)
   B xlease        zset   id -> lease end       (QUEUE jobs leased to an external worker)
   B owner         hash   id -> holder          (a process token, or `x:<worker>:<attempt>` for external leases)
+  B tries         hash   id -> attempt number  (the highest a poulpe process may have begun: counted at claim time,
+                                               so an attempt whose `running` mark never arrived is still counted)
   B done          zset   id -> finished_at     (final jobs, for the result TTL)
 Channels: B work (a job came due sooner than any process knew), B done (payload: a job id that became final),
 B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
@@ -50,8 +52,9 @@ local function earliest(B)
 end
 """
 
-# ARGV: base, then groups of 6: id, record, status, run_at, seq, place.
-# Returns, per job, 0 when stored now or the stored record when the id was known (a duplicate).
+# ARGV: base, then groups of 7: id, record, status, run_at, seq, place, attempts.
+# Returns, per job, 0 when stored by this submission, or the stored record when the id was known (a duplicate).
+# "This submission" includes the same call sent again after its reply was lost: the stored job's seq is its own.
 ADD = (
     _MOVE
     + """
@@ -60,14 +63,17 @@ local soonest = earliest(B)
 local wake = false
 local kinds = {}
 local out = {}
-for i = 2, #ARGV, 6 do
+for i = 2, #ARGV, 7 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = B..'job:'..id
   local known = redis.call('GET', key)
-  if known then
+  if known and tonumber(redis.call('ZSCORE', B..'all', id)) == tonumber(ARGV[i + 4]) then
+    out[#out + 1] = 0
+  elseif known then
     out[#out + 1] = known
   else
     redis.call('SET', key, record)
+    redis.call('HSET', B..'tries', id, ARGV[i + 6])
     move(B, id, status, ARGV[i + 4])
     local place = ARGV[i + 5]
     if place ~= '' then
@@ -91,8 +97,10 @@ return out
 
 # ARGV: base, id, record, status, run_at, seq, token, finished_at ('' if none), day column ('' or
 # '<date>:succeeded' / '<date>:failed'), place, held ('1': write only if `token` holds the job), external lease end
-# ('' unless a QUEUE job starts running for an external worker).
+# ('' unless a QUEUE job starts running for an external worker), attempts.
 # Returns 1 when written, 0 when the job is held by someone else (nothing written).
+# The attempt count in `tries` follows the record: up to it when an attempt begins, back to it when the job waits
+# again (its writer held it, so no other attempt began meanwhile), gone when it is final.
 SAVE = (
     _MOVE
     + """
@@ -106,6 +114,12 @@ end
 redis.call('SET', B..'job:'..id, record)
 local old = move(B, id, status, ARGV[6])
 local final = status == 'succeeded' or status == 'dead' or status == 'cancelled'
+local attempts = tonumber(ARGV[13])
+if final then
+  redis.call('HDEL', B..'tries', id)
+elseif status ~= 'running' or attempts > tonumber(redis.call('HGET', B..'tries', id) or '0') then
+  redis.call('HSET', B..'tries', id, attempts)
+end
 if final or status ~= 'running' then
   redis.call('ZREM', B..'lease', id)
   redis.call('ZREM', B..'xlease', id)
@@ -143,8 +157,10 @@ return 1
 
 # ARGV: base, now, n, lease end, token, recheck ('1' after a claim whose answer was lost), then the ids this
 # process holds. Takes back leases that ran out (their process is gone: the job is due again at once); on a
-# recheck, also this process's leases on jobs it does not hold (claimed by the call whose answer never came);
-# then claims up to n due jobs for this process. Returns {records, next due, next lease end}.
+# recheck, also this process's leases on jobs it does not hold (claimed by the call whose answer never came: no
+# attempt of theirs began, so their count in `tries` goes back by one); then claims up to n due jobs for this
+# process, counting in `tries` the attempt each may begin. Returns {records, next due, next lease end, attempt
+# numbers}: a claimed job's attempt number above its record's count means earlier attempts began unrecorded.
 CLAIM = """
 local B, now, n, until_, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 if ARGV[6] == '1' then
@@ -155,6 +171,7 @@ if ARGV[6] == '1' then
       redis.call('ZREM', B..'lease', id)
       redis.call('HDEL', B..'owner', id)
       redis.call('ZADD', B..'due', now, id)
+      if tonumber(redis.call('HGET', B..'tries', id) or '0') > 0 then redis.call('HINCRBY', B..'tries', id, -1) end
     end
   end
 end
@@ -165,6 +182,7 @@ for _, id in ipairs(lost) do
   redis.call('ZADD', B..'due', now, id)
 end
 local records = {}
+local tries = {}
 if n > 0 then
   local ids = redis.call('ZRANGEBYSCORE', B..'due', '-inf', now, 'LIMIT', 0, n)
   for _, id in ipairs(ids) do
@@ -174,23 +192,33 @@ if n > 0 then
       redis.call('ZADD', B..'lease', until_, id)
       redis.call('HSET', B..'owner', id, token)
       records[#records + 1] = record
+      local began = redis.call('HGET', B..'tries', id)
+      if not began then  -- a job stored before `tries` existed: its record has the count
+        local ok, job = pcall(cjson.decode, record)
+        began = ok and type(job) == 'table' and tonumber(job['attempts']) or 0
+      end
+      tries[#tries + 1] = tonumber(began) + 1
+      redis.call('HSET', B..'tries', id, tries[#tries])
     end
   end
 end
 local due = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
 local lease = redis.call('ZRANGE', B..'lease', 0, 0, 'WITHSCORES')
-return {records, due[2] or '', lease[2] or ''}
+return {records, due[2] or '', lease[2] or '', tries}
 """
 
-# ARGV: base, lease end, token, ids... Extends the leases this process still holds; returns the ids it lost.
+# ARGV: base, lease end, token, ids... Extends the leases this process still holds; returns the ids another poulpe
+# process holds now. A job nobody holds is not among them: it ended (or went back to wait) since the caller listed
+# it, or its lease ran out and no process claimed it yet (its outcome may still be saved).
 RENEW = """
 local B, until_, token = ARGV[1], ARGV[2], ARGV[3]
 local lost = {}
 for i = 4, #ARGV do
   local id = ARGV[i]
-  if redis.call('HGET', B..'owner', id) == token then
+  local owner = redis.call('HGET', B..'owner', id)
+  if owner == token then
     redis.call('ZADD', B..'lease', 'XX', until_, id)
-  else
+  elseif owner then
     lost[#lost + 1] = id
   end
 end
@@ -207,6 +235,7 @@ local function forget(B, id)
   end
   redis.call('HDEL', B..'stat', id)
   redis.call('HDEL', B..'owner', id)
+  redis.call('HDEL', B..'tries', id)
   for _, index in ipairs({'all', 'done', 'due', 'lease', 'xlease'}) do redis.call('ZREM', B..index, id) end
   return redis.call('DEL', B..'job:'..id)
 end

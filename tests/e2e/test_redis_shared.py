@@ -70,10 +70,11 @@ def test_a_killed_process_leaves_its_jobs_to_the_other_once_its_lease_runs_out(
         done = [result(client, job_id, timeout=30) for job_id in ids]
     assert all(job["status"] == "succeeded" for job in done)
     taken_back = [job for job in done if job["attempts"] == 2]
-    assert len(taken_back) == 4, "the four jobs a was running ran again on b"
-    for job in taken_back:
-        assert "lease ran out" in job["history"][0]["error"]
-        assert ran_on(job, b)
+    assert len(taken_back) == 5, "the four jobs a was running, and the one it held ready, ran again on b"
+    errors = sorted(job["history"][0]["error"] for job in taken_back)
+    assert sum("lease ran out" in error for error in errors) == 4, errors
+    assert sum("may not have begun" in error for error in errors) == 1, errors  # Redis cannot tell it did not
+    assert all(ran_on(job, b) for job in taken_back)
 
 
 def test_a_long_poll_on_one_process_wakes_when_another_finishes_the_job(
@@ -136,6 +137,7 @@ def test_redis_restarted_during_a_stream_loses_no_acknowledged_job(
         procs = [poulpe(*flags, home="a"), poulpe(*flags, home="b")]
         acknowledged: list[str] = []
         refused: list[int] = []
+        waited: list[float] = []  # answers held while poulpe found out what happened to a write Redis never answered
         stop = threading.Event()
 
         def stream(proc: Poulpe, tag: str) -> None:
@@ -144,10 +146,13 @@ def test_redis_restarted_during_a_stream_loses_no_acknowledged_job(
                     if stop.is_set():
                         return
                     job = {"id": f"{tag}-{n}", "method": "GET", "name": fresh_target.url("/echo")}
+                    started = time.monotonic()
                     try:
                         answer = client.post("/task_in_queue", json=job)
                     except httpx.HTTPError:
                         continue
+                    if time.monotonic() - started > 0.5:
+                        waited.append(time.monotonic() - started)
                     if answer.status_code == 202:
                         acknowledged.append(job["id"])
                     else:
@@ -166,7 +171,7 @@ def test_redis_restarted_during_a_stream_loses_no_acknowledged_job(
         stop.set()
         for thread in threads:
             thread.join()
-        assert refused, "submissions while Redis was down were refused with 503"
+        assert refused or waited, "submissions while Redis was down were refused with 503, or held until it was back"
         assert len(acknowledged) > 100
         with procs[0].client() as client:
             for job_id in acknowledged:
@@ -231,9 +236,10 @@ def test_a_cancel_asked_on_one_process_reaches_the_process_running_the_job(
 ) -> None:
     b = poulpe(*on_redis(redis_server, redis_prefix), home="b")
     with b.client() as on_b:
-        job = {"method": "GET", "name": fresh_target.url("/slow", ms=3000), "timeout": 1.5, "retry": {"max": 3}}
+        job = {"method": "GET", "name": fresh_target.url("/slow", ms=10000), "timeout": 6, "retry": {"max": 3}}
         job_id = accepted(on_b, **job)["id"]
         eventually(lambda: state(on_b, job_id)["status"] == "running")
+        # the attempt runs 6 s: long enough for a to start and ask, however loaded the machine
         a = poulpe(*on_redis(redis_server, redis_prefix), home="a")
         with a.client() as on_a:
             answer = on_a.delete(f"/jobs/{job_id}")
