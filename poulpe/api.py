@@ -82,7 +82,7 @@ async def list_jobs(request: Request) -> Response:
         if method not in (None, Method.QUEUE.value):
             raise BadRequest("type is the task type of QUEUE jobs: it goes with method QUEUE only", "type")
         method, name = Method.QUEUE.value, query["type"]
-    found = await _manager(request).store.list_jobs(status=status, method=method, name=name, page=page, size=size)
+    found = await _manager(request).list_jobs(status=status, method=method, name=name, page=page, size=size)
     return json_response(
         {"page": page, "size": size, "total": found.total, "jobs": [job.to_result() for job in found.jobs]}
     )
@@ -91,12 +91,12 @@ async def list_jobs(request: Request) -> Response:
 async def list_dead(request: Request) -> Response:
     page, size = int_param(request, "page", 1), int_param(request, "size", 50)
     check_page(page, size)
-    items, total = await _manager(request).dead_jobs.page(page=page, size=size)
+    items, total = await _manager(request).dead_page(page=page, size=size)
     return json_response({"page": page, "size": size, "total": total, "dead": items})
 
 
 async def get_dead(request: Request) -> Response:
-    job = await _manager(request).dead_jobs.find(path_job_id(request))
+    job = await _manager(request).dead_job(path_job_id(request))
     if job is None:
         raise NotFound(f"no dead job with id {path_job_id(request)[:128]}")
     return json_response({**job.to_result(), "job": {"params": job.params, "cc": job.cc, "retry": job.retry}})
@@ -108,7 +108,7 @@ async def retry_dead(request: Request) -> Response:
 
 
 async def delete_dead(request: Request) -> Response:
-    if not await _manager(request).dead_jobs.delete(path_job_id(request)):
+    if not await _manager(request).delete_dead(path_job_id(request)):
         raise NotFound(f"no dead job with id {path_job_id(request)[:128]}")
     return json_response({"result": WORD_OK, "id": path_job_id(request), "deleted": True})
 
@@ -121,14 +121,15 @@ def _reports(request: Request) -> dict[str, Any]:
 
 async def health(request: Request) -> Response:
     manager = _manager(request)
-    ok = await manager.store.ping()
+    ok, fault = await manager.store_health()
     detail = _reports(request)
     if not manager.accepting:
         return json_response({"ok": False, "draining": True}, 503)
     body: dict[str, Any] = {"ok": ok}
-    fault = None if ok else manager.store.write_fault()
     if fault is not None:  # a full disk: the store may still read, but no job can be accepted
         body.update(writable=False, error=fault)
+    if manager.paused:
+        body["paused"] = True  # healthy, but no job starts (POST /resume)
     if detail:
         body["detail"] = detail
     return json_response(body, 200 if ok else 503)
@@ -140,7 +141,7 @@ async def sys_info(request: Request) -> Response:
         {
             "version": __version__,
             "uptime_s": round(time.time() - request.state.started_at, 3),
-            "store": manager.store.kind,
+            "store": manager.store_kind,
             "node": manager.node,
             **await manager.sys_info(),
             **_reports(request),

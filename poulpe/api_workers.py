@@ -10,11 +10,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from poulpe.api import path_job_id
+from poulpe.checks import TYPE_RULE, is_task_type, split_msgspec
 from poulpe.errors import BadRequest
 from poulpe.external import ExternalWorkers
 from poulpe.job import WORD_OK, Job
 from poulpe.responses import json_response, read_json_body
-from poulpe.validate import TYPE_RULE, _split_msgspec, is_task_type
+from poulpe.validate import null_raw
 
 WORKER_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"  # any printable name: easyTask workers name themselves freely
 _WORKER_WIRE = WORKER_PATTERN.removesuffix("$") + r"\Z"  # Python's `$` would also match before a final newline
@@ -41,14 +42,14 @@ class LeaseIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class CompleteIn(msgspec.Struct, forbid_unknown_fields=True):
     worker: WorkerName
-    result: msgspec.Raw = msgspec.Raw(b"null")
+    result: msgspec.Raw = msgspec.field(default_factory=null_raw)
     remark: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
 
 
 class FailIn(msgspec.Struct, forbid_unknown_fields=True):
     worker: WorkerName
     error: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
-    result: msgspec.Raw = msgspec.Raw(b"null")
+    result: msgspec.Raw = msgspec.field(default_factory=null_raw)
 
 
 def external(request: Request) -> ExternalWorkers:
@@ -68,7 +69,7 @@ async def _body(request: Request, shape: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=shape)
     except msgspec.ValidationError as exc:
-        field, reason = _split_msgspec(str(exc))
+        field, reason = split_msgspec(str(exc))
         raise BadRequest(reason, field) from None
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         raise BadRequest("body is not valid JSON") from None

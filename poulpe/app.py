@@ -1,13 +1,9 @@
-"""create_app(settings): the one place that builds poulpe's objects and wires them to routes."""
+"""create_app(settings): poulpe's routes, error handlers and middleware over a Service (service.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import secrets
-import socket
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,152 +14,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from poulpe import __version__, api, ops_api
+from poulpe import api, keys_api, ops_api
 from poulpe.auth import TokenAuth
-from poulpe.callbacks import Callbacks
 from poulpe.compat.routes import routes as compat_routes
-from poulpe.deadletter import DeadLetters
 from poulpe.errors import PoulpeError
-from poulpe.external import ExternalWorkers
 from poulpe.intake.http import task_in_queue
 from poulpe.intake.ws import ws_task
-from poulpe.job import HTTP_METHODS, Method, RetryPolicy
-from poulpe.manager import JobManager
 from poulpe.metrics import ErrorCounter, Metrics
 from poulpe.openapi import document
 from poulpe.responses import json_response
-from poulpe.runners import Runner
-from poulpe.runners.exec import ExecRunner
-from poulpe.runners.http import HttpRunner
+from poulpe.service import Service
 from poulpe.settings import Settings
-from poulpe.store import open_store
-from poulpe.validate import Limits
 
 log = logging.getLogger(__name__)
 
 
-def build_runners(settings: Settings) -> dict[Method, Runner]:
-    http = HttpRunner(allow_hosts=settings.allow_hosts, signing_key=settings.signing_key, version=__version__)
-    runners: dict[Method, Runner] = dict.fromkeys(HTTP_METHODS, http)
-    if settings.exec_root is not None:
-        runners[Method.EXEC] = ExecRunner(exec_dir=settings.exec_root)
-    if settings.smtp_server:
-        from poulpe.runners.mail import MailRunner
-
-        runners[Method.MAIL_TO] = MailRunner(
-            server=settings.smtp_server,
-            port=settings.smtp_port,
-            user=settings.smtp_name,
-            password=settings.smtp_pwd,
-            starttls=settings.starttls,
-            tls=settings.smtp_tls,
-        )
-    return runners
-
-
-def limits_for(settings: Settings) -> Limits:
-    return Limits(
-        workers=settings.workers,
-        exec_dir=settings.exec_root,
-        allow_hosts=settings.allow_hosts,
-        mail_enabled=bool(settings.smtp_server),
-        default_retry=RetryPolicy(max=settings.max_retry, interval=settings.retry_interval),
-    )
-
-
 def create_app(settings: Settings) -> Starlette:
-    limits = limits_for(settings)
+    """The routes over a Service (service.py) that the lifespan starts and stops; `app.state.service` is it."""
     metrics = Metrics()
+    service = Service(settings, metrics=metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        node = f"{socket.gethostname()}:{os.getpid()}"
-        store = open_store(settings, owner=f"{node}:{secrets.token_hex(4)}")
-        await store.open()
-        metrics.time_store(store)
-        runners = build_runners(settings)
-        manager = JobManager(
-            store,
-            runners,
-            DeadLetters(settings.dead),
-            workers=settings.workers,
-            default_retry=limits.default_retry,
-            job_timeout=settings.job_timeout,
-            result_ttl=settings.result_ttl,
-            lease=settings.lease,
-            node=node,
-            metrics=metrics,
-        )
-        dead_errors = metrics.watch(
-            "poulpe_dead_letter_write_errors",
-            "Dead letters that could not be written",
-            lambda: manager.dead.write_errors,
-        )
-        dead_owed = metrics.watch(
-            "poulpe_dead_letters_owed",
-            "Dead jobs whose letter the directory has not taken yet (written when it can)",
-            lambda: len(manager.dead_jobs.owed),
-            gauge=True,
-        )
-        callbacks = Callbacks(  # listening before the first job can finish
-            manager, allow_hosts=settings.allow_hosts, signing_key=settings.signing_key, version=__version__
-        )
-        callbacks.start()
-        await manager.start()
-        crontab = None
-        if settings.cron is not None:
-            from poulpe.crontab import Crontab
-
-            crontab = Crontab(settings.cron, manager, limits, tz=settings.zone)
-            crontab.load()
-            crontab.start()
-        external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
-        await external.start()
-        kingtask_wire = None
-        if settings.kingtask_bind is not None:  # kingtask's broker protocol (poulpe/compat/kingtask_wire.py)
-            from poulpe.compat.kingtask_wire import KingtaskWire
-
-            kingtask_wire = KingtaskWire(manager, limits, *settings.kingtask_bind)
-            await kingtask_wire.start()
-        # Kafka intake (docs/kafka.md): started after recovery; it stops consuming as soon as the manager drains
-        kafka = None
-        if settings.kafka_servers:
-            from poulpe.intake.kafka import KafkaIntake
-
-            kafka = KafkaIntake(settings, manager, limits)
-            await kafka.start()
-        reports = {"kafka": kafka.report} if kafka is not None else {}
-        app.state.manager = manager
-        log.info("poulpe ready: %s store, %d workers", store.kind, settings.workers)
+        await service.start()
         try:
-            yield {
-                "manager": manager,
-                "settings": settings,
-                "limits": limits,
-                "crontab": crontab,
-                "external": external,
-                "started_at": time.time(),
-                "metrics": metrics,
-                "reports": reports,
-            }
+            yield service.state()
         finally:
-            if crontab is not None:
-                await crontab.stop()
-            if kingtask_wire is not None:
-                await kingtask_wire.stop()
-            await external.stop()
-            if kafka is not None:
-                await kafka.stop_consuming()
-            await manager.stop(settings.grace)
-            if kafka is not None:
-                await kafka.stop(flush_s=5.0)
-            await callbacks.stop()  # after the drain: jobs ending in the grace period get theirs
-            for runner in set(runners.values()):
-                await runner.close()
-            await store.close()
-            metrics.registry.unregister(dead_errors)
-            metrics.registry.unregister(dead_owed)
-            log.info("poulpe stopped")
+            await service.stop()  # drains first unless the server has (server.py)
 
     async def openapi(request: Request) -> Response:
         return json_response(document())
@@ -174,6 +51,13 @@ def create_app(settings: Settings) -> Starlette:
         Route("/jobs", api.list_jobs, methods=["GET"]),
         Route("/jobs/{id}", api.get_job, methods=["GET"]),
         Route("/jobs/{id}", api.cancel_job, methods=["DELETE"]),
+        Route("/jobs/{id}/run", keys_api.run_job, methods=["POST"]),
+        Route("/keys", keys_api.list_keys, methods=["GET"]),
+        keys_api.key_route("/keys/{key}", keys_api.get_key, "GET"),
+        keys_api.key_route("/keys/{key}", keys_api.put_key, "PUT"),
+        keys_api.key_route("/keys/{key}", keys_api.delete_key, "DELETE"),
+        Route("/pause", keys_api.pause, methods=["POST"]),
+        Route("/resume", keys_api.resume, methods=["POST"]),
         Route("/dead", api.list_dead, methods=["GET"]),
         Route("/dead/{id}", api.get_dead, methods=["GET"]),
         Route("/dead/{id}", api.delete_dead, methods=["DELETE"]),
@@ -190,12 +74,14 @@ def create_app(settings: Settings) -> Starlette:
         Route("/dashboard.css", ops_api.dashboard_css, methods=["GET"]),
         *compat_routes(),  # kingtask and easyTask (poulpe/compat/)
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(ErrorCounter, metrics=metrics), Middleware(TokenAuth, token=settings.token)],
         exception_handlers={PoulpeError: _poulpe_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
+    app.state.service = service
+    return app
 
 
 async def _poulpe_error(request: Request, exc: Exception) -> Response:

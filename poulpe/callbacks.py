@@ -16,10 +16,11 @@ from collections.abc import Callable
 
 import aiohttp
 
+from poulpe.dispatch.events import JobFinal
 from poulpe.job import FINAL, CallbackDelivery, Job
 from poulpe.manager import JobManager
+from poulpe.outbound import host_allowed, signature
 from poulpe.responses import encode
-from poulpe.runners.http import _signature, host_allowed
 from poulpe.settings import Secret
 
 log = logging.getLogger("poulpe.callbacks")
@@ -45,7 +46,7 @@ class Callbacks:
         self._unlisten: Callable[[], None] | None = None
 
     def start(self) -> None:
-        self._unlisten = self.manager.waiters.listen(self._on_final)
+        self._unlisten = self.manager.events.on(JobFinal, lambda event: self._on_final(event.job))
 
     async def stop(self) -> None:
         if self._unlisten is not None:
@@ -77,7 +78,7 @@ class Callbacks:
             if delivery.error is None:
                 delivery.delivered_at = self.clock()
             with contextlib.suppress(Exception):  # a store that is down loses the record, never the delivery
-                await self.manager.store.set_callback_delivery(job.id, delivery)
+                await self.manager.set_callback_delivery(job.id, delivery)
             if delivery.error is None:
                 log.info("job %s callback delivered attempt=%d", job.id, delivery.attempts)
                 return
@@ -97,7 +98,7 @@ class Callbacks:
             "Poulpe-Attempt": str(attempt),
         }
         if self._key is not None:
-            headers["Poulpe-Signature"] = _signature(self._key, body)
+            headers["Poulpe-Signature"] = signature(self._key, body)
         if self._session is None:
             self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         try:

@@ -23,7 +23,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter  # type: igno
 
 from poulpe.errors import BadRequest
 from poulpe.job import Method
-from poulpe.validate import check_mail
+from poulpe.runners.mail import check_mail
 
 FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week", "year")
 _BOUNDS = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7), (1970, 2099))

@@ -17,8 +17,8 @@ from poulpe.settings import Settings, SettingsError
 def verdict(settings: Settings, path: Path) -> list[CronLine]:
     """The file's lines as poulpe running with `settings` takes them; raises CronError naming the first bad line
     (a bad time field, an `ftp://` URL, an EXEC line without --exec_dir, a MAIL_TO line without --smtp_server)."""
-    from poulpe.app import limits_for
     from poulpe.crontab import read_checked
+    from poulpe.service import limits_for
 
     return read_checked(path, limits_for(settings))
 

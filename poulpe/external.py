@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from poulpe.dispatch.events import JobsQueued, LeaseSet, QueuedElsewhere
 from poulpe.errors import Conflict, NotFound, Unavailable
 from poulpe.job import Job, Method, Status
 from poulpe.manager import JobManager
@@ -56,7 +57,7 @@ class ExternalWorkers:
         self._expiry_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)  # leases waiting for work
-        self._unlisten: Callable[[], None] | None = None
+        self._unlisten: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         """Set the expiry timer for leases stored before this process started; hear of new QUEUE jobs."""
@@ -64,15 +65,18 @@ class ExternalWorkers:
             self._arm(await self.manager.store.next_lease_end())
         except Unavailable:  # the store is away (a full disk, Redis down): look again in a second
             self._arm(self.clock() + 1.0)
-        self._unlisten = self.manager.waiters.listen_queued(self._on_queued)
-        # processes sharing a Redis store tell each other of new work and new leases (SharedFeed's pub/sub)
-        self.manager.on_remote("queued", lambda kind: self._wake(kind, 1))
-        self.manager.on_remote("xlease", lambda until: self._arm(float(until)))
+        events = self.manager.events
+        self._unlisten = [
+            events.on(JobsQueued, lambda event: self._on_queued(event.jobs)),
+            # processes sharing a Redis store tell each other of new work and new leases (SharedFeed's pub/sub)
+            events.on(QueuedElsewhere, lambda event: self._wake(event.kind, 1)),
+            events.on(LeaseSet, lambda event: self._arm(event.until)),
+        ]
         self._spawn(self._release_on_drain)
 
     async def stop(self) -> None:
-        if self._unlisten is not None:
-            self._unlisten()
+        for unlisten in self._unlisten:
+            unlisten()
         if self._expiry is not None:
             self._expiry.cancel()
         for worker in self._workers.values():

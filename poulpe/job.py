@@ -39,6 +39,8 @@ class Status(enum.StrEnum):
 
 FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
 WAITING = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING})
+INTERRUPTED = "interrupted: poulpe stopped during the attempt"
+LEASE_LOST = "interrupted: the poulpe process running it stopped answering (its lease ran out)"
 # The words the Rust poulpe answered with; its clients read them.
 WORD_OK, WORD_TIMEOUT, WORD_FAIL = "OK", "Timeout", "Fail"
 
@@ -110,6 +112,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     source: str = "http"
     # EXEC jobs of kingtask's routes: output on stderr fails the attempt even with exit code 0, kingtask's rule
     fail_on_stderr: bool = False
+    key: str | None = None  # jobs sharing a key share its limits and its turn (SPEC 10.1)
+    priority: int = 0  # higher starts first
 
     status: Status = Status.QUEUED
     seq: int = 0
@@ -127,6 +131,7 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     lease_until: float | None = None
     remark: str | None = None
     callback_delivery: CallbackDelivery | None = None
+    held: str | None = None  # why a due job waits (its key's pause or limits): set on the copy a query answers
 
     @property
     def final(self) -> bool:
@@ -151,6 +156,12 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
             last = self.history[-1]
             last.finished_at, last.ok, last.error = now, ok, error
         self.error = error
+
+    def interrupt(self, why: str, now: float) -> None:
+        """An attempt that never ended (its process stopped): closed as failed, not counted against the retries;
+        the job is due again now."""
+        self.end_attempt(False, why, now)
+        self.status, self.run_at = Status.QUEUED, now
 
     def to_result(self) -> dict[str, Any]:
         """The result JSON of SPEC 3.1 (with the attempt history; a QUEUE job's lease and remark when it has them,
@@ -177,6 +188,12 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
         if self.callback is not None:
             delivery = self.callback_delivery or CallbackDelivery()
             result["callback_delivery"] = msgspec.to_builtins(delivery)
+        if self.key is not None:
+            result["key"] = self.key
+        if self.priority:
+            result["priority"] = self.priority
+        if self.held is not None:
+            result["held"] = self.held
         return result
 
 

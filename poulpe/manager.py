@@ -1,6 +1,10 @@
-"""JobManager: the one path every job takes, from submit (store, then ack) to the outcome (store, then wake).
+"""JobManager: what the routes ask of poulpe: submit (store, then ack), get, wait, cancel, retry from the dead
+letters, and the queries. It builds the dispatch engine and never hears from it again: workers pull their jobs
+from the ready structure (dispatch/ready.py), the finish step (outcome.py) stores and tells, and what other parts
+react to goes through the event bus (dispatch/events.py).
 
-intake → validate → submit → store → scheduler → workers → runner → decide → record: store + waiters (+ dead letter).
+intake → validate → submit → store → feed (dispatch/local.py or shared.py) → ready → workers → runner → finish
+→ store → events (waiters, callbacks, Kafka results).
 """
 
 from __future__ import annotations
@@ -12,21 +16,31 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
-from poulpe.errors import BadRequest, Conflict, NotFound, NotHeld, Unavailable
-from poulpe.feeds import INTERRUPTED, LEASE_LOST, LocalFeed, SharedFeed
-from poulpe.job import DEFAULT_RETRY, FINAL, Job, Method, RetryPolicy, Status
+from poulpe.dispatch.controls import Controls
+from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, LimitsChanged, Reconnected
+from poulpe.dispatch.limits import Limits
+from poulpe.dispatch.local import LocalFeed
+from poulpe.dispatch.ready import Ready
+from poulpe.dispatch.shared import SharedFeed
+from poulpe.errors import BadRequest, Conflict, NotFound, Unavailable
+from poulpe.job import DEFAULT_RETRY, FINAL, WAITING, Job, Method, RetryPolicy, Status
+from poulpe.keys import KeyLimits
 from poulpe.metrics import Metrics
+from poulpe.outcome import Finish
+from poulpe.queries import Queries
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
 from poulpe.waiters import Waiters
-from poulpe.workers import Workers
+from poulpe.workers import Attempt, Workers
 
 log = logging.getLogger("poulpe.jobs")
 
 
-class JobManager:
+class JobManager(Queries):
     def __init__(
         self,
         store: Store,
@@ -41,6 +55,7 @@ class JobManager:
         node: str = "poulpe",
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        key_defaults: KeyLimits | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -52,31 +67,44 @@ class JobManager:
         self.node = node
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.events = Events()
         self.waiters = Waiters()
+        self.events.on(JobFinal, self.waiters.on_final)  # first: before any other listener
+        self.events.on(FinishedElsewhere, lambda event: self._finished_elsewhere(event.job_id))
+        self.events.on(Reconnected, lambda event: self._recheck_waiters())
+        self.ready = Ready(workers, limits=Limits(key_defaults, clock=clock), clock=clock)
         self.feed: LocalFeed | SharedFeed
-        if store.shared:
-            from poulpe.store.redis import RedisStore  # only Redis users need its client
-
-            assert isinstance(store, RedisStore)
-            self.feed = SharedFeed(self, store, lease=lease)
+        schedule = store.shared_schedule()
+        if schedule is not None:
+            self.feed = SharedFeed(self.ready, schedule, self.events, lease=lease, clock=clock)
         else:
-            self.feed = LocalFeed(self)
-        self.workers = Workers(workers, self._run, on_free=self.feed.poke)
+            self.feed = LocalFeed(self.ready, store, clock=clock)
+        self.ready.on_free = self.feed.poke
+        self.controls = Controls(store, self.ready, self.feed)  # keys' limits and pauses (SPEC 10.1)
+        self.events.on(LimitsChanged, lambda event: self.controls.reload_soon())
+        self.finish = Finish(
+            store,
+            self.dead_jobs,
+            self.ready,
+            self.feed,
+            self.events,
+            self.metrics,
+            default_retry=default_retry,
+            clock=clock,
+        )
+        attempt = Attempt(runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock)
+        self.workers = Workers(self.ready, attempt.run)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it
-        self._live: dict[str, Job] = {}  # ready or running in this process: the freshest state
-        self._cancel_after: set[str] = set()
-        self._cancelling: set[str] = set()
         self._seq = 0
         self._purger: asyncio.Task[None] | None = None
-        self._recording: set[asyncio.Task[None]] = set()
-        self._remote: dict[str, Callable[[str], None]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Recover (embedded store) or join the shared schedule (Redis), then take jobs."""
         with contextlib.suppress(Unavailable):  # Redis may be away at start: intake answers 503 until it is back
             self._seq = await self.store.max_seq()
+            await self.controls.load()
         await self.feed.start()
         self.workers.start()
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
@@ -93,14 +121,8 @@ class JobManager:
         """Drain: running attempts get `grace` seconds; what is left stays stored and runs after a restart."""
         self.stop_intake()
         self.feed.stop_taking()
-        for job in await self.workers.stop(grace):  # claimed but not started: back to the shared schedule
-            if self.store.shared:
-                with contextlib.suppress(Exception):
-                    await self.store.save(job)
-        if self._recording:
-            _, late = await asyncio.wait(self._recording, timeout=max(grace, 1.0))
-            for task in late:  # the store is away: these outcomes are lost, their jobs run again (at least once)
-                task.cancel()
+        await self.feed.put_back(await self.workers.stop(grace))  # claimed but not started: back to the schedule
+        await self.finish.wait_recorded(grace)
         await self.feed.close()
         await self.dead_jobs.stop()
         if self._purger is not None:
@@ -123,7 +145,7 @@ class JobManager:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
                 self._enqueue(job)
-        self.waiters.queued(stored)  # wakes external workers waiting for QUEUE jobs (external.py)
+        self._tell_queued([job for job, duplicate in stored if not duplicate])
         return stored
 
     def _enqueue(self, job: Job) -> None:
@@ -131,40 +153,21 @@ class JobManager:
             return  # held in the store for external workers
         self.feed.schedule(job)
 
-    # --- what the feeds call ---------------------------------------------------------------------------------
-    def take(self, job: Job) -> None:
-        """A due job for this process's workers: from now on its freshest state is here."""
-        self._live[job.id] = job
-        self.workers.push(job)
+    def _tell_queued(self, jobs: list[Job]) -> None:
+        """External workers waiting for QUEUE jobs hear of the new ones (external.py)."""
+        queued = [job for job in jobs if job.method is Method.QUEUE]
+        if queued:
+            self.events.emit(JobsQueued(queued))
 
-    def holds(self, job_id: str) -> bool:
-        return job_id in self._live or job_id in self._cancelling
-
-    def held_ids(self) -> list[str]:
-        return list(self._live)
-
-    def interrupt(self, job: Job, why: str) -> None:
-        """An attempt that never ended (its process stopped): closed as failed, not counted against the retries."""
-        job.end_attempt(False, why, self.clock())
-        job.status, job.run_at = Status.QUEUED, self.clock()
-
-    def claimed(self, job: Job) -> None:
-        """A job leased from the shared schedule (SharedFeed)."""
-        if job.id in self._live:
-            return
-        if job.status is Status.RUNNING:
-            self.interrupt(job, LEASE_LOST)
-            log.info("job %s taken back: attempt %d lost its process, it runs again", job.id, job.attempts)
-        self.take(job)
-
-    def finished_elsewhere(self, job_id: str) -> None:
+    # --- what the other processes tell (a shared store) ------------------------------------------------------
+    def _finished_elsewhere(self, job_id: str) -> None:
         """Another process finished a job: wake the long-polls waiting for it here."""
-        if self.waiters.waiting(job_id) and job_id not in self._live:
+        if self.waiters.waiting(job_id) and job_id not in self.ready.held:
             asyncio.get_running_loop().create_task(self._wake_waiters([job_id]))
 
-    def recheck_waiters(self) -> None:
+    def _recheck_waiters(self) -> None:
         """After a reconnection: jobs waited on here may have finished while messages could not arrive."""
-        ids = [job_id for job_id in self.waiters.waited_ids() if job_id not in self._live]
+        ids = [job_id for job_id in self.waiters.waited_ids() if job_id not in self.ready.held]
         if ids:
             asyncio.get_running_loop().create_task(self._wake_waiters(ids))
 
@@ -174,135 +177,37 @@ class JobManager:
                 if job.final:
                     self.waiters.wake(job)
 
-    def on_remote(self, event: str, handler: Callable[[str], None]) -> None:
-        """Hear of an event published by the processes sharing the store (external.py: `queued`, `xlease`)."""
-        self._remote[event] = handler
-
-    def remote_event(self, event: str, payload: str) -> None:
-        handler = self._remote.get(event)
-        if handler is not None:
-            handler(payload)
-
-    def cancel_here(self, job_id: str) -> None:
-        """A cancel asked on another process, for a job running here: it ends cancelled after this attempt."""
-        job = self._live.get(job_id)
-        if job is not None and job.status is Status.RUNNING:
-            self._cancel_after.add(job_id)
-
-    # --- running ---------------------------------------------------------------------------------------------
-    async def _run(self, job: Job, worker: int) -> None:
-        job.begin_attempt(worker, self.node, self.clock())
-        self.metrics.started(job)
-        self.store.save_soon(job)
-        # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.
-        log.debug(
-            "job %s running attempt=%d worker=%d late_ms=%.1f",
-            job.id,
-            job.attempts,
-            worker,
-            (job.started_at or 0) * 1000 - job.run_at * 1000,
-        )
-        runner = self.runners.get(job.method)
-        try:
-            if runner is None:
-                outcome = Outcome(ok=False, final=True, error=f"{job.method} jobs cannot run on this poulpe")
-            else:
-                outcome = await runner.run(job, job.attempts, job.timeout or self.job_timeout)
-        except asyncio.CancelledError:
-            await self._put_back(job)
-            raise
-        except Exception as exc:
-            log.exception("runner for %s failed on job %s", job.method, job.id)
-            outcome = Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
-        # The worker is free as soon as the outcome is decided; storing it (one group commit) and waking the
-        # waiters happen in a task of their own, which a shutdown waits for.
-        self._decide(job, outcome)
-        self.metrics.ended(job)
-        recording = asyncio.get_running_loop().create_task(self._record(job))
-        self._recording.add(recording)
-        recording.add_done_callback(self._recording.discard)
-
-    async def _put_back(self, job: Job) -> None:
-        """An attempt cut short by shutdown: the job goes back to queued and runs again after a restart."""
-        job.end_attempt(False, INTERRUPTED, self.clock())
-        job.status = Status.QUEUED
-        self._live.pop(job.id, None)
-        with contextlib.suppress(Exception):
-            await self.store.save(job)
-        log.info("job %s put back attempt=%d (shutdown)", job.id, job.attempts)
-
-    def _decide(self, job: Job, outcome: Outcome) -> None:
-        """The job's next state from an attempt's outcome, by its retry policy."""
-        now = self.clock()
-        job.end_attempt(outcome.ok, outcome.error, now)
-        job.result = outcome.result
-        policy = job.policy(self.default_retry)
-        if outcome.ok:
-            job.status = Status.SUCCEEDED
-        else:
-            job.failures += 1
-            if job.id in self._cancel_after:
-                job.status = Status.CANCELLED
-            elif outcome.final or job.failures >= policy.max_attempts:
-                job.status = Status.DEAD
-            else:
-                job.status = Status.RETRYING
-                job.run_at = now + policy.delay_before_retry(job.failures, outcome.retry_after)
-        self._cancel_after.discard(job.id)
-        if job.final:
-            job.finished_at = now
-
-    async def _record(self, job: Job) -> None:
-        """Store the decided state (dead letter first), then tell the scheduler and the waiters."""
-        if job.status is Status.DEAD:
-            await self._write_dead_letter(job)
-        if not await self._store_outcome(job):
-            return
-        self._live.pop(job.id, None)
-        ended = job.history[-1] if job.history else None
-        elapsed = ((ended.finished_at or ended.started_at) - ended.started_at) * 1000 if ended else 0.0
-        log.info(
-            "job %s %s attempt=%d worker=%s elapsed_ms=%.1f%s",
-            job.id,
-            job.status,
-            job.attempts,
-            ended.worker if ended else None,
-            elapsed,
-            f" error={job.error!r}" if job.error else "",
-        )
-        if job.status is Status.RETRYING:
-            self.feed.schedule(job)
-        if job.final:
-            self.waiters.notify(job)
-
-    async def _store_outcome(self, job: Job) -> bool:
-        """Save an attempt's outcome, retrying while the store is away (a shutdown gives up after --grace)."""
-        delay = 0.1
-        while True:
-            try:
-                await self.store.save(job)
-                return True
-            except NotHeld:  # our lease ran out and another process took the job: its outcome wins
-                self._live.pop(job.id, None)
-                log.warning("job %s: outcome of attempt %d dropped, another process holds it", job.id, job.attempts)
-                return False
-            except Unavailable as exc:
-                log.warning("job %s: its outcome waits for the store: %s", job.id, exc.message)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _write_dead_letter(self, job: Job) -> None:
-        await self.dead_jobs.bury(job)  # never raises: a letter the directory refuses is owed and written later
-
     # --- queries and commands --------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
         """The job's freshest state, or None when unknown or expired (--result_ttl)."""
-        live = self._live.get(job_id)
-        if live is not None and not live.final:  # final but still in _live: _record() has not stored it yet
-            return live
+        live = self.ready.held.get(job_id)
+        if live is not None and not live.final:  # final but still held: the finish step has not stored it yet
+            return self._with_held(live)
         job = await self.store.get(job_id)
         if job is not None and job.final and (job.finished_at or 0) + self.result_ttl < self.clock():
             return None
+        return self._with_held(job) if job is not None else None
+
+    def _with_held(self, job: Job) -> Job:
+        """A due job held back by its key or the deployment-wide pause is answered with the reason (on a copy:
+        the reason is never stored)."""
+        held = self.controls.held(job) if job.run_at <= self.clock() else None
+        return msgspec.structs.replace(job, held=held) if held is not None else job
+
+    async def run_now(self, job_id: str) -> Job:
+        """A scheduled or retrying job becomes due now (its key's limits still apply)."""
+        job = await self.get(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}")
+        if job.status is Status.RUNNING or job.final:
+            raise Conflict(f"job {job_id} is {job.status}: only a waiting job can be run now")
+        if (job.status in WAITING and job.status is not Status.QUEUED) or job.run_at > self.clock():
+            job.held = None
+            job.status, job.run_at = Status.QUEUED, self.clock()
+            await self.store.save(job)
+            log.info("job %s run now attempt=%d", job.id, job.attempts)
+            self._enqueue(job)
+            self._tell_queued([job])
         return job
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:  # noqa: ASYNC109 (a long-poll's own limit)
@@ -328,23 +233,23 @@ class JobManager:
         if job is None:
             raise NotFound(f"no job with id {job_id}")
         if job.status is Status.RUNNING:
-            if job_id in self._live:
-                self._cancel_after.add(job_id)
-            elif isinstance(self.feed, SharedFeed):  # it runs on another process: that one cancels it
-                await self.feed.store.request_cancel(job_id)
+            if job_id in self.ready.held:
+                self.ready.cancel_after.add(job_id)
+            else:  # it runs on another process: that one cancels it
+                await self.feed.request_cancel(job_id)
             raise Conflict(f"job {job_id} is running: it will be cancelled after this attempt unless it succeeds")
         if job.status in FINAL:
             raise Conflict(f"job {job_id} is already {job.status}")
-        self._cancelling.add(job_id)
+        self.ready.cancelling.add(job_id)
         try:
-            self.workers.discard(job_id)
-            self._live.pop(job_id, None)
+            self.ready.discard(job_id)
+            self.ready.held.pop(job_id, None)
             job.status, job.finished_at = Status.CANCELLED, self.clock()
             await self.store.save(job)
         finally:
-            self._cancelling.discard(job_id)
+            self.ready.cancelling.discard(job_id)
         log.info("job %s cancelled attempt=%d", job.id, job.attempts)
-        self.waiters.notify(job)
+        self.events.emit(JobFinal(job))
         return job
 
     async def retry_dead(self, job_id: str) -> Job:
@@ -363,7 +268,7 @@ class JobManager:
         await self.store.save(job)
         log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
         self._enqueue(job)
-        self.waiters.queued([(job, False)])  # external workers (external.py)
+        self._tell_queued([job])
         await self.dead_jobs.letter_gone(job_id)
         return job
 
@@ -372,9 +277,11 @@ class JobManager:
         delayed = await self.feed.delayed(cap + 1)
         failed = await self.store.ids(Status.DEAD, cap + 1)  # ids from the index: no dead record is decoded
         today = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        paused = {"paused": True} if self.controls.limits.paused_all else {}  # POST /pause (SPEC 10.1)
         return {
+            **paused,
             "workers": [
-                {"id": n, "running": job.id if job else None, "queue": self.workers.only_for(n)}
+                {"id": n, "running": job.id if job else None, "queue": self.ready.only_for(n)}
                 for n, job in enumerate(self.workers.running)
             ],
             "running": running[:cap],
@@ -400,32 +307,8 @@ class JobManager:
 
     # --- external workers (poulpe/external.py) -----------------------------------------------------------------
     async def finish_external(self, job: Job, outcome: Outcome, holder: str) -> bool:
-        """End a leased QUEUE job's attempt with its worker's report (or its lease's expiry): the same decision as
-        a worker's attempt (retry policy, dead letter, waiters). Stored only if `holder` still holds the attempt;
-        False, and nothing changed, otherwise."""
-        self._decide(job, outcome)
-        job.lease_holder = job.lease_until = None
-        if job.status is Status.DEAD:
-            await self._write_dead_letter(job)
-        if not await self.store.save_if_held(job, holder):
-            if job.status is Status.DEAD:
-                # another process may have ended the same lease first, with the same dead letter: keep it then
-                current = await self.store.get(job.id)
-                if current is None or current.status is not Status.DEAD:
-                    await self.dead_jobs.letter_gone(job.id)
-            return False
-        self.metrics.ended(job)
-        log.info(
-            "job %s %s attempt=%d worker=%s%s",
-            job.id,
-            job.status,
-            job.attempts,
-            holder,
-            f" error={job.error!r}" if job.error else "",
-        )
-        if job.final:
-            self.waiters.notify(job)
-        return True
+        """End a leased QUEUE job's attempt with its worker's report (outcome.Finish.external)."""
+        return await self.finish.external(job, outcome, holder)
 
 
 def check_page(page: int, size: int) -> None:

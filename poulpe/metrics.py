@@ -36,6 +36,9 @@ _UNTIMED = frozenset({"open", "close"})
 _ANSWERS = frozenset({"http.response.start", "websocket.http.response.start"})
 
 
+KEY_GAUGES = 20  # per-key series in /metrics: the busiest keys only (most waiting, then most running)
+
+
 class Metrics:
     """Every metric poulpe exports; JobManager calls `accepted`, `started` and `ended` on the job's path."""
 
@@ -72,6 +75,10 @@ class Metrics:
         self.jobs = Gauge("poulpe_jobs", "Jobs in the store by status (read at scrape time)", ["status"], registry=r)
         self.worker_busy = Gauge("poulpe_worker_busy", "1 while the worker runs a job", ["worker"], registry=r)
         self.ready = Gauge("poulpe_ready_jobs", "Due jobs waiting in memory for a free worker", registry=r)
+        self.paused = Gauge("poulpe_paused", "1 while the whole deployment is paused (POST /pause)", registry=r)
+        # keys (SPEC 10.1): the KEY_GAUGES busiest only, so a million keys cannot make a million series
+        self.key_waiting = Gauge("poulpe_key_waiting", "Due jobs of a key waiting (busiest keys)", ["key"], registry=r)
+        self.key_running = Gauge("poulpe_key_running", "Attempts of a key running (busiest keys)", ["key"], registry=r)
         # Every series exists from the start (rate() and alerts need no special case), and the children are looked
         # up once: `.labels()` takes a lock and builds a key, which the job's path should not pay each time.
         self._accepted = {m: self.jobs_accepted.labels(m) for m in _METHODS}
@@ -113,13 +120,28 @@ class Metrics:
         self.registry.register(collector)
         return collector
 
-    def exposition(self, *, counts: Mapping[str, int], running: Sequence[Job | None], ready: int) -> bytes:
-        """The text format, with the gauges set from the state given (read by the caller just before)."""
+    def exposition(
+        self,
+        *,
+        counts: Mapping[str, int],
+        running: Sequence[Job | None],
+        ready: int,
+        keys: Sequence[Mapping[str, Any]] = (),
+        paused: bool = False,
+    ) -> bytes:
+        """The text format, with the gauges set from the state given (read by the caller just before). `keys` are
+        the busiest keys' states (GET /keys), at most KEY_GAUGES of them."""
         for status in _STATUSES:
             self.jobs.labels(status).set(counts.get(status, 0))
         for worker, job in enumerate(running):
             self.worker_busy.labels(str(worker)).set(0 if job is None else 1)
         self.ready.set(ready)
+        self.paused.set(1 if paused else 0)
+        self.key_waiting.clear()
+        self.key_running.clear()
+        for state in keys[:KEY_GAUGES]:
+            self.key_waiting.labels(state["key"]).set(state["waiting"])
+            self.key_running.labels(state["key"]).set(state["running"])
         return generate_latest(self.registry)
 
     # --- store timing ----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from poulpe.cron import fire_times
 from poulpe.crontab import Crontab
 from poulpe.manager import JobManager
-from poulpe.metrics import CONTENT_TYPE, Metrics
+from poulpe.metrics import CONTENT_TYPE, KEY_GAUGES, Metrics
 from poulpe.responses import json_response
 
 NEXT_FIRES = 3
@@ -33,8 +33,15 @@ _ASSETS = {
 async def metrics(request: Request) -> Response:
     manager: JobManager = request.state.manager
     registry: Metrics = request.state.metrics
-    counts = await manager.store.counts()
-    body = registry.exposition(counts=counts, running=manager.workers.running, ready=manager.workers.ready)
+    counts = await manager.counts()
+    busiest = (await manager.controls.listing(1, KEY_GAUGES))["keys"]
+    body = registry.exposition(
+        counts=counts,
+        running=manager.running,
+        ready=manager.ready_count,
+        keys=busiest,
+        paused=manager.paused,
+    )
     return Response(body, media_type=CONTENT_TYPE)
 
 

@@ -11,17 +11,28 @@ import argparse
 import json
 import os
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from poulpe.flag_hints import HintingParser
+from poulpe.ops_client import (
+    FAILED,
+    FINAL,
+    NOT_FINAL,
+    OK,
+    REFUSED,
+    UNAUTHORIZED,
+    UNREACHABLE,
+    Client,
+    CommandError,
+    clean,
+    show_job,
+    table,
+    when,
+)
 
 COMMANDS = frozenset({"submit", "status", "dead"})
-OK, FAILED, REFUSED, NOT_FOUND, NOT_FINAL, UNREACHABLE, UNAUTHORIZED = 0, 1, 2, 3, 4, 5, 6
 EXIT_HELP = """exit status:
   0  done (with --wait: the job succeeded)
   1  the job ended dead or cancelled
@@ -31,130 +42,6 @@ EXIT_HELP = """exit status:
   5  poulpe cannot be reached or is unavailable (503, 5xx)
   6  missing or wrong token (401): set POULPE_TOKEN
 """
-FINAL = {"succeeded", "dead", "cancelled"}
-CELL = 60  # widest table cell; longer values are cut with an ellipsis
-
-
-class CommandError(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.message, self.code = message, code
-
-
-class Client:
-    """JSON over HTTP with the stdlib. Proxies are not used: poulpe is an internal service."""
-
-    def __init__(self, url: str, token: str | None) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def call(self, method: str, path: str, body: Any = None, *, timeout: float = 30.0) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with self.opener.open(request, timeout=timeout) as response:
-                return response.status, _json(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, _json(exc.read())
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CommandError(f"cannot reach poulpe at {self.url}: {reason}", UNREACHABLE) from None
-
-    def expect(self, method: str, path: str, body: Any = None, *, timeout: float = 30.0) -> tuple[int, Any]:
-        """The answer when it is a success (2xx); a CommandError with the right exit status otherwise."""
-        status, answer = self.call(method, path, body, timeout=timeout)
-        if status < 300:
-            return status, answer
-        raise CommandError(_error_text(status, answer), _exit_for(status))
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data) if data else None
-    except ValueError:
-        return {"error": data[:200].decode("utf-8", "replace")}
-
-
-def _error_text(status: int, answer: Any) -> str:
-    error = answer.get("error") if isinstance(answer, dict) else None
-    field = answer.get("field") if isinstance(answer, dict) else None
-    text = f"{status}: {error or 'error'}" + (f" (field {field})" if field else "")
-    if status == 401:
-        text += ": set POULPE_TOKEN"
-    return text
-
-
-def _exit_for(status: int) -> int:
-    if status == 401:
-        return UNAUTHORIZED
-    if status == 404:
-        return NOT_FOUND
-    if status >= 500:
-        return UNREACHABLE
-    return REFUSED
-
-
-# --- output ------------------------------------------------------------------------------------------------
-def _clean(value: Any) -> str:
-    """A value as one printable line: a job's name may hold terminal escape sequences."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value)
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= CELL else text[: CELL - 1] + "…"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[_clean(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return "\n".join(lines)
-
-
-def when(seconds: Any) -> str:
-    if not isinstance(seconds, int | float):
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
-
-
-def show_job(job: dict[str, Any]) -> str:
-    fields = [
-        ("id", job.get("id")),
-        ("method", job.get("method")),
-        ("name", job.get("name")),
-        ("status", job.get("status")),
-        ("attempts", job.get("attempts")),
-        ("created", when(job.get("created_at"))),
-        ("run at", when(job.get("run_at"))),
-        ("finished", when(job.get("finished_at"))),
-        ("error", job.get("error")),
-    ]
-    out = [f"{key + ':':<10}{_clean(value)}" for key, value in fields if value not in (None, "")]
-    history = job.get("history") or []
-    if history:
-        rows = [
-            [
-                a.get("n"),
-                a.get("worker"),
-                when(a.get("started_at")),
-                f"{(a['finished_at'] - a['started_at']) * 1000:.1f} ms" if a.get("finished_at") else "running",
-                {True: "yes", False: "no"}.get(a.get("ok"), ""),
-                a.get("error"),
-            ]
-            for a in history
-        ]
-        out += ["", table(["#", "worker", "started", "took", "ok", "error"], rows)]
-    if job.get("result") is not None:
-        out += ["", "result:", json.dumps(job["result"], indent=2, ensure_ascii=False)]
-    return "\n".join(out)
 
 
 def _job_exit(job: dict[str, Any], waited: bool) -> int:
@@ -202,11 +89,11 @@ def submit(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer, indent=2))
     elif answer.get("duplicate"):
-        print(f"{_clean(answer['id'])}: already known, {answer['status']} (not submitted again)")
+        print(f"{clean(answer['id'])}: already known, {answer['status']} (not submitted again)")
     elif status == 200 or answer.get("result") == "Timeout":
         print(show_job(answer))
     else:
-        print(f"{_clean(answer['id'])}: {answer['status']}, runs at {when(answer['run_at'])}")
+        print(f"{clean(answer['id'])}: {answer['status']}, runs at {when(answer['run_at'])}")
     return _job_exit(answer, args.wait is not None)
 
 
@@ -274,10 +161,10 @@ def dead(client: Client, args: argparse.Namespace) -> int:
         except CommandError as exc:
             if exc.code in (UNREACHABLE, UNAUTHORIZED):
                 raise
-            print(f"{_clean(job_id)}: {exc.message}", file=sys.stderr)
+            print(f"{clean(job_id)}: {exc.message}", file=sys.stderr)
             worst = max(worst, exc.code)
             continue
-        print(f"{_clean(job_id)}: {'queued again' if args.action == 'retry' else 'deleted'}")
+        print(f"{clean(job_id)}: {'queued again' if args.action == 'retry' else 'deleted'}")
     if args.action == "retry" and args.all and not ids:
         print("no dead letters")
     return worst
@@ -308,6 +195,56 @@ def _dead_list(client: Client, args: argparse.Namespace) -> int:
     print(table(["id", "day", "method", "name", "attempts", "error"], rows))
     print(f"{answer['total']} dead letter{'' if answer['total'] == 1 else 's'} (page {args.page}, {args.size} a page)")
     return OK
+
+
+def keys(client: Client, args: argparse.Namespace) -> int:
+    """Keys' limits and pauses (SPEC 10.1); `pause` and `resume` without a key act on the whole deployment."""
+    key = args.key
+    if args.action in ("show", "set", "rm") and key is None:
+        raise CommandError(f"keys {args.action}: give a key", REFUSED)
+    if args.action == "list":
+        _, answer = client.expect("GET", f"/keys?{urlencode({'page': args.page, 'size': args.size})}")
+        if args.json:
+            print(json.dumps(answer, indent=2))
+            return OK
+        rows = [
+            [k["key"], k["waiting"], k["running"], k["parallelism"], k["rate"], k["period"], k["paused"]]
+            for k in answer["keys"]
+        ]
+        print(table(["key", "waiting", "running", "parallelism", "rate", "period", "paused"], rows))
+        print(f"{answer['total']} key{'' if answer['total'] == 1 else 's'} (page {args.page}, {args.size} a page)")
+        return OK
+    if args.action in ("pause", "resume") and key is None:
+        _, answer = client.expect("POST", f"/{args.action}")
+        print(json.dumps(answer) if args.json else f"poulpe is {'paused' if answer['paused'] else 'running'}")
+        return OK
+    path = f"/keys/{quote(key, safe='/')}"
+    if args.action == "show":
+        _, answer = client.expect("GET", path)
+    elif args.action == "rm":
+        _, answer = client.expect("DELETE", path)
+    else:
+        body: dict[str, Any] = {"paused": args.action == "pause"} if args.action in ("pause", "resume") else {}
+        for name in ("parallelism", "rate", "period"):
+            value = getattr(args, name, None)
+            if value is not None:
+                body[name] = None if value == "none" else _number(value, name)
+        if args.action == "set" and not body:
+            raise CommandError("keys set: give --parallelism, --rate or --period", REFUSED)
+        _, answer = client.expect("PUT", path, body)
+    print(json.dumps(answer, indent=2) if args.json else _show_key(answer))
+    return OK
+
+
+def _number(text: str, name: str) -> float | int:
+    try:
+        return int(text) if name == "parallelism" else float(text)
+    except ValueError:
+        raise CommandError(f"--{name} must be a number or none, not {text!r}", REFUSED) from None
+
+
+def _show_key(state: dict[str, Any]) -> str:
+    return "\n".join(f"{name:>18}  {clean(value)}" for name, value in state.items())
 
 
 # --- parsing -----------------------------------------------------------------------------------------------
@@ -371,6 +308,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--page", type=int, default=1)
     sub.add_argument("--size", type=int, default=50)
     sub.set_defaults(run=dead)
+    sub = commands.add_parser(
+        "keys",
+        parents=[common],
+        help="keys: list, show KEY, set KEY --parallelism N --rate N --period S, pause|resume [KEY], rm KEY",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument("action", nargs="?", default="list", choices=["list", "show", "set", "pause", "resume", "rm"])
+    sub.add_argument("key", nargs="?", help="the key (pause and resume without one: the whole deployment)")
+    sub.add_argument("--parallelism", help="attempts running at once at most (none: remove)")
+    sub.add_argument("--rate", help="attempt starts per --period at most (none: remove)")
+    sub.add_argument("--period", help="seconds of --rate (default 1)")
+    sub.add_argument("--page", type=int, default=1)
+    sub.add_argument("--size", type=int, default=50)
+    sub.set_defaults(run=keys)
     return parser
 
 

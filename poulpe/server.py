@@ -1,33 +1,35 @@
-"""uvicorn's Server, taught to drain poulpe first.
+"""uvicorn's Server, with poulpe's drain before uvicorn closes anything.
 
-uvicorn owns SIGTERM and, on it, waits for open connections: a 300 s long-poll would hold the shutdown. So on the
-way out poulpe drains before uvicorn closes anything: intake answers 503, long-polls answer with the current
-state, running attempts get --grace seconds, and what is left stays stored for the next start.
+uvicorn waits for open connections on its way out: a 300 s long-poll would hold the shutdown. So the Service
+(service.py) drains first, listeners still open: new jobs get 503, long-polls answer with the current state, running
+attempts get --grace seconds. Then uvicorn closes connections and the lifespan stops the Service (runners, store).
 """
 
 from __future__ import annotations
 
+import signal
 import socket
+from types import FrameType
 
 import uvicorn
-from starlette.applications import Starlette
 
-from poulpe.manager import JobManager
+from poulpe.service import Service
 
 
 class PoulpeServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: Starlette, grace: float) -> None:
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
         super().__init__(config)
-        self.poulpe_app = app
-        self.grace = grace
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGTERM or SIGINT: only set flags, as uvicorn's own handler does; the loop does the work. Unlike uvicorn's,
+        it does not raise the signal again once the server stopped, which would end the process "killed by SIGTERM"
+        (143 under Docker): a finished drain is a clean stop, exit 0, as service managers expect."""
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl+C: stop waiting for connections
+        else:
+            self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        manager: JobManager | None = getattr(self.poulpe_app.state, "manager", None)
-        if manager is not None:
-            await manager.stop(self.grace)
+        await self.service.drain()
         await super().shutdown(sockets)
-        # uvicorn re-raises the signal it caught once it has stopped, so the process would end "killed by SIGTERM"
-        # (143 under Docker). A finished drain is a clean stop: exit 0, as service managers expect.
-        captured = getattr(self, "_captured_signals", None)
-        if isinstance(captured, list):
-            captured.clear()

@@ -1,4 +1,4 @@
-"""Every flag of `poulpe`, its default and its checks, in one frozen record."""
+"""Every flag and secret of `poulpe`, its default and its checks, in one frozen record (flags.py: the table)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ class Settings:
     data: Path = Path("poulpe.db")
     redis: str | None = None
     redis_prefix: str = "poulpe:"
+    redis_password: Secret | None = None  # POULPE_REDIS_PASSWORD only
     cron: Path | None = None
     cron_check: bool = False
     timezone: str = "UTC"
@@ -82,6 +83,9 @@ class Settings:
     signing_key: Secret | None = None
     token: Secret | None = None
     lease: float = 60.0
+    key_parallelism: int = 0  # defaults for every key without limits of its own (SPEC 10.1); 0: none
+    key_rate: float = 0.0
+    key_period: float = 1.0
     grace: float = 30.0
     max_body: int = 1024 * 1024
     log_level: str = "info"
@@ -99,6 +103,9 @@ class Settings:
             (self.job_timeout > 0, "job_timeout", "must be > 0"),
             (self.result_ttl > 0, "result_ttl", "must be > 0"),
             (self.lease > 0, "lease", "must be > 0"),
+            (self.key_parallelism >= 0, "key_parallelism", "must be >= 0 (0: no limit)"),
+            (self.key_rate >= 0, "key_rate", "must be >= 0 (0: no limit)"),
+            (self.key_period > 0, "key_period", "must be > 0"),
             (self.grace >= 0, "grace", "must be >= 0"),
             (self.max_body >= 1024, "max_body", "must be at least 1024 bytes"),
             (1 <= self.kafka_session_timeout <= 300, "kafka_session_timeout", "must be between 1 and 300 seconds"),
@@ -119,7 +126,7 @@ class Settings:
             raise SettingsError(f"--redis must be a URL starting with {', '.join(REDIS_SCHEMES)}")
         if not self.redis_prefix or any(c in self.redis_prefix for c in " }"):
             raise SettingsError("--redis_prefix must be non-empty, without spaces or '}'")
-        from poulpe.intake.kafka_config import check_kafka
+        from poulpe.kafka_flags import check_kafka
 
         check_kafka(self)
         if self.smtp_tls and self.starttls:

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import email.policy
 import json
 import os
 import re
 import time
-import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
-from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 
+from poulpe.checks import TYPE_PATTERN as TYPE_PATTERN  # where the schema (openapi*.py) reads it
+from poulpe.checks import TYPE_RULE, is_task_type, split_msgspec
+from poulpe.checks import Limits as Limits  # what every intake hands the validator
 from poulpe.errors import BadRequest
-from poulpe.job import DEFAULT_RETRY, HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
-from poulpe.runners.exec import resolve_program, split_args
-from poulpe.runners.http import host_allowed
+from poulpe.job import HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
+from poulpe.keys import KEY_WIRE
+from poulpe.outbound import check_url
+from poulpe.runners.exec import check as check_exec
+from poulpe.runners.http import check as check_http
+from poulpe.runners.mail import check as check_mail
 
 MAX_BATCH = 1000
 MAX_PARAMS = 512 * 1024
@@ -29,64 +31,118 @@ MAX_SECONDS = 10 * 366 * 86400  # ten years: far enough for any schedule, small 
 MAX_UNIX = 253402300799  # 9999-12-31T23:59:59Z
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"  # as documented (ECMA regex: `$` is the very end)
 _ID_WIRE = r"^[A-Za-z0-9._:-]{1,128}\Z"  # Python's `$` would also match before a final newline
-# A task type (a QUEUE job's name, an external worker's type, easyTask's type): 1-64 characters, each an ASCII letter,
-# digit, `.`, `_` or `-`, or a letter, mark or digit of another script within the Basic Multilingual Plane (easyTask
-# kept its types in MySQL utf8 identifiers: `下载` was a type, an emoji or a space was not). TYPE_PATTERN is the same
-# rule as the schema can say it (any non-ASCII character passes there; `is_task_type` is the rule).
-TYPE_MAX = 64
-TYPE_PATTERN = r"^[^\x00-\x2c/:-@\[-^`{-\x7f]{1,64}$"
-TYPE_RULE = "1-64 characters: letters and digits (of any script), . _ -"
-_TYPE_ASCII = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
-_ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
-_URL_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-_MSGSPEC_PATH = re.compile(r" - at `\$((?:\.[^`.\[]+|\[\d+\]|\[\.\.\.\])*)`$")
-_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+_NULL = msgspec.Raw(b"null")
+
+
+def null_raw() -> msgspec.Raw:
+    """An absent Raw field (a factory, not a default: msgspec cannot write a Raw default into a JSON Schema)."""
+    return _NULL
+
+
+def any_case(words: Iterable[str]) -> str:
+    """A pattern matching these words in any ASCII letter case: `get`, `Get`, `GET`."""
+    spelled = ["".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word) for word in words]
+    return "^(?:" + "|".join(spelled) + ")$"
+
+
+def _doc(text: str, **schema: Any) -> msgspec.Meta:
+    """What /openapi.json says of a field beyond its type (poulpe/openapi): a description, a pattern the field's
+    own check enforces after decoding."""
+    return msgspec.Meta(description=text, extra_json_schema=schema or None)
 
 
 class RetryIn(msgspec.Struct, forbid_unknown_fields=True):
-    max: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
-    interval: Seconds | None = None
-    backoff: Literal["fixed", "exponential"] | None = None
-    max_interval: Seconds | None = None
-    intervals: Annotated[list[Seconds], msgspec.Meta(min_length=1, max_length=100)] | None = None
+    """Retry policy of this job, instead of --max_retry and --retry_interval."""
+
+    max: Annotated[Annotated[int, msgspec.Meta(ge=0, le=100)] | None, _doc("Retries after the first attempt.")] = None
+    interval: Annotated[Seconds | None, _doc("Seconds between attempts.")] = None
+    backoff: Annotated[Literal["fixed", "exponential"] | None, _doc("Exponential doubles.")] = None
+    max_interval: Annotated[Seconds | None, _doc("Ceiling of the exponential backoff.")] = None
+    intervals: Annotated[
+        Annotated[list[Seconds], msgspec.Meta(min_length=1, max_length=100)] | None,
+        _doc("One retry after each listed interval (kingtask's time_interval); not with max/interval/backoff."),
+    ] = None
 
 
 class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     """The wire shape of SPEC 2.1, checked by type; the rules between fields are checked in `_build`."""
 
-    method: Annotated[str, msgspec.Meta(max_length=16)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    id: Annotated[str, msgspec.Meta(pattern=_ID_WIRE)] | None = None
-    params: msgspec.Raw = msgspec.Raw(b"null")
-    delay: Seconds | None = None
-    at: Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIX)] | Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    cc: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
-    wait: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
-    timeout: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
+    method: Annotated[
+        str,
+        _doc(
+            f"What the job does, in any letter case: {', '.join(m.value for m in Method)}.",
+            pattern=any_case(m.value for m in Method),
+        ),
+    ]
+    name: Annotated[
+        str,
+        msgspec.Meta(min_length=1, max_length=4096),
+        _doc(
+            "HTTP methods: an http or https URL with a host (and a host in --allow_hosts when set). EXEC: a "
+            "program's file name inside --exec_dir. MAIL_TO: the recipient. QUEUE: the task type (1-64 letters and "
+            "digits of any script, . _ -)."
+        ),
+    ]
+    id: Annotated[
+        Annotated[str, msgspec.Meta(pattern=_ID_WIRE)] | None,
+        _doc(
+            "Unique id, generated (UUID4) when absent. A known id is not stored twice: the answer is the existing "
+            "job with `duplicate: true`."
+        ),
+    ] = None
+    params: Annotated[
+        msgspec.Raw,
+        _doc(
+            f"Any JSON, at most {MAX_PARAMS // 1024} KiB encoded. GET/DELETE: a query string or an object of scalars "
+            "(or lists of them). POST/PUT/PATCH: the JSON body (a string must hold JSON). EXEC: arguments as a "
+            "string (split like a shell) or an array of strings. QUEUE: handed to the worker as is."
+        ),
+    ] = msgspec.field(default_factory=null_raw)
+    delay: Annotated[Seconds | None, _doc("Run this many seconds after acceptance; not with `at`.")] = None
+    at: Annotated[
+        Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIX)] | Annotated[str, msgspec.Meta(max_length=64)] | None,
+        _doc("Run at this unix time, or ISO-8601 time with a UTC offset; a past time means now. Not with `delay`."),
+    ] = None
+    cc: Annotated[
+        Annotated[str, msgspec.Meta(max_length=4096)] | None,
+        _doc("Worker numbers (0..--workers - 1) separated by spaces or commas: only these may run the job."),
+    ] = None
+    wait: Annotated[
+        Annotated[float, msgspec.Meta(ge=0, le=300)] | None,
+        _doc("Hold the answer up to this many seconds for the result."),
+    ] = None
+    timeout: Annotated[
+        Annotated[float, msgspec.Meta(gt=0, le=86400)] | None, _doc("Limit of one attempt, seconds.")
+    ] = None
     retry: RetryIn | None = None
-    headers: Annotated[dict[str, str], msgspec.Meta(max_length=64)] | None = None
-    callback: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
-    meta: msgspec.Raw = msgspec.Raw(b"null")
+    headers: Annotated[
+        Annotated[dict[str, str], msgspec.Meta(max_length=64)] | None,
+        _doc(
+            "Extra request headers of an HTTP job. Names are HTTP tokens, not Host, Content-Length, "
+            "Transfer-Encoding, Connection or Poulpe-*; values at most 8 KiB without line breaks."
+        ),
+    ] = None
+    callback: Annotated[
+        Annotated[str, msgspec.Meta(max_length=4096)] | None,
+        _doc("An http or https URL the final result is POSTed to."),
+    ] = None
+    meta: Annotated[msgspec.Raw, _doc(f"Returned as is; at most {MAX_META // 1024} KiB.", type=["object", "null"])] = (
+        msgspec.field(default_factory=null_raw)
+    )
+    key: Annotated[
+        Annotated[str, msgspec.Meta(pattern=KEY_WIRE)] | None,
+        _doc("Jobs sharing a key share its limits (PUT /keys/{key}) and take turns with other keys."),
+    ] = None
+    priority: Annotated[int, msgspec.Meta(ge=-100, le=100), _doc("Higher starts first.")] = 0
 
 
 _FIELD_KEY = re.compile(
     rb'"(' + b"|".join(name.encode() for name in {*JobIn.__struct_fields__, *RetryIn.__struct_fields__}) + rb')"'
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What validation needs to know about the running poulpe."""
-
-    workers: int = 8
-    exec_dir: Path | None = None
-    allow_hosts: tuple[str, ...] = ()
-    mail_enabled: bool = False
-    default_retry: RetryPolicy = DEFAULT_RETRY
 
 
 @dataclass(slots=True)
@@ -123,7 +179,7 @@ def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = N
     try:
         wire = msgspec.json.decode(raw, type=JobIn)
     except msgspec.ValidationError as exc:
-        field, reason = _split_msgspec(str(exc))
+        field, reason = split_msgspec(str(exc))
         raise BadRequest(reason, field) from None
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
@@ -206,9 +262,9 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
     run_at = now + (wire.delay or 0.0)
     if wire.at is not None:
         run_at = max(now, _parse_at(wire.at))
-    _check_name_and_params(method, wire.name, params, limits)
+    _CHECKS[method](method, wire.name, params, limits)
     if wire.callback is not None:
-        _check_url(wire.callback, "callback", limits)
+        check_url(wire.callback, "callback", limits.allow_hosts)
     job = Job(
         id=wire.id if wire.id is not None else new_id(),
         method=method,
@@ -220,6 +276,8 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
         headers=_check_headers(wire.headers),
         callback=wire.callback,
         meta=meta,
+        key=wire.key,
+        priority=wire.priority,
         status=Status.QUEUED if run_at <= now else Status.SCHEDULED,
         created_at=now,
         run_at=run_at,
@@ -227,115 +285,19 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
     return Submission(job=job, wait=wire.wait)
 
 
-def _check_name_and_params(method: Method, name: str, params: Any, limits: Limits) -> None:
-    if method in HTTP_METHODS:
-        _check_url(name, "name", limits)
-        if method in QUERY_METHODS:
-            if params is not None and not isinstance(params, str | dict):
-                raise BadRequest(f"params of a {method} job must be a query string or an object", "params")
-            if isinstance(params, dict) and not all(_is_query_value(v) for v in params.values()):
-                raise BadRequest("query values must be strings, numbers, booleans or lists of them", "params")
-        elif isinstance(params, str):
-            try:
-                json.loads(params)
-            except (ValueError, RecursionError):
-                raise BadRequest(f"params of a {method} job must be JSON (the request body)", "params") from None
-        elif params is not None and not isinstance(params, dict | list):
-            raise BadRequest(f"params of a {method} job must be a JSON object, array or string", "params")
-    elif method is Method.EXEC:
-        if limits.exec_dir is None:
-            raise BadRequest("EXEC is disabled: poulpe runs without --exec_dir", "method")
-        try:
-            resolve_program(limits.exec_dir, name)
-        except ValueError as exc:
-            raise BadRequest(str(exc), "name") from None
-        try:
-            split_args(params)
-        except ValueError as exc:
-            raise BadRequest(str(exc), "params") from None
-    elif method is Method.MAIL_TO:
-        if not limits.mail_enabled:
-            raise BadRequest("MAIL_TO is disabled: poulpe runs without --smtp_server", "method")
-        check_mail(name, params)
-    elif method is Method.QUEUE and not is_task_type(name):
+def _check_queue(method: Method, name: str, params: Any, limits: Limits) -> None:
+    """QUEUE jobs are run by external workers (external.py), which ask for them by task type: their name."""
+    if not is_task_type(name):
         raise BadRequest(f"name of a QUEUE job is its task type: {TYPE_RULE}", "name")
 
 
-def is_task_type(name: str) -> bool:
-    """Whether `name` can be a task type (the rule above TYPE_PATTERN)."""
-    if _TYPE_ASCII.fullmatch(name):
-        return True
-    return 1 <= len(name) <= TYPE_MAX and all(_type_char(c) for c in name)
-
-
-def _type_char(c: str) -> bool:
-    if c.isascii():
-        return c.isalnum() or c in "._-"
-    return c <= "\uffff" and unicodedata.category(c)[0] in "LMN"
-
-
-def check_mail(name: str, params: Any) -> dict[str, Any]:
-    """The MAIL_TO params of SPEC 2.2 as an object, every address checked."""
-    if isinstance(params, str):
-        try:
-            params = json.loads(params)
-        except (ValueError, RecursionError):
-            raise BadRequest("params of a MAIL_TO job must be a JSON object", "params") from None
-    if not isinstance(params, dict):
-        raise BadRequest("params of a MAIL_TO job must be an object", "params")
-    allowed = {"from_addr", "to_addr", "title", "body", "html", "cc", "bcc", "reply_to"}
-    for key, value in params.items():
-        if key not in allowed:
-            raise BadRequest(f"unknown mail field {key!r}", f"params.{key}")
-        if not isinstance(value, str):
-            raise BadRequest(f"{key} must be a string", f"params.{key}")
-    for key in ("from_addr", "title", "body"):
-        if key not in params:
-            raise BadRequest(f"{key} is required for MAIL_TO", f"params.{key}")
-    if any(c in params["title"] for c in "\r\n\0") or len(params["title"]) > 998:
-        raise BadRequest("title must be one line of at most 998 characters", "params.title")
-    _check_addresses(params.get("to_addr", name), "params.to_addr" if "to_addr" in params else "name")
-    for key in ("from_addr", "cc", "bcc", "reply_to"):
-        if key in params:
-            _check_addresses(params[key], f"params.{key}", single=key == "from_addr")
-    return params
-
-
-def _check_addresses(value: str, field: str, *, single: bool = False) -> None:
-    parts = [p.strip() for p in value.split(",")]
-    if (single and len(parts) != 1) or not parts or len(parts) > 100:
-        raise BadRequest(f"{field} must hold {'one address' if single else '1 to 100 addresses'}", field)
-    for part in parts:
-        address = parseaddr(part)[1]
-        if not address or not _ADDRESS_RE.fullmatch(address) or any(c in part for c in "\r\n\0") or _malformed(part):
-            raise BadRequest(f"{field}: {part[:100]!r} is not an email address", field)
-
-
-def _malformed(part: str) -> bool:
-    """What the mail header parser finds wrong (`Ann <a@x.org> junk`), or an address a plain SMTP server refuses
-    (non-ASCII needs SMTPUTF8; a display name may be any text)."""
-    if not parseaddr(part)[1].isascii():
-        return True
-    header = email.policy.default.header_factory("to", part)
-    return bool(header.defects) or len(header.addresses) != 1
-
-
-def _check_url(url: str, field: str, limits: Limits) -> None:
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-    except ValueError:  # "http://[::1/x": an IPv6 address without its closing bracket
-        raise BadRequest(f"{field} must be an http or https URL", field) from None
-    if parts.scheme not in ("http", "https") or not hostname:
-        raise BadRequest(f"{field} must be an http or https URL", field)
-    if _URL_BAD_CHARS.search(url):
-        raise BadRequest(f"{field} must not contain spaces or control characters", field)
-    try:
-        parts.port  # noqa: B018  (raises on a bad port)
-    except ValueError:
-        raise BadRequest(f"{field} has an invalid port", field) from None
-    if limits.allow_hosts and not host_allowed(url, limits.allow_hosts):
-        raise BadRequest(f"host {parts.hostname} is not in --allow_hosts", field)
+# each method's rules live with its runner: the validator checks what is common to every job, then asks the runner
+_CHECKS: dict[Method, Callable[[Method, str, Any, Limits], None]] = {
+    **dict.fromkeys(HTTP_METHODS, check_http),
+    Method.EXEC: check_exec,
+    Method.MAIL_TO: check_mail,
+    Method.QUEUE: _check_queue,
+}
 
 
 def _check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
@@ -391,31 +353,6 @@ def _decode_raw(raw: msgspec.Raw, field: str, cap: int) -> Any:
         return msgspec.json.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError) as exc:
         raise BadRequest(f"{field} is not valid JSON: {_reason(exc)}", field) from None
-
-
-def _is_query_value(value: Any) -> bool:
-    scalar = (str, int, float, bool)
-    return isinstance(value, scalar) or (isinstance(value, list) and all(isinstance(v, scalar) for v in value))
-
-
-def _split_msgspec(message: str) -> tuple[str | None, str]:
-    """msgspec says 'Expected `int` - at `$.retry.max`': keep the field and a readable reason."""
-    field = None
-    path = _MSGSPEC_PATH.search(message)
-    if path:
-        message = message[: path.start()]
-        field = path.group(1).replace("[...]", "").lstrip(".") or None
-    unknown = _UNKNOWN_FIELD.search(message)
-    if unknown:
-        field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
-        return field, f"unknown field {unknown.group(1)!r}"
-    if field == "id" and "regex" in message:
-        return field, "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"
-    if message.startswith("Object missing required field"):
-        missing = message.split("`")[1]
-        field = f"{field}.{missing}" if field else missing
-        return field, f"{missing} is required"
-    return field, f"{field or 'body'}: {message[0].lower()}{message[1:]}" if message else "invalid value"
 
 
 def _reason(exc: BaseException) -> str:

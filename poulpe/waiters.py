@@ -1,22 +1,20 @@
-"""Per-job futures: long-polls, `wait` and WebSocket pushes wake on a job's completion, never by polling."""
+"""Per-job futures: long-polls, `wait` and WebSocket pushes wake on a job's completion, never by polling.
+
+The manager wakes them on the `JobFinal` event (dispatch/events.py), and on another process's word that a job ended.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Sequence
 
-from poulpe.job import Job, Method
-
-Listener = Callable[[Job], None]
-QueueListener = Callable[[list[Job]], None]
+from poulpe.dispatch.events import JobFinal
+from poulpe.job import Job
 
 
 class Waiters:
     def __init__(self) -> None:
         self._futures: defaultdict[str, set[asyncio.Future[Job | None]]] = defaultdict(set)
-        self._listeners: set[Listener] = set()
-        self._queue_listeners: set[QueueListener] = set()
 
     def __len__(self) -> int:
         return sum(len(futures) for futures in self._futures.values())
@@ -41,17 +39,15 @@ class Waiters:
     def waited_ids(self) -> list[str]:
         return list(self._futures)
 
-    def notify(self, job: Job) -> None:
-        """A job became final in this process: wake its waiters and tell the listeners."""
-        self.wake(job)
-        for listener in list(self._listeners):
-            listener(job)
-
     def wake(self, job: Job) -> None:
-        """Wake the futures only (a job that became final in another process sharing the store)."""
+        """A job became final (here, or in another process sharing the store): wake its futures."""
         for fut in self._futures.pop(job.id, ()):
             if not fut.done():
                 fut.set_result(job)
+
+    def on_final(self, event: JobFinal) -> None:
+        """The event bus's JobFinal (outcome.py): the job's final state is stored, its waiters can have it."""
+        self.wake(event.job)
 
     def release_all(self) -> None:
         """Answer every waiter now (shutdown): they report the job's current state."""
@@ -59,22 +55,3 @@ class Waiters:
             for fut in futures:
                 if not fut.done():
                     fut.set_result(None)
-
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` with every job that becomes final; returns the function that stops it."""
-        self._listeners.add(listener)
-        return lambda: self._listeners.discard(listener)
-
-    def listen_queued(self, listener: QueueListener) -> Callable[[], None]:
-        """Call `listener` with the QUEUE jobs stored new or queued again (external workers waiting for work)."""
-        self._queue_listeners.add(listener)
-        return lambda: self._queue_listeners.discard(listener)
-
-    def queued(self, stored: Sequence[tuple[Job, bool]]) -> None:
-        """(job, duplicate) pairs just stored: the new QUEUE jobs among them go to the queue listeners."""
-        if not self._queue_listeners:
-            return
-        jobs = [job for job, duplicate in stored if not duplicate and job.method is Method.QUEUE]
-        if jobs:
-            for listener in list(self._queue_listeners):
-                listener(jobs)

@@ -8,7 +8,7 @@ import pytest
 
 from poulpe.cli import settings_from
 from poulpe.intake.kafka import message_id, outbox_path
-from poulpe.intake.kafka_config import connection
+from poulpe.kafka_flags import connection
 from poulpe.settings import SettingsError
 
 BASE = ["--kafka_servers", "127.0.0.1:9092", "--kafka_topic", "jobs", "--kafka_resp_topic", "results"]

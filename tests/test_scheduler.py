@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from poulpe.scheduler import Entry, Scheduler
+from poulpe.dispatch.timer import Entry, Timer
 
 
 async def test_entries_come_due_in_order_and_an_earlier_one_wakes_it_early() -> None:
@@ -16,11 +16,11 @@ async def test_entries_come_due_in_order_and_an_earlier_one_wakes_it_early() -> 
         fired.extend(entries)
         got.set()
 
-    scheduler = Scheduler(on_due)
+    scheduler = Timer(on_due)
     scheduler.start()
     now = time.time()
-    scheduler.add(now + 30, 1, "late")
-    scheduler.add(now + 0.05, 2, "soon")  # arrives after, due before: the timer must move
+    scheduler.add((now + 30, 1, "late"))
+    scheduler.add((now + 0.05, 2, "soon"))  # arrives after, due before: the timer must move
     await asyncio.wait_for(got.wait(), 2)
     assert [e[2] for e in fired] == ["soon"]
     assert len(scheduler) == 1 and scheduler.peek_ids(5) == ["late"]
@@ -30,7 +30,7 @@ async def test_entries_come_due_in_order_and_an_earlier_one_wakes_it_early() -> 
 async def test_past_entries_fire_at_once_in_due_then_acceptance_order() -> None:
     fired: list[str] = []
     done = asyncio.Event()
-    scheduler = Scheduler(lambda es: (fired.extend(e[2] for e in es), done.set()))
+    scheduler = Timer(lambda es: (fired.extend(e[2] for e in es), done.set()))
     scheduler.extend([(5.0, 2, "b"), (5.0, 1, "a"), (1.0, 9, "first")])
     scheduler.start()
     await asyncio.wait_for(done.wait(), 2)
@@ -46,7 +46,7 @@ async def test_no_room_holds_entries_until_poked() -> None:
         fired.extend(e[2] for e in entries)
         room[0] = 0
 
-    scheduler = Scheduler(on_due, room=lambda: room[0])
+    scheduler = Timer(on_due, room=lambda: room[0])
     scheduler.extend([(1.0, 1, "a"), (2.0, 2, "b")])
     scheduler.start()
     await asyncio.sleep(0.05)

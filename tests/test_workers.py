@@ -1,9 +1,13 @@
-"""Routing by `cc`: a job runs only on the workers it names, others run on the first free worker."""
+"""Routing by `cc`: a job runs only on the workers it names, others run on the first free worker.
+
+Workers pull from the ready structure (poulpe/dispatch/ready.py): a due job is `take`n into it and a free worker
+gets it from there."""
 
 from __future__ import annotations
 
 import asyncio
 
+from poulpe.dispatch.ready import Ready
 from poulpe.job import Job, Method
 from poulpe.workers import Workers
 
@@ -20,16 +24,17 @@ async def test_cc_jobs_run_only_on_the_named_workers_and_others_take_the_first_f
         ran.append((j.id, worker))
         await release.wait()
 
-    workers = Workers(4, run)
+    ready = Ready(4)
+    workers = Workers(ready, run)
     workers.start()
     await asyncio.sleep(0)
-    workers.push(job("only-3", cc=(3,), seq=1))
-    workers.push(job("any-a", seq=2))
-    workers.push(job("any-b", seq=3))
-    workers.push(job("only-3-again", cc=(3,), seq=4))
+    ready.take(job("only-3", cc=(3,), seq=1))
+    ready.take(job("any-a", seq=2))
+    ready.take(job("any-b", seq=3))
+    ready.take(job("only-3-again", cc=(3,), seq=4))
     await asyncio.sleep(0.01)
     assert sorted(ran) == [("any-a", 0), ("any-b", 1), ("only-3", 3)]
-    assert workers.only_for(3) == 1 and workers.ready == 1
+    assert ready.only_for(3) == 1 and len(ready) == 1
     release.set()
     await asyncio.sleep(0.01)
     assert ("only-3-again", 3) in ran
@@ -45,14 +50,15 @@ async def test_a_freed_worker_takes_the_earliest_job_it_may_run() -> None:
         if j.id == "blocker":
             await gate.wait()
 
-    workers = Workers(1, run)
+    ready = Ready(1)
+    workers = Workers(ready, run)
     workers.start()
     await asyncio.sleep(0)
-    workers.push(job("blocker", seq=1))
-    workers.push(job("third", seq=4))
+    ready.take(job("blocker", seq=1))
+    ready.take(job("third", seq=4))
     later = job("second", cc=(0,), seq=3)
     later.run_at = -1.0  # due earlier than "third"
-    workers.push(later)
+    ready.take(later)
     gate.set()
     await asyncio.sleep(0.01)
     assert ran == ["blocker", "second", "third"]
@@ -69,11 +75,12 @@ async def test_stop_gives_running_jobs_their_grace_then_cancels() -> None:
             cancelled.set()
             raise
 
-    workers = Workers(2, run)
+    ready = Ready(2)
+    workers = Workers(ready, run)
     workers.start()
     await asyncio.sleep(0)
-    workers.push(job("slow"))
-    workers.push(job("waiting", cc=(0,)))
+    ready.take(job("slow"))
+    ready.take(job("waiting", cc=(0,)))
     await asyncio.sleep(0.01)
     left = await workers.stop(0.05)
     assert cancelled.is_set() and [j.id for j in left] == ["waiting"]

@@ -21,13 +21,14 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from poulpe.checks import TYPE_RULE, is_task_type
 from poulpe.compat.body import read_body
 from poulpe.errors import BadRequest, NotFound, PoulpeError
 from poulpe.external import ExternalWorkers
 from poulpe.job import Job, Method, Status
 from poulpe.manager import JobManager, check_page
 from poulpe.responses import json_response
-from poulpe.validate import ID_PATTERN, TYPE_RULE, Limits, is_task_type, job_from_object
+from poulpe.validate import ID_PATTERN, Limits, job_from_object
 
 _ID = re.compile(ID_PATTERN)
 _WORKER = re.compile(r"^[^\x00-\x1f\x7f]{1,128}\Z")
@@ -182,7 +183,7 @@ async def _query_task(request: Request) -> Any:
         jobs = await external.lease(kind, _worker(name), num, FETCH_LEASE_S)
         return [record(job) for job in jobs]
     manager: JobManager = request.state.manager
-    found = await manager.store.list_jobs(method=Method.QUEUE.value, name=kind, page=page, size=size)
+    found = await manager.list_jobs(method=Method.QUEUE.value, name=kind, page=page, size=size)
     return [record(job) for job in found.jobs]
 
 
@@ -239,7 +240,7 @@ async def _find(request: Request, fields: dict[str, Any]) -> Job:
         raise BadRequest("id (the record id, a number) or tid is required", "id")
     page = 1
     while True:  # only running jobs can be reported: the leased ones, few
-        found = await manager.store.list_jobs(status=Status.RUNNING, method=Method.QUEUE.value, page=page, size=500)
+        found = await manager.list_jobs(status=Status.RUNNING, method=Method.QUEUE.value, page=page, size=500)
         for job in found.jobs:
             if job.seq == raw:
                 return job

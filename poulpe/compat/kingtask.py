@@ -233,7 +233,7 @@ def _message(job: Job) -> str:
 async def count_undo(request: Request) -> Response:
     """GET /api/v1/task/count/undo: how many jobs are not final yet."""
     manager: JobManager = request.state.manager
-    counts = await manager.store.counts()
+    counts = await manager.counts()
     return json_response(sum(n for status, n in counts.items() if Status(status) not in FINAL))
 
 
@@ -256,7 +256,7 @@ async def _day_count(request: Request, column: str) -> Response:
         return _refuse(f"date must be a day as YYYY-MM-DD, not {day[:32]!r}")
     manager: JobManager = request.state.manager
     try:
-        counts = await manager.store.day_counts(day)
+        counts = await manager.day_counts(day)
     except Unavailable as exc:
         return json_response(exc.message, 503)
     return json_response(counts[column])

@@ -228,9 +228,28 @@ async function showExternalWorkers() {
   fill($("ext-workers").tBodies[0], rows, "none", 4);
 }
 
-async function act(path, method) {
+async function showKeys() {
+  const { status, body } = await api("keys?size=100");
+  if (status !== 200) {
+    fill($("keys").tBodies[0], [], body?.error ?? `error ${status}`, 7);
+    return;
+  }
+  const rows = body.keys.map((k) => {
+    const path = `keys/${k.key.split("/").map(encodeURIComponent).join("/")}`;
+    const toggle = el("button", { type: "button", class: k.paused ? "resume" : "pause" }, k.paused ? "resume" : "pause");
+    toggle.addEventListener("click", () => act(path, "PUT", { paused: !k.paused }));
+    const rate = k.rate === null ? "" : `${k.rate} / ${k.period} s`;
+    return el("tr", { "data-key": k.key }, el("td", {}, k.key), el("td", {}, k.waiting), el("td", {}, k.running),
+      el("td", {}, k.parallelism ?? ""), el("td", {}, rate), el("td", {}, k.paused ? "paused" : ""), el("td", {}, toggle));
+  });
+  fill($("keys").tBodies[0], rows, "none (jobs without a key only)", 7);
+  $("keys-total").textContent = `(${body.total})`;
+}
+
+async function act(path, method, json) {
   try {
-    const { status, body } = await api(path, { method });
+    const options = json === undefined ? { method } : { method, body: JSON.stringify(json) };
+    const { status, body } = await api(path, options);
     $("updated").textContent = status < 300 ? `${method} ${decodeURIComponent(path)}: done` : `${body?.error ?? `error ${status}`}`;
     $("updated").className = status < 300 ? "muted" : "error";
   } catch (error) {
@@ -244,8 +263,11 @@ async function refresh() {
   clearTimeout(view.timer);
   try {
     const { status, body } = await api("sys_info");
-    if (status === 200) showOverview(body);
-    await Promise.all([showJobs(), showDead(), showCron(), showExternalWorkers(), showDetail()]);
+    if (status === 200) {
+      showOverview(body);
+      $("paused-all").hidden = !body.paused;
+    }
+    await Promise.all([showKeys(), showJobs(), showDead(), showCron(), showExternalWorkers(), showDetail()]);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("updated").className = "muted";
   } catch (error) {
@@ -275,6 +297,8 @@ function setUp() {
   $("jobs-next").addEventListener("click", () => { view.jobsPage += 1; refresh(); });
   $("dead-prev").addEventListener("click", () => { view.deadPage -= 1; refresh(); });
   $("dead-next").addEventListener("click", () => { view.deadPage += 1; refresh(); });
+  $("pause-all").addEventListener("click", () => act("pause", "POST"));
+  $("resume-all").addEventListener("click", () => act("resume", "POST"));
   $("detail-close").addEventListener("click", () => {
     view.selected = null;
     $("detail").hidden = true;

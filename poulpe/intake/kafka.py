@@ -20,11 +20,12 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from poulpe.dispatch.events import JobFinal
 from poulpe.errors import BadRequest, Unavailable
-from poulpe.intake.kafka_config import connection
 from poulpe.intake.kafka_outbox import Outbox
 from poulpe.intake.kafka_results import LinkState, Results, close_quietly, error_record
 from poulpe.job import Job
+from poulpe.kafka_flags import connection
 from poulpe.manager import JobManager
 from poulpe.settings import Settings
 from poulpe.validate import Limits, parse_job
@@ -74,8 +75,8 @@ class KafkaIntake:
     async def start(self) -> None:
         """Re-send what the outbox holds for final jobs, then consume. Never waits for a broker."""
         ids = await self.outbox.open()
-        self._stop_listening = self.manager.waiters.listen(self._on_final)
-        jobs = {job.id: job for job in await self.manager.store.get_many(list(ids))}
+        self._stop_listening = self.manager.events.on(JobFinal, lambda event: self._on_final(event.job))
+        jobs = {job.id: job for job in await self.manager.get_many(list(ids))}
         # unknown ids: their message was not committed (it comes again) or their job expired
         await self.outbox.remove(ids - jobs.keys())
         final = [job for job in jobs.values() if job.final]
@@ -132,7 +133,7 @@ class KafkaIntake:
         """While paused: outbox ids whose job ended in another process (on a shared store, where this process is not
         told) have their result sent from here, and ids whose job expired leave, so the pause cannot last for ever."""
         ids = [job_id for job_id in self.outbox.ids if not self.results.queued(job_id)]
-        jobs = {job.id: job for job in await self.manager.store.get_many(ids)}
+        jobs = {job.id: job for job in await self.manager.get_many(ids)}
         await self.outbox.remove(set(ids) - jobs.keys())
         for job in jobs.values():
             if job.final:

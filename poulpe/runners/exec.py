@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from poulpe.job import Job
+from poulpe.checks import Limits
+from poulpe.errors import BadRequest
+from poulpe.job import Job, Method
 from poulpe.runners import BODY_CAP, Outcome
 from poulpe.runners.leftovers import JobProcesses, become_subreaper
 
@@ -67,6 +69,20 @@ def split_args(params: Any) -> list[str]:
     if any("\0" in arg for arg in args):
         raise ValueError("arguments must not contain NUL characters")
     return args
+
+
+def check(method: Method, name: str, params: Any, limits: Limits) -> None:
+    """An EXEC job's rules at intake: EXEC is on, the program is in --exec_dir, the arguments split."""
+    if limits.exec_dir is None:
+        raise BadRequest("EXEC is disabled: poulpe runs without --exec_dir", "method")
+    try:
+        resolve_program(limits.exec_dir, name)
+    except ValueError as exc:
+        raise BadRequest(str(exc), "name") from None
+    try:
+        split_args(params)
+    except ValueError as exc:
+        raise BadRequest(str(exc), "params") from None
 
 
 class _Capture:

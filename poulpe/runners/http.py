@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
-import hashlib
-import hmac
+import json
 import socket
 import time
 from collections.abc import Iterable, Mapping
@@ -18,7 +17,10 @@ import aiohttp
 import msgspec
 from yarl import URL
 
+from poulpe.checks import Limits
+from poulpe.errors import BadRequest
 from poulpe.job import QUERY_METHODS, Job, Method
+from poulpe.outbound import DEFAULT_PORTS, check_url, host_allowed, signature
 from poulpe.runners import BODY_CAP, Outcome
 from poulpe.settings import Secret
 
@@ -29,45 +31,29 @@ _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _OWNED = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # Credentials that must not follow a redirect to another origin (curl and requests drop them too).
 _ORIGIN_BOUND = frozenset({"authorization", "cookie", "proxy-authorization"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_DEFAULT_TYPE = ("Content-Type",)
 
 
-def host_allowed(url: str, allow_hosts: Iterable[str]) -> bool:
-    """Whether `url` may be called under --allow_hosts; an empty list allows every host.
-
-    An entry is a host (exact, case-insensitive), `*.example.com` (its subdomains, not the apex), either of them
-    optionally with `:port` (then only that port, the scheme's default port counting when the URL has none).
-    """
-    entries = tuple(allow_hosts)
-    if not entries:
-        return True
-    try:
-        parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
-    except ValueError:
-        return False
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        return False
-    for entry in entries:
-        want, want_port = _split_entry(entry)
-        if want_port is not None and want_port != port:
-            continue
-        if host == want or (want.startswith("*.") and host.endswith(want[1:])):
-            return True
-    return False
+def check(method: Method, name: str, params: Any, limits: Limits) -> None:
+    """An HTTP job's rules at intake: a URL poulpe may call, params it can send as a query string or a body."""
+    check_url(name, "name", limits.allow_hosts)
+    if method in QUERY_METHODS:
+        if params is not None and not isinstance(params, str | dict):
+            raise BadRequest(f"params of a {method} job must be a query string or an object", "params")
+        if isinstance(params, dict) and not all(_is_query_value(v) for v in params.values()):
+            raise BadRequest("query values must be strings, numbers, booleans or lists of them", "params")
+    elif isinstance(params, str):
+        try:
+            json.loads(params)
+        except (ValueError, RecursionError):
+            raise BadRequest(f"params of a {method} job must be JSON (the request body)", "params") from None
+    elif params is not None and not isinstance(params, dict | list):
+        raise BadRequest(f"params of a {method} job must be a JSON object, array or string", "params")
 
 
-def _split_entry(entry: str) -> tuple[str, int | None]:
-    entry = entry.strip().lower()
-    if entry.startswith("["):  # [::1]:8080
-        host, _, rest = entry[1:].partition("]")
-        return host, int(rest[1:]) if rest[:1] == ":" and rest[1:].isdigit() else None
-    host, sep, port = entry.rpartition(":")
-    if sep and port.isdigit() and ":" not in host:
-        return host.rstrip("."), int(port)
-    return entry.rstrip("."), None
+def _is_query_value(value: Any) -> bool:
+    scalar = (str, int, float, bool)
+    return isinstance(value, scalar) or (isinstance(value, list) and all(isinstance(v, scalar) for v in value))
 
 
 def redact(url: str | URL) -> str:
@@ -144,12 +130,12 @@ class HttpRunner:
         """Up to MAX_REDIRECTS hops, each checked against --allow_hosts before any connection is made."""
         session = self._client()
         for _ in range(MAX_REDIRECTS + 1):
-            if url.scheme not in _DEFAULT_PORTS or not url.host:
+            if url.scheme not in DEFAULT_PORTS or not url.host:
                 return Outcome(ok=False, final=True, error=f"{redact(url)} is not an http or https URL")
             if not host_allowed(str(url), self.allow_hosts):
                 return Outcome(ok=False, final=True, error=f"host {url.host} is not in --allow_hosts")
             if self._key is not None:
-                headers["Poulpe-Signature"] = _signature(self._key, body)
+                headers["Poulpe-Signature"] = signature(self._key, body)
             try:
                 async with session.request(
                     method,
@@ -216,13 +202,6 @@ def _json_body(params: Any) -> bytes:
         return msgspec.json.encode(params)
     except (TypeError, msgspec.EncodeError):
         raise ValueError("params cannot be encoded as JSON") from None
-
-
-def _signature(key: bytes, body: bytes) -> str:
-    """`t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the target checks origin and freshness (as Stripe does)."""
-    t = int(time.time())
-    mac = hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
 
 
 def _drop(headers: dict[str, str], lower_names: Iterable[str]) -> None:

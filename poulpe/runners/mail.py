@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.policy
 import hashlib
+import json
 import os
+import re
 import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -19,11 +22,66 @@ from typing import Any
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
+from poulpe.checks import Limits
 from poulpe.errors import BadRequest
-from poulpe.job import Job
+from poulpe.job import Job, Method
 from poulpe.runners import Outcome
 from poulpe.settings import Secret
-from poulpe.validate import check_mail
+
+_ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
+
+
+def check(method: Method, name: str, params: Any, limits: Limits) -> None:
+    """A MAIL_TO job's rules at intake: mail is on (--smtp_server) and its params are a mail (`check_mail`)."""
+    if not limits.mail_enabled:
+        raise BadRequest("MAIL_TO is disabled: poulpe runs without --smtp_server", "method")
+    check_mail(name, params)
+
+
+def check_mail(name: str, params: Any) -> dict[str, Any]:
+    """The MAIL_TO params of SPEC 2.2 as an object, every address checked."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except (ValueError, RecursionError):
+            raise BadRequest("params of a MAIL_TO job must be a JSON object", "params") from None
+    if not isinstance(params, dict):
+        raise BadRequest("params of a MAIL_TO job must be an object", "params")
+    allowed = {"from_addr", "to_addr", "title", "body", "html", "cc", "bcc", "reply_to"}
+    for key, value in params.items():
+        if key not in allowed:
+            raise BadRequest(f"unknown mail field {key!r}", f"params.{key}")
+        if not isinstance(value, str):
+            raise BadRequest(f"{key} must be a string", f"params.{key}")
+    for key in ("from_addr", "title", "body"):
+        if key not in params:
+            raise BadRequest(f"{key} is required for MAIL_TO", f"params.{key}")
+    if any(c in params["title"] for c in "\r\n\0") or len(params["title"]) > 998:
+        raise BadRequest("title must be one line of at most 998 characters", "params.title")
+    _check_addresses(params.get("to_addr", name), "params.to_addr" if "to_addr" in params else "name")
+    for key in ("from_addr", "cc", "bcc", "reply_to"):
+        if key in params:
+            _check_addresses(params[key], f"params.{key}", single=key == "from_addr")
+    return params
+
+
+def _check_addresses(value: str, field: str, *, single: bool = False) -> None:
+    parts = [p.strip() for p in value.split(",")]
+    if (single and len(parts) != 1) or not parts or len(parts) > 100:
+        raise BadRequest(f"{field} must hold {'one address' if single else '1 to 100 addresses'}", field)
+    for part in parts:
+        address = parseaddr(part)[1]
+        if not address or not _ADDRESS_RE.fullmatch(address) or any(c in part for c in "\r\n\0") or _malformed(part):
+            raise BadRequest(f"{field}: {part[:100]!r} is not an email address", field)
+
+
+def _malformed(part: str) -> bool:
+    """What the mail header parser finds wrong (`Ann <a@x.org> junk`), or an address a plain SMTP server refuses
+    (non-ASCII needs SMTPUTF8; a display name may be any text)."""
+    if not parseaddr(part)[1].isascii():
+        return True
+    header = email.policy.default.header_factory("to", part)
+    return bool(header.defects) or len(header.addresses) != 1
 
 
 class MailRunner:

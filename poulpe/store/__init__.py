@@ -14,7 +14,8 @@ def open_store(settings: Settings, *, owner: str) -> Store:
     if settings.redis:
         from poulpe.store.redis import RedisStore
 
-        return RedisStore(settings.redis, prefix=settings.redis_prefix, owner=owner)
+        password = settings.redis_password.reveal() if settings.redis_password else None
+        return RedisStore(settings.redis, prefix=settings.redis_prefix, owner=owner, password=password)
     from poulpe.store.sqlite import SqliteStore
 
     return SqliteStore(settings.data)

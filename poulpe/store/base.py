@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol, TypedDict, Unpack
 
 from poulpe.job import CallbackDelivery, Job, Status
+from poulpe.keys import KeyLimits
+
+
+class JobQuery(TypedDict, total=False):
+    """What `list_jobs` filters and pages by: each filter left out matches every job; page 1, 50 a page."""
+
+    status: Status | None
+    method: str | None
+    name: str | None
+    page: int
+    size: int
 
 
 class Pending(NamedTuple):
@@ -18,9 +29,51 @@ class Pending(NamedTuple):
     status: Status
 
 
+class Claimed(NamedTuple):
+    """What one claim on a shared schedule brought: the jobs now leased to this process, and when to claim again
+    at the latest."""
+
+    jobs: list[Job]
+    next_due: float | None
+    next_lease_end: float | None
+    next_token: float | None = None  # when a key held by its rate gets a token again
+    held: dict[str, str] = {}
+
+
 class Page(NamedTuple):
     jobs: list[Job]
     total: int
+
+
+class SharedSchedule(Protocol):
+    """The operations a store shared by several processes offers the dispatch engine (dispatch/shared.py)."""
+
+    owner: str
+    base: str
+
+    async def claim(
+        self,
+        n: int,
+        lease: float,
+        now: float | None = None,
+        *,
+        recheck: Sequence[str] | None = None,
+        defaults: KeyLimits | None = None,
+    ) -> Claimed: ...
+
+    async def key_counts(self, key: str, period: float) -> tuple[int, int, int]: ...
+
+    async def busy_keys(self) -> dict[str, tuple[int, int]]: ...
+
+    async def renew(self, ids: Iterable[str], lease: float) -> list[str]: ...
+
+    async def listen(self, on_message: Callable[[str, str], None], on_connected: Callable[[], None]) -> None: ...
+
+    async def request_cancel(self, job_id: str) -> None: ...
+
+    async def delayed(self, cap: int) -> list[str]: ...
+
+    async def save(self, job: Job) -> None: ...
 
 
 class Store(abc.ABC):
@@ -32,7 +85,11 @@ class Store(abc.ABC):
     """
 
     kind: str
-    shared = False  # True when several processes share the store's schedule (feeds.SharedFeed claims from it)
+    shared = False  # True when several processes share the store's schedule (dispatch/shared.py claims from it)
+
+    def shared_schedule(self) -> SharedSchedule | None:
+        """The schedule shared with other processes, when this store has one (Redis); None: this process owns it."""
+        return None
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -75,15 +132,7 @@ class Store(abc.ABC):
         """Every job not final yet: what a restart must schedule again (and `running` ones run again)."""
 
     @abc.abstractmethod
-    async def list_jobs(
-        self,
-        *,
-        status: Status | None = None,
-        method: str | None = None,
-        name: str | None = None,
-        page: int = 1,
-        size: int = 50,
-    ) -> Page:
+    async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         """A page of jobs, newest first (by acceptance order)."""
 
     @abc.abstractmethod
@@ -140,3 +189,17 @@ class Store(abc.ABC):
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Record how a final job's callback went. Only that field changes: never the status, never the day
         totals; a job that is no longer final (retried from the dead letters) or gone is left alone (False)."""
+
+    # --- keys and the deployment-wide pause (SPEC 10.1): stored, so they survive restarts and every process sharing
+    # the store applies the same ones
+    @abc.abstractmethod
+    async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
+        """Every key's own limits (pause included), and whether the whole deployment is paused."""
+
+    @abc.abstractmethod
+    async def set_key(self, key: str, limits: KeyLimits | None) -> None:
+        """Store a key's own limits; None (or empty limits) removes them."""
+
+    @abc.abstractmethod
+    async def set_paused(self, paused: bool) -> None:
+        """Pause or resume the whole deployment."""

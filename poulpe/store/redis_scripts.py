@@ -19,7 +19,22 @@ Keys under a base B:
   B tries         hash   id -> attempt number  (the highest a poulpe process may have begun: counted at claim time,
                                                so an attempt whose `running` mark never arrived is still counted)
   B done          zset   id -> finished_at     (final jobs, for the result TTL)
-Channels: B work (a job came due sooner than any process knew), B done (payload: a job id that became final),
+  Flow control (SPEC 10.1): a due job moves from `due` to its key's ready set when a claim looks at it.
+  B jmeta         hash   id -> "<priority>|<seq>|<key>" (poulpe's own waiting jobs: where they go once due)
+  B rq:<p>:<key>  zset   "<seq>|<id>" -> run_at (due jobs of a key and priority; the member orders equal due times)
+  B rk:<p>        zset   key -> turn               (keys with due jobs at priority p; the lowest turn goes next)
+  B prios         zset   p -> -p                   (priorities with due jobs, highest first)
+  B turn          string                           (the turn counter every process shares)
+  B kready        hash   key -> due jobs waiting   (GET /keys `waiting`)
+  B kfull         hash   key -> 1                  (a claim passed the key over for its parallelism: tell of room)
+  B krun          hash   key -> jobs leased now    (counted against `parallelism` across processes)
+  B jkey          hash   id -> key                 (the key a leased job counts against)
+  B kb            hash   key -> "<tokens>:<stamp>" (each key's token bucket)
+  B ks:<key>      zset   id -> start time          (starts in the last period: GET /keys `started_in_period`)
+  B keys          hash   key -> limits JSON        (PUT /keys/{key})
+  B flags         hash   paused -> 0|1             (POST /pause)
+Channels: B work (a job came due sooner than any process knew, or a key got room), B limits (keys' limits or
+the pause changed), B done (payload: a job id that became final),
 B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
 job waiting), B xlease (payload: an external lease's end).
 
@@ -30,7 +45,7 @@ QUEUE job, or '' (nowhere: it is final).
 from __future__ import annotations
 
 # Moves a job between status indexes and counts; shared by the scripts below.
-_MOVE = """
+MOVE = """
 local function move(B, id, new, seq)
   local old = redis.call('HGET', B..'stat', id)
   if old == new then return old end
@@ -45,6 +60,31 @@ local function move(B, id, new, seq)
   redis.call('HSET', B..'stat', id, new)
   return old
 end
+-- flow control: where a due job waits (its key's ready set), and the key slot a leased job holds
+local function split_meta(meta)
+  local a = string.find(meta, '|', 1, true)
+  local b = string.find(meta, '|', a + 1, true)
+  return string.sub(meta, 1, a - 1), string.sub(meta, a + 1, b - 1), string.sub(meta, b + 1)
+end
+local function unready(B, id)
+  local meta = redis.call('HGET', B..'jmeta', id)
+  if not meta then return end
+  local p, seq, key = split_meta(meta)
+  local rq = B..'rq:'..p..':'..key
+  if redis.call('ZREM', rq, seq..'|'..id) == 1 then
+    if redis.call('HINCRBY', B..'kready', key, -1) <= 0 then redis.call('HDEL', B..'kready', key) end
+    if redis.call('ZCARD', rq) == 0 then redis.call('ZREM', B..'rk:'..p, key) end
+  end
+end
+local function release(B, id)
+  local key = redis.call('HGET', B..'jkey', id)
+  if not key then return end
+  redis.call('HDEL', B..'jkey', id)
+  if redis.call('HINCRBY', B..'krun', key, -1) <= 0 then redis.call('HDEL', B..'krun', key) end
+  -- a key a claim passed over for its parallelism has room now: tell the processes (only then: one message per
+  -- job ended would wake every process for nothing)
+  if redis.call('HDEL', B..'kfull', key) == 1 then redis.call('PUBLISH', B..'work', '') end
+end
 local function earliest(B)
   local first = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
   if first[2] then return tonumber(first[2]) end
@@ -52,18 +92,18 @@ local function earliest(B)
 end
 """
 
-# ARGV: base, then groups of 7: id, record, status, run_at, seq, place, attempts.
+# ARGV: base, then groups of 8: id, record, status, run_at, seq, place, attempts, meta ("<priority>|<seq>|<key>").
 # Returns, per job, 0 when stored by this submission, or the stored record when the id was known (a duplicate).
 # "This submission" includes the same call sent again after its reply was lost: the stored job's seq is its own.
 ADD = (
-    _MOVE
+    MOVE
     + """
 local B = ARGV[1]
 local soonest = earliest(B)
 local wake = false
 local kinds = {}
 local out = {}
-for i = 2, #ARGV, 7 do
+for i = 2, #ARGV, 8 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = B..'job:'..id
   local known = redis.call('GET', key)
@@ -79,6 +119,7 @@ for i = 2, #ARGV, 7 do
     if place ~= '' then
       local at = tonumber(run_at)
       redis.call('ZADD', B..place, at, id)
+      if place == 'due' then redis.call('HSET', B..'jmeta', id, ARGV[i + 7]) end
       if place == 'due' and (soonest == nil or at < soonest) then
         soonest = at
         wake = true
@@ -97,12 +138,12 @@ return out
 
 # ARGV: base, id, record, status, run_at, seq, token, finished_at ('' if none), day column ('' or
 # '<date>:succeeded' / '<date>:failed'), place, held ('1': write only if `token` holds the job), external lease end
-# ('' unless a QUEUE job starts running for an external worker), attempts.
+# ('' unless a QUEUE job starts running for an external worker), attempts, meta ("<priority>|<seq>|<key>").
 # Returns 1 when written, 0 when the job is held by someone else (nothing written).
 # The attempt count in `tries` follows the record: up to it when an attempt begins, back to it when the job waits
 # again (its writer held it, so no other attempt began meanwhile), gone when it is final.
 SAVE = (
-    _MOVE
+    MOVE
     + """
 local B, id, record, status, token, place = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], ARGV[10]
 local owner = redis.call('HGET', B..'owner', id)
@@ -124,9 +165,12 @@ if final or status ~= 'running' then
   redis.call('ZREM', B..'lease', id)
   redis.call('ZREM', B..'xlease', id)
   redis.call('HDEL', B..'owner', id)
+  release(B, id)
 end
 if final then
   redis.call('ZREM', B..'due', id)
+  unready(B, id)
+  redis.call('HDEL', B..'jmeta', id)
   if place ~= '' and place ~= 'due' then redis.call('ZREM', B..place, id) end
   redis.call('ZADD', B..'done', ARGV[8], id)
   local was_final = old == 'succeeded' or old == 'dead' or old == 'cancelled'
@@ -146,6 +190,10 @@ else
   if place ~= '' then
     local at = tonumber(ARGV[5])
     local soonest = earliest(B)
+    if place == 'due' then
+      unready(B, id)
+      redis.call('HSET', B..'jmeta', id, ARGV[14])
+    end
     redis.call('ZADD', B..place, at, id)
     if place == 'due' and (soonest == nil or at < soonest) then redis.call('PUBLISH', B..'work', '') end
     if place ~= 'due' then redis.call('PUBLISH', B..'queued', string.sub(place, 3)) end
@@ -154,58 +202,6 @@ end
 return 1
 """
 )
-
-# ARGV: base, now, n, lease end, token, recheck ('1' after a claim whose answer was lost), then the ids this
-# process holds. Takes back leases that ran out (their process is gone: the job is due again at once); on a
-# recheck, also this process's leases on jobs it does not hold (claimed by the call whose answer never came: no
-# attempt of theirs began, so their count in `tries` goes back by one); then claims up to n due jobs for this
-# process, counting in `tries` the attempt each may begin. Returns {records, next due, next lease end, attempt
-# numbers}: a claimed job's attempt number above its record's count means earlier attempts began unrecorded.
-CLAIM = """
-local B, now, n, until_, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
-if ARGV[6] == '1' then
-  local held = {}
-  for i = 7, #ARGV do held[ARGV[i]] = true end
-  for _, id in ipairs(redis.call('ZRANGE', B..'lease', 0, -1)) do
-    if not held[id] and redis.call('HGET', B..'owner', id) == token then
-      redis.call('ZREM', B..'lease', id)
-      redis.call('HDEL', B..'owner', id)
-      redis.call('ZADD', B..'due', now, id)
-      if tonumber(redis.call('HGET', B..'tries', id) or '0') > 0 then redis.call('HINCRBY', B..'tries', id, -1) end
-    end
-  end
-end
-local lost = redis.call('ZRANGEBYSCORE', B..'lease', '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(lost) do
-  redis.call('ZREM', B..'lease', id)
-  redis.call('HDEL', B..'owner', id)
-  redis.call('ZADD', B..'due', now, id)
-end
-local records = {}
-local tries = {}
-if n > 0 then
-  local ids = redis.call('ZRANGEBYSCORE', B..'due', '-inf', now, 'LIMIT', 0, n)
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', B..'due', id)
-    local record = redis.call('GET', B..'job:'..id)
-    if record then
-      redis.call('ZADD', B..'lease', until_, id)
-      redis.call('HSET', B..'owner', id, token)
-      records[#records + 1] = record
-      local began = redis.call('HGET', B..'tries', id)
-      if not began then  -- a job stored before `tries` existed: its record has the count
-        local ok, job = pcall(cjson.decode, record)
-        began = ok and type(job) == 'table' and tonumber(job['attempts']) or 0
-      end
-      tries[#tries + 1] = tonumber(began) + 1
-      redis.call('HSET', B..'tries', id, tries[#tries])
-    end
-  end
-end
-local due = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
-local lease = redis.call('ZRANGE', B..'lease', 0, 0, 'WITHSCORES')
-return {records, due[2] or '', lease[2] or '', tries}
-"""
 
 # ARGV: base, lease end, token, ids... Extends the leases this process still holds; returns the ids another poulpe
 # process holds now. A job nobody holds is not among them: it ended (or went back to wait) since the caller listed
@@ -236,6 +232,9 @@ local function forget(B, id)
   redis.call('HDEL', B..'stat', id)
   redis.call('HDEL', B..'owner', id)
   redis.call('HDEL', B..'tries', id)
+  release(B, id)
+  unready(B, id)
+  redis.call('HDEL', B..'jmeta', id)
   for _, index in ipairs({'all', 'done', 'due', 'lease', 'xlease'}) do redis.call('ZREM', B..index, id) end
   return redis.call('DEL', B..'job:'..id)
 end
@@ -243,7 +242,8 @@ end
 
 # ARGV: base, finished before, limit. Forgets final jobs past their TTL; returns how many went.
 PURGE = (
-    _FORGET
+    MOVE
+    + _FORGET
     + """
 local B = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', B..'done', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -253,7 +253,7 @@ return #ids
 )
 
 # ARGV: base, id. Forgets one job; returns 1 when it existed.
-DELETE = _FORGET + "return forget(ARGV[1], ARGV[2])\n"
+DELETE = MOVE + _FORGET + "return forget(ARGV[1], ARGV[2])\n"
 
 # ARGV: base, type, now, n, lease end, worker. Reserves up to n due QUEUE jobs of the type for the worker: out of
 # `q:<type>`, into `xlease`, owner `x:?:<type>` until the caller's follow-up `save` records the attempt (a
@@ -309,10 +309,9 @@ redis.call('SET', key, ARGV[4])
 return 1
 """
 
-SCRIPTS = {
+STORE_SCRIPTS = {  # and `claim` (redis_claim.py)
     "add": ADD,
     "save": SAVE,
-    "claim": CLAIM,
     "renew": RENEW,
     "purge": PURGE,
     "delete": DELETE,

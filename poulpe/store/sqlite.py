@@ -16,11 +16,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
+
+import msgspec
 
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
-from poulpe.store.base import Page, Pending, Store
+from poulpe.keys import KeyLimits
+from poulpe.store.base import JobQuery, Page, Pending, Store
 from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
 
 log = logging.getLogger(__name__)
@@ -45,7 +48,10 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (name, run_at, seq)
     WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying');
 CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NULL, failed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, limits BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_limits_decoder = msgspec.json.Decoder(KeyLimits)
 
 
 def disk_fault(exc: BaseException) -> bool:
@@ -230,15 +236,9 @@ class SqliteStore(Store):
 
         return await self._scan(scan)
 
-    async def list_jobs(
-        self,
-        *,
-        status: Status | None = None,
-        method: str | None = None,
-        name: str | None = None,
-        page: int = 1,
-        size: int = 50,
-    ) -> Page:
+    async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
+        status, method, name = query.get("status"), query.get("method"), query.get("name")
+        page, size = query.get("page", 1), query.get("size", 50)
         where, args = [], []
         for column, value in (("status", status.value if status else None), ("method", method), ("name", name)):
             if value is not None:
@@ -361,3 +361,29 @@ class SqliteStore(Store):
 
         marked: bool = await self._write(mark)
         return marked
+
+    async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
+        rows = self.reader.execute("SELECT key, limits FROM keys").fetchall()
+        paused = self.reader.execute("SELECT value FROM flags WHERE name = 'paused'").fetchone()
+        return {key: _limits_decoder.decode(data) for key, data in rows}, bool(paused and paused[0] == "1")
+
+    async def set_key(self, key: str, limits: KeyLimits | None) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            if limits is None or limits.empty:
+                conn.execute("DELETE FROM keys WHERE key = ?", (key,))
+            else:
+                conn.execute(
+                    "INSERT INTO keys VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET limits = excluded.limits",
+                    (key, msgspec.json.encode(limits)),
+                )
+
+        await self._write(write)
+
+    async def set_paused(self, paused: bool) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO flags VALUES ('paused', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                ("1" if paused else "0",),
+            )
+
+        await self._write(write)

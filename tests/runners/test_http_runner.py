@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from poulpe.job import Job, Method
+from poulpe.outbound import host_allowed
 from poulpe.runners import BODY_CAP
-from poulpe.runners.http import HttpRunner, host_allowed, redact
+from poulpe.runners.http import HttpRunner, redact
 from poulpe.settings import Secret
 from tests.target import Target
 

@@ -10,7 +10,8 @@ import pytest
 
 from poulpe.errors import NotHeld
 from poulpe.job import Job, Method, Status
-from poulpe.store.redis import RedisStore, namespace
+from poulpe.store.redis import RedisStore
+from poulpe.store.redis_link import namespace
 from tests.redis_server import RedisServer
 
 Opener = Callable[[str], "asyncio.Future[RedisStore]"]

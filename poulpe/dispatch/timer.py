@@ -1,7 +1,8 @@
 """Due times: one heap and one loop timer armed for the earliest entry. Nothing polls.
 
-Delayed jobs, retries, recovered jobs and cron fires all pass through here. An entry is small (due time,
-acceptance number, id), so a million waiting jobs fit in memory; the job itself is read when it comes due.
+Delayed jobs, retries, recovered jobs and cron fires all pass through here (on the embedded store: local.py). An
+entry is the job's rank (order.py: due time, acceptance number, id), so a million waiting jobs fit in memory; the
+job itself is read when it comes due.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import heapq
 import time
 from collections.abc import Callable, Iterable
 
-Entry = tuple[float, int, str]
+from poulpe.dispatch.order import Rank
+
+Entry = Rank
 
 
-class Scheduler:
+class Timer:
     def __init__(
         self,
         on_due: Callable[[list[Entry]], None],
@@ -43,9 +46,9 @@ class Scheduler:
             self._timer.cancel()
         self._timer, self._armed_for, self._loop = None, None, None
 
-    def add(self, run_at: float, seq: int, job_id: str) -> None:
-        heapq.heappush(self._heap, (run_at, seq, job_id))
-        if self._armed_for is None or run_at < self._armed_for:
+    def add(self, entry: Entry) -> None:
+        heapq.heappush(self._heap, entry)
+        if self._armed_for is None or entry[0] < self._armed_for:
             self._arm()
 
     def extend(self, entries: Iterable[Entry]) -> None:

@@ -1,0 +1,169 @@
+"""The finish step: an attempt's outcome becomes the job's next state, is stored, then told.
+
+One path for poulpe's own workers and for external workers' reports: decide by the retry policy, write the dead
+letter (before the job is marked dead, so a crash in between re-runs the job rather than losing its letter), store,
+then schedule a retry or publish `JobFinal` (waiters, callbacks, Kafka results subscribe to it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from poulpe.deadjobs import DeadJobs
+from poulpe.dispatch.events import Events, JobFinal
+from poulpe.dispatch.ready import Ready
+from poulpe.errors import NotHeld, Unavailable
+from poulpe.job import INTERRUPTED, Job, RetryPolicy, Status
+from poulpe.metrics import Metrics
+from poulpe.runners import Outcome
+from poulpe.store.base import Store
+
+log = logging.getLogger("poulpe.jobs")
+
+
+class Schedule(Protocol):
+    def schedule(self, job: Job) -> None: ...
+
+
+class Finish:
+    def __init__(
+        self,
+        store: Store,
+        dead_jobs: DeadJobs,
+        ready: Ready,
+        feed: Schedule,
+        events: Events,
+        metrics: Metrics,
+        *,
+        default_retry: RetryPolicy,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.dead_jobs = dead_jobs
+        self.ready = ready
+        self.feed = feed
+        self.events = events
+        self.metrics = metrics
+        self.default_retry = default_retry
+        self.clock = clock
+        self._recording: set[asyncio.Task[None]] = set()
+
+    def attempt_ended(self, job: Job, outcome: Outcome) -> None:
+        """A worker's attempt ended. The worker is free as soon as the outcome is decided; storing it (one group
+        commit) and telling the others happen in a task of their own, which a shutdown waits for."""
+        self.decide(job, outcome)
+        self.metrics.ended(job)
+        recording = asyncio.get_running_loop().create_task(self._record(job))
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
+
+    async def put_back(self, job: Job) -> None:
+        """An attempt cut short by shutdown: the job goes back to queued and runs again after a restart."""
+        job.end_attempt(False, INTERRUPTED, self.clock())
+        job.status = Status.QUEUED
+        self.ready.held.pop(job.id, None)
+        with contextlib.suppress(Exception):
+            await self.store.save(job)
+        log.info("job %s put back attempt=%d (shutdown)", job.id, job.attempts)
+
+    async def wait_recorded(self, grace: float) -> None:
+        """Shutdown: outcomes still being stored get `grace` seconds (at least one)."""
+        if self._recording:
+            _, late = await asyncio.wait(self._recording, timeout=max(grace, 1.0))
+            for task in late:  # the store is away: these outcomes are lost, their jobs run again (at least once)
+                task.cancel()
+
+    def decide(self, job: Job, outcome: Outcome) -> None:
+        """The job's next state from an attempt's outcome, by its retry policy."""
+        now = self.clock()
+        job.end_attempt(outcome.ok, outcome.error, now)
+        job.result = outcome.result
+        policy = job.policy(self.default_retry)
+        if outcome.ok:
+            job.status = Status.SUCCEEDED
+        else:
+            job.failures += 1
+            if job.id in self.ready.cancel_after:
+                job.status = Status.CANCELLED
+            elif outcome.final or job.failures >= policy.max_attempts:
+                job.status = Status.DEAD
+            else:
+                job.status = Status.RETRYING
+                job.run_at = now + policy.delay_before_retry(job.failures, outcome.retry_after)
+        self.ready.cancel_after.discard(job.id)
+        if job.final:
+            job.finished_at = now
+
+    async def _record(self, job: Job) -> None:
+        """Store the decided state (dead letter first), then schedule the retry or tell of the final state."""
+        if job.status is Status.DEAD:
+            await self.write_dead_letter(job)
+        if not await self._store_outcome(job):
+            return
+        self.ready.held.pop(job.id, None)
+        ended = job.history[-1] if job.history else None
+        elapsed = ((ended.finished_at or ended.started_at) - ended.started_at) * 1000 if ended else 0.0
+        log.info(
+            "job %s %s attempt=%d worker=%s elapsed_ms=%.1f%s",
+            job.id,
+            job.status,
+            job.attempts,
+            ended.worker if ended else None,
+            elapsed,
+            f" error={job.error!r}" if job.error else "",
+        )
+        if job.status is Status.RETRYING:
+            self.feed.schedule(job)
+        if job.final:
+            self.events.emit(JobFinal(job))
+
+    async def _store_outcome(self, job: Job) -> bool:
+        """Save an attempt's outcome, retrying while the store is away (a shutdown gives up after --grace)."""
+        delay = 0.1
+        while True:
+            try:
+                await self.store.save(job)
+                return True
+            except NotHeld:  # our lease ran out and another process took the job: its outcome wins
+                self.ready.held.pop(job.id, None)
+                log.warning("job %s: outcome of attempt %d dropped, another process holds it", job.id, job.attempts)
+                return False
+            except Unavailable as exc:
+                log.warning("job %s: its outcome waits for the store: %s", job.id, exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def write_dead_letter(self, job: Job) -> None:
+        await self.dead_jobs.bury(job)  # never raises: a letter the directory refuses is owed and written later
+
+    async def external(self, job: Job, outcome: Outcome, holder: str) -> bool:
+        """End a leased QUEUE job's attempt with its worker's report (or its lease's expiry): the same decision as
+        a worker's attempt (retry policy, dead letter, events). Stored only if `holder` still holds the attempt;
+        False, and nothing changed, otherwise."""
+        self.decide(job, outcome)
+        job.lease_holder = job.lease_until = None
+        if job.status is Status.DEAD:
+            await self.write_dead_letter(job)
+        if not await self.store.save_if_held(job, holder):
+            if job.status is Status.DEAD:
+                # another process may have ended the same lease first, with the same dead letter: keep it then
+                current = await self.store.get(job.id)
+                if current is None or current.status is not Status.DEAD:
+                    await self.dead_jobs.letter_gone(job.id)
+            return False
+        self.metrics.ended(job)
+        log.info(
+            "job %s %s attempt=%d worker=%s%s",
+            job.id,
+            job.status,
+            job.attempts,
+            holder,
+            f" error={job.error!r}" if job.error else "",
+        )
+        if job.final:
+            self.events.emit(JobFinal(job))
+        return True
