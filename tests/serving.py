@@ -124,7 +124,7 @@ class ServedPoulpe:
             ws_max_size=settings.max_body,
             **connection_options(settings.workers),
         )
-        self._server = PoulpeServer(config, app, settings.grace)
+        self._server = PoulpeServer(config, app.state.service)
         self._thread = threading.Thread(target=self._serve, name=f"poulpe-{self.port}", daemon=True)
         self._thread.start()
         try:
