@@ -70,7 +70,7 @@ class Crontab:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no SIGHUP off the main thread
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         self._tasks = [
             asyncio.create_task(self._fire_forever(), name="poulpe-cron"),

@@ -32,9 +32,16 @@ step "ruff format --check ${lint_dirs[*]}"
 ruff format --check "${lint_dirs[@]}"
 step "mypy"
 mypy
-step "pytest $*"
+# The whole suite (no test path given, as CI runs it) goes on two workers, a file per worker at a time (module
+# fixtures start once); a run of named tests stays in one process. `-n 0` after it runs the suite in one process.
+args=(-n 2 --dist loadfile)
+for arg in "$@"; do
+  [[ -e ${arg%%::*} ]] && args=()
+done
+args+=("$@")
+step "pytest ${args[*]}"
 status=0
-pytest "$@" || status=$?
+pytest "${args[@]}" || status=$?
 # pytest exits 5 when it collected no tests: for CI that is a failure, not a pass.
 ((status != 5)) || die "pytest collected no tests"
 exit "$status"

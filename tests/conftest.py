@@ -1,10 +1,11 @@
-"""Shared fixtures: a real HTTP target, and poulpe started as a subprocess the way a user starts it."""
+"""Shared fixtures: a real HTTP target, and poulpe started as a subprocess the way a user starts it, or served in the
+test's own process when the test needs no process boundary (signals, kill -9, restarts, start-up, the CLI)."""
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from tests.mounts import Mounts
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
+from tests.serving import ServedPoulpe
+from tests.started import Started
 from tests.target import Target
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -73,18 +76,38 @@ def copy_programs(folder: Path) -> Path:
 
 
 @pytest.fixture
-def poulpe(tmp_path: Path) -> Iterator[Callable[..., Poulpe]]:
-    """Start poulpe with extra flags: `poulpe("--workers", "2")`; every process is stopped after the test."""
-    started: list[Poulpe] = []
+def poulpe(tmp_path: Path) -> Iterator[Started[Poulpe]]:
+    """Start poulpe as a subprocess with extra flags: `poulpe("--workers", "2")`; all are stopped after the test."""
+    started = Started(Poulpe, tmp_path)
+    yield started
+    started.stop_all()
 
-    def start(*flags: str, env: dict[str, str] | None = None, token: str | None = None, home: str = "p") -> Poulpe:
-        proc = Poulpe(tmp_path / home, *flags, env=env, token=token)
-        started.append(proc)
-        return proc.start()
 
-    yield start
-    for proc in started:
-        proc.stop()
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Started[ServedPoulpe]]:
+    """Like `poulpe`, served in the test's process (tests/serving.py): for tests that need no process boundary."""
+    started = Started(ServedPoulpe, tmp_path)
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Started[ServedPoulpe]]:
+    """Like `served`, for a poulpe the tests of one module share (each test uses job ids of its own)."""
+    started = Started(ServedPoulpe, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    yield started
+    started.stop_all()
+
+
+# The longest files, each a minute or so on a busy machine: they start first, so that with `-n 2` (scripts/test.sh
+# runs the whole suite so) the other worker takes the rest meanwhile instead of waiting for them at the end.
+LONGEST_FIRST = ("test_docker_image.py", "test_exec_uvloop.py", "test_dockerfile.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the order within each stays
 
 
 def pytest_configure(config: pytest.Config) -> None:

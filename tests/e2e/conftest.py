@@ -1,4 +1,5 @@
-"""Fixtures for the end-to-end tests: a module that defines `proc` (its own poulpe) gets a `client` for it."""
+"""Fixtures for the end-to-end tests: a module that defines `proc` (its own poulpe) gets a `client` for it; the Kafka
+tests share one broker of each kind (noida-db and Tansu) and take fresh topics and a fresh group per test."""
 
 from __future__ import annotations
 
@@ -7,10 +8,28 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.kafka_broker import KINDS, Broker
+from tests.kafka_client import Topics, create_topics
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 
 
 @pytest.fixture
-def client(proc: Poulpe) -> Iterator[httpx.Client]:
+def client(proc: Poulpe | ServedPoulpe) -> Iterator[httpx.Client]:
     with proc.client(timeout=60) as client:  # above the 30 s long-polls the tests make
         yield client
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A Kafka-protocol broker of each kind, for every Kafka test; a test that stops its broker starts its own."""
+    server = Broker(request.param, tmp_path_factory.mktemp(request.param)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def topics(broker: Broker) -> Topics:
+    fresh = Topics.fresh()
+    await create_topics(broker.servers, fresh)
+    return fresh

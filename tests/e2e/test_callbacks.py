@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.e2e.helpers import accepted, eventually, result, state
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Call, Target
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    proc = Poulpe(tmp_path_factory.mktemp("callbacks"), "--workers", "2").start()
-    yield proc
-    proc.stop()
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
+    return module_served("--workers", "2")
 
 
 def callback_calls(target: Target, job_id: str, path: str) -> list[Call]:

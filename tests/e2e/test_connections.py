@@ -18,6 +18,7 @@ import pytest
 import websockets
 
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 
 FILE_LIMIT = 1024
 
@@ -76,8 +77,8 @@ def limited(tmp_path: Path) -> Iterator[Limited]:
     proc.stop()
 
 
-def test_a_request_line_with_raw_utf8_reaches_the_route_decoded(poulpe: Callable[..., Poulpe]) -> None:
-    p = poulpe()
+def test_a_request_line_with_raw_utf8_reaches_the_route_decoded(served: Callable[..., ServedPoulpe]) -> None:
+    p = served()
     name = "http://127.0.0.1:9/工兵名字"
     with p.client() as client:
         assert client.post("/task_in_queue", json={"method": "GET", "name": name, "delay": 3600}).status_code == 202
@@ -91,8 +92,8 @@ def test_a_request_line_with_raw_utf8_reaches_the_route_decoded(poulpe: Callable
     assert (status, body) == (200, b"OK") and headers["content-type"].startswith("text/plain")
 
 
-def test_malformed_http_is_answered_in_json(poulpe: Callable[..., Poulpe]) -> None:
-    p = poulpe()
+def test_malformed_http_is_answered_in_json(served: Callable[..., ServedPoulpe]) -> None:
+    p = served()
     for garbage in (
         b"NOT HTTP AT ALL\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost poulpe\r\n\r\n",
@@ -128,8 +129,8 @@ def test_a_ten_megabyte_header_is_refused_with_431_in_little_cpu(poulpe: Callabl
     assert httpx.get(f"{p.url}/health", timeout=5).status_code == 200
 
 
-def test_a_head_that_does_not_arrive_in_time_closes_the_connection(poulpe: Callable[..., Poulpe]) -> None:
-    p = poulpe()
+def test_a_head_that_does_not_arrive_in_time_closes_the_connection(served: Callable[..., ServedPoulpe]) -> None:
+    p = served()
     address = ("127.0.0.1", p.port)
     with socket.create_connection(address, timeout=20) as silent, socket.create_connection(address, timeout=20) as slow:
         slow.sendall(b"GET /health HTTP/1.1\r\nHost: poul")  # and nothing more
@@ -203,9 +204,9 @@ GUESS = "guess-Vb3nM8kJ"
 
 
 @pytest.mark.parametrize("style", ["text", "json"])
-async def test_no_token_reaches_the_log_right_or_wrong(poulpe: Callable[..., Poulpe], style: str) -> None:
+async def test_no_token_reaches_the_log_right_or_wrong(served: Callable[..., ServedPoulpe], style: str) -> None:
     flags = ["--token", TOKEN, "--log_level", "debug", "--access_log", *(["--log_json"] if style == "json" else [])]
-    p = poulpe(*flags)
+    p = served(*flags)
     async with websockets.connect(f"ws://127.0.0.1:{p.port}/ws_task?token={TOKEN}") as ws:
         await ws.send("{}")
         await ws.recv()

@@ -16,7 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.helpers import accepted, eventually, result, state
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
+from tests.started import Started
 from tests.target import Target
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -47,18 +48,15 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    home = tmp_path_factory.mktemp("dashboard")
-    cron = home / "cron.txt"
+def proc(module_served: Started[ServedPoulpe]) -> ServedPoulpe:
+    cron = module_served.root / "cron.txt"
     cron.write_text(CRON)
     flags = ("--workers", "2", "--max_retry", "0", "--cron", str(cron))
-    proc = Poulpe(home / "p", *flags, env={"POULPE_TOKEN": TOKEN}, token=TOKEN)
-    yield proc.start()
-    proc.stop()
+    return module_served(*flags, env={"POULPE_TOKEN": TOKEN}, token=TOKEN)
 
 
 @pytest.fixture
-def page(browser: Browser, proc: Poulpe) -> Iterator[Page]:
+def page(browser: Browser, proc: ServedPoulpe) -> Iterator[Page]:
     """The dashboard, logged in: it asked for the token, which the operator typed once."""
     context = browser.new_context(viewport={"width": 1280, "height": 1600})
     page = context.new_page()
@@ -80,7 +78,7 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
 
 
-def test_the_page_loads_without_the_token_and_its_data_routes_need_it(proc: Poulpe) -> None:
+def test_the_page_loads_without_the_token_and_its_data_routes_need_it(proc: ServedPoulpe) -> None:
     page = httpx.get(f"{proc.url}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,16 +11,14 @@ import pytest
 
 from tests.e2e.helpers import result
 from tests.e2e.raw_http import Answer, curl, exchange, go_client
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 
 FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    proc = Poulpe(tmp_path_factory.mktemp("easytask")).start()
-    yield proc
-    proc.stop()
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
+    return module_served()
 
 
 def ok(answer: httpx.Response) -> Any:
@@ -200,7 +198,7 @@ def easytask_ok(answer: Answer) -> Any:
     return body.get("data")
 
 
-def test_the_readme_curl_lines_are_taken_as_curl_sends_them(proc: Poulpe, client: httpx.Client) -> None:
+def test_the_readme_curl_lines_are_taken_as_curl_sends_them(proc: ServedPoulpe, client: httpx.Client) -> None:
     """curl -v -X PUT --cookie "gsessionid=MTU0asdf" -d '{...}' .../api/putask/curltype: -d labels the JSON a form."""
     put = curl(proc.port, "PUT", "/api/putask/curltype", README_PUT, cookie="gsessionid=MTU0asdf")
     record_id = easytask_ok(exchange(proc.port, put))
@@ -220,7 +218,9 @@ def test_the_readme_curl_lines_are_taken_as_curl_sends_them(proc: Poulpe, client
     assert done["status"] == "succeeded" and done["remark"] == "asdfasdfadf"
 
 
-def test_the_published_go_worker_fetches_with_type_and_num_and_no_name(proc: Poulpe, client: httpx.Client) -> None:
+def test_the_published_go_worker_fetches_with_type_and_num_and_no_name(
+    proc: ServedPoulpe, client: httpx.Client
+) -> None:
     """easyTask's Go worker asks GET /querytask?type=T&num=1, with no name: a fetch, not a listing."""
     first = put(client, "gofetch", rid="1", task_info={"url": "http://example.invalid/a"})
     second = put(client, "gofetch", rid="2", task_info={"url": "http://example.invalid/b"})
@@ -236,7 +236,7 @@ def test_the_published_go_worker_fetches_with_type_and_num_and_no_name(proc: Pou
     assert easytask_ok(exchange(proc.port, fetch)) == []  # the other one is held: nothing is left
 
 
-def test_the_go_worker_reports_by_posting_back_the_whole_record(proc: Poulpe, client: httpx.Client) -> None:
+def test_the_go_worker_reports_by_posting_back_the_whole_record(proc: ServedPoulpe, client: httpx.Client) -> None:
     """Its report is json.Marshal of the record it fetched, stat and remark changed (the Go struct has no tid), and
     gocommon.PostRequest labels it text/html."""
     put(client, "goreport", rid="1", task_info={"url": "http://example.invalid/a"})
@@ -250,7 +250,7 @@ def test_the_go_worker_reports_by_posting_back_the_whole_record(proc: Poulpe, cl
     assert done["status"] == "succeeded" and done["remark"] == "1.mp4"
 
 
-def test_utf8_task_types_work_percent_encoded(proc: Poulpe, client: httpx.Client) -> None:
+def test_utf8_task_types_work_percent_encoded(proc: ServedPoulpe, client: httpx.Client) -> None:
     """A type named in Chinese, as the README names its workers ("工兵名字"), percent-encoded by the client."""
     kind = "下载"
     encoded = "%E4%B8%8B%E8%BD%BD"

@@ -7,13 +7,13 @@ never a 500, never a hang, never a crash. Afterwards the same process still runs
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 JSON = "application/json"
@@ -178,10 +178,8 @@ BAD = [
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    proc = Poulpe(tmp_path_factory.mktemp("hostile") / "p", "--workers", "4")
-    yield proc.start()
-    proc.stop()
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
+    return module_served("--workers", "4")
 
 
 def refused(answer: httpx.Response, status: int, field: str | None) -> dict[str, Any]:
@@ -309,9 +307,9 @@ def test_a_route_with_the_wrong_method_gets_a_json_405(client: httpx.Client) -> 
     refused(client.get("/task_in_queue"), 405, None)
 
 
-def test_poulpe_still_runs_a_good_job_afterwards(proc: Poulpe, client: httpx.Client, target: Target) -> None:
+def test_poulpe_still_runs_a_good_job_afterwards(proc: ServedPoulpe, client: httpx.Client, target: Target) -> None:
     """Whatever came before (in this module, the whole hostile list), the process is alive and works."""
-    assert proc.proc is not None and proc.proc.poll() is None
+    assert proc.alive()
     answer = post(client, {"method": "GET", "name": target.url("/echo"), "params": {"q": "after"}, "wait": 20})
     assert answer.status_code == 200, answer.text
     done = answer.json()

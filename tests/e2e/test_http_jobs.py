@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from tests.e2e.helpers import accepted, eventually, result, submit
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
     """One poulpe for the module; every test uses its own job ids."""
-    proc = Poulpe(tmp_path_factory.mktemp("http") / "p", "--workers", "4")
-    yield proc.start()
-    proc.stop()
+    return module_served("--workers", "4")
 
 
 def test_get_with_a_query_string_reaches_the_target(client: httpx.Client, fresh_target: Target) -> None:
@@ -156,7 +154,7 @@ def test_a_duplicate_id_runs_once(client: httpx.Client, fresh_target: Target) ->
     assert call.query == {"n": "1"}  # the first submission is the job; the others changed nothing
 
 
-def test_a_duplicate_id_submitted_concurrently_runs_once(proc: Poulpe, fresh_target: Target) -> None:
+def test_a_duplicate_id_submitted_concurrently_runs_once(proc: ServedPoulpe, fresh_target: Target) -> None:
     job = {"id": "racing", "method": "GET", "name": fresh_target.url("/slow", ms=300)}
 
     def post(_: int) -> httpx.Response:

@@ -8,31 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.kafka_broker import KINDS, Broker
-from tests.kafka_client import Responses, Topics, create_topics, produce
+from tests.kafka_broker import Broker
+from tests.kafka_client import Responses, Topics, produce
 from tests.otlp_collector import Collector
 from tests.poulpe_process import Poulpe
 from tests.target import Target
-
-
-@pytest.fixture(scope="session", params=KINDS)
-def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    server = Broker(request.param, tmp_path_factory.mktemp(request.param)).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def topics(broker: Broker) -> Topics:
-    fresh = Topics.fresh()
-    await create_topics(broker.servers, fresh)
-    return fresh
 
 
 def kafka_flags(broker: Broker, topics: Topics) -> list[str]:

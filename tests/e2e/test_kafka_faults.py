@@ -15,20 +15,6 @@ from tests.poulpe_process import Poulpe
 from tests.target import Target
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    server = Broker(request.param, tmp_path_factory.mktemp(f"faults-{request.param}")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def topics(broker: Broker) -> Topics:
-    fresh = Topics.fresh()
-    await create_topics(broker.servers, fresh)
-    return fresh
-
-
 def slow_jobs(target: Target, prefix: str, count: int, ms: int = 20) -> list[dict[str, object]]:
     return [{"id": f"{prefix}{n}", "method": "GET", "name": target.url("/slow", ms=ms)} for n in range(count)]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
-def run_one(p: Poulpe, target: Target, job_id: str) -> None:
+def run_one(p: ServedPoulpe, target: Target, job_id: str) -> None:
     with p.client() as client:
         answer = client.post(
             "/task_in_queue", json={"id": job_id, "method": "GET", "name": target.url("/echo"), "wait": 10}
@@ -18,9 +18,9 @@ def run_one(p: Poulpe, target: Target, job_id: str) -> None:
 
 
 def test_json_lines_carry_each_transition_with_id_attempt_and_elapsed(
-    poulpe: Callable[..., Poulpe], target: Target
+    served: Callable[..., ServedPoulpe], target: Target
 ) -> None:
-    p = poulpe("--log_json", "--log_level", "debug")
+    p = served("--log_json", "--log_level", "debug")
     run_one(p, target, "logged-1")
     p.stop()
     lines = [json.loads(line) for line in p.log().splitlines() if line.strip()]
@@ -30,8 +30,8 @@ def test_json_lines_carry_each_transition_with_id_attempt_and_elapsed(
     assert "attempt=1" in mine[-1] and "elapsed_ms=" in mine[-1]
 
 
-def test_at_info_one_line_ends_each_attempt(poulpe: Callable[..., Poulpe], target: Target) -> None:
-    p = poulpe()
+def test_at_info_one_line_ends_each_attempt(served: Callable[..., ServedPoulpe], target: Target) -> None:
+    p = served()
     run_one(p, target, "logged-2")
     p.stop()
     mine = [line for line in p.log().splitlines() if "logged-2" in line]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.smtp_server import SmtpServer, make_certificate
 
 PASSWORD = "sm7p-pa55-Wd"
@@ -21,9 +21,9 @@ def smtp(tmp_path: Path) -> Iterator[tuple[SmtpServer, Path]]:
     server.stop()
 
 
-def mail_poulpe(poulpe: Callable[..., Poulpe], server: SmtpServer, cert: Path, *flags: str) -> Poulpe:
+def mail_poulpe(served: Callable[..., ServedPoulpe], server: SmtpServer, cert: Path, *flags: str) -> ServedPoulpe:
     """poulpe with STARTTLS and AUTH; the password comes from the environment, the test CA through SSL_CERT_FILE."""
-    return poulpe(
+    return served(
         "--smtp_server", "127.0.0.1", "--smtp_port", str(server.port), "--smtp_name", "alice", "--starttls",
         "--log_level", "debug", *flags,
         env={"POULPE_SMTP_PWD": PASSWORD, "SSL_CERT_FILE": str(cert)},
@@ -31,10 +31,10 @@ def mail_poulpe(poulpe: Callable[..., Poulpe], server: SmtpServer, cert: Path, *
 
 
 def test_a_mail_arrives_with_its_parts_over_starttls_and_auth(
-    poulpe: Callable[..., Poulpe], smtp: tuple[SmtpServer, Path]
+    served: Callable[..., ServedPoulpe], smtp: tuple[SmtpServer, Path]
 ) -> None:
     server, cert = smtp
-    p = mail_poulpe(poulpe, server, cert)
+    p = mail_poulpe(served, server, cert)
     mail = {
         "from_addr": "shop@example.com",
         "title": "Your order shipped",
@@ -67,10 +67,10 @@ def test_a_mail_arrives_with_its_parts_over_starttls_and_auth(
 
 
 def test_a_450_is_retried_and_a_550_is_dead_at_once(
-    poulpe: Callable[..., Poulpe], smtp: tuple[SmtpServer, Path]
+    served: Callable[..., ServedPoulpe], smtp: tuple[SmtpServer, Path]
 ) -> None:
     server, cert = smtp
-    p = mail_poulpe(poulpe, server, cert, "--retry_interval", "0.3")
+    p = mail_poulpe(served, server, cert, "--retry_interval", "0.3")
     mail = {"from_addr": "shop@example.com", "title": "t", "body": "b"}
     with p.client() as client:
         server.replies(rcpt="450 4.2.0 mailbox busy, try later")
@@ -91,9 +91,11 @@ def test_a_450_is_retried_and_a_550_is_dead_at_once(
     assert PASSWORD not in p.log()
 
 
-def test_bad_addresses_are_refused_at_intake(poulpe: Callable[..., Poulpe], smtp: tuple[SmtpServer, Path]) -> None:
+def test_bad_addresses_are_refused_at_intake(
+    served: Callable[..., ServedPoulpe], smtp: tuple[SmtpServer, Path]
+) -> None:
     server, cert = smtp
-    p = mail_poulpe(poulpe, server, cert)
+    p = mail_poulpe(served, server, cert)
     good = {"from_addr": "shop@example.com", "title": "t", "body": "b"}
     cases = [
         ("not-an-address", good, "name"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -10,15 +10,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from tests.e2e.helpers import accepted, eventually, result, submit
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    proc = Poulpe(tmp_path_factory.mktemp("metrics") / "p", "--workers", "3", "--max_retry", "1")
-    yield proc.start()
-    proc.stop()
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
+    return module_served("--workers", "3", "--max_retry", "1")
 
 
 def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -6,28 +6,28 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from poulpe.ops_cli import table
 from tests.e2e.helpers import accepted, result
-from tests.poulpe_process import Poulpe, free_port, poulpe_command
+from tests.poulpe_process import free_port, poulpe_command
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 TOKEN = "cli-s3cret"
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    proc = Poulpe(tmp_path_factory.mktemp("cli") / "p", "--max_retry", "0", env={"POULPE_TOKEN": TOKEN}, token=TOKEN)
-    yield proc.start()
-    proc.stop()
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
+    """poulpe served in the test process; the operator commands run as subprocesses, as a user runs them."""
+    return module_served("--max_retry", "0", env={"POULPE_TOKEN": TOKEN}, token=TOKEN)
 
 
 def run(
-    proc: Poulpe, *args: str, stdin: str | None = None, token: str | None = TOKEN
+    proc: ServedPoulpe, *args: str, stdin: str | None = None, token: str | None = TOKEN
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POULPE_")}
     env["POULPE_URL"] = proc.url
@@ -38,7 +38,7 @@ def run(
     )
 
 
-def test_submit_from_flags_and_wait_for_the_result(proc: Poulpe, fresh_target: Target) -> None:
+def test_submit_from_flags_and_wait_for_the_result(proc: ServedPoulpe, fresh_target: Target) -> None:
     url = fresh_target.url("/echo")
     done = run(
         proc, "submit", "-m", "post", "-n", url, "-p", '{"a": 1}', "--id", "cli-1", "--header", "X-A: b", "--wait"
@@ -50,7 +50,7 @@ def test_submit_from_flags_and_wait_for_the_result(proc: Poulpe, fresh_target: T
     assert call.headers["X-A"] == "b" and json.loads(call.body) == {"a": 1}
 
 
-def test_submit_json_from_stdin_then_status(proc: Poulpe, client: httpx.Client, fresh_target: Target) -> None:
+def test_submit_json_from_stdin_then_status(proc: ServedPoulpe, client: httpx.Client, fresh_target: Target) -> None:
     job = {"id": "cli-stdin", "method": "GET", "name": fresh_target.url("/echo"), "delay": 3600}
     done = run(proc, "submit", stdin=json.dumps(job))
     assert done.returncode == 0, done.stderr
@@ -67,7 +67,7 @@ def test_submit_json_from_stdin_then_status(proc: Poulpe, client: httpx.Client, 
     assert run(proc, "status", "cli-stdin").returncode == 1  # cancelled
 
 
-def test_a_batch_on_stdin_gets_one_line_per_job(proc: Poulpe, fresh_target: Target) -> None:
+def test_a_batch_on_stdin_gets_one_line_per_job(proc: ServedPoulpe, fresh_target: Target) -> None:
     batch = [{"method": "GET", "name": fresh_target.url("/echo"), "id": "cli-b1"}, {"method": "GET", "id": "cli-b2"}]
     done = run(proc, "submit", stdin=json.dumps(batch))
     assert done.returncode == 2  # one job was refused
@@ -76,7 +76,7 @@ def test_a_batch_on_stdin_gets_one_line_per_job(proc: Poulpe, fresh_target: Targ
     assert lines[1].startswith("cli-b1") and "Fail" in lines[2] and "name" in lines[2]
 
 
-def test_exit_statuses_scripts_rely_on(proc: Poulpe) -> None:
+def test_exit_statuses_scripts_rely_on(proc: ServedPoulpe) -> None:
     unknown = run(proc, "status", "no-such-job")
     assert unknown.returncode == 3 and "no job with id no-such-job" in unknown.stderr
     bad = run(proc, "submit", "-m", "GET", "-n", "ftp://nowhere")
@@ -89,7 +89,9 @@ def test_exit_statuses_scripts_rely_on(proc: Poulpe) -> None:
     assert run(proc, "dead", "rm", "--all").returncode == 2
 
 
-def test_dead_letters_listed_retried_and_removed(proc: Poulpe, client: httpx.Client, fresh_target: Target) -> None:
+def test_dead_letters_listed_retried_and_removed(
+    proc: ServedPoulpe, client: httpx.Client, fresh_target: Target
+) -> None:
     for n in range(3):  # each fails once, and --max_retry 0 makes it dead at once; a retry then succeeds
         accepted(client, id=f"cli-dead-{n}", method="GET", name=fresh_target.url(f"/flaky/cli-{n}", fail=1))
         assert result(client, f"cli-dead-{n}")["status"] == "dead"

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.e2e.helpers import accepted, eventually, result, state, submit
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    proc = Poulpe(tmp_path_factory.mktemp("results") / "p", "--workers", "2")
-    yield proc.start()
-    proc.stop()
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
+    return module_served("--workers", "2")
 
 
 def running(client: httpx.Client, job_id: str) -> bool:
@@ -118,8 +116,8 @@ def test_cancel_a_final_or_unknown_job(client: httpx.Client, target: Target) -> 
     assert client.delete("/jobs/no-such-job").status_code == 404
 
 
-def test_jobs_are_listed_newest_first_page_by_page(poulpe: Callable[..., Poulpe], target: Target) -> None:
-    with poulpe("--workers", "2").client() as client:
+def test_jobs_are_listed_newest_first_page_by_page(served: Callable[..., ServedPoulpe], target: Target) -> None:
+    with served("--workers", "2").client() as client:
         for n in range(5):
             assert submit(client, id=f"page-{n}", method="GET", name=target.url("/echo"), wait=20).status_code == 200
         submit(client, id="page-dead", method="GET", name=target.url("/status/500"), retry={"max": 0}, wait=20)
@@ -145,8 +143,8 @@ def test_jobs_are_listed_newest_first_page_by_page(poulpe: Callable[..., Poulpe]
     assert bad.status_code == 400 and bad.json()["field"] == "status"
 
 
-def test_results_expire_after_result_ttl(poulpe: Callable[..., Poulpe], target: Target) -> None:
-    proc = poulpe("--workers", "2", "--result_ttl", "1")
+def test_results_expire_after_result_ttl(served: Callable[..., ServedPoulpe], target: Target) -> None:
+    proc = served("--workers", "2", "--result_ttl", "1")
     with proc.client() as client:
         done = submit(client, id="short-lived", method="GET", name=target.url("/echo"), wait=20)
         assert done.status_code == 200
@@ -168,9 +166,9 @@ def test_results_expire_after_result_ttl(poulpe: Callable[..., Poulpe], target: 
 SYS_INFO_KEYS = {"version", "uptime_s", "store", "node", "workers", "running", "delayed", "failed", "counts", "today"}
 
 
-def test_sys_info_shows_workers_queues_and_counts(poulpe: Callable[..., Poulpe], fresh_target: Target) -> None:
+def test_sys_info_shows_workers_queues_and_counts(served: Callable[..., ServedPoulpe], fresh_target: Target) -> None:
     secret = "e2e-token-do-not-print"
-    proc = poulpe("--workers", "3", env={"POULPE_TOKEN": secret}, token=secret)
+    proc = served("--workers", "3", env={"POULPE_TOKEN": secret}, token=secret)
     with proc.client() as client:
         for n in range(3):
             submit(client, id=f"ok-{n}", method="GET", name=fresh_target.url("/echo"), wait=20)
@@ -190,8 +188,7 @@ def test_sys_info_shows_workers_queues_and_counts(poulpe: Callable[..., Poulpe],
     assert info["version"]
     assert info["uptime_s"] >= 0
     assert info["store"] == "sqlite"
-    assert proc.proc is not None
-    assert info["node"].endswith(f":{proc.proc.pid}")
+    assert info["node"].endswith(f":{proc.pid}")
     assert [w["id"] for w in info["workers"]] == [0, 1, 2]
     assert [w["running"] for w in info["workers"]] == [None, "slowjob", None]
     assert all(w["queue"] == 0 for w in info["workers"])
@@ -212,8 +209,8 @@ def test_sys_info_shows_workers_queues_and_counts(poulpe: Callable[..., Poulpe],
     assert secret not in answer.text
 
 
-def test_sys_info_counts_a_workers_own_queue(poulpe: Callable[..., Poulpe], fresh_target: Target) -> None:
-    proc = poulpe("--workers", "2")
+def test_sys_info_counts_a_workers_own_queue(served: Callable[..., ServedPoulpe], fresh_target: Target) -> None:
+    proc = served("--workers", "2")
     with proc.client() as client:
         jobs = [
             {"id": f"own-{n}", "method": "GET", "name": fresh_target.url("/slow", ms=1500), "cc": "1"} for n in range(3)

@@ -6,24 +6,21 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.helpers import accepted, dead_letter_path, result, state
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
     """The flags give the default policy: one retry after 0.2 s."""
-    flags = ("--workers", "4", "--max_retry", "1", "--retry_interval", "0.2")
-    proc = Poulpe(tmp_path_factory.mktemp("retry") / "p", *flags)
-    yield proc.start()
-    proc.stop()
+    return module_served("--workers", "4", "--max_retry", "1", "--retry_interval", "0.2")
 
 
 def gaps(job: dict[str, Any]) -> list[float]:
@@ -50,7 +47,7 @@ def test_a_flaky_target_succeeds_on_the_third_attempt(client: httpx.Client, fres
 
 
 def test_an_always_failing_job_dies_and_leaves_a_dead_letter(
-    client: httpx.Client, proc: Poulpe, fresh_target: Target
+    client: httpx.Client, proc: ServedPoulpe, fresh_target: Target
 ) -> None:
     url = fresh_target.url("/status/500")
     accepted(client, id="doomed", method="POST", name=url, params={"k": "v"}, retry={"max": 2, "interval": 0.1})
@@ -86,7 +83,7 @@ def test_an_always_failing_job_dies_and_leaves_a_dead_letter(
 
 
 def test_retry_from_the_dead_letters_runs_the_job_again(
-    client: httpx.Client, proc: Poulpe, fresh_target: Target
+    client: httpx.Client, proc: ServedPoulpe, fresh_target: Target
 ) -> None:
     url = fresh_target.url("/flaky/revived", fail=3)
     accepted(client, id="revived", method="GET", name=url, retry={"max": 2, "interval": 0.1})
@@ -110,7 +107,7 @@ def test_retry_from_the_dead_letters_runs_the_job_again(
     assert client.post("/dead/revived/retry").status_code == 404
 
 
-def test_delete_a_dead_letter(client: httpx.Client, proc: Poulpe, fresh_target: Target) -> None:
+def test_delete_a_dead_letter(client: httpx.Client, proc: ServedPoulpe, fresh_target: Target) -> None:
     accepted(client, id="forget-me", method="GET", name=fresh_target.url("/status/404"), retry={"max": 0})
     dead = result(client, "forget-me")
     assert dead["status"] == "dead" and dead["attempts"] == 1

@@ -10,15 +10,15 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import accepted, result, submit
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 SOON_AFTER = 1.5  # generous: the spec promises milliseconds when a worker is free
 
 
 @pytest.fixture
-def client(poulpe: Callable[..., Poulpe]) -> Iterator[httpx.Client]:
-    with poulpe("--workers", "2").client() as client:
+def client(served: Callable[..., ServedPoulpe]) -> Iterator[httpx.Client]:
+    with served("--workers", "2").client() as client:
         yield client
 
 

@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.e2e.raw_ws import RawWebSocket
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
@@ -23,12 +24,12 @@ async def frames(ws: ClientConnection, n: int) -> list[dict[str, Any]]:
     return [json.loads(await ws.recv(decode=True)) for _ in range(n)]
 
 
-def ws_url(p: Poulpe, query: str = "") -> str:
+def ws_url(p: Poulpe | ServedPoulpe, query: str = "") -> str:
     return f"ws://127.0.0.1:{p.port}/ws_task{query}"
 
 
-async def test_a_job_is_acked_then_its_result_is_pushed(poulpe: Callable[..., Poulpe], target: Target) -> None:
-    p = poulpe()
+async def test_a_job_is_acked_then_its_result_is_pushed(served: Callable[..., ServedPoulpe], target: Target) -> None:
+    p = served()
     async with websockets.connect(ws_url(p)) as ws:
         await ws.send(json.dumps({"id": "ws-1", "method": "GET", "name": target.url("/echo"), "params": "a=1"}))
         ack, result = await frames(ws, 2)
@@ -38,9 +39,9 @@ async def test_a_job_is_acked_then_its_result_is_pushed(poulpe: Callable[..., Po
 
 
 async def test_bad_frames_each_get_an_error_and_the_socket_stays_open(
-    poulpe: Callable[..., Poulpe], target: Target
+    served: Callable[..., ServedPoulpe], target: Target
 ) -> None:
-    p = poulpe()
+    p = served()
     bad = [
         "not json",
         "{",
@@ -74,8 +75,8 @@ async def test_bad_frames_each_get_an_error_and_the_socket_stays_open(
     assert ack["id"] == "ws-after" and result["status"] == "succeeded"
 
 
-async def test_a_batch_gets_one_ack_per_job_in_order(poulpe: Callable[..., Poulpe], target: Target) -> None:
-    p = poulpe()
+async def test_a_batch_gets_one_ack_per_job_in_order(served: Callable[..., ServedPoulpe], target: Target) -> None:
+    p = served()
     jobs = [{"id": f"b-{n}", "method": "GET", "name": target.url("/echo")} for n in range(5)]
     jobs.insert(2, {"id": "bad", "method": "GET"})
     async with websockets.connect(ws_url(p)) as ws:
@@ -88,8 +89,8 @@ async def test_a_batch_gets_one_ack_per_job_in_order(poulpe: Callable[..., Poulp
 
 
 @pytest.mark.parametrize("query", ["", "?token=wrong"])
-async def test_a_wrong_token_is_refused_at_connect(poulpe: Callable[..., Poulpe], query: str) -> None:
-    p = poulpe(env={"POULPE_TOKEN": "s3cret-token"}, token="s3cret-token")
+async def test_a_wrong_token_is_refused_at_connect(served: Callable[..., ServedPoulpe], query: str) -> None:
+    p = served(env={"POULPE_TOKEN": "s3cret-token"}, token="s3cret-token")
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with websockets.connect(ws_url(p, query)):
             pass
@@ -102,8 +103,8 @@ async def test_a_wrong_token_is_refused_at_connect(poulpe: Callable[..., Poulpe]
         assert (await frames(ws, 1))[0]["type"] == "error"
 
 
-async def test_a_client_that_leaves_loses_nothing(poulpe: Callable[..., Poulpe], target: Target) -> None:
-    p = poulpe()
+async def test_a_client_that_leaves_loses_nothing(served: Callable[..., ServedPoulpe], target: Target) -> None:
+    p = served()
     async with websockets.connect(ws_url(p)) as ws:
         await ws.send(json.dumps({"id": "left", "method": "GET", "name": target.url("/slow?ms=300")}))
         assert (await frames(ws, 1))[0]["type"] == "ack"

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.helpers import result, submit
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
 @pytest.fixture(scope="module")
-def four_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    proc = Poulpe(tmp_path_factory.mktemp("cc") / "p", "--workers", "4").start()
-    yield proc
-    proc.stop()
+def four_workers(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
+    return module_served("--workers", "4")
 
 
 @pytest.fixture
-def client(four_workers: Poulpe) -> Iterator[httpx.Client]:
+def client(four_workers: ServedPoulpe) -> Iterator[httpx.Client]:
     with four_workers.client() as client:
         yield client
 

@@ -1,0 +1,37 @@
+"""One factory for the poulpes a test starts, of either kind: a subprocess (`Poulpe`) or served in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
+
+P = TypeVar("P", Poulpe, ServedPoulpe)
+
+
+class Started(Generic[P]):
+    """Starts poulpes of one kind under `root` with extra flags: `start("--workers", "2")`; `stop_all()` stops them."""
+
+    def __init__(self, kind: type[P], root: Path) -> None:
+        self.kind = kind
+        self.root = root
+        self.started: list[P] = []
+
+    def __call__(self, *flags: str, env: dict[str, str] | None = None, token: str | None = None, home: str = "p") -> P:
+        proc = self.kind(self.root / home, *flags, env=env, token=token)
+        self.started.append(proc)
+        proc.start()
+        return proc
+
+    def stop_all(self) -> None:
+        """Stop every one, then report the first that failed (an in-process server that crashed while it served)."""
+        failures: list[Exception] = []
+        for proc in self.started:
+            try:
+                proc.stop()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
