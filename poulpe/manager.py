@@ -300,8 +300,9 @@ class JobManager(Queries):
         while True:
             await asyncio.sleep(period)
             try:
-                await self.dead_jobs.before_purge(self.clock() - self.result_ttl)  # an owed letter outlives the TTL
-                purged = await self.store.purge(self.clock() - self.result_ttl)
+                expired = self.clock() - self.result_ttl  # one bound for both: a job the purge forgets was seen first
+                await self.dead_jobs.before_purge(expired)  # an owed letter outlives the TTL
+                purged = await self.store.purge(expired)
                 if purged:
                     log.info("purged %d expired results", purged)
             except Exception as exc:
