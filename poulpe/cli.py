@@ -61,33 +61,14 @@ def settings_of(args: dict[str, Any]) -> Settings:
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from poulpe import logs
-    from poulpe.app import create_app
-    from poulpe.http_protocol import connection_options
-    from poulpe.server import PoulpeServer
+    from poulpe.server import build_server
 
     logs.configure(settings.log_level, json_lines=settings.log_json, secrets=known_secrets(settings))
     # The store's writer thread gives up the GIL at each fsync and must take it back from a busy event loop; at
     # the default 5 ms switch interval that wait, not the disk, bounds group-commit throughput (docs/design.md).
     sys.setswitchinterval(0.0005)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop=settings.loop,
-        lifespan="on",
-        access_log=settings.access_log,
-        log_config=None,
-        server_header=False,
-        proxy_headers=False,  # poulpe binds where it is told; a proxy's X-Forwarded-For changes nothing here
-        timeout_graceful_shutdown=5,
-        ws_max_size=settings.max_body,
-        **connection_options(settings.workers),  # httptools, with bounded connections and request heads
-    )
-    PoulpeServer(config, app.state.service).run()
+    build_server(settings).run()
 
 
 def known_secrets(settings: Settings) -> list[str]:

@@ -13,7 +13,10 @@ from types import FrameType
 
 import uvicorn
 
+from poulpe.app import create_app
+from poulpe.http_protocol import connection_options
 from poulpe.service import Service
+from poulpe.settings import Settings
 
 
 class PoulpeServer(uvicorn.Server):
@@ -33,3 +36,23 @@ class PoulpeServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self.service.drain()
         await super().shutdown(sockets)
+
+
+def build_server(settings: Settings) -> PoulpeServer:
+    """poulpe's app under uvicorn, configured as the command runs it (the tests' in-process server uses it too)."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop=settings.loop,
+        lifespan="on",
+        access_log=settings.access_log,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,  # poulpe binds where it is told; a proxy's X-Forwarded-For changes nothing here
+        timeout_graceful_shutdown=5,
+        ws_max_size=settings.max_body,
+        **connection_options(settings.workers),  # httptools, with bounded connections and request heads
+    )
+    return PoulpeServer(config, app.state.service)

@@ -23,10 +23,9 @@ import uvicorn
 
 from poulpe.app import create_app
 from poulpe.cli import known_secrets, settings_from
-from poulpe.http_protocol import connection_options
 from poulpe.log_filters import FloodGuard, Redactor
 from poulpe.logs import JsonFormatter
-from poulpe.server import PoulpeServer
+from poulpe.server import PoulpeServer, build_server
 from poulpe.settings import Settings
 from tests.poulpe_process import free_port
 
@@ -109,22 +108,7 @@ class ServedPoulpe:
         self._environment.enter_context(environment(self.env))
         settings = settings_from(self.args())
         self._log_to_file(settings)
-        app = create_app(settings)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop=settings.loop,
-            lifespan="on",
-            access_log=settings.access_log,
-            log_config=None,
-            server_header=False,
-            proxy_headers=False,
-            timeout_graceful_shutdown=5,
-            ws_max_size=settings.max_body,
-            **connection_options(settings.workers),
-        )
-        self._server = PoulpeServer(config, app.state.service)
+        self._server = build_server(settings)
         self._thread = threading.Thread(target=self._serve, name=f"poulpe-{self.port}", daemon=True)
         self._thread.start()
         try:
