@@ -35,7 +35,8 @@ KEY_GAUGES = 20  # per-key series in /metrics: the busiest keys only (most waiti
 
 
 class Metrics:
-    """Every metric poulpe exports; JobManager calls `accepted`, `started` and `ended` on the job's path."""
+    """Every metric poulpe exports. The manager and the finish step tell `accepted`, `started` and `ended` in
+    numbers (a method, a status, seconds): the job itself never passes through metrics."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
