@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from bench import wrk
 from bench.context import Context
@@ -19,7 +20,7 @@ async def start_target(ctx: Context) -> Proc:
     return target
 
 
-async def raw_client(ctx: Context, target: Proc, lib: str, n: int, max_seconds: float) -> dict[str, float]:
+async def raw_client(ctx: Context, target: Proc, lib: str, n: int, max_seconds: float) -> dict[str, Any]:
     """`n` GETs by `lib` alone (one shared client, `CONCURRENCY` at once), in a process of its own."""
     return await ctx.client(
         f"client-{lib}", "burst", "--lib", lib, "--url", f"{target.url}/raw", "--n", str(n),
