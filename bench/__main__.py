@@ -27,7 +27,8 @@ from bench.procs import Procs, raise_nofile
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = (
-    "intake", "loops", "clients", "e2e", "profile", "lateness", "million", "longpolls", "redis", "kafka", "keys",
+    "intake", "loops", "clients", "servers", "e2e", "profile", "lateness", "million", "longpolls", "redis", "kafka",
+    "keys",
 )  # fmt: skip
 
 
