@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import shutil
 import signal
@@ -159,6 +160,15 @@ async def profiled_run(ctx: Context, target_url: str, n: int, keep: Path) -> dic
             "stages_us": dict(stages.most_common()), "samples": sum(main.values()) + sum(others.values())}  # fmt: skip
 
 
+def load_before(keep: Path) -> dict[str, Any] | None:
+    """The figures of bench/out/profile/before/profile.json (the code before the cuts of issue 20), when kept."""
+    path = keep / "before" / "profile.json"
+    if not path.exists() or keep.name == "before":
+        return None
+    raw: dict[str, Any] = json.loads(path.read_text())["raw"]
+    return raw
+
+
 async def measure(ctx: Context) -> Result:
     n = ctx.pick(20_000, 3_000)
     result = Result(NAME, TITLE, (__doc__ or "").split("\n\n", 1)[1].replace("\n", " ").strip())
@@ -167,7 +177,8 @@ async def measure(ctx: Context) -> Result:
         f" --max_retry 0, default log level; py-spy at {RATE} Hz, --gil --nonblocking (poulpe is not paused to sample)."
     )
     target = await start_target(ctx)
-    keep = OUT / ("quick/profile" if ctx.quick else "profile")
+    # BENCH_PROFILE_DIR=before: the run of the code before a change (PYTHONPATH=<its checkout>), kept apart
+    keep = OUT / ("quick/profile" if ctx.quick else "profile") / os.environ.get("BENCH_PROFILE_DIR", "")
     ctx.log("raw aiohttp (before)")
     before = await raw_client(ctx, target, "aiohttp", n, ctx.pick(60, 15))
     ctx.log("poulpe under py-spy")
@@ -187,8 +198,12 @@ async def measure(ctx: Context) -> Result:
         met=at_most(machinery, MACHINERY_TARGET),
     )
     result.add("HTTP-call jobs under py-spy", run["jobs_per_s"], "jobs/s", "raw aiohttp", raw_rps, peer_unit="req/s")
+    earlier = load_before(keep)
+    if earlier is not None:
+        result.add("poulpe CPU per job before the cuts", earlier["cpu_s"] / earlier["n"] * 1e6, "µs", "after", per_job)
     for stage, us in run["stages_us"].items():
-        result.notes.append(f"{stage}: {us:,.1f} µs per job")
+        was = f" (before: {earlier['stages_us'].get(stage, 0.0):,.1f})" if earlier is not None else ""
+        result.notes.append(f"{stage}: {us:,.1f} µs per job{was}")
     result.notes.append(
         f"{run['samples']:,} samples; the event loop's thread used {run['loop_cpu_s'] / n * 1e6:,.0f} µs per job,"
         f" the other threads (the SQLite writer, the thread pool) {(run['cpu_s'] - run['loop_cpu_s']) / n * 1e6:,.0f};"

@@ -125,7 +125,8 @@ class SqliteStore(Store):
             self._reader = None
 
     def _submit(self, op: Op, *, wait: bool = True) -> asyncio.Future[Any] | None:
-        if self._writer is None or not self._writer.is_alive():
+        # whether the writer lives is asked once per loop iteration (a lock's look-up), not once per write
+        if self._writer is None or (not self._pending and not self._writer.is_alive()):
             raise StoreUnavailable(self._open_fault or "the store is closed")
         loop = asyncio.get_running_loop()
         fut = loop.create_future() if wait else None
@@ -197,12 +198,10 @@ class SqliteStore(Store):
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
         if self._writer is None or not self._writer.is_alive():  # before any is issued: none is written twice
             raise StoreUnavailable(self._open_fault or "the store is closed")
-        waits = []
+        waits: list[asyncio.Future[Any]] = []
         for job in jobs:
             self._soon.drop(job.id)
-            fut = self._submit(Update(job))
-            assert fut is not None
-            waits.append(fut)
+            waits.append(self._submit(Update(job)))  # type: ignore[arg-type]  # waited for: a future
         answers: list[BaseException | None] = await asyncio.gather(*waits, return_exceptions=True)  # no task each
         return answers
 
