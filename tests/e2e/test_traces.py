@@ -86,6 +86,21 @@ def test_a_retried_job_gives_one_span_per_attempt(traced: Poulpe, target: Target
     assert len(collector.spans_of_job(job["id"])) == 2
 
 
+def test_a_caller_that_did_not_sample_gets_no_span_and_its_flag_passed_on(
+    traced: Poulpe, target: Target, collector: Collector
+) -> None:
+    with traced.client() as client:
+        unsampled = accepted(client, method="GET", name=target.url("/echo"), traceparent=TRACEPARENT[:-2] + "00")
+        result(client, unsampled["id"])
+        sampled = accepted(client, method="GET", name=target.url("/echo"), traceparent=TRACEPARENT)
+        result(client, sampled["id"])
+    trace_id, parent = parts(target.calls_for(unsampled["id"])[0].headers["traceparent"])
+    assert trace_id == TRACE_ID and parent != PARENT_ID
+    assert target.calls_for(unsampled["id"])[0].headers["traceparent"].endswith("-00")
+    collector.wait_for(sampled["id"])  # ended after the other's span would have been
+    assert collector.spans_of_job(unsampled["id"]) == []
+
+
 def test_a_job_without_trace_context_starts_its_own_trace(traced: Poulpe, target: Target, collector: Collector) -> None:
     with traced.client() as client:
         job = accepted(client, method="GET", name=target.url("/echo"))
