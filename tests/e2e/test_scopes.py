@@ -18,6 +18,7 @@ from poulpe.openapi import document
 from poulpe.scopes import ROUTES, SCOPES, allowed, rule_of
 from poulpe.settings import Settings
 from poulpe.token_file import Tokens
+from poulpe.tokens import digest_of
 from tests.serving import ServedPoulpe
 from tests.tokens_file import bearer, write_tokens
 
@@ -137,3 +138,13 @@ def test_a_route_nobody_gave_a_scope_stops_poulpe_from_starting() -> None:
 
     with pytest.raises(RuntimeError, match="GET /forgotten has no scope"):
         guard([Route("/forgotten", endpoint, methods=["GET"])], Tokens(None, "t"))
+
+
+def test_no_token_or_digest_shows_anywhere(proc: ServedPoulpe, tokens: tuple[Path, dict[str, str]]) -> None:
+    secrets = [*tokens[1].values(), *(digest_of(t) for t in tokens[1].values())]
+    with httpx.Client(base_url=proc.url, headers=bearer(tokens[1]["admin"]), timeout=30) as client:
+        shown = [client.get(path).text for path in ("/sys_info", "/openapi.json", "/jobs", "/metrics", "/health")]
+        shown.append(client.get("/jobs", headers=bearer(tokens[1]["admin"] + "x")).text)  # a wrong one: 401
+        shown.append(client.get("/dead", headers=bearer(tokens[1]["submitter"])).text)  # no scope: 403
+    shown.append(proc.log())
+    assert not any(secret in text for secret in secrets for text in shown)

@@ -4,6 +4,7 @@ may not call), never one byte of B's data, never a 5xx; and B's jobs are untouch
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,18 +97,22 @@ def test_tenants_cannot_see_each_other(two_teams: tuple[ServedPoulpe, dict[str, 
         try_route()
         assert {f"{m} {p}" for m, p, _ in operations} <= set(seen) | {"GET /health"}
         # listings and counts: A's own only
-        listed = a.get("/jobs").json()
-        assert [j["id"] for j in listed["jobs"]] == ["a:same"] and listed["total"] == 1
+        listed = a.get("/jobs", params={"size": 1000}).json()
+        assert "a:same" in [j["id"] for j in listed["jobs"]] and listed["total"] == len(listed["jobs"])
+        assert all(j["id"].startswith("a:") for j in listed["jobs"])
         assert a.get("/dead").json() == {"page": 1, "size": 50, "total": 0, "dead": []}
         info = a.get("/sys_info").json()
-        assert info["counts"]["scheduled"] == 1 and info["counts"]["succeeded"] == 0 and info["failed"] == []
-        assert a.get("/api/v1/task/count/undo").json() == 1
+        assert sum(info["counts"].values()) == listed["total"] and info["counts"]["succeeded"] == 0
+        assert info["failed"] == [] and "today" not in info
+        unfinished = sum(info["counts"][s] for s in ("scheduled", "queued", "running", "retrying"))
+        assert a.get("/api/v1/task/count/undo").json() == unfinished
     with httpx.Client(base_url=proc.url, headers=bearer(tokens["b"]), timeout=30) as b:  # nothing of B changed
         assert b.get("/jobs/later").json()["status"] == "scheduled"
         assert b.get("/dead/dies").status_code == 200
         assert b.get("/jobs").json()["total"] == 3
     with httpx.Client(base_url=proc.url, headers=bearer(tokens["operator"]), timeout=30) as operator:
-        assert operator.get("/jobs").json()["total"] == 4  # a token without a tenant sees the whole deployment
+        everything = operator.get("/jobs").json()["total"]  # a token without a tenant sees the whole deployment
+        assert everything == listed["total"] + 3
 
 
 def test_a_tenants_jobs_share_the_workers_by_its_key(
@@ -118,3 +124,23 @@ def test_a_tenants_jobs_share_the_workers_by_its_key(
         assert a.get(f"/jobs/{job['id']}").json()["key"] == "tenant:a"
         own = a.post("/task_in_queue", json={"method": "QUEUE", "name": "resize", "delay": 60, "key": "shop"}).json()
         assert a.get(f"/jobs/{own['id']}").json()["key"] == "tenant:a/shop"  # its own keys live under its name
+
+
+async def test_a_tenants_websocket_is_told_only_of_its_own_jobs(
+    two_teams: tuple[ServedPoulpe, dict[str, str]], fresh_target: Target
+) -> None:
+    proc, tokens = two_teams
+    url = proc.url.replace("http", "ws") + "/ws_task"
+    echo = {"method": "GET", "name": fresh_target.url("/echo")}
+    async with websockets.connect(url, additional_headers=bearer(tokens["a"])) as ws:
+        await ws.send(json.dumps({**echo, "id": "b:x"}))  # B's namespace, named by A: A's own job
+        assert json.loads(await ws.recv()) == {"type": "ack", "id": "a:b:x", "status": "queued"}
+        pushed = json.loads(await ws.recv())
+        assert (pushed["type"], pushed["id"], pushed["status"]) == ("result", "a:b:x", "succeeded")
+        async with httpx.AsyncClient(base_url=proc.url, headers=bearer(tokens["b"]), timeout=30) as b:
+            assert (await b.get("/jobs/x")).status_code == 404  # B has no such job
+            done = (await b.post("/task_in_queue", json={**echo, "meta": {"m": MARK}, "wait": 10})).json()
+            assert done["status"] == "succeeded"
+        await ws.send(json.dumps({**echo, "id": "next"}))  # what comes next on A's socket is its own
+        assert json.loads(await ws.recv())["id"] == "a:next"
+        assert json.loads(await ws.recv())["id"] == "a:next"
