@@ -44,10 +44,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/health"): PUBLIC,
     # flow control (SPEC 10.1)
     ("POST", "/jobs/{id}/run"): ADMIN,
-    ("GET", "/keys"): OPERATOR_READ,
-    ("GET", "/keys/{key}"): OPERATOR_READ,
-    ("PUT", "/keys/{key}"): OPERATOR,
-    ("DELETE", "/keys/{key}"): OPERATOR,
+    ("GET", "/keys"): READ,  # a tenant's token: its own keys (poulpe/tenants.py)
+    ("GET", "/keys/{key}"): READ,
+    ("PUT", "/keys/{key}"): ADMIN,
+    ("DELETE", "/keys/{key}"): ADMIN,
     ("POST", "/pause"): OPERATOR,
     ("POST", "/resume"): OPERATOR,
     # the operator's view and the dashboard (its page and assets hold no data)

@@ -37,6 +37,11 @@ class Scoped:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
 
+    @property
+    def controls(self) -> Any:
+        """Keys' limits (SPEC 10.1): a tenant's own keys only."""
+        return TenantKeys(self._manager.controls, self.tenant) if self.tenant else self._manager.controls
+
     def own(self, job_id: str) -> str:
         """The id in this tenant's namespace (unchanged without a tenant)."""
         return job_id if job_id.startswith(self.prefix) else self.prefix + job_id
@@ -54,13 +59,12 @@ class Scoped:
         job.id = self.own(job.id)
         if len(job.id) > _MAX:
             raise BadRequest(f"id must be at most {_MAX - len(self.prefix)} characters for tenant {self.tenant}", "id")
-        home = f"tenant:{self.tenant}"
-        if job.key is None:
-            job.key = home
-        elif job.key != home and not job.key.startswith(home + "/"):
-            job.key = f"{home}/{job.key}"
+        assert self.tenant is not None
+        job.key = own_key(self.tenant, job.key)
         if len(job.key) > _MAX:
-            raise BadRequest(f"key must be at most {_MAX - len(home) - 1} characters for tenant {self.tenant}", "key")
+            raise BadRequest(
+                f"key must be at most {_MAX - len(self.tenant) - 8} characters for tenant {self.tenant}", "key"
+            )
 
     async def _within_quotas(self, n: int) -> None:
         principal = self.principal
@@ -139,3 +143,42 @@ class Scoped:
         info["counts"] = await self.counts()
         info.pop("today", None)  # kept per day for the whole deployment only
         return info
+
+
+def own_key(tenant: str, key: str | None) -> str:
+    """A key in the tenant's space: `tenant:<name>` itself (its jobs' default), or under `tenant:<name>/`."""
+    home = f"tenant:{tenant}"
+    if key is None or key == home or key.startswith(home + "/"):
+        return key or home
+    return f"{home}/{key}"
+
+
+class TenantKeys:
+    """The keys' controls as a tenant's token sees them: its own keys only; any other key is read as one of its
+    own (`shop` as `tenant:pay/shop`), so another tenant's key answers as a key with no jobs and no limits."""
+
+    def __init__(self, controls: Any, tenant: str) -> None:
+        self._controls = controls
+        self.tenant = tenant
+
+    def _own(self, key: str) -> str:
+        return own_key(self.tenant, key)
+
+    def _mine(self, key: str) -> bool:
+        return self._own(key) == key
+
+    async def state(self, key: str) -> dict[str, Any]:
+        state: dict[str, Any] = await self._controls.state(self._own(key))
+        return state
+
+    async def put(self, key: str, body: bytes) -> dict[str, Any]:
+        state: dict[str, Any] = await self._controls.put(self._own(key), body)
+        return state
+
+    async def delete(self, key: str) -> dict[str, Any]:
+        state: dict[str, Any] = await self._controls.delete(self._own(key))
+        return state
+
+    async def listing(self, page: int, size: int) -> dict[str, Any]:
+        listed: dict[str, Any] = await self._controls.listing(page, size, within=self._mine)
+        return listed

@@ -144,3 +144,19 @@ async def test_a_tenants_websocket_is_told_only_of_its_own_jobs(
         await ws.send(json.dumps({**echo, "id": "next"}))  # what comes next on A's socket is its own
         assert json.loads(await ws.recv())["id"] == "a:next"
         assert json.loads(await ws.recv())["id"] == "a:next"
+
+
+def test_a_tenant_sees_and_sets_only_its_own_keys(two_teams: tuple[ServedPoulpe, dict[str, str]]) -> None:
+    proc, tokens = two_teams
+    with (
+        httpx.Client(base_url=proc.url, headers=bearer(tokens["a"]), timeout=30) as a,
+        httpx.Client(base_url=proc.url, headers=bearer(tokens["b"]), timeout=30) as b,
+    ):
+        assert b.put("/keys/tenant:b", json={"parallelism": 3}).json()["key"] == "tenant:b"
+        assert a.put("/keys/shop", json={"parallelism": 2}).json()["key"] == "tenant:a/shop"
+        assert [k["key"] for k in a.get("/keys").json()["keys"]] == ["tenant:a/shop"]
+        theirs = a.get("/keys/tenant:b").json()  # read as one of A's own: a key with no jobs and no limits
+        assert theirs["key"] == "tenant:a/tenant:b" and theirs["parallelism"] is None
+        a.put("/keys/tenant:b", json={"paused": True})
+        assert b.get("/keys/tenant:b").json()["paused"] is False and b.get("/keys/tenant:b").json()["parallelism"] == 3
+        assert a.post("/pause").status_code == 403  # the whole deployment's pause is not a tenant's
