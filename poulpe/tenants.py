@@ -11,6 +11,7 @@ live under `tenant:<name>/`, so tenants take turns for the workers (SPEC 10.1) a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from poulpe.tokens import Principal
 
 UNFINISHED = (*sorted(WAITING), Status.RUNNING)
 _MAX = 128  # the longest id or key (SPEC 2.1, 10.1)
+TODAY_SCAN = 10_000
 
 
 class Scoped:
@@ -141,8 +143,24 @@ class Scoped:
         for name in ("running", "delayed", "failed"):
             info[name] = [i for i in info[name] if i.startswith(mine)]
         info["counts"] = await self.counts()
-        info.pop("today", None)  # kept per day for the whole deployment only
+        info["today"] = await self._today()
         return info
+
+    async def _today(self) -> dict[str, int]:
+        """The tenant's jobs that ended since UTC midnight: the store keeps day counts for the whole deployment
+        only, so they are counted from the tenant's newest final jobs (at most TODAY_SCAN of each status)."""
+        midnight = time.time() // 86400 * 86400
+        today = {}
+        for status, word in ((Status.SUCCEEDED, "succeeded"), (Status.DEAD, "failed")):
+            found, page = 0, 1
+            while page * 500 <= TODAY_SCAN:
+                listed: Page = await self.list_jobs(status=status, page=page, size=500)
+                found += sum(1 for job in listed.jobs if (job.finished_at or 0.0) >= midnight)
+                if len(listed.jobs) < 500:
+                    break
+                page += 1
+            today[word] = found
+        return today
 
 
 def own_key(tenant: str, key: str | None) -> str:

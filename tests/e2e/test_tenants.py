@@ -103,12 +103,13 @@ def test_tenants_cannot_see_each_other(two_teams: tuple[ServedPoulpe, dict[str, 
         assert a.get("/dead").json() == {"page": 1, "size": 50, "total": 0, "dead": []}
         info = a.get("/sys_info").json()
         assert sum(info["counts"].values()) == listed["total"] and info["counts"]["succeeded"] == 0
-        assert info["failed"] == [] and "today" not in info
+        assert info["failed"] == [] and info["today"] == {"succeeded": 0, "failed": 0}
         unfinished = sum(info["counts"][s] for s in ("scheduled", "queued", "running", "retrying"))
         assert a.get("/api/v1/task/count/undo").json() == unfinished
     with httpx.Client(base_url=proc.url, headers=bearer(tokens["b"]), timeout=30) as b:  # nothing of B changed
         assert b.get("/jobs/later").json()["status"] == "scheduled"
         assert b.get("/dead/dies").status_code == 200
+        assert b.get("/sys_info").json()["today"] == {"succeeded": 1, "failed": 1}
         assert b.get("/jobs").json()["total"] == 3
     with httpx.Client(base_url=proc.url, headers=bearer(tokens["operator"]), timeout=30) as operator:
         everything = operator.get("/jobs").json()["total"]  # a token without a tenant sees the whole deployment
