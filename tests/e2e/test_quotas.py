@@ -104,13 +104,20 @@ def test_quotas_are_shared_by_three_processes_on_one_redis(three: tuple[list[str
     assert 28 <= ok <= 42 and refused > 0, (ok, refused)  # one bucket, not one per process
 
 
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_a_tenants_flood_does_not_starve_another(
-    served: Callable[..., ServedPoulpe], tmp_path: Path, fresh_target: Target
+    served: Callable[..., ServedPoulpe],
+    tmp_path: Path,
+    fresh_target: Target,
+    store: str,
+    redis_server: RedisServer,
+    redis_prefix: str,
 ) -> None:
     tokens = write_tokens(
         tmp_path / "tokens.toml", a={"scopes": ["submit"], "tenant": "a"}, b={"scopes": ["submit"], "tenant": "b"}
     )
-    proc = served("--tokens", str(tmp_path / "tokens.toml"), "--workers", "4", "--grace", "1")
+    shared = on_redis(redis_server, redis_prefix) if store == "redis" else ()
+    proc = served("--tokens", str(tmp_path / "tokens.toml"), "--workers", "4", "--grace", "1", *shared)
     slow = {"method": "GET", "name": fresh_target.url("/slow", ms=50)}
     with clients([proc.url], tokens["a"]) as (a,), clients([proc.url], tokens["b"]) as (b,):
         for _ in range(5):
