@@ -11,7 +11,7 @@ from bench.intake import SINGLE_CONNECTIONS, body, wrk_settings
 from bench.results import Result, at_least
 
 NAME, TITLE = "tokens", "Tokens: the cost of scopes and tenants"
-ENTRIES, RATIO_TARGET, ROUNDS = 1000, 0.95, 2
+ENTRIES, RATIO_TARGET, ROUNDS = 1000, 0.95, 3
 
 
 def tokens_file(ctx: Context) -> tuple[str, str]:
@@ -49,14 +49,14 @@ async def measure(ctx: Context) -> Result:
         f"token used (its jobs get the tenant's id prefix and key); {ROUNDS} rounds, alternating, each side's mean.",
     )
     path, tenant_token = tokens_file(ctx)
-    single: list[float] = []
-    many: list[float] = []
+    single: list[wrk.WrkRun] = []
+    many: list[wrk.WrkRun] = []
     for n in range(ROUNDS):
         ctx.log(f"round {n + 1}: --token")
-        single.append((await intake(ctx, f"token-{n}", "s3cret", "--token", "s3cret")).rps)
+        single.append(await intake(ctx, f"token-{n}", "s3cret", "--token", "s3cret"))
         ctx.log(f"round {n + 1}: --tokens ({ENTRIES} entries)")
-        many.append((await intake(ctx, f"tokens-{n}", tenant_token, "--tokens", path)).rps)
-    one, file = sum(single) / ROUNDS, sum(many) / ROUNDS
+        many.append(await intake(ctx, f"tokens-{n}", tenant_token, "--tokens", path))
+    one, file = (sum(run.rps for run in runs) / ROUNDS for runs in (single, many))
     result.add(
         f"intake with a tokens file of {ENTRIES:,} (a tenant's token)",
         file,
@@ -66,5 +66,12 @@ async def measure(ctx: Context) -> Result:
         target=f"≥ {RATIO_TARGET:.0%} of one --token",
         met=at_least(file / one, RATIO_TARGET),
     )
-    result.raw = {"token_rps": single, "tokens_rps": many}
+    cpu = [sum(run.cpu_us_per_request or 0.0 for run in runs) / ROUNDS for runs in (single, many)]
+    if all(cpu):
+        result.notes.append(
+            f"CPU per request (all of poulpe's threads, user + system; a figure other load on the machine changes "
+            f"less than req/s): {cpu[1]:,.0f} µs with the tokens file, {cpu[0]:,.0f} µs with one --token "
+            f"({cpu[0] / cpu[1]:.0%})."
+        )
+    result.raw = {"token_rps": [r.rps for r in single], "tokens_rps": [r.rps for r in many], "cpu_us": cpu}
     return result

@@ -87,9 +87,8 @@ class Guard:
             await refuse(scope, receive, send, 403, "this route serves the whole deployment: not a tenant's token")
             return
         if principal.tenant is not None or principal.rate is not None or principal.max_pending is not None:
-            state = dict(scope.get("state") or {})
+            state = scope["state"] = dict(scope["state"])  # this request's own: the view never reaches another
             state["manager"] = Scoped(state["manager"], principal, state["buckets"])
-            scope = {**scope, "state": state}
         if scope["type"] == "websocket":
             receive = self._still_valid(principal, receive, send)
         await self.app(scope, receive, send)

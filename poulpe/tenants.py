@@ -29,6 +29,8 @@ TODAY_SCAN = 10_000
 class Scoped:
     """Wraps a JobManager for one request; what it does not override is the manager's own."""
 
+    __slots__ = ("_manager", "buckets", "prefix", "principal", "tenant")
+
     def __init__(self, manager: Any, principal: Principal, buckets: Buckets) -> None:
         self._manager = manager
         self.principal = principal
