@@ -1,6 +1,6 @@
 """The tokens file is reloaded without a restart (SPEC 10.7): a token added works after SIGHUP, a removed one gets
 401 at once, also on an open WebSocket's next message; a bad file is refused and the tokens in force stay. poulpe
-runs as a subprocess: the signal is the point."""
+runs as a subprocess where the signal is the point."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import websockets
 from poulpe.tokens import digest_of
 from tests.e2e.helpers import eventually
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.tokens_file import bearer, write_tokens
 
 LATER = {"method": "QUEUE", "name": "resize", "delay": 3600}
@@ -64,3 +65,14 @@ def test_a_bad_tokens_file_stops_poulpe_from_starting(poulpe: Callable[..., Poul
     proc = Poulpe(tmp_path / "p", "--tokens", str(path))
     with pytest.raises(RuntimeError, match=r"entry 1 \(ci\): scopes must be"):
         proc.start()
+
+
+def test_a_changed_file_is_read_again_without_a_signal(served: Callable[..., ServedPoulpe], tmp_path: Path) -> None:
+    path = tmp_path / "tokens.toml"
+    first = write_tokens(path, old={"scopes": ["submit"]})
+    proc = served("--tokens", str(path))
+    later = write_tokens(tmp_path / "later.toml", new={"scopes": ["submit"]})
+    assert _status(proc.url, later["new"]) == 401
+    path.write_text((tmp_path / "later.toml").read_text())  # as an editor saves it
+    eventually(lambda: _status(proc.url, later["new"]) == 202, timeout=10)
+    assert _status(proc.url, first["old"]) == 401
