@@ -52,7 +52,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/pause"): OPERATOR,
     ("POST", "/resume"): OPERATOR,
     # the operator's view and the dashboard (its page and assets hold no data)
-    ("GET", "/metrics"): OPERATOR_READ,
+    ("GET", "/metrics"): READ,  # a tenant's token: its own gauges only (poulpe/tenants.py)
     ("GET", "/cron"): OPERATOR_READ,
     ("GET", "/alerts"): OPERATOR_READ,
     ("GET", "/history"): OPERATOR_READ,

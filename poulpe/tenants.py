@@ -148,6 +148,21 @@ class Scoped:
         info["today"] = await self._today()
         return info
 
+    async def metrics_text(self) -> str:
+        """GET /metrics for a tenant's token: its jobs by status and its keys' waiting and running jobs, in
+        Prometheus text format. The process's counters and histograms sum every tenant's jobs: not shown."""
+        lines = [
+            "# HELP poulpe_tenant_jobs This tenant's jobs in the store, by status",
+            "# TYPE poulpe_tenant_jobs gauge",
+            *(f'poulpe_tenant_jobs{{status="{status}"}} {n}' for status, n in (await self.counts()).items()),
+            "# HELP poulpe_tenant_key_jobs This tenant's keys: due jobs waiting and attempts running",
+            "# TYPE poulpe_tenant_key_jobs gauge",
+        ]
+        for key in (await self.controls.listing(1, 100))["keys"]:
+            for what in ("waiting", "running"):
+                lines.append(f'poulpe_tenant_key_jobs{{key="{key["key"]}",what="{what}"}} {key[what]}')
+        return "\n".join(lines) + "\n"
+
     async def _today(self) -> dict[str, int]:
         """The tenant's jobs that ended since UTC midnight: the store keeps day counts for the whole deployment
         only, so they are counted from the tenant's newest final jobs (at most TODAY_SCAN of each status)."""
