@@ -3,6 +3,7 @@ found among 1,000 as fast as among one."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -100,3 +101,18 @@ def test_a_thousand_tokens_are_looked_up_as_fast_as_one() -> None:
         return (time.perf_counter() - start) / 2000
 
     assert per_lookup(table) < 3 * per_lookup(one) + 5e-6
+
+
+def test_the_poulpe_command_makes_a_token(tmp_path: Path) -> None:
+    """`poulpe token new` as an operator runs it; its table, appended to a file, is a tokens file poulpe reads."""
+    done = subprocess.run(
+        ["poulpe", "token", "new", "--name", "pay-ci", "--scopes", "submit", "--tenant", "pay", "--max_pending", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    token = done.stdout.split(": ", 1)[1].split("\n", 1)[0]
+    (tmp_path / "tokens.toml").write_text(done.stdout.split("\n\n", 1)[1])
+    found = read(tmp_path / "tokens.toml").find(token.encode())
+    assert found is not None and (found.tenant, found.max_pending) == ("pay", 5)
