@@ -47,9 +47,11 @@ def _max_pending_holds(urls: list[str], token: str) -> None:
         assert each[0].post("/task_in_queue", json=LATER).status_code == 429
 
 
-def _accepted_in(urls: list[str], token: str, seconds: float) -> tuple[int, int]:
-    """Submissions from 6 threads spread over the processes for `seconds`: (accepted, refused with Retry-After)."""
-    end = time.monotonic() + seconds
+def _accepted_in(urls: list[str], token: str, seconds: float) -> tuple[int, int, float]:
+    """Submissions from 6 threads spread over the processes for `seconds`: (accepted, refused with Retry-After,
+    seconds from the first sent to the last answered)."""
+    start = time.monotonic()
+    end = start + seconds
 
     def flood(n: int) -> tuple[int, int]:
         ok = refused = 0
@@ -65,7 +67,13 @@ def _accepted_in(urls: list[str], token: str, seconds: float) -> tuple[int, int]
 
     with ThreadPoolExecutor(6) as pool:
         counted = list(pool.map(flood, range(6)))
-    return sum(c[0] for c in counted), sum(c[1] for c in counted)
+    return sum(c[0] for c in counted), sum(c[1] for c in counted), time.monotonic() - start
+
+
+def _at_the_rate(ok: int, refused: int, elapsed: float) -> None:
+    """10 a second, and the bucket's 10 at the start: 40 in 3 s (the bound stretches when a busy machine makes the
+    flood last longer)."""
+    assert 28 <= ok <= 10 + 10 * elapsed + 2 and refused > 0, (ok, refused, elapsed)
 
 
 @pytest.fixture
@@ -89,19 +97,20 @@ def test_max_pending_holds_a_tenants_unfinished_jobs(one: tuple[list[str], dict[
 
 def test_a_rate_refuses_a_burst_and_lets_the_rate_through(one: tuple[list[str], dict[str, str]]) -> None:
     urls, tokens = one
+    start = time.monotonic()
     with clients(urls, tokens["rated"]) as (client,), ThreadPoolExecutor(10) as pool:
         burst = list(pool.map(lambda _: client.post("/task_in_queue", json=LATER).status_code, range(50)))
-    assert burst.count(202) <= 12 and burst.count(429) >= 38
+    took = time.monotonic() - start  # under 1 s on a quiet machine: the bucket's 10 and what refills meanwhile
+    assert 10 <= burst.count(202) <= 10 + 10 * took + 1 and burst.count(429) == 50 - burst.count(202), (burst, took)
+    assert burst.count(429) >= 25, (burst, took)
     time.sleep(1.2)  # the bucket fills again
-    ok, refused = _accepted_in(urls, tokens["rated"], 3.0)
-    assert 28 <= ok <= 42 and refused > 0, (ok, refused)  # 10 a second, and the bucket's 10 at the start
+    _at_the_rate(*_accepted_in(urls, tokens["rated"], 3.0))
 
 
 def test_quotas_are_shared_by_three_processes_on_one_redis(three: tuple[list[str], dict[str, str]]) -> None:
     urls, tokens = three
     _max_pending_holds(urls, tokens["pending"])
-    ok, refused = _accepted_in(urls, tokens["rated"], 3.0)
-    assert 28 <= ok <= 42 and refused > 0, (ok, refused)  # one bucket, not one per process
+    _at_the_rate(*_accepted_in(urls, tokens["rated"], 3.0))  # one bucket, not one per process
 
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
