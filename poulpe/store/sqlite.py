@@ -10,11 +10,10 @@ cheaper inserts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
@@ -23,7 +22,7 @@ import msgspec
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
-from poulpe.store.base import JobQuery, Page, Pending, Store
+from poulpe.store.base import JobQuery, Page, Pending, Store, id_range
 from poulpe.store.sqlite_writer import Insert, Op, Soon, Update, Writer, connect, disk_fault, probe, update_run
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._writer: Writer | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any] | None]] = []
-        self._soon = Soon(self._write_soon)  # the `running` marks, written late unless an outcome replaces them
+        self._soon = Soon(lambda job: self._submit(Update(job), wait=False))  # `running` marks, written late
         self._reader: sqlite3.Connection | None = None
         self._open_fault: str | None = None
         self._reopening: asyncio.Task[None] | None = None
@@ -125,8 +124,7 @@ class SqliteStore(Store):
             self._reader = None
 
     def _submit(self, op: Op, *, wait: bool = True) -> asyncio.Future[Any] | None:
-        # whether the writer lives is asked once per loop iteration (a lock's look-up), not once per write
-        if self._writer is None or (not self._pending and not self._writer.is_alive()):
+        if self._writer is None or (not self._pending and not self._writer.is_alive()):  # once per iteration
             raise StoreUnavailable(self._open_fault or "the store is closed")
         loop = asyncio.get_running_loop()
         fut = loop.create_future() if wait else None
@@ -198,22 +196,15 @@ class SqliteStore(Store):
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
         if self._writer is None or not self._writer.is_alive():  # before any is issued: none is written twice
             raise StoreUnavailable(self._open_fault or "the store is closed")
-        waits: list[asyncio.Future[Any]] = []
-        for job in jobs:
-            self._soon.drop(job.id)
-            waits.append(self._submit(Update(job)))  # type: ignore[arg-type]  # waited for: a future
-        answers: list[BaseException | None] = await asyncio.gather(*waits, return_exceptions=True)  # no task each
-        return answers
+        self._soon.drop(*(job.id for job in jobs))
+        waits = [self._submit(Update(job)) for job in jobs]  # futures, not coroutines: no task each
+        return await asyncio.gather(*waits, return_exceptions=True)  # type: ignore[arg-type]
 
     def save_soon(self, job: Job) -> None:
         """Written after SOON_DELAY unless a `save` of the job comes first: that one replaces it (sqlite_writer.py)."""
         if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable(self._open_fault or "the store is closed")
         self._soon.add(job)
-
-    def _write_soon(self, job: Job) -> None:
-        with contextlib.suppress(StoreUnavailable):  # closed meanwhile: recovery runs the job again
-            self._submit(Update(job), wait=False)
 
     async def get(self, job_id: str) -> Job | None:
         row = self.reader.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -229,11 +220,10 @@ class SqliteStore(Store):
         return out
 
     async def delete(self, job_id: str) -> bool:
-        self._soon.drop(job_id)
-
         def remove(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
+        self._soon.drop(job_id)
         deleted: bool = await self._write(remove)
         return deleted
 
@@ -253,6 +243,9 @@ class SqliteStore(Store):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if query.get("id_prefix"):
+            where.append("id >= ? AND id < ?")
+            args += id_range(query.get("id_prefix") or "")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
 
         def scan(conn: sqlite3.Connection) -> Page:
@@ -277,6 +270,13 @@ class SqliteStore(Store):
             return {s: int(found.get(s, 0)) for s in _STATUSES}
 
         return await self._scan(scan)
+
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        wanted = [s.value for s in statuses]  # a range of the primary key: only the prefix's rows are visited
+        among = f"status IN ({','.join('?' * len(wanted))})"
+        query = f"SELECT status, count(*) FROM jobs WHERE id >= ? AND id < ? AND {among} GROUP BY status"
+        found = dict(self.reader.execute(query, [*id_range(prefix), *wanted]).fetchall())
+        return {s: int(found.get(s, 0)) for s in wanted}
 
     async def day_counts(self, day: str) -> dict[str, int]:
         row = self.reader.execute("SELECT succeeded, failed FROM days WHERE day = ?", (day,)).fetchone()

@@ -149,7 +149,7 @@ def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
 class Soon:
     """States to write SOON_DELAY from now, unless a newer write of the same job comes first (`drop`)."""
 
-    def __init__(self, write: Callable[[Job], None]) -> None:
+    def __init__(self, write: Callable[[Job], object]) -> None:
         self.write = write
         self._jobs: dict[str, tuple[Job, Status, int]] = {}  # id -> (job, its status and attempts when marked)
 
@@ -158,8 +158,9 @@ class Soon:
             asyncio.get_running_loop().call_later(SOON_DELAY, self.flush)
         self._jobs[job.id] = (job, job.status, job.attempts)
 
-    def drop(self, job_id: str) -> None:
-        self._jobs.pop(job_id, None)
+    def drop(self, *job_ids: str) -> None:
+        for job_id in job_ids:
+            self._jobs.pop(job_id, None)
 
     def flush(self) -> None:
         """Write the states still waiting. A job whose status or attempt moved on since is left out: whoever moved
@@ -167,7 +168,8 @@ class Soon:
         jobs, self._jobs = self._jobs, {}
         for job, status, attempts in jobs.values():
             if job.status is status and job.attempts == attempts:
-                self.write(job)
+                with contextlib.suppress(StoreUnavailable):  # closed meanwhile: recovery runs the job again
+                    self.write(job)
 
 
 class Writer(threading.Thread):
