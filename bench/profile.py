@@ -1,4 +1,4 @@
-"""5. Where an HTTP-call job's CPU goes: poulpe's CPU per job split by stage, from py-spy samples of the e2e run.
+"""6. Where an HTTP-call job's CPU goes: poulpe's CPU per job split by stage, from py-spy samples of the e2e run.
 
 poulpe runs the e2e jobs (SQLite, --workers 64) while `py-spy record --gil` samples the thread holding the GIL
 (the one running Python code: a thread waiting for the GIL or in a system call is not counted), raw stacks. The raw

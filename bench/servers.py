@@ -1,4 +1,4 @@
-"""6. ASGI server: the bare intake app on uvicorn (httptools, poulpe's server) and on granian, in turns.
+"""4. ASGI server: the bare intake app on uvicorn (httptools, poulpe's server) and on granian, in turns.
 
 granian comes from .venv-peers (bench/run.sh makes it; it is no dependency of poulpe). The same bare app
 (bench/bare_app.py: one POST route decoding the job and answering 202) is served by uvicorn with httptools and the
