@@ -243,7 +243,10 @@ async def _outcome(resp: aiohttp.ClientResponse, start: float) -> Outcome:
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """The first BODY_CAP bytes, and whether more was left unread (`.read()` would buffer it all)."""
-    data = bytearray()
+    first = await resp.content.read(BODY_CAP)
+    if not first or resp.content.at_eof():  # the whole body in one read, the usual case: no copy, no second read
+        return first, False
+    data = bytearray(first)
     while len(data) < BODY_CAP:
         chunk = await resp.content.read(BODY_CAP - len(data))
         if not chunk:
