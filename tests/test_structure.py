@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
-        | {"tracing", "tracing_otel", "history"},
+        | {"tracing", "tracing_otel", "history", "cron_options", "aborts"},
     ),
     (
         "engine",
@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "auth",
             "cron",
             "crontab",
+            "cron_api",
             "callbacks",
             "openapi",
             "dashboard",
