@@ -1,8 +1,10 @@
-"""The cron file at run time: one timer for the next fire, reloads on SIGHUP and on file change.
+"""The cron file at run time: one timer for the next fire, reloads on SIGHUP and on file change, and each line's
+options (SPEC 10.5): its zone, overlap, catch-up, jitter, key, priority and pause.
 
 Each fire becomes an ordinary job (id `cron:<fingerprint>:<fire time>`) submitted through JobManager, so retries,
 results and dead letters work as for any job, and processes sharing a store fire each time once (the second
-submit of an id is a duplicate). Fires missed while poulpe was down are not replayed: the schedule starts from now.
+submit of an id is a duplicate). What each line last did is stored (store/cron_state.py): catch-up at start
+replays only the fires after it, and every process sees the same pause.
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from poulpe.cron import CronError, CronLine, load_cron, next_fire
-from poulpe.errors import PoulpeError
+from poulpe.aborts import Aborts
+from poulpe.cron import CronError, CronLine, fire_times, load_cron, next_fire
+from poulpe.cron_options import Overlap
+from poulpe.errors import Conflict, NotFound, PoulpeError
+from poulpe.job import Job
 from poulpe.manager import JobManager
+from poulpe.store.cron_state import CronStates, LineState, Mark
 from poulpe.validate import Limits, job_from_object
 
 log = logging.getLogger(__name__)
+MAX_REPLAYED = 1000  # catch-up replays at most this many fires of a line, the most recent ones
+REFRESH_S = 0.5  # how often the stored pauses are read again: a pause made on another process holds within 1 s
 
 
 def read_checked(path: Path, limits: Limits) -> list[CronLine]:
@@ -44,26 +52,48 @@ class Crontab:
         limits: Limits,
         *,
         tz: ZoneInfo,
+        states: CronStates | None = None,
+        aborts: Aborts | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.manager = manager
         self.limits = limits
         self.tz = tz
+        self.states = states
+        self.aborts = aborts
         self.clock = clock
         self.lines: list[CronLine] = []
         self.next: dict[CronLine, float] = {}
+        self.stored: dict[str, LineState] = {}  # by fingerprint, read every REFRESH_S
+        self.loaded_at = 0.0
+        self._begun: set[str] = set()  # fingerprints whose stored state exists
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def zone(self, line: CronLine) -> ZoneInfo:
+        return line.options.zone(self.tz)
+
+    def line(self, fingerprint: str) -> CronLine:
+        for line in self.lines:
+            if line.fingerprint == fingerprint:
+                return line
+        raise NotFound(f"no cron line with id {fingerprint}")
+
+    def paused(self, line: CronLine) -> bool:
+        """An operator's pause or resume (stored) wins over the file's `paused=`."""
+        stored = self.stored.get(line.fingerprint)
+        return line.options.paused if stored is None or stored.paused is None else stored.paused
 
     def load(self) -> None:
         """Read the file; raises CronError (with the line number) and keeps the old schedule when it is bad."""
         lines = read_checked(self.path, self.limits)
         now = self.clock()
         self.lines = lines
+        self.loaded_at = now
         self.next = {}
         for line in lines:
-            fire = next_fire(line, now, self.tz)
+            fire = next_fire(line, now, self.zone(line))
             if fire is not None:
                 self.next[line] = fire
         log.info("cron: %d lines from %s", len(lines), self.path)
@@ -76,6 +106,8 @@ class Crontab:
             asyncio.create_task(self._fire_forever(), name="poulpe-cron"),
             asyncio.create_task(self._watch_file(), name="poulpe-cron-watch"),
         ]
+        if self.states is not None:
+            self._tasks.append(asyncio.create_task(self._refresh_forever(), name="poulpe-cron-state"))
 
     async def stop(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -85,6 +117,7 @@ class Crontab:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _fire_forever(self) -> None:
+        await self._catch_up()
         while True:
             if self._reload.is_set():
                 self._reload.clear()
@@ -92,6 +125,7 @@ class Crontab:
                     self.load()
                 except CronError as exc:
                     log.error("cron: new file refused, the old schedule stays: %s", exc)
+                await self._begin()
             wait = min(self.next.values(), default=None)
             timeout = None if wait is None else max(0.0, wait - self.clock())
             with contextlib.suppress(TimeoutError):
@@ -101,27 +135,153 @@ class Crontab:
             now = self.clock()
             due = [(line, fire) for line, fire in self.next.items() if fire <= now]
             for line, fire in due:
-                following = next_fire(line, max(fire, now), self.tz)
+                following = next_fire(line, max(fire, now), self.zone(line))
                 if following is None:
                     del self.next[line]
                 else:
                     self.next[line] = following
-            await self._submit(due)
+            await self._fire(due)
 
-    async def _submit(self, due: list[tuple[CronLine, float]]) -> None:
-        jobs = []
+    async def _fire(self, due: list[tuple[CronLine, float]]) -> None:
+        """Submit the due fires of running lines; skip those of paused lines and, with `overlap=skip`, of lines
+        whose previous fire is not final; cancel that fire first with `overlap=replace`. Then store what each line
+        did (a skipped fire is handled too: it is never run later)."""
+        marks, jobs = [], []
+        previous = await self._previous([line for line, _ in due if line.options.overlap is not Overlap.ALLOW])
         for line, fire in due:
-            try:
-                jobs.append(job_from_object(line.job_fields(fire), self.limits).job)
-            except PoulpeError as exc:
-                log.error("cron line %d (%s): %s", line.line_no, line.name, exc.message)
-        if not jobs or not self.manager.accepting:
-            return
+            job_id: str | None = line.job_id(fire)
+            if self.paused(line):
+                job_id = None
+            elif (before := previous.get(line.fingerprint)) is not None and not before.final and before.id != job_id:
+                if line.options.overlap is Overlap.SKIP:
+                    log.info("cron line %d: fire %s skipped, %s is %s", line.line_no, job_id, before.id, before.status)
+                    job_id = None
+                else:
+                    await self._replace(before)
+            if job_id is not None:
+                jobs.append(self._job(line, line.job_fields(fire)))
+            marks.append(Mark(line.fingerprint, fire, job_id))
+        await self._submit([job for job in jobs if job is not None])
+        await self._handled(marks)
+
+    async def _previous(self, lines: list[CronLine]) -> dict[str, Job]:
+        """The latest fire of each of these lines, read from the store (another process may have made it)."""
+        if not lines or self.states is None:
+            return {}
+        stored = await self.states.read([line.fingerprint for line in lines])
+        found = {}
+        for fp, state in stored.items():
+            if state.last_id is not None and (job := await self.manager.get(state.last_id)) is not None:
+                found[fp] = job
+        return found
+
+    async def _replace(self, before: Job) -> None:
         try:
-            for job, duplicate in await self.manager.submit(jobs):
-                log.debug("cron fire %s%s", job.id, " (already fired elsewhere)" if duplicate else "")
+            await self.manager.cancel(before.id)
+            log.info("cron: %s cancelled, the line's next fire replaces it", before.id)
+        except Conflict:  # running: stop its attempt (here), or it ends cancelled after its attempt (elsewhere)
+            if self.aborts is not None and self.aborts.abort(before.id):
+                log.info("cron: %s stopped, the line's next fire replaces it", before.id)
+        except NotFound:
+            pass
+
+    def _job(self, line: CronLine, fields: dict[str, object]) -> Job | None:
+        try:
+            return job_from_object(fields, self.limits, now=self.clock()).job
+        except PoulpeError as exc:
+            log.error("cron line %d (%s): %s", line.line_no, line.name, exc.message)
+            return None
+
+    async def _submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+        if not jobs or not self.manager.accepting:
+            return []
+        try:
+            stored = await self.manager.submit(jobs)
         except PoulpeError as exc:
             log.error("cron: fire not stored: %s", exc.message)
+            return []
+        for job, duplicate in stored:
+            log.debug("cron fire %s%s", job.id, " (already fired elsewhere)" if duplicate else "")
+        return stored
+
+    async def _handled(self, marks: list[Mark]) -> None:
+        if self.states is None or not marks:
+            return
+        try:
+            await self.states.handled(marks)
+        except PoulpeError as exc:  # the next tick writes a later time; catch-up may replay one fire (same id)
+            log.warning("cron: fire times not stored: %s", exc.message)
+
+    async def _begin(self) -> None:
+        """Lines seen for the first time get a stored state from now: catch-up starts there."""
+        new = [line.fingerprint for line in self.lines if line.fingerprint not in self._begun]
+        if self.states is None or not new:
+            return
+        try:
+            await self.states.begin(new, self.loaded_at)
+            self._begun.update(new)
+        except PoulpeError as exc:
+            log.warning("cron: line states not stored: %s", exc.message)
+
+    async def _catch_up(self) -> None:
+        """At start: each `catchup=S` line's fires missed while no poulpe ran (after its stored last fire, within
+        S seconds), each once, oldest first, without jitter; then every line gets a stored state."""
+        if self.states is None:
+            return
+        try:
+            self.stored = await self.states.read([line.fingerprint for line in self.lines])
+        except PoulpeError as exc:
+            log.warning("cron: no catch-up, the store does not answer: %s", exc.message)
+            return
+        self._begun.update(self.stored)
+        marks, jobs = [], []
+        for line in self.lines:
+            seen = self.stored.get(line.fingerprint, LineState()).seen
+            if not line.options.catchup or seen is None or self.paused(line):
+                continue
+            start = max(seen, self.loaded_at - line.options.catchup)
+            missed = _until(fire_times(line, start, self.zone(line)), self.loaded_at)[-MAX_REPLAYED:]
+            for fire in missed:
+                jobs.append(self._job(line, line.job_fields(fire, jitter=False)))
+                marks.append(Mark(line.fingerprint, fire, line.job_id(fire)))
+            if missed:
+                log.info("cron line %d: catching up %d missed fires", line.line_no, len(missed))
+        await self._submit(sorted((job for job in jobs if job is not None), key=lambda job: job.run_at))
+        await self._handled(marks)
+        await self._begin()
+
+    # --- what operators ask (cron_api.py) ---------------------------------------------------------------------
+    async def run_now(self, line: CronLine) -> Job:
+        """Fire the line now (id `cron:<fp>:run:<unix ms>`), paused or not; it becomes the line's latest fire."""
+        now = self.clock()
+        job_id = line.run_id(now)
+        job = job_from_object(line.job_fields(now, job_id=job_id, jitter=False), self.limits, now=now).job
+        stored, _ = (await self.manager.submit([job]))[0]
+        if self.states is not None:
+            await self.states.set_last(line.fingerprint, job_id)
+            self.stored[line.fingerprint] = self.stored.get(line.fingerprint, LineState())._replace(last_id=job_id)
+        log.info("cron line %d: run now as %s", line.line_no, job_id)
+        return stored
+
+    async def set_paused(self, line: CronLine, paused: bool) -> None:
+        if self.states is not None:
+            await self.states.set_paused(line.fingerprint, paused)
+        self.stored[line.fingerprint] = self.stored.get(line.fingerprint, LineState())._replace(paused=paused)
+        log.info("cron line %d (%s) %s", line.line_no, line.fingerprint, "paused" if paused else "resumed")
+
+    async def backfill(self, line: CronLine, fires: Sequence[float]) -> int:
+        """Submit these fire times of the line, due now, oldest first; how many were new (not made before)."""
+        now = self.clock()
+        jobs = [job_from_object(line.job_fields(f, jitter=False), self.limits, now=now).job for f in fires]
+        stored = await self.manager.submit(jobs) if jobs else []
+        return sum(not duplicate for _, duplicate in stored)
+
+    async def _refresh_forever(self) -> None:
+        assert self.states is not None
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            with contextlib.suppress(PoulpeError):
+                self.stored = await self.states.read([line.fingerprint for line in self.lines])
 
     async def _watch_file(self) -> None:
         """Reload when the file changes on disk (editors often replace it: watch its directory)."""
@@ -131,3 +291,12 @@ class Crontab:
         async for changes in watchfiles.awatch(target.parent, debounce=200, recursive=False):
             if any(Path(changed).name == target.name for _, changed in changes):  # one folder, not recursive
                 self._reload.set()
+
+
+def _until(fires: Iterable[float], end: float) -> list[float]:
+    out = []
+    for fire in fires:
+        if fire > end:
+            break
+        out.append(fire)
+    return out

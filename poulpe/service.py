@@ -124,6 +124,12 @@ class Service:
         await store.open()
         metrics.time_store(store)
         runners = build_runners(settings)
+        aborts = None
+        if settings.cron is not None:  # overlap=replace stops a running fire (aborts.py)
+            from poulpe.aborts import Aborts
+
+            aborts = Aborts()
+            runners = aborts.wrap(runners)
         manager = JobManager(
             store,
             runners,
@@ -173,8 +179,10 @@ class Service:
         parts.history.start()  # the dashboard's charts (GET /history)
         if settings.cron is not None:
             from poulpe.crontab import Crontab
+            from poulpe.store.cron_state import cron_states
 
-            parts.crontab = Crontab(settings.cron, manager, self.limits, tz=settings.zone)
+            states = cron_states(store)
+            parts.crontab = Crontab(settings.cron, manager, self.limits, tz=settings.zone, states=states, aborts=aborts)
             parts.crontab.load()
             parts.crontab.start()
         parts.external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
