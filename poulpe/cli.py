@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = HintingParser(
         prog="poulpe",
         description="A job manager for online systems. Every flag can also be given as POULPE_<FLAG>.",
-        epilog="operator commands: poulpe submit | status ID | dead list|retry|rm | cron check FILE (each with --help)",
+        epilog="operator commands: poulpe submit | status ID | dead list|retry|rm | cron check FILE | "
+        "cron list|run|pause|resume|backfill (each with --help)",
     )
     parser.add_argument("--version", action="version", version=f"poulpe {__version__}")
     for flag in FLAGS:  # one table (flags.py): these flags, their variables and docs/flags.md
@@ -97,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from poulpe.cron_check import main as cron_check
 
         raise SystemExit(cron_check(argv[2:]))
+    if argv[:1] == ["cron"]:  # a running poulpe's lines: poulpe/cron_cli.py
+        from poulpe.cron_cli import main as cron_cli
+
+        raise SystemExit(cron_cli(argv[1:]))
     if argv[:1] and argv[0] in ("submit", "status", "dead", "keys"):  # operator commands: poulpe/ops_cli.py
         from poulpe import ops_cli
 

@@ -54,7 +54,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     (
         "assembly and entry points",
-        {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"},
+        {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"}
+        | {"cron_cli"},
     ),
 ]
 
