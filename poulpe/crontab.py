@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import math
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -239,8 +241,10 @@ class Crontab:
             seen = self.stored.get(line.fingerprint, LineState()).seen
             if not line.options.catchup or seen is None or self.paused(line):
                 continue
-            start = max(seen, self.loaded_at - line.options.catchup)
-            missed = _until(fire_times(line, start, self.zone(line)), self.loaded_at)[-MAX_REPLAYED:]
+            start = max(seen, math.ceil(self.loaded_at - line.options.catchup) - 1)  # S seconds ago included
+            missed, cut = last_fires(line, start, self.loaded_at, self.zone(line), MAX_REPLAYED)
+            if cut:
+                log.warning("cron line %d: more missed fires than %d, only the last ones replayed", line.line_no, cut)
             for fire in missed:
                 jobs.append(self._job(line, line.job_fields(fire, jitter=False)))
                 marks.append(Mark(line.fingerprint, fire, line.job_id(fire)))
@@ -293,10 +297,21 @@ class Crontab:
                 self._reload.set()
 
 
-def _until(fires: Iterable[float], end: float) -> list[float]:
-    out = []
-    for fire in fires:
-        if fire > end:
-            break
-        out.append(fire)
-    return out
+def last_fires(line: CronLine, after: float, end: float, zone: ZoneInfo, cap: int) -> tuple[list[float], int]:
+    """The line's fire times in (after, end], the last `cap` of them (and `cap` when some were cut, else 0),
+    without walking every one of a long range: the start moves forward by halves until at most `cap` are left."""
+    fires = list(itertools.islice(_upto(fire_times(line, after, zone), end), cap + 1))
+    if len(fires) <= cap:
+        return fires, 0
+    low, high = after, end  # (low, end] holds more than `cap` fires, (high, end] at most `cap`
+    while high - low > 1:
+        middle = (low + high) / 2
+        if len(list(itertools.islice(_upto(fire_times(line, middle, zone), end), cap + 1))) > cap:
+            low = middle
+        else:
+            high = middle
+    return list(_upto(fire_times(line, low, zone), end))[-cap:], cap
+
+
+def _upto(fires: Iterable[float], end: float) -> Iterator[float]:
+    return itertools.takewhile(lambda fire: fire <= end, fires)
