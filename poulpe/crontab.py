@@ -1,5 +1,6 @@
 """The cron file at run time: one timer for the next fire, reloads on SIGHUP and on file change, and each line's
-options (SPEC 10.5): its zone, overlap, catch-up, jitter, key, priority and pause.
+options (SPEC 10.5): its zone, overlap, catch-up, jitter, key, priority and pause. Fires are submitted LEAD_S ahead,
+as jobs scheduled for their time, so that storing them is not on the way to their start.
 
 Each fire becomes an ordinary job (id `cron:<fingerprint>:<fire time>`) submitted through JobManager, so retries,
 results and dead letters work as for any job, and processes sharing a store fire each time once (the second
@@ -31,6 +32,7 @@ from poulpe.validate import Limits, job_from_object
 
 log = logging.getLogger(__name__)
 MAX_REPLAYED = 1000  # catch-up replays at most this many fires of a line, the most recent ones
+LEAD_S = 0.5  # fires of `overlap=allow` lines are submitted this long ahead (scheduled for their time)
 REFRESH_S = 0.5  # how often the stored pauses are read again: a pause made on another process holds within 1 s
 
 
@@ -70,6 +72,7 @@ class Crontab:
         self.stored: dict[str, LineState] = {}  # by fingerprint, read every REFRESH_S
         self.loaded_at = 0.0
         self._begun: set[str] = set()  # fingerprints whose stored state exists
+        self._ahead: dict[str, str] = {}  # each line's latest fire submitted here (maybe ahead of its time)
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -128,14 +131,14 @@ class Crontab:
                 except CronError as exc:
                     log.error("cron: new file refused, the old schedule stays: %s", exc)
                 await self._begin()
-            wait = min(self.next.values(), default=None)
+            wait = min((fire - _lead(line) for line, fire in self.next.items()), default=None)
             timeout = None if wait is None else max(0.0, wait - self.clock())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._reload.wait()
                 continue
             now = self.clock()
-            due = [(line, fire) for line, fire in self.next.items() if fire <= now]
+            due = [(line, fire) for line, fire in self.next.items() if fire - _lead(line) <= now]
             for line, fire in due:
                 following = next_fire(line, max(fire, now), self.zone(line))
                 if following is None:
@@ -162,6 +165,7 @@ class Crontab:
                     await self._replace(before)
             if job_id is not None:
                 jobs.append(self._job(line, line.job_fields(fire)))
+                self._ahead[line.fingerprint] = job_id
             marks.append(Mark(line.fingerprint, fire, job_id))
         await self._submit([job for job in jobs if job is not None])
         await self._handled(marks)
@@ -272,6 +276,16 @@ class Crontab:
             await self.states.set_paused(line.fingerprint, paused)
         self.stored[line.fingerprint] = self.stored.get(line.fingerprint, LineState())._replace(paused=paused)
         log.info("cron line %d (%s) %s", line.line_no, line.fingerprint, "paused" if paused else "resumed")
+        now = self.clock()
+        upcoming = next_fire(line, now, self.zone(line))
+        if not paused and upcoming is not None and upcoming - _lead(line) <= now:  # its turn to go ahead passed
+            await self._submit([job for job in [self._job(line, line.job_fields(upcoming))] if job is not None])
+        ahead = self._ahead.get(line.fingerprint)
+        if paused and ahead is not None:  # a fire submitted ahead of its time does not run either
+            with contextlib.suppress(Conflict, NotFound):
+                job = await self.manager.get(ahead)
+                if job is not None and job.run_at > self.clock():
+                    await self.manager.cancel(ahead)
 
     async def backfill(self, line: CronLine, fires: Sequence[float]) -> int:
         """Submit these fire times of the line, due now, oldest first; how many were new (not made before)."""
@@ -295,6 +309,12 @@ class Crontab:
         async for changes in watchfiles.awatch(target.parent, debounce=200, recursive=False):
             if any(Path(changed).name == target.name for _, changed in changes):  # one folder, not recursive
                 self._reload.set()
+
+
+def _lead(line: CronLine) -> float:
+    """How long before its time a fire is submitted: stored and in the timer before it is due, it starts on time
+    (store and validation are off its path). A line with `overlap` other than allow decides at the fire's time."""
+    return LEAD_S if line.options.overlap is Overlap.ALLOW else 0.0
 
 
 def last_fires(line: CronLine, after: float, end: float, zone: ZoneInfo, cap: int) -> tuple[list[float], int]:
