@@ -193,7 +193,8 @@ class ExternalWorkers:
         jobs = await self.manager.store.lease_queue(kind, n, name, now + lease_s, now)
         worker.held.update(job.id for job in jobs)
         for job in jobs:
-            self.manager.metrics.started(job)
+            if job.started_at is not None:
+                self.manager.metrics.started(job.started_at - job.run_at)
         if jobs:
             self._arm(now + lease_s)
             log.info("worker %s/%s leased %d jobs for %gs", kind, name, len(jobs), lease_s)
