@@ -18,7 +18,7 @@ from poulpe.manager import JobManager
 from poulpe.store.base import Store
 from poulpe.store.cron_state import LineState, Mark, cron_states
 from poulpe.store.sqlite import SqliteStore
-from poulpe.validate import Limits
+from poulpe.validate import Limits, job_from_object
 from tests.clock import Clock
 from tests.store.test_contract import store
 
@@ -88,3 +88,19 @@ async def test_catch_up_fires_only_what_came_after_the_stored_time_within_its_wi
     ids = sorted(job.id for job in (await manager.store.list_jobs()).jobs)
     a = parse_cron(cron.read_text())[0].fingerprint
     assert ids == [f"cron:{a}:{int(T0) + s}" for s in (70, 80, 90, 100)]
+
+
+async def test_a_fire_is_the_job_the_validator_makes_of_its_line(manager: JobManager, tmp_path: Path) -> None:
+    cron = tmp_path / "cron_task"
+    cron.write_text(
+        '[jitter=3 key=reports priority=7] */10 * * * * * *  http://127.0.0.1:9/a  POST  {"x": [1, 2]}\n'
+        "* * * * * * *  http://127.0.0.1:9/b  GET  a=1\n"
+    )
+    clock = Clock(T0)
+    crontab = Crontab(cron, manager, Limits(workers=1), tz=UTC, clock=clock)
+    crontab.load()
+    for line in crontab.lines:
+        for fire in (T0 + 10, T0 - 10):  # ahead of its time, and late
+            made = crontab.fire_job(line, fire)
+            assert made == job_from_object(line.job_fields(fire), Limits(workers=1), now=T0).job
+            assert made is not None and made.history is not crontab.fire_job(line, fire).history  # type: ignore[union-attr]
