@@ -17,6 +17,7 @@ import logging
 import math
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,6 +35,7 @@ from poulpe.validate import Limits, job_from_object
 
 log = logging.getLogger(__name__)
 MAX_REPLAYED = 1000  # catch-up replays at most this many fires of a line, the most recent ones
+FIRE_OUTCOMES = ("fired", "skipped", "replaced", "paused", "caught_up", "run_now", "backfilled")
 LEAD_S = 0.5  # fires of `overlap=allow` lines are submitted this long ahead (scheduled for their time)
 REFRESH_S = 0.5  # how often the stored pauses are read again: a pause made on another process holds within 1 s
 
@@ -74,6 +76,7 @@ class Crontab:
         self.stored: dict[str, LineState] = {}  # by fingerprint, read every REFRESH_S
         self.loaded_at = 0.0
         self._begun: set[str] = set()  # fingerprints whose stored state exists
+        self.counts: Counter[str] = Counter()  # fires by outcome (cron_metrics.py)
         self._templates: dict[CronLine, Job] = {}
         self._ahead: dict[str, str] = {}  # each line's latest fire submitted here (maybe ahead of its time)
         self._reload = asyncio.Event()
@@ -164,14 +167,17 @@ class Crontab:
             job_id: str | None = line.job_id(fire)
             if self.paused(line):
                 job_id = None
+                self.counts["paused"] += 1
             elif (before := previous.get(line.fingerprint)) is not None and not before.final and before.id != job_id:
                 if line.options.overlap is Overlap.SKIP:
                     log.info("cron line %d: fire %s skipped, %s is %s", line.line_no, job_id, before.id, before.status)
                     job_id = None
+                    self.counts["skipped"] += 1
                 else:
                     await self._replace(before)
             if job_id is not None:
                 jobs.append(self.fire_job(line, fire))
+                self.counts["fired"] += 1
                 self._ahead[line.fingerprint] = job_id
             marks.append(Mark(line.fingerprint, fire, job_id))
         await self._submit([job for job in jobs if job is not None])
@@ -192,9 +198,11 @@ class Crontab:
         try:
             await self.manager.cancel(before.id)
             log.info("cron: %s cancelled, the line's next fire replaces it", before.id)
+            self.counts["replaced"] += 1
         except Conflict:  # running: stop its attempt (here), or it ends cancelled after its attempt (elsewhere)
             if self.aborts is not None and self.aborts.abort(before.id):
                 log.info("cron: %s stopped, the line's next fire replaces it", before.id)
+                self.counts["replaced"] += 1
         except NotFound:
             pass
 
@@ -272,6 +280,7 @@ class Crontab:
                 marks.append(Mark(line.fingerprint, fire, line.job_id(fire)))
             if missed:
                 log.info("cron line %d: catching up %d missed fires", line.line_no, len(missed))
+                self.counts["caught_up"] += len(missed)
         await self._submit(sorted((job for job in jobs if job is not None), key=lambda job: job.run_at))
         await self._handled(marks)
         await self._begin()
@@ -287,6 +296,7 @@ class Crontab:
             await self.states.set_last(line.fingerprint, job_id)
             self.stored[line.fingerprint] = self.stored.get(line.fingerprint, LineState())._replace(last_id=job_id)
         log.info("cron line %d: run now as %s", line.line_no, job_id)
+        self.counts["run_now"] += 1
         return stored
 
     async def set_paused(self, line: CronLine, paused: bool) -> None:
@@ -310,7 +320,9 @@ class Crontab:
         now = self.clock()
         jobs = [job_from_object(line.job_fields(f, jitter=False), self.limits, now=now).job for f in fires]
         stored = await self.manager.submit(jobs) if jobs else []
-        return sum(not duplicate for _, duplicate in stored)
+        created = sum(not duplicate for _, duplicate in stored)
+        self.counts["backfilled"] += created
+        return created
 
     async def _refresh_forever(self) -> None:
         assert self.states is not None

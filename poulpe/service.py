@@ -185,6 +185,11 @@ class Service:
             parts.crontab = Crontab(settings.cron, manager, self.limits, tz=settings.zone, states=states, aborts=aborts)
             parts.crontab.load()
             parts.crontab.start()
+            from poulpe.cron_metrics import CronMetrics
+
+            cron_metrics = CronMetrics(parts.crontab)
+            metrics.registry.register(cron_metrics)
+            parts.gauges.append(cron_metrics)
         parts.external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
         await parts.external.start()
         if settings.kingtask_bind is not None:  # kingtask's broker protocol (poulpe/compat/kingtask_wire.py)

@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "cron",
             "crontab",
             "cron_api",
+            "cron_metrics",
             "callbacks",
             "openapi",
             "dashboard",

@@ -33,6 +33,13 @@ def fired_jobs(client: httpx.Client, fp: str) -> list[dict[str, Any]]:
     return sorted((j for j in jobs if j["id"].startswith(f"cron:{fp}:")), key=lambda j: j["id"])
 
 
+def metric(client: httpx.Client, sample: str) -> float:
+    for row in client.get("/metrics").text.splitlines():
+        if row.startswith(sample + " "):
+            return float(row.rsplit(" ", 1)[1])
+    raise AssertionError(f"{sample} is not in /metrics")
+
+
 def fire_time(job: dict[str, Any]) -> int:
     return int(job["id"].rsplit(":", 1)[1])
 
@@ -49,6 +56,7 @@ def test_overlap_skip_never_runs_two_fires_at_once_and_skipped_fires_stay_skippe
         jobs = fired_jobs(client, fp)
         time.sleep(1.5)  # a skipped fire made later would show up now
         later = [j for j in fired_jobs(client, fp) if j["id"] not in {k["id"] for k in jobs}]
+        assert metric(client, 'poulpe_cron_fires_total{outcome="skipped"}') >= 3
     assert 2 <= len(jobs) <= 3, [j["id"] for j in jobs]  # every third second: 2.5 s of work, then the next free fire
     runs = [(j["started_at"], j["finished_at"] or float("inf")) for j in jobs if j["started_at"]]
     for (_, end), (start, _) in itertools.pairwise(runs):
@@ -66,6 +74,7 @@ def test_overlap_replace_stops_the_running_fire_for_the_next_one(served: Start, 
         fp = line_id(client)
         time.sleep(4.5)
         jobs = [j for j in fired_jobs(client, fp) if j["status"] != "scheduled"]
+        assert metric(client, 'poulpe_cron_fires_total{outcome="replaced"}') >= 2
     replaced = [j for j in jobs if j["status"] == "cancelled"]
     assert len(replaced) >= 2, [(j["id"], j["status"]) for j in jobs]
     assert all(j["error"] == REPLACED and j["finished_at"] - j["started_at"] < 1.5 for j in replaced)
@@ -141,6 +150,9 @@ def test_a_backfill_makes_each_fire_of_the_range_once(served: Start, fresh_targe
         bad = client.post(f"/cron/{fp}/backfill", json={"from": "yesterday", "to": end})
         assert bad.status_code == 400 and bad.json()["field"] == "from"
         assert client.post("/cron/nosuchline/backfill", json=window).status_code == 404
+        assert metric(client, 'poulpe_cron_fires_total{outcome="backfilled"}') == 10
+        assert metric(client, 'poulpe_cron_lines{state="paused"}') == 1
+        assert metric(client, 'poulpe_cron_fires_total{outcome="fired"}') == 0
 
 
 def test_get_cron_shows_options_last_fire_and_status_and_put_pauses(
