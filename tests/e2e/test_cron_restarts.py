@@ -3,6 +3,7 @@ SIGHUP and a restart, run now, and jitter with two processes on one Redis."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from collections.abc import Callable
@@ -168,3 +169,24 @@ def test_catchup_on_redis_replays_only_what_no_process_fired(
     assert len(fires) == len(set(fires)), "a fire ran twice"
     assert fires == list(range(fires[0], fires[-1] + 1, 2)), "a missed fire was not replayed"
     assert len([t for t in fires if t > stopped]) >= 3
+
+
+def test_overlap_replace_on_redis_stops_the_fire_whichever_process_runs_it(
+    poulpe: Start, redis_server: RedisServer, redis_prefix: str, exec_dir: Path, tmp_path: Path
+) -> None:
+    cron = tmp_path / "cron_task"
+    cron.write_text("[overlap=replace] * * * * * * *  nap  EXEC  2.5\n")
+    (line,) = parse_cron(cron.read_text())
+    flags = on_redis(redis_server, redis_prefix, "--cron", str(cron), "--exec_dir", str(exec_dir))
+    a = poulpe(*flags, home="a")
+    poulpe(*flags, home="b")
+    time.sleep(6)
+    with a.client() as client:
+        jobs = [j for j in client.get("/jobs", params={"size": 1000}).json()["jobs"] if j["id"].startswith("cron:")]
+    assert all(j["id"].startswith(f"cron:{line.fingerprint}:") for j in jobs)
+    replaced = [j for j in jobs if j["status"] == "cancelled"]
+    assert len(replaced) >= 3 and not [j for j in jobs if j["status"] == "succeeded"]
+    assert len({j["history"][-1]["node"] for j in replaced}) == 2, "one process ran every fire"
+    runs = sorted((j["started_at"], j["finished_at"] or float("inf")) for j in jobs if j["started_at"])
+    for (_, end), (start, _) in itertools.pairwise(runs):
+        assert start >= end - 0.3, "a replaced fire still ran beside the next one"
