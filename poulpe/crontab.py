@@ -155,7 +155,10 @@ class Crontab:
                     del self.next[line]
                 else:
                     self.next[line] = upcoming
-            await self._fire(due)
+            try:
+                await self._fire(due)
+            except PoulpeError as exc:  # the store is away: these fires are lost (catch-up may replay them)
+                log.error("cron: %d fires not made: %s", len(due), exc.message)
 
     async def _fire(self, due: list[tuple[CronLine, float]]) -> None:
         """Submit the due fires of running lines; skip those of paused lines and, with `overlap=skip`, of lines
