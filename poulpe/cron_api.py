@@ -20,6 +20,7 @@ from starlette.responses import Response
 from poulpe.cron import CronLine, fire_times
 from poulpe.crontab import Crontab
 from poulpe.errors import BadRequest, NotFound
+from poulpe.job import Job
 from poulpe.responses import json_response
 
 NEXT_FIRES = 3
@@ -63,20 +64,29 @@ async def cron_lines(request: Request) -> Response:
     crontab: Crontab | None = request.state.crontab
     if crontab is None:
         return json_response({"file": None, "timezone": None, "lines": []})
-    return json_response(
-        {
-            "file": str(crontab.path),
-            "timezone": crontab.tz.key,
-            "lines": [await _view(crontab, line) for line in crontab.lines],
-        }
-    )
+    upcoming: dict[tuple[str, str], list[float]] = {}  # lines sharing a schedule and zone share their next fires
+    lasts = await _last_fires(crontab, crontab.lines)
+    lines = [_view(crontab, line, upcoming, lasts) for line in crontab.lines]
+    return json_response({"file": str(crontab.path), "timezone": crontab.tz.key, "lines": lines})
 
 
-async def _view(crontab: Crontab, line: CronLine) -> dict[str, Any]:
+async def _last_fires(crontab: Crontab, lines: list[CronLine]) -> dict[str, Job]:
+    """Each line's latest fire, by fingerprint, read in one go."""
+    shown = {line.fingerprint for line in lines}
+    ids = {state.last_id: fp for fp, state in crontab.stored.items() if state.last_id and fp in shown}
+    wanted = list(ids)
+    return {ids[job.id]: job for job in await crontab.manager.get_many(wanted)}
+
+
+def _view(
+    crontab: Crontab, line: CronLine, upcoming: dict[tuple[str, str], list[float]], lasts: dict[str, Job]
+) -> dict[str, Any]:
     options = line.options
-    last = crontab.stored.get(line.fingerprint)
-    last_job = await crontab.manager.get(last.last_id) if last is not None and last.last_id else None
+    last_job = lasts.get(line.fingerprint)
     zone = crontab.zone(line)
+    key = (line.schedule, zone.key)
+    if key not in upcoming:
+        upcoming[key] = list(itertools.islice(fire_times(line, crontab.clock(), zone), NEXT_FIRES))
     return {
         "id": line.fingerprint,
         "line": line.line_no,
@@ -91,7 +101,7 @@ async def _view(crontab: Crontab, line: CronLine) -> dict[str, Any]:
         "priority": options.priority,
         "paused": crontab.paused(line),
         "id_prefix": f"cron:{line.fingerprint}:",
-        "next": list(itertools.islice(fire_times(line, crontab.clock(), zone), NEXT_FIRES)),
+        "next": upcoming[key],
         "last": None if last_job is None else {"id": last_job.id, "status": last_job.status.value},
     }
 
@@ -107,7 +117,7 @@ async def put_line(request: Request) -> Response:
     crontab, line = _line(request)
     update = _decode(_update, await request.body(), "paused must be true or false")
     await crontab.set_paused(line, update.paused)
-    return json_response(await _view(crontab, line))
+    return json_response(_view(crontab, line, {}, await _last_fires(crontab, [line])))
 
 
 async def backfill_line(request: Request) -> Response:
