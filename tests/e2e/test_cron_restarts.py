@@ -45,14 +45,15 @@ def test_catchup_replays_each_fire_missed_while_down_once_oldest_first(
         f"[catchup=60] */2 * * * * * *  {fresh_target.url('/echo', key='catchup')}  GET\n"
         f"*/2 * * * * * *  {fresh_target.url('/echo', key='plain')}  GET\n"
     )
-    p = poulpe("--cron", str(cron))
+    p = poulpe("--cron", str(cron), "--workers", "1")  # one worker: fires start in the order they are due
     assert wait_for(lambda: len(calls(fresh_target, "catchup")) >= 2, 10)
     p.stop()  # SIGTERM: a clean stop; nothing runs for 7 s
     stopped = time.time()
     time.sleep(7)
     p.start()
     restarted = time.time()
-    time.sleep(2.5)
+    assert wait_for(lambda: any(t > restarted for t in fire_times(fresh_target, "catchup")), 10)
+    time.sleep(0.5)
     fires = fire_times(fresh_target, "catchup")
     assert len(fires) == len(set(fires)), "a fire ran twice"
     assert fires == sorted(fires), "missed fires ran out of order"
@@ -164,7 +165,9 @@ def test_catchup_on_redis_replays_only_what_no_process_fired(
     stopped = time.time()
     time.sleep(5)
     b.start()
-    time.sleep(2.5)
+    restarted = time.time()
+    assert wait_for(lambda: any(t > restarted for t in fire_times(fresh_target, "shared")), 10)
+    time.sleep(0.5)
     fires = fire_times(fresh_target, "shared")
     assert len(fires) == len(set(fires)), "a fire ran twice"
     assert fires == list(range(fires[0], fires[-1] + 1, 2)), "a missed fire was not replayed"
