@@ -230,6 +230,9 @@ class ExternalWorkers:
     async def _end(self, job: Job, holder: str, outcome: Outcome) -> bool:
         kind = job.name
         ended = await self.manager.finish_external(job, outcome, holder)
+        spans = self.manager.attempt.spans
+        if ended and spans is not None:  # the attempt's span: from the lease to this end (tracing on)
+            spans.external(job, outcome)
         worker = self._workers.get((kind, holder))
         if worker is not None:
             worker.held.discard(job.id)
