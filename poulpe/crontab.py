@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import logging
 import math
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,6 +27,7 @@ from poulpe.aborts import Aborts
 from poulpe.cron import CronError, CronLine, fire_times, load_cron, next_fire
 from poulpe.cron_options import Overlap
 from poulpe.errors import Conflict, NotFound, PoulpeError
+from poulpe.hangup import off_hangup, on_hangup
 from poulpe.job import Job, Status
 from poulpe.manager import JobManager
 from poulpe.store.cron_state import CronStates, LineState, Mark
@@ -113,9 +113,7 @@ class Crontab:
         log.info("cron: %d lines from %s", len(lines), self.path)
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no SIGHUP off the main thread
-            loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        on_hangup(self._reload.set)  # SIGHUP (shared with the tokens file: poulpe/hangup.py)
         self._tasks = [
             asyncio.create_task(self._fire_forever(), name="poulpe-cron"),
             asyncio.create_task(self._watch_file(), name="poulpe-cron-watch"),
@@ -124,8 +122,7 @@ class Crontab:
             self._tasks.append(asyncio.create_task(self._refresh_forever(), name="poulpe-cron-state"))
 
     async def stop(self) -> None:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        off_hangup(self._reload.set)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

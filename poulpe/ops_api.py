@@ -12,6 +12,7 @@ from poulpe.history import History
 from poulpe.manager import JobManager
 from poulpe.metrics import CONTENT_TYPE, KEY_GAUGES, Metrics
 from poulpe.responses import json_response
+from poulpe.tenants import Scoped
 
 # The page loads only its own script and style and talks only to poulpe: an injected tag could do nothing.
 _CSP = (
@@ -27,6 +28,8 @@ _ASSETS = {
 
 async def metrics(request: Request) -> Response:
     manager: JobManager = request.state.manager
+    if isinstance(manager, Scoped) and manager.tenant is not None:  # a tenant's own gauges, nothing of the others
+        return Response(await manager.metrics_text(), media_type=CONTENT_TYPE)
     registry: Metrics = request.state.metrics
     counts = await manager.counts()
     busiest = (await manager.controls.listing(1, KEY_GAUGES))["keys"]
