@@ -8,6 +8,7 @@ have, so a fire already made, by the schedule, catch-up or an earlier backfill, 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -136,7 +137,8 @@ async def backfill_line(request: Request) -> Response:
 
 
 def _between(line: CronLine, start: float, end: float, crontab: Crontab) -> Any:
-    return itertools.takewhile(lambda fire: fire <= end, fire_times(line, start - 1, crontab.zone(line)))
+    """Fire times from `start` to `end`, both included (fires are whole seconds)."""
+    return itertools.takewhile(lambda fire: fire <= end, fire_times(line, math.ceil(start) - 1, crontab.zone(line)))
 
 
 def _moment(value: float | str, field: str) -> float:

@@ -143,6 +143,8 @@ def test_a_backfill_makes_each_fire_of_the_range_once(served: Start, fresh_targe
             json={"from": datetime.fromtimestamp(end - 9).astimezone().isoformat(), "to": end},
         )
         assert iso.json()["created"] == 0
+        inside = client.post(f"/cron/{fp}/backfill", json={"from": end - 8.5, "to": end + 0.5})  # whole seconds in
+        assert inside.json() == {"id": fp, "fires": 9, "created": 0}
         time.sleep(0.5)
         assert len(fresh_target.calls) == 10 and {c.job_id for c in fresh_target.calls} == expected
         bad = client.post(f"/cron/{fp}/backfill", json={"from": end, "to": end - 5})
