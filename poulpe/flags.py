@@ -64,6 +64,11 @@ FLAGS: tuple[Flag, ...] = (
     ),
     _flag("redis_prefix", str, "key prefix in Redis (default poulpe:)"),
     _flag(
+        "redis_replicas",
+        int,
+        "acknowledge a job only once this many Redis replicas hold it (WAIT; default 0: once the primary has it)",
+    ),
+    _flag(
         "redis_password",
         str,
         "password of --redis (environment only: a flag would show it in ps)",

@@ -48,9 +48,10 @@ class RedisStore(RedisLink, Store):
         owner: str | None = None,
         patience: float | None = None,
         password: str | None = None,
+        replicas: int = 0,
     ) -> None:
         patience = PATIENCE_S if patience is None else patience
-        RedisLink.__init__(self, url, prefix=prefix, patience=patience, password=password)
+        RedisLink.__init__(self, url, prefix=prefix, patience=patience, password=password, replicas=replicas)
         self.owner = owner or f"poulpe-{secrets.token_hex(6)}"  # this process's name on its leases
 
     def shared_schedule(self) -> RedisStore:

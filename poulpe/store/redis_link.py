@@ -40,6 +40,7 @@ _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 8  # arguments per job of the `add` script
+REPLICA_WAIT_MS = 2000  # how long a batch waits for --redis_replicas before its new jobs are answered 503
 SCRIPTS = {**STORE_SCRIPTS, "claim": CLAIM}
 
 
@@ -83,8 +84,11 @@ def connect(url: str, password: str | None, *, retries: int = 2, socket_timeout:
 
 
 class RedisLink:
-    def __init__(self, url: str, *, prefix: str, patience: float, password: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, prefix: str, patience: float, password: str | None = None, replicas: int = 0
+    ) -> None:
         self.url = url
+        self.replicas = replicas  # WAIT for them after each batch of writes (docs/scale.md)
         self._password = password  # Settings.redis_password: kept off the URL and the logs
         self.patience = patience
         self.base = namespace(prefix)
@@ -283,6 +287,8 @@ class RedisLink:
         pipe.connection = connection  # released by the pipeline when it is done
         for name, args, _ in ops:
             pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, REPLICA_WAIT_MS)
         try:
             results = list(await pipe.execute(raise_on_error=False))
         except BaseException:  # cancelled mid-read too: a late reply must not reach the connection's next user
@@ -291,7 +297,22 @@ class RedisLink:
         for result in results:
             if isinstance(result, _DOWN):
                 raise result
+        if self.replicas:
+            return self._replicated(ops, results[:-1], results[-1])
         return results
+
+    def _replicated(self, ops: Sequence[tuple[str, list[Any], Any]], results: list[Any], acked: Any) -> list[Any]:
+        """With --redis_replicas: new jobs the replicas did not confirm in time are not acknowledged (503 with
+        their ids, so a retry is safe); the batch's other writes stand (at least once covers them)."""
+        if isinstance(acked, int) and acked >= self.replicas:
+            return results
+        log.warning("only %s of %d redis replicas confirmed a batch of %d writes", acked, self.replicas, len(ops))
+        message = f"the job store (redis) did not get the job to {self.replicas} replicas in time (--redis_replicas)"
+        unconfirmed = [OutcomeUnknown(message, args[0::ADD_ARGS]) if name == "add" else None for name, args, _ in ops]
+        return [
+            result if isinstance(result, Exception) or lost is None else lost
+            for lost, result in zip(unconfirmed, results, strict=True)
+        ]
 
     async def _direct(self, name: str, args: list[Any]) -> Any:
         """One script call on its own round trip, on a client that never sends it twice."""
