@@ -28,6 +28,7 @@ from poulpe.job import Job
 from poulpe.kafka_flags import connection
 from poulpe.manager import JobManager
 from poulpe.settings import Settings
+from poulpe.store.base import Store
 from poulpe.tracing import adopt, from_record_headers
 from poulpe.validate import Limits, parse_job
 
@@ -52,26 +53,27 @@ def outbox_path(settings: Settings) -> Path:
     return settings.data.with_name(f"{settings.data.stem}.kafka.db")
 
 
-def _outbox(path: Path, manager: JobManager) -> Outbox:
+def _outbox(path: Path, shared: Store | None) -> Outbox:
     """The outbox file; on a shared store, mirrored into the store so other processes can settle it."""
-    if not manager.store.shared:
+    if shared is None:
         return Outbox(path)
     from poulpe.intake.kafka_handover import SharedOutbox
     from poulpe.store.redis import RedisStore
 
-    assert isinstance(manager.store, RedisStore)
-    return SharedOutbox(path, manager.store)
+    assert isinstance(shared, RedisStore)
+    return SharedOutbox(path, shared)
 
 
 class KafkaIntake:
-    def __init__(self, settings: Settings, manager: JobManager, limits: Limits) -> None:
+    def __init__(self, settings: Settings, manager: JobManager, limits: Limits, *, shared: Store | None = None) -> None:
+        """`shared`: the store, when other processes share it (the outbox is then shared too)."""
         assert settings.kafka_topic and settings.kafka_resp_topic
         self.settings = settings
         self.manager = manager
         self.limits = limits
         self.topic = settings.kafka_topic
         self.connection = connection(settings)
-        self.outbox = _outbox(outbox_path(settings), manager)
+        self.outbox = _outbox(outbox_path(settings), shared)
         self._sweeper: asyncio.Task[None] | None = None
         self.results = Results(settings.kafka_resp_topic, self.outbox, self.connection, on_delivered=self._check_room)
         self.link = LinkState("consumer")
@@ -102,7 +104,7 @@ class KafkaIntake:
         self._check_room()
         self.results.start()
         self._task = asyncio.create_task(self._consume_forever(), name="poulpe-kafka-consumer")
-        if self.manager.store.shared:  # results a dead process owed go from a live one (kafka_handover.py)
+        if self.outbox.shared:  # results a dead process owed go from a live one (kafka_handover.py)
             from poulpe.intake.kafka_handover import SharedOutbox, sweep_forever
 
             assert isinstance(self.outbox, SharedOutbox)

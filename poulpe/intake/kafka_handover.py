@@ -38,6 +38,8 @@ return ids
 class SharedOutbox(Outbox):
     """The outbox file, mirrored into `<namespace>kout` (written before the jobs are stored, as the file is)."""
 
+    shared = True
+
     def __init__(self, path: Path, store: RedisStore) -> None:
         super().__init__(path)
         self.store = store

@@ -1,0 +1,104 @@
+"""11. Past one Redis: jobs/s for 1 and 3 poulpe processes on one Redis, and what `--redis_replicas 1` costs."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+
+from bench import api
+from bench.clients import start_target
+from bench.context import Context
+from bench.procs import Proc, cpu_seconds, free_port
+from bench.redis import wait_redis
+from bench.results import Result
+
+NAME, TITLE = "scale", "Past one Redis: processes and replicas"
+WORKERS = 64  # per process
+
+
+def start_redis(ctx: Context, name: str, replica_of: int | None = None) -> Proc:
+    port = free_port()
+    home = ctx.workdir / name
+    home.mkdir()
+    exe = shutil.which("redis-server") or "redis-server"
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home), "--save", ""]
+    args += ["--appendonly", "yes", "--appendfsync", "everysec", "--repl-diskless-sync-delay", "0"]
+    if replica_of is not None:
+        args += ["--replicaof", "127.0.0.1", str(replica_of)]
+    return ctx.procs._add(Proc(name, args, home / "redis.log", port=port)).start()
+
+
+async def run(
+    ctx: Context, redis: Proc, target: str, processes: int, n: int, flags: list[str]
+) -> tuple[float, float, float]:
+    """(jobs acknowledged per s while submitting, jobs ended per s from the first submit to the last end, the
+    primary redis-server's CPU µs per job)."""
+    url = f"redis://127.0.0.1:{redis.port}/0"
+    assert redis.popen is not None
+    name = f"poulpe-{processes}-{len(flags)}"
+    procs = [
+        ctx.procs.poulpe(f"{name}-{i}", "--redis", url, "--max_retry", "0", *flags, workers=WORKERS).start()
+        for i in range(processes)
+    ]
+    for proc in procs:
+        await asyncio.to_thread(proc.wait_http, "/health")
+    job = {"method": "GET", "name": f"{target}/job"}
+    async with api.session() as session:
+        clients = [api.PoulpeClient(proc.url, session) for proc in procs]
+        start, cpu = time.monotonic(), cpu_seconds(redis.popen.pid)
+        # one submitter per process at once, batches of 1,000
+        await asyncio.gather(
+            *(clients[i % processes].submit([job] * min(1000, n - first)) for i, first in enumerate(range(0, n, 1000)))
+        )
+        submitted = time.monotonic()
+        end = await clients[0].wait_finished(n, within=ctx.pick(300, 60), interval=0.05)
+        cpu = cpu_seconds(redis.popen.pid) - cpu
+    for proc in procs:
+        proc.stop()
+    return n / (submitted - start), n / (end - start), cpu / n * 1e6
+
+
+async def measure(ctx: Context) -> Result:
+    n = ctx.pick(10_000, 2_000)
+    result = Result(
+        NAME,
+        TITLE,
+        f"{n:,} immediate GET jobs to bench/target.py, posted in batches of 1,000 (all batches at once, spread over"
+        f" the processes); --workers {WORKERS} per process; redis-server with AOF (appendfsync everysec). Accepted/s:"
+        " from the first submit until every batch is acknowledged; ended/s: until /sys_info counts them all ended."
+        " With --redis_replicas 1, the same primary has one replica (another redis-server on this machine) and poulpe"
+        " sends WAIT 1 after each batch of writes. Redis is flushed between runs.",
+    )
+    target = await start_target(ctx)
+    primary = start_redis(ctx, "primary")
+    url = f"redis://127.0.0.1:{primary.port}/0"
+    admin = await wait_redis(url)
+    try:
+        plain: dict[int, tuple[float, float, float]] = {}
+        for processes in (1, 3):
+            await admin.flushall()
+            ctx.log(f"poulpe x{processes}")
+            plain[processes] = await run(ctx, primary, target.url, processes, n, [])
+            cpu = plain[processes][2]
+            result.notes.append(f"{processes} process(es), no replica: redis-server used {cpu:.0f} µs of CPU per job"
+                                " (one thread: 1 s / that is about the jobs/s one shard carries).")  # fmt: skip
+        replica = start_redis(ctx, "replica", replica_of=primary.port)
+        for _ in range(200):
+            if (await admin.info("replication")).get("connected_slaves") == 1:
+                break
+            await asyncio.sleep(0.05)
+        for processes in (1, 3):
+            await admin.flushall()
+            ctx.log(f"poulpe x{processes} --redis_replicas 1")
+            accepted, ended, _ = await run(ctx, primary, target.url, processes, n, ["--redis_replicas", "1"])
+            s = "es" if processes > 1 else ""
+            result.add(f"{processes} process{s}: jobs accepted, --redis_replicas 1", accepted, "jobs/s",
+                       "without replicas", plain[processes][0])  # fmt: skip
+            result.add(f"{processes} process{s}: jobs ended, --redis_replicas 1", ended, "jobs/s",
+                       "without replicas", plain[processes][1])  # fmt: skip
+        result.add("3 processes beside 1: jobs ended", plain[3][1], "jobs/s", "1 process", plain[1][1])
+        replica.stop()
+    finally:
+        await admin.aclose()
+    return result
