@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -16,8 +17,11 @@ from tests.poulpe_process import free_port
 
 
 class RedisServer:
-    def __init__(self, home: Path, *, fsync: str = "everysec", replica_of: int | None = None) -> None:
+    def __init__(
+        self, home: Path, *, fsync: str = "everysec", replica_of: int | None = None, extra: Sequence[str] = ()
+    ) -> None:
         self.home = home
+        self.extra = list(extra)  # more redis-server options (a cluster node's)
         self.fsync = fsync  # `always`: each write is on disk before Redis answers it (and the answer comes later)
         self.replica_of = replica_of  # the port of the primary it replicates (asynchronously, as Redis does)
         self.port = free_port()
@@ -37,6 +41,7 @@ class RedisServer:
         args += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not 5 s later
         if self.replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        args += self.extra
         log = open(self.home / "redis.log", "ab")  # noqa: SIM115  (kept open by the child)
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
