@@ -64,6 +64,7 @@ FLAGS: tuple[Flag, ...] = (
         " from POULPE_REDIS_PASSWORD)",
     ),
     _flag("redis_prefix", str, "key prefix in Redis (default poulpe:)"),
+    _flag("partitions", int, "Redis namespaces to spread jobs over, for Redis Cluster shards (default 1)"),
     _flag(
         "redis_replicas",
         int,

@@ -49,6 +49,7 @@ class Settings:
     redis: str | None = None
     redis_prefix: str = "poulpe:"
     redis_password: Secret | None = None  # POULPE_REDIS_PASSWORD only
+    partitions: int = 1  # Redis namespaces one deployment spreads over (docs/scale.md)
     redis_replicas: int = 0  # WAIT for this many replicas before a job is acknowledged (docs/scale.md)
     cron: Path | None = None
     cron_check: bool = False
@@ -109,6 +110,7 @@ class Settings:
             (self.result_ttl > 0, "result_ttl", "must be > 0"),
             (self.lease > 0, "lease", "must be > 0"),
             (0 <= self.redis_replicas <= 16, "redis_replicas", "must be between 0 and 16"),
+            (1 <= self.partitions <= 1024, "partitions", "must be between 1 and 1024"),
             (self.key_parallelism >= 0, "key_parallelism", "must be >= 0 (0: no limit)"),
             (self.key_rate >= 0, "key_rate", "must be >= 0 (0: no limit)"),
             (self.key_period > 0, "key_period", "must be > 0"),

@@ -60,8 +60,9 @@ def _outbox(path: Path, shared: Store | None) -> Outbox:
     from poulpe.intake.kafka_handover import SharedOutbox
     from poulpe.store.redis import RedisStore
 
-    assert isinstance(shared, RedisStore)
-    return SharedOutbox(path, shared)
+    store = getattr(shared, "coordinator", shared)  # with --partitions, partition 0
+    assert isinstance(store, RedisStore)
+    return SharedOutbox(path, store)
 
 
 class KafkaIntake:

@@ -15,6 +15,17 @@ def open_store(settings: Settings, *, owner: str) -> Store:
         from poulpe.store.redis import RedisStore
 
         password = settings.redis_password.reveal() if settings.redis_password else None
+        if settings.partitions > 1:
+            from poulpe.store.redis_partitions import PartitionedStore
+
+            return PartitionedStore(
+                settings.redis,
+                partitions=settings.partitions,
+                prefix=settings.redis_prefix,
+                owner=owner,
+                password=password,
+                replicas=settings.redis_replicas,
+            )
         return RedisStore(
             settings.redis,
             prefix=settings.redis_prefix,
