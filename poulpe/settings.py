@@ -133,6 +133,8 @@ class Settings:
             ) from None
         if self.redis is not None and not self.redis.startswith(REDIS_SCHEMES):
             raise SettingsError(f"--redis must be a URL starting with {', '.join(REDIS_SCHEMES)}")
+        if self.redis is None and (self.partitions > 1 or self.redis_replicas > 0):
+            raise SettingsError("--partitions and --redis_replicas need --redis (the SQLite store has no replicas)")
         if not self.redis_prefix or any(c in self.redis_prefix for c in " }"):
             raise SettingsError("--redis_prefix must be non-empty, without spaces or '}'")
         check_kafka(self)
