@@ -37,6 +37,7 @@ MEASUREMENTS = (
     "redis",
     "kafka",
     "keys",
+    "tokens",
     "scale",
 )
 
