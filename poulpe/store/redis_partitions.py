@@ -157,6 +157,14 @@ class PartitionedStore(Store):
                 total[status] = total.get(status, 0) + n
         return total
 
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        wanted = list(statuses)
+        total: dict[str, int] = {}
+        for counted in await self._each(lambda p: p.prefix_counts(prefix, wanted)):
+            for status, n in counted.items():
+                total[status] = total.get(status, 0) + n
+        return total
+
     async def day_counts(self, day: str) -> dict[str, int]:
         total = {"succeeded": 0, "failed": 0}
         for counted in await self._each(lambda p: p.day_counts(day)):
