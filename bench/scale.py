@@ -1,4 +1,4 @@
-"""12. Past one Redis: jobs/s for 1 and 3 poulpe processes on one Redis and on a Redis Cluster (--partitions 6), and
+"""Past one Redis: jobs/s for 1 and 3 poulpe processes on one Redis and on a Redis Cluster (--partitions 6), and
 what `--redis_replicas 1` costs."""
 
 from __future__ import annotations
