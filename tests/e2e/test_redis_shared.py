@@ -92,6 +92,7 @@ def test_a_long_poll_on_one_process_wakes_when_another_finishes_the_job(
             job_id = accepted(on_b, method="GET", name=fresh_target.url("/echo"), delay=0.5)["id"]
             answer = on_a.get(f"/task_resp/{job_id}", params={"timeout": 20})
             woke_at = time.time()
+        a.kill()  # its slow jobs would hold its drain for 20 s; nothing more is asked of a
     job = answer.json()
     assert answer.status_code == 200 and job["status"] == "succeeded"
     assert ran_on(job, b)
@@ -220,9 +221,11 @@ def test_a_drained_process_gives_back_the_jobs_it_held_ready_at_once(
 ) -> None:
     a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
     with a.client() as on_a:
-        # slow enough that a still holds the second job ready however slowly b starts on a loaded machine
-        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=8000))["id"] for _ in range(2)]
+        # the first is slow enough that a still holds the second ready however slowly b starts on a loaded machine;
+        # the second's own length does not matter
+        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=ms))["id"] for ms in (8000, 200)]
         eventually(lambda: counts(a)["running"] == 1)  # one running, one held ready by a
+        assert state(on_a, ids[0])["status"] == "running"
         b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "2"), home="b")
         assert a.terminate() == 0  # SIGTERM: a finishes its attempt, and gives the other job back, not after --lease
     with b.client() as on_b:
