@@ -92,6 +92,16 @@ def served(tmp_path: Path) -> Iterator[Started[ServedPoulpe]]:
 
 
 @pytest.fixture(scope="module")
+def module_poulpe(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Started[Poulpe]]:
+    """Like `poulpe`, for a process the tests of one module share (each test uses job ids of its own)."""
+    started = Started(Poulpe, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture(scope="module")
 def module_served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Started[ServedPoulpe]]:
