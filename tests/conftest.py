@@ -111,14 +111,33 @@ def module_served(
     started.stop_all()
 
 
-# The longest files, each a minute or so on a busy machine: they start first, so that with `-n 2` (scripts/test.sh
-# runs the whole suite so) the other worker takes the rest meanwhile instead of waiting for them at the end.
-LONGEST_FIRST = ("test_docker_image.py", "test_exec_uvloop.py", "test_dockerfile.py")
+# The longest files first, longest at the head (about a minute to ten seconds each on a busy machine): with `-n 2
+# --dist loadfile` (scripts/test.sh runs the whole suite so) each worker takes the next file when it is free, so the
+# long ones run while the other worker gets through the short ones, instead of one of them coming last.
+LONGEST_FIRST = (
+    "test_docker_image.py",
+    "test_exec_uvloop.py",
+    "test_redis_shared.py",
+    "test_kafka_faults.py",
+    "test_keys_redis.py",
+    "test_dockerfile.py",
+    "test_redis_faults.py",
+    "test_keys.py",
+    "test_durability.py",
+    "test_dashboard.py",
+    "test_kafka.py",
+    "test_alerts.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the order within each stays
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within each stays
 
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("POULPE_LOG_LEVEL", "info")
+    # pytest-xdist hands out files by their number of tests, most first, unless told to keep the order above: a file
+    # with one test of a minute would come last and hold the run while the other worker waits
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
