@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import coerce_node_id  # pytest offers no public way to give an item its id
 
 from tests.mounts import Mounts
 from tests.poulpe_process import Poulpe
@@ -120,6 +121,7 @@ LONGEST_FIRST = (
     "test_redis_shared.py",
     "test_kafka_faults.py",
     "test_keys_redis.py",
+    "test_schemathesis.py",
     "test_dockerfile.py",
     "test_redis_faults.py",
     "test_keys.py",
@@ -133,6 +135,11 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within each stays
+    for item in items:
+        # schemathesis gives its tests, one per API operation, the same node id: pytest-xdist keys tests by node
+        # id, so on two workers only the first operation was fuzzed. The id gets the operation, as the name has it.
+        if not item.nodeid.endswith(f"::{item.name}"):
+            item._id = coerce_node_id(f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
