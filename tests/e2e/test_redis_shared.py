@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,9 +14,10 @@ import httpx
 from tests.e2e.helpers import accepted, eventually, result, state
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer, Sentinel
+from tests.started import Started
 from tests.target import Target
 
-Start = Callable[..., Poulpe]
+Start = Started[Poulpe]
 
 
 def on_redis(redis: RedisServer, prefix: str, *flags: str) -> tuple[str, ...]:
@@ -39,7 +39,7 @@ def ran_on(job: dict[str, object], proc: Poulpe) -> bool:
 def test_three_processes_run_a_thousand_jobs_each_exactly_once(
     poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
-    procs = [poulpe(*on_redis(redis_server, redis_prefix, "--workers", "8"), home=f"p{n}") for n in range(3)]
+    procs = poulpe.many(*on_redis(redis_server, redis_prefix, "--workers", "8"), homes=["p0", "p1", "p2"])
     ids = [f"rr-{n}" for n in range(1000)]
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(p.client()) for p in procs]
@@ -60,7 +60,7 @@ def test_a_killed_process_leaves_its_jobs_to_the_other_once_its_lease_runs_out(
     poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     flags = on_redis(redis_server, redis_prefix, "--workers", "4", "--lease", "2")
-    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    a, b = poulpe.many(*flags, homes=["a", "b"])
     with a.client() as client:
         # each process holds at most 5: four running, one ready (its prefetch)
         ids = [accepted(client, method="GET", name=fresh_target.url("/slow", ms=1500))["id"] for _ in range(10)]
@@ -118,7 +118,7 @@ def test_a_job_with_cc_runs_only_on_the_named_worker_of_the_process_that_takes_i
     poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     flags = on_redis(redis_server, redis_prefix, "--workers", "3")
-    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    a, b = poulpe.many(*flags, homes=["a", "b"])
     with a.client() as client:
         ids = [accepted(client, method="GET", name=fresh_target.url("/echo"), cc="2")["id"] for _ in range(20)]
         jobs = [result(client, job_id) for job_id in ids]
@@ -135,7 +135,7 @@ def test_redis_restarted_during_a_stream_loses_no_acknowledged_job(
     redis = RedisServer(tmp_path / "redis").start()
     try:
         flags = ("--redis", redis.url, "--workers", "4")
-        procs = [poulpe(*flags, home="a"), poulpe(*flags, home="b")]
+        procs = poulpe.many(*flags, homes=["a", "b"])
         acknowledged: list[str] = []
         refused: list[int] = []
         waited: list[float] = []  # answers held while poulpe found out what happened to a write Redis never answered
@@ -200,7 +200,7 @@ def test_external_workers_are_served_by_any_process_of_the_namespace(
     poulpe: Start, redis_server: RedisServer, redis_prefix: str
 ) -> None:
     flags = on_redis(redis_server, redis_prefix)
-    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    a, b = poulpe.many(*flags, homes=["a", "b"])
     with a.client() as on_a, b.client() as on_b, ThreadPoolExecutor(1) as pool:
         # a worker waiting on a wakes when a QUEUE job of its type is submitted to b
         waiting = pool.submit(
