@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import copy_programs
 from tests.e2e.helpers import accepted, dead_letter_path, result, submit
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 
 SHELL_TRICKS = ["; touch CANARY", "$(touch CANARY)", "`touch CANARY`", "| touch CANARY", "&& touch CANARY"]
 
@@ -97,9 +98,9 @@ def test_a_failing_program_is_dead_with_its_stderr_and_a_dead_letter(runner: Pou
 
 
 def test_the_program_gets_a_minimal_environment_and_runs_in_exec_dir(
-    poulpe: Callable[..., Poulpe], exec_dir: Path
+    served: Callable[..., ServedPoulpe], exec_dir: Path
 ) -> None:
-    proc = poulpe("--exec_dir", str(exec_dir), env={"POULPE_SIGNING_KEY": "s3cret-signing-key", "AWS_SECRET": "x"})
+    proc = served("--exec_dir", str(exec_dir), env={"POULPE_SIGNING_KEY": "s3cret-signing-key", "AWS_SECRET": "x"})
     with proc.client() as client:
         done = submit(client, id="env", method="EXEC", name="showenv", wait=20).json()
 
@@ -203,8 +204,8 @@ def test_unbalanced_quotes_in_params_are_refused_naming_params(runner: Poulpe) -
     assert answer.json()["field"] == "params"
 
 
-def test_exec_without_exec_dir_is_refused(poulpe: Callable[..., Poulpe]) -> None:
-    proc = poulpe("--workers", "1")
+def test_exec_without_exec_dir_is_refused(served: Callable[..., ServedPoulpe]) -> None:
+    proc = served("--workers", "1")
     with proc.client() as client:
         answer = submit(client, method="EXEC", name="add", params="1 2")
         as_batch = client.post("/task_in_queue", json=[{"method": "EXEC", "name": "add", "params": "1 2"}])
