@@ -92,9 +92,7 @@ class JobManager(Queries):
             default_retry=default_retry,
             clock=clock,
         )
-        self.attempt = attempt = Attempt(
-            runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock
-        )
+        self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
         self.workers = Workers(self.ready, attempt.run)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it
@@ -142,7 +140,7 @@ class JobManager(Queries):
             self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
             job.seq = self._seq
         stored = await self.store.add(jobs)
-        self.metrics.accepted(stored)
+        self.metrics.accepted([job.method.value for job, duplicate in stored if not duplicate])
         for job, duplicate in stored:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
