@@ -1,6 +1,4 @@
-"""A cron file drives real jobs: per-second fires, EXEC lines, live reload, and a broken file refused.
-
-The reload test keeps a subprocess (SIGHUP reloads); the start-up and command-line ones run the command."""
+"""A cron file drives real jobs: per-second fires, EXEC lines, live reload, and a broken file refused."""
 
 from __future__ import annotations
 
@@ -11,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.poulpe_process import Poulpe, free_port, poulpe_command
-from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
@@ -29,7 +26,7 @@ def fires(target: Target, key: str) -> int:
 
 
 def test_a_per_second_line_fires_the_target_about_once_a_second(
-    served: Callable[..., ServedPoulpe], fresh_target: Target, exec_dir: Path, tmp_path: Path
+    poulpe: Callable[..., Poulpe], fresh_target: Target, exec_dir: Path, tmp_path: Path
 ) -> None:
     cron = tmp_path / "cron_task"
     cron.write_text(
@@ -38,7 +35,7 @@ def test_a_per_second_line_fires_the_target_about_once_a_second(
         "// an EXEC line every second too\n"
         "* * * * * * *  add  EXEC  12 34\n"
     )
-    p = served("--cron", str(cron), "--exec_dir", str(exec_dir))
+    p = poulpe("--cron", str(cron), "--exec_dir", str(exec_dir))
     time.sleep(4.2)
     assert 3 <= fires(fresh_target, "tick") <= 6
     ids = {call.job_id for call in fresh_target.calls if call.query.get("key") == "tick"}

@@ -98,9 +98,9 @@ def test_a_failing_program_is_dead_with_its_stderr_and_a_dead_letter(runner: Pou
 
 
 def test_the_program_gets_a_minimal_environment_and_runs_in_exec_dir(
-    served: Callable[..., ServedPoulpe], exec_dir: Path
+    poulpe: Callable[..., Poulpe], exec_dir: Path
 ) -> None:
-    proc = served("--exec_dir", str(exec_dir), env={"POULPE_SIGNING_KEY": "s3cret-signing-key", "AWS_SECRET": "x"})
+    proc = poulpe("--exec_dir", str(exec_dir), env={"POULPE_SIGNING_KEY": "s3cret-signing-key", "AWS_SECRET": "x"})
     with proc.client() as client:
         done = submit(client, id="env", method="EXEC", name="showenv", wait=20).json()
 
@@ -205,6 +205,7 @@ def test_unbalanced_quotes_in_params_are_refused_naming_params(runner: Poulpe) -
 
 
 def test_exec_without_exec_dir_is_refused(served: Callable[..., ServedPoulpe]) -> None:
+    """Served in-process: with no --exec_dir there is no exec runner (which makes its process a subreaper)."""
     proc = served("--workers", "1")
     with proc.client() as client:
         answer = submit(client, method="EXEC", name="add", params="1 2")
