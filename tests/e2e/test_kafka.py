@@ -1,8 +1,7 @@
 """Kafka intake: a user produces jobs to a topic and reads each result, keyed by job id, from the response topic.
 
 Every test runs against two real Kafka-protocol brokers (noida-db and Tansu), so poulpe relies only on what the
-protocol promises. poulpe is served in the test's process, but where it exports traces (OpenTelemetry's provider
-is one per process) and for the 500-job stream.
+protocol promises.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from tests.kafka_broker import Broker
 from tests.kafka_client import Responses, Topics, produce
 from tests.otlp_collector import Collector
 from tests.poulpe_process import Poulpe
-from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
@@ -29,7 +27,6 @@ def kafka_flags(broker: Broker, topics: Topics) -> list[str]:
 async def test_500_jobs_from_the_topic_each_run_once_and_answer_on_the_response_topic(
     broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target, exec_dir: Path
 ) -> None:
-    # a process of its own: 16 workers' 500 jobs would share the interpreter with the test's consumer
     poulpe(*kafka_flags(broker, topics), "--exec_dir", str(exec_dir), "--workers", "16")
     http_jobs = [
         {"id": f"h{n}", "method": "POST", "name": fresh_target.url("/sum"), "params": {"a": n, "b": 1}}
@@ -52,9 +49,9 @@ async def test_500_jobs_from_the_topic_each_run_once_and_answer_on_the_response_
 
 
 async def test_malformed_messages_each_answer_an_error_and_the_consumer_goes_on(
-    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe], fresh_target: Target
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
 ) -> None:
-    proc = served(*kafka_flags(broker, topics))
+    proc = poulpe(*kafka_flags(broker, topics))
     bad: list[bytes | None] = []
     for n in range(50):
         kind = n % 5
@@ -87,9 +84,9 @@ async def test_malformed_messages_each_answer_an_error_and_the_consumer_goes_on(
 
 
 async def test_a_message_without_id_gets_the_same_id_on_every_delivery(
-    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe], fresh_target: Target
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
 ) -> None:
-    served(*kafka_flags(broker, topics))
+    poulpe(*kafka_flags(broker, topics))
     await produce(broker.servers, topics.jobs, [{"method": "GET", "name": fresh_target.url("/echo")}])
     async with Responses(broker.servers, topics.results) as responses:
         await responses.read_until(lambda r: len(r.results()) == 1)
@@ -99,9 +96,9 @@ async def test_a_message_without_id_gets_the_same_id_on_every_delivery(
 
 
 async def test_kafka_state_shows_in_health_and_sys_info(
-    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe]
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe]
 ) -> None:
-    proc = served(*kafka_flags(broker, topics))
+    proc = poulpe(*kafka_flags(broker, topics))
     async with proc.async_client() as client:
         health = (await client.get("/health")).json()
         for _ in range(100):  # the consumer connects in the background: poulpe never waits for a broker to start
@@ -116,9 +113,9 @@ async def test_kafka_state_shows_in_health_and_sys_info(
 
 
 async def test_a_job_sent_twice_runs_once_and_answers_each_time(
-    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe], fresh_target: Target
+    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
 ) -> None:
-    served(*kafka_flags(broker, topics))
+    poulpe(*kafka_flags(broker, topics))
     job = {"id": "twice", "method": "GET", "name": fresh_target.url("/echo")}
     async with Responses(broker.servers, topics.results) as responses:
         await produce(broker.servers, topics.jobs, [job])
@@ -130,11 +127,9 @@ async def test_a_job_sent_twice_runs_once_and_answers_each_time(
     assert fresh_target.count_by_job_id()["twice"] == 1
 
 
-async def test_the_sasl_password_shows_nowhere(
-    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe]
-) -> None:
+async def test_the_sasl_password_shows_nowhere(broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe]) -> None:
     password = "kafka-Secret-91c3"
-    proc = served(
+    proc = poulpe(
         *kafka_flags(broker, topics),
         *("--kafka_security_protocol", "SASL_PLAINTEXT", "--kafka_sasl_mechanism", "PLAIN"),
         *("--kafka_sasl_username", "poulpe"),
