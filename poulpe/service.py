@@ -36,6 +36,7 @@ from poulpe.job import HTTP_METHODS, Method, RetryPolicy
 from poulpe.keys import KeyLimits
 from poulpe.manager import JobManager
 from poulpe.metrics import Metrics
+from poulpe.quotas import Buckets, LocalBuckets, buckets_for
 from poulpe.runners import Runner
 from poulpe.runners.exec import ExecRunner
 from poulpe.runners.http import HttpRunner
@@ -111,6 +112,7 @@ class Service:
         self.started_at = 0.0
         self._drain: asyncio.Task[None] | None = None
         self._parts: _Parts | None = None
+        self.buckets: Buckets = LocalBuckets()
 
     @property
     def manager(self) -> JobManager:
@@ -122,8 +124,15 @@ class Service:
         settings, metrics = self.settings, self.metrics
         store = open_store(settings, owner=f"{self.node}:{secrets.token_hex(4)}")
         await store.open()
+        self.buckets = buckets_for(store)
         metrics.time_store(store)
         runners = build_runners(settings)
+        aborts = None
+        if settings.cron is not None:  # overlap=replace stops a running fire (aborts.py)
+            from poulpe.aborts import Aborts
+
+            aborts = Aborts()
+            runners = aborts.wrap(runners)
         manager = JobManager(
             store,
             runners,
@@ -173,10 +182,17 @@ class Service:
         parts.history.start()  # the dashboard's charts (GET /history)
         if settings.cron is not None:
             from poulpe.crontab import Crontab
+            from poulpe.store.cron_state import cron_states
 
-            parts.crontab = Crontab(settings.cron, manager, self.limits, tz=settings.zone)
+            states = cron_states(store)
+            parts.crontab = Crontab(settings.cron, manager, self.limits, tz=settings.zone, states=states, aborts=aborts)
             parts.crontab.load()
             parts.crontab.start()
+            from poulpe.cron_metrics import CronMetrics
+
+            cron_metrics = CronMetrics(parts.crontab)
+            metrics.registry.register(cron_metrics)
+            parts.gauges.append(cron_metrics)
         parts.external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
         await parts.external.start()
         if settings.kingtask_bind is not None:  # kingtask's broker protocol (poulpe/compat/kingtask_wire.py)
@@ -208,6 +224,7 @@ class Service:
             "reports": {"kafka": kafka.report} if kafka is not None else {},
             "alerts": parts.alerts,
             "history": parts.history,
+            "buckets": self.buckets,  # tokens' rate quotas (poulpe/quotas.py)
         }
 
     async def drain(self) -> None:

@@ -14,7 +14,7 @@ import errno
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
@@ -23,7 +23,7 @@ import msgspec
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
-from poulpe.store.base import JobQuery, Page, Pending, Store
+from poulpe.store.base import JobQuery, Page, Pending, Store, id_range
 from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
 
 log = logging.getLogger(__name__)
@@ -244,6 +244,9 @@ class SqliteStore(Store):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if query.get("id_prefix"):
+            where.append("id >= ? AND id < ?")
+            args += id_range(query.get("id_prefix") or "")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
 
         def scan(conn: sqlite3.Connection) -> Page:
@@ -268,6 +271,13 @@ class SqliteStore(Store):
             return {s: int(found.get(s, 0)) for s in _STATUSES}
 
         return await self._scan(scan)
+
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        wanted = [s.value for s in statuses]  # a range of the primary key: only the prefix's rows are visited
+        among = f"status IN ({','.join('?' * len(wanted))})"
+        query = f"SELECT status, count(*) FROM jobs WHERE id >= ? AND id < ? AND {among} GROUP BY status"
+        found = dict(self.reader.execute(query, [*id_range(prefix), *wanted]).fetchall())
+        return {s: int(found.get(s, 0)) for s in wanted}
 
     async def day_counts(self, day: str) -> dict[str, int]:
         row = self.reader.execute("SELECT succeeded, failed FROM days WHERE day = ?", (day,)).fetchone()
