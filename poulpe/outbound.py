@@ -3,6 +3,7 @@ poulpe can call, and the `Poulpe-Signature` header."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -18,21 +19,36 @@ _URL_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 
 def check_url(url: str, field: str, allow_hosts: tuple[str, ...]) -> None:
     """Raise BadRequest naming `field` unless `url` is an http(s) URL poulpe may call under --allow_hosts."""
+    fault = _url_fault(url, allow_hosts)
+    if fault is not None:
+        raise BadRequest(fault.format(field=field), field)
+
+
+@functools.lru_cache(maxsize=1024)
+def _url_fault(url: str, allow_hosts: tuple[str, ...]) -> str | None:
+    """What is wrong with `url` (`{field}` standing for the field's name), or None. A batch's jobs mostly call a
+    few URLs: each is checked once (the answer only depends on the URL and --allow_hosts)."""
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
     except ValueError:  # "http://[::1/x": an IPv6 address without its closing bracket
-        raise BadRequest(f"{field} must be an http or https URL", field) from None
+        return "{field} must be an http or https URL"
     if parts.scheme not in ("http", "https") or not hostname:
-        raise BadRequest(f"{field} must be an http or https URL", field)
+        return "{field} must be an http or https URL"
     if _URL_BAD_CHARS.search(url):
-        raise BadRequest(f"{field} must not contain spaces or control characters", field)
+        return "{field} must not contain spaces or control characters"
     try:
         parts.port  # noqa: B018  (raises on a bad port)
     except ValueError:
-        raise BadRequest(f"{field} has an invalid port", field) from None
+        return "{field} has an invalid port"
     if allow_hosts and not host_allowed(url, allow_hosts):
-        raise BadRequest(f"host {parts.hostname} is not in --allow_hosts", field)
+        return f"host {_braced(parts.hostname or '')} is not in --allow_hosts"
+    return None
+
+
+def _braced(text: str) -> str:
+    """`text` fit for str.format: its braces doubled."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def host_allowed(url: str, allow_hosts: Iterable[str]) -> bool:

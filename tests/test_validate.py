@@ -165,3 +165,24 @@ def test_an_empty_params_string_means_no_body_as_the_rust_poulpe_sent(method: st
     assert one({"method": method, "name": URL, "params": ""}).job.params is None
     assert one({"method": method, "name": URL, "params": "  "}).job.params is None
     assert field_of({"method": method, "name": URL, "params": "not json"}) == "params"
+
+
+def test_a_url_refused_once_is_refused_again_naming_each_field_it_appears_in() -> None:
+    # the check of a URL is remembered (a batch's jobs mostly call a few URLs): the answer still names its field
+    limits = Limits(allow_hosts=("127.0.0.1",))
+    for _ in range(2):
+        assert field_of({"method": "GET", "name": "http://other.example/x"}, limits) == "name"
+        assert field_of({"method": "GET", "name": URL, "callback": "http://other.example/x"}, limits) == "callback"
+        assert field_of({"method": "GET", "name": "http://h:99999/x"}) == "name"
+    with pytest.raises(BadRequest, match=r"host {x} is not in --allow_hosts"):
+        parse_body(json.dumps({"method": "GET", "name": "http://{x}/"}).encode(), limits)
+
+
+def test_optional_fields_left_out_keep_their_defaults() -> None:
+    job = one({"method": "GET", "name": URL}).job
+    assert (job.params, job.cc, job.timeout, job.retry, job.headers, job.callback, job.meta) == (
+        None, (), None, None, None, None, None,
+    )  # fmt: skip
+    assert (job.key, job.priority, job.traceparent) == (None, 0, None)
+    given = one({"method": "get", "name": URL, "params": {"a": 1}, "cc": "1", "priority": 3, "key": "k"}).job
+    assert (given.method, given.params, given.cc, given.priority, given.key) == (Method.GET, {"a": 1}, (1,), 3, "k")
