@@ -26,6 +26,17 @@ _PATTERNS = (
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]*:[^\s/@]*@"), r"\1" + MASK + "@"),
 )
 _HINT = re.compile(r"(?i)token|passw|pwd|secret|key|bearer|basic|@")
+_HINT_WORDS = ("token", "passw", "pwd", "secret", "key", "bearer", "basic", "@")  # _HINT's, for ASCII text
+
+
+def _hinted(text: str) -> bool:
+    """Whether `text` may show a credential (_HINT finds one of its words). Most lines are ASCII: lowered once and
+    searched for each word, about a tenth of the cost of the case-blind regular expression (which, beyond ASCII,
+    also matches letters such as the dotless i (U+0131) for i, so other text still goes through it)."""
+    if not text.isascii():
+        return _HINT.search(text) is not None
+    lowered = text.lower()
+    return any(word in lowered for word in _HINT_WORDS)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -34,7 +45,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    if _HINT.search(text) is None:
+    if not _hinted(text):
         return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)

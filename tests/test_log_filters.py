@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from poulpe import logs
-from poulpe.log_filters import FloodGuard, redact
+from poulpe.log_filters import _HINT, FloodGuard, _hinted, redact
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,16 @@ def test_a_flood_becomes_one_line_then_a_count() -> None:
     # poulpe's own job lines are never held back
     job = logging.LogRecord("poulpe.jobs", logging.WARNING, "", 0, "job %s dead", ("a",), None)
     assert all(guard.filter(job) for _ in range(10))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "job 3f2a1c9e-1b2c-4d3e-8f9a-0b1c2d3e4f50 succeeded attempt=1 worker=12 elapsed_ms=1.2",
+        "calling https://ToKeN=abc", "PassWord: hunter22", "API_KEY=xyz", "Authorization: BEARER abc.def",
+        "BaSiC Zm9vOmJhcg==", "mail to ops@example.com", "Bas\u0131c Zm9v", "\u017fecret=abc", "tOKEN=\u212a1",
+    ],
+)  # fmt: skip
+def test_the_quick_look_for_credentials_sees_what_the_full_patterns_see(line: str) -> None:
+    # ASCII lines are searched word by word, the others by the case-blind pattern: both see the same lines
+    assert _hinted(line) == (_HINT.search(line) is not None)
