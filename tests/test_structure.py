@@ -20,7 +20,8 @@ MAX_LINES = 400
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "record and ground rules",
-        {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"},
+        {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"}
+        | {"bursts"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
     # tracing: trace context the runners pass on; tracing_otel: attempt spans (tracing on); history: the charts
@@ -32,7 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "engine",
         {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
-        | {"alerts"},
+        | {"alerts", "deadlines"},
     ),
     (
         "intakes and routes",

@@ -152,6 +152,17 @@ class Store(abc.ABC):
     async def purge(self, finished_before: float) -> int:
         """Forget final jobs that finished before this time (--result_ttl); how many went."""
 
+    async def deadlines(self) -> list[tuple[float, int, str]]:
+        """(deadline, seq, id) of every job still waiting for its first attempt with a `deadline` (SPEC 10.2): what a
+        restart watches again. This reads every waiting job; a backend may answer from an index instead."""
+        ids = [p.id for p in await self.pending() if p.status is not Status.RUNNING]
+        found = []
+        for start in range(0, len(ids), 500):
+            for job in await self.get_many(ids[start : start + 500]):
+                if job.deadline is not None and job.attempts == 0 and not job.final:
+                    found.append((job.deadline, job.seq, job.id))
+        return found
+
     @abc.abstractmethod
     async def max_seq(self) -> int:
         """The highest acceptance number stored: a restarted process counts on from it."""

@@ -23,6 +23,7 @@ import msgspec
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
+from poulpe.store import sqlite_windows as windows
 from poulpe.store.base import JobQuery, Page, Pending, Store
 from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
 
@@ -235,6 +236,9 @@ class SqliteStore(Store):
             return [Pending(r[0], r[1], r[2], _STATUS_OF[r[3]]) for r in rows]
 
         return await self._scan(scan)
+
+    async def deadlines(self) -> list[tuple[float, int, str]]:
+        return await self._scan(windows.deadlines)
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         status, method, name = query.get("status"), query.get("method"), query.get("name")

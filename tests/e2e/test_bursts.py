@@ -1,0 +1,117 @@
+"""Bursts and windows (SPEC 10.2) on the embedded store, as a user sees them over HTTP: start deadlines, a retry
+budget, unique windows and debounce. tests/e2e/test_bursts_redis.py runs the same stories on three processes
+sharing one Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.helpers import accepted, dead_letter_path, result, submit
+from tests.e2e.test_keys import put_key
+from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
+from tests.target import Target
+
+Serve = Callable[..., ServedPoulpe]
+
+
+# --- stories shared with the Redis module: `clients` are spread over the processes, `dead_dirs` their letters ----
+def deadline_of_a_paused_key_ends_the_job(clients: list[httpx.Client], dead_dirs: list[Path], target: Target) -> None:
+    put_key(clients[0], "frozen", paused=True)
+    time.sleep(0.2)  # every process has heard of the pause (it is read again within a second anyway)
+    job = accepted(clients[-1], method="GET", name=target.url("/echo"), key="frozen", deadline=time.time() + 1)
+    done = result(clients[0], job["id"], timeout=10)
+    assert done["status"] == "dead"
+    assert done["error"] == "deadline passed before the job started"
+    assert done["attempts"] == 0 and done["history"] == []
+    assert done["finished_at"] - done["deadline"] < 1.0, "it ended at its deadline, not later"
+    assert target.calls_for(job["id"]) == []
+    assert any(dead_letter_path(folder, done).exists() for folder in dead_dirs)
+
+
+def retry_budget_ends_an_always_failing_job(clients: list[httpx.Client], target: Target) -> None:
+    failing = target.url("/status/500")
+    job = accepted(clients[-1], method="GET", name=failing, retry={"max": 100, "interval": 1, "max_duration": 2})
+    done = result(clients[0], job["id"], timeout=15)
+    took = done["finished_at"] - done["created_at"]
+    assert done["status"] == "dead"
+    assert took < 4.5, f"dead within about 4 s, took {took:.1f} s"
+    assert 2 <= done["attempts"] <= 4, f"a handful of attempts, not {done['attempts']}"
+    assert "retry.max_duration" in done["error"]
+    assert len(target.calls_for(job["id"])) == done["attempts"]
+
+
+# --- the embedded store -----------------------------------------------------------------------------------------
+@pytest.fixture
+def one(served: Serve) -> ServedPoulpe:
+    return served("--workers", "4")
+
+
+def test_a_job_held_by_a_paused_key_ends_dead_at_its_deadline(one: ServedPoulpe, fresh_target: Target) -> None:
+    with one.client() as client:
+        deadline_of_a_paused_key_ends_the_job([client], [one.home / "dead"], fresh_target)
+
+
+def test_a_job_waiting_for_a_busy_worker_ends_dead_at_its_deadline(served: Serve, fresh_target: Target) -> None:
+    p = served("--workers", "1")
+    with p.client() as client:
+        busy = accepted(client, method="GET", name=fresh_target.url("/slow", ms=2000))
+        late = accepted(client, method="GET", name=fresh_target.url("/echo"), deadline=time.time() + 0.5)
+        done = result(client, late["id"], timeout=10)
+        assert done["status"] == "dead" and done["attempts"] == 0
+        assert done["finished_at"] < result(client, busy["id"])["finished_at"], "it did not wait for the worker"
+    assert fresh_target.calls_for(late["id"]) == []
+
+
+def test_a_job_started_before_its_deadline_runs_as_usual(one: ServedPoulpe, fresh_target: Target) -> None:
+    with one.client() as client:
+        job = accepted(client, method="GET", name=fresh_target.url("/echo"), deadline=time.time() + 5)
+        assert result(client, job["id"])["status"] == "succeeded"
+
+
+def test_retries_stop_once_their_wall_clock_budget_is_spent(one: ServedPoulpe, fresh_target: Target) -> None:
+    with one.client() as client:
+        retry_budget_ends_an_always_failing_job([client], fresh_target)
+
+
+@pytest.mark.parametrize(
+    ("job", "field"),
+    [
+        ({"debounce": {"delay": 1}}, "debounce.key"),
+        ({"debounce": {"key": "k", "delay": -1}}, "debounce.delay"),
+        ({"debounce": {"key": "k", "delay": 1, "max_wait": -2}}, "debounce.max_wait"),
+        ({"unique": {"for": -1}}, "unique.for"),
+        ({"unique": {"for": 0}}, "unique.for"),
+        ({"deadline": "next tuesday"}, "deadline"),
+        ({"deadline": "2030-01-01T09:00:00"}, "deadline"),
+        ({"retry": {"max_duration": -1}}, "retry.max_duration"),
+        ({"unique": {"for": 5}, "debounce": {"key": "k", "delay": 1}}, "unique"),
+    ],
+)
+def test_bad_windows_are_refused_naming_the_field(
+    one: ServedPoulpe, target: Target, job: dict[str, Any], field: str
+) -> None:
+    with one.client() as client:
+        answer = submit(client, method="GET", name=target.url("/echo"), **job)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["field"] == field, answer.text
+
+
+def test_a_deadline_holds_across_a_kill_9(poulpe: Callable[..., Poulpe], fresh_target: Target) -> None:
+    p = poulpe("--workers", "2")
+    with p.client() as client:
+        put_key(client, "frozen", paused=True)
+        job = accepted(client, method="GET", name=fresh_target.url("/echo"), key="frozen", deadline=time.time() + 2)
+    p.kill()
+    p.restart()
+    with p.client() as client:
+        done = result(client, job["id"], timeout=10)
+    assert done["status"] == "dead" and done["error"] == "deadline passed before the job started"
+    assert fresh_target.calls_for(job["id"]) == []
+    assert dead_letter_path(p.home / "dead", done).exists()
