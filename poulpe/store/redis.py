@@ -25,6 +25,7 @@ from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job,
 from poulpe.keys import KeyLimits
 from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
 from poulpe.store.redis_link import RedisLink
+from poulpe.store.redis_windows import unique_args
 
 log = logging.getLogger(__name__)
 _limits_decoder = msgspec.json.Decoder(KeyLimits)
@@ -62,6 +63,7 @@ class RedisStore(RedisLink, Store):
         for job in jobs:  # ADD_ARGS of them
             args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
             args.append(_meta(job))
+            args += unique_args(job)
         known = await self._script("add", args)
         return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 

@@ -39,7 +39,7 @@ log = logging.getLogger("poulpe.store.redis")
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
-ADD_ARGS = 8  # arguments per job of the `add` script
+ADD_ARGS = 10  # arguments per job of the `add` script
 SCRIPTS = {**STORE_SCRIPTS, "claim": CLAIM}
 
 

@@ -33,7 +33,8 @@ _STATUSES = tuple(s.value for s in Status)
 _NOT_FINAL = tuple(s.value for s in Status if s not in FINAL)
 _STATUS_OF = {s.value: s for s in Status}  # a dict lookup: Status(value) is a third of a million-job restart
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -52,6 +53,8 @@ CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, limits BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    + windows.SCHEMA
+)
 _limits_decoder = msgspec.json.Decoder(KeyLimits)
 
 
@@ -79,6 +82,7 @@ class SqliteStore(Store):
         self._reader: sqlite3.Connection | None = None
         self._open_fault: str | None = None
         self._reopening: asyncio.Task[None] | None = None
+        self.windows = windows.UniqueWindows()
 
     async def open(self) -> None:
         """Open the file. A full or failing disk does not stop poulpe: the store answers 503 and opens once it can
@@ -106,6 +110,7 @@ class SqliteStore(Store):
             reader.close()
             raise
         writer.start()
+        self.windows.load(reader, time.time())
         self._writer, self._reader, self._open_fault = writer, reader, None
 
     async def _reopen_forever(self) -> None:
@@ -200,6 +205,8 @@ class SqliteStore(Store):
         return True
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+        if any(job.unique is not None for job in jobs):  # unique windows: sqlite_windows.py
+            return await self.windows.add(jobs, self.reader, self._write)
         result: list[tuple[Job, bool]] = await self._write(Insert(jobs))
         return result
 

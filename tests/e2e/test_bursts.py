@@ -47,6 +47,39 @@ def retry_budget_ends_an_always_failing_job(clients: list[httpx.Client], target:
     assert len(target.calls_for(job["id"])) == done["attempts"]
 
 
+def unique_window_makes_one_job_then_a_new_one(clients: list[httpx.Client], target: Target) -> None:
+    url = target.url("/echo")
+    first = accepted(clients[0], method="POST", name=url, params={"report": "sales", "day": 5}, unique={"for": 2})
+    opened = time.monotonic()
+    for client in clients:  # the same method, name and params (whatever the key order): the same default key
+        again = submit(client, method="POST", name=url, params={"day": 5, "report": "sales"}, unique={"for": 2})
+        assert again.status_code == 200, again.text
+        assert again.json()["duplicate"] is True and again.json()["id"] == first["id"]
+    other = accepted(clients[-1], method="POST", name=url, params={"report": "stock"}, unique={"for": 2})
+    named = accepted(clients[-1], method="GET", name=url, unique={"key": "nightly", "for": 2})
+    assert named["id"] != other["id"] != first["id"]
+    same_key = submit(clients[0], method="GET", name=target.url("/echo", v=2), unique={"key": "nightly", "for": 2})
+    assert same_key.json()["id"] == named["id"]
+    time.sleep(max(0.0, opened + 2.1 - time.monotonic()))
+    later = accepted(clients[-1], method="POST", name=url, params={"report": "sales", "day": 5}, unique={"for": 2})
+    assert later["id"] != first["id"]
+
+
+def unique_window_outlives_a_kill_9(submit_to: Callable[[int], httpx.Client], kill_and_restart: Callable[[], None],
+                                    target: Target) -> None:  # fmt: skip
+    job = {"method": "GET", "name": target.url("/echo"), "unique": {"key": "once", "for": 3}}
+    with submit_to(0) as client:
+        first = accepted(client, **job)
+    opened = time.monotonic()
+    kill_and_restart()
+    with submit_to(1) as client:
+        again = submit(client, **job)
+        assert again.status_code == 200 and again.json()["id"] == first["id"], again.text
+        assert opened + 3 > time.monotonic(), "the restart took the whole window: the test proves nothing"
+        time.sleep(max(0.0, opened + 3.1 - time.monotonic()))
+        assert accepted(client, **job)["id"] != first["id"], "the window ended: nothing stayed locked"
+
+
 # --- the embedded store -----------------------------------------------------------------------------------------
 @pytest.fixture
 def one(served: Serve) -> ServedPoulpe:
@@ -115,3 +148,21 @@ def test_a_deadline_holds_across_a_kill_9(poulpe: Callable[..., Poulpe], fresh_t
     assert done["status"] == "dead" and done["error"] == "deadline passed before the job started"
     assert fresh_target.calls_for(job["id"]) == []
     assert dead_letter_path(p.home / "dead", done).exists()
+
+
+def test_a_unique_window_makes_one_job_then_a_new_one(one: ServedPoulpe, fresh_target: Target) -> None:
+    with one.client() as client:
+        unique_window_makes_one_job_then_a_new_one([client], fresh_target)
+
+
+def test_a_unique_window_holds_across_a_kill_9(poulpe: Callable[..., Poulpe], fresh_target: Target) -> None:
+    p = poulpe("--workers", "2")
+
+    def restart() -> None:
+        p.kill()
+        p.restart()
+
+    def client(n: int) -> httpx.Client:
+        return httpx.Client(base_url=p.url, timeout=30)
+
+    unique_window_outlives_a_kill_9(client, restart, fresh_target)

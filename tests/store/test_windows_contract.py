@@ -3,11 +3,24 @@ after a restart, unique windows, debounce windows."""
 
 from __future__ import annotations
 
-from poulpe.job import Status
+import asyncio
+
+from poulpe.job import Job, Status
 from poulpe.store.base import Store
+from poulpe.store.redis import RedisStore
+from poulpe.store.sqlite import SqliteStore
 from tests.store.test_contract import make, store
 
 __all__ = ["store"]  # the backend fixture, SQLite and Redis
+
+
+async def window_entries(store: Store) -> int:
+    """How many window entries the backend holds (open windows in memory, the jobs' records hold them; or Redis's
+    `u:` and `d:` keys)."""
+    if isinstance(store, SqliteStore):
+        return len(store.windows.open)
+    assert isinstance(store, RedisStore)
+    return len([key async for key in store.redis.scan_iter(store.base + "[ud]:*")])
 
 
 async def test_the_deadlines_of_jobs_waiting_for_their_first_attempt_are_found_again(store: Store) -> None:
@@ -21,3 +34,47 @@ async def test_the_deadlines_of_jobs_waiting_for_their_first_attempt_are_found_a
         ]
     )
     assert sorted(await store.deadlines()) == [(50.0, 2, "d-scheduled"), (100.0, 1, "d-waits")]
+
+
+def windowed(job_id: str, seq: int, key: str, window: float, **kw: object) -> Job:
+    job = make(job_id, seq, **kw)
+    job.unique, job.unique_until = key, job.created_at + window
+    return job
+
+
+async def test_a_unique_key_makes_one_job_within_its_window_and_a_new_one_after(store: Store) -> None:
+    [(_, dup)] = await store.add([windowed("u1", 1, "report", 0.4)])
+    assert not dup
+    [(again, dup)] = await store.add([windowed("u2", 2, "report", 0.4)])
+    assert dup and again.id == "u1"
+    assert await store.get("u2") is None
+    [(_, dup)] = await store.add([windowed("u3", 3, "other-report", 0.4)])
+    assert not dup
+    await asyncio.sleep(0.5)
+    [(later, dup)] = await store.add([windowed("u4", 4, "report", 0.4)])
+    assert not dup and later.id == "u4"
+
+
+async def test_one_batch_and_concurrent_submissions_make_one_job_per_unique_key(store: Store) -> None:
+    answers = await store.add([windowed(f"b{n}", n, "batch", 5) for n in range(1, 6)])
+    assert [(job.id, dup) for job, dup in answers] == [("b1", False)] + [("b1", True)] * 4
+    results = await asyncio.gather(*(store.add([windowed(f"c{n}", 10 + n, "race", 5)]) for n in range(50)))
+    new = [job.id for [(job, dup)] in results if not dup]
+    assert len(new) == 1 and {job.id for [(job, _)] in results} == set(new)
+
+
+async def test_a_known_id_stays_a_duplicate_of_itself_whatever_its_unique_key(store: Store) -> None:
+    await store.add([windowed("same", 1, "k1", 5)])
+    [(job, dup)] = await store.add([windowed("same", 2, "k2", 5)])
+    assert dup and job.id == "same"
+    [(job, dup)] = await store.add([windowed("fresh", 3, "k2", 5)])
+    assert not dup, "the duplicate id took no window"
+
+
+async def test_unique_windows_leave_nothing_behind_once_they_end(store: Store) -> None:
+    await store.add([windowed(f"w{n}", n, f"key-{n}", 0.2) for n in range(1, 21)])
+    await asyncio.sleep(0.3)
+    await store.add([windowed("last", 100, "key-last", 0.2)])
+    await asyncio.sleep(0.3)
+    await store.add([windowed("sweep", 101, "key-sweep", 60)])
+    assert await window_entries(store) == 1  # the open window only

@@ -1,0 +1,51 @@
+"""Bursts and windows (SPEC 10.2) on three poulpe processes sharing one real Redis, submissions spread over them:
+the stories of tests/e2e/test_bursts.py, and what a kill -9 of one process leaves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.e2e import test_bursts as stories
+from tests.e2e.test_keys_redis import clients
+from tests.e2e.test_redis_shared import on_redis
+from tests.poulpe_process import Poulpe
+from tests.redis_server import RedisServer
+from tests.target import Target
+
+Start = Callable[..., Poulpe]
+
+
+@pytest.fixture
+def trio(poulpe: Start, redis_server: RedisServer, redis_prefix: str) -> list[Poulpe]:
+    return [poulpe(*on_redis(redis_server, redis_prefix, "--workers", "4"), home=f"p{n}") for n in range(3)]
+
+
+def test_a_job_held_by_a_paused_key_ends_dead_at_its_deadline(trio: list[Poulpe], fresh_target: Target) -> None:
+    with clients(trio) as spread:
+        stories.deadline_of_a_paused_key_ends_the_job(spread, [p.home / "dead" for p in trio], fresh_target)
+
+
+def test_retries_stop_once_their_wall_clock_budget_is_spent(trio: list[Poulpe], fresh_target: Target) -> None:
+    with clients(trio) as spread:
+        stories.retry_budget_ends_an_always_failing_job(spread, fresh_target)
+
+
+def test_a_unique_window_is_one_for_three_processes(trio: list[Poulpe], fresh_target: Target) -> None:
+    with clients(trio) as spread:
+        stories.unique_window_makes_one_job_then_a_new_one(spread, fresh_target)
+
+
+def test_a_unique_window_holds_across_a_kill_9_of_the_process_that_opened_it(
+    trio: list[Poulpe], fresh_target: Target
+) -> None:
+    def restart() -> None:
+        trio[0].kill()
+        trio[0].restart()
+
+    def client(n: int) -> httpx.Client:
+        return httpx.Client(base_url=trio[n].url, timeout=30)
+
+    stories.unique_window_outlives_a_kill_9(client, restart, fresh_target)
