@@ -21,6 +21,7 @@ import msgspec
 from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
 from poulpe.deadlines import Deadlines
+from poulpe.debounce import Debouncer
 from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, LimitsChanged, Reconnected
 from poulpe.dispatch.limits import Limits
@@ -100,6 +101,7 @@ class JobManager(Queries):
             store, self.ready, self.dead_jobs, self.events, self.metrics, clock=clock
         )
         self.workers = Workers(self.ready, attempt.run)
+        self.debouncer = Debouncer(store, self.ready, self._enqueue, clock=clock)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it
         self._seq = 0
@@ -147,7 +149,8 @@ class JobManager(Queries):
             # time-ordered, so acceptance order holds across processes sharing one store (µs since 1970)
             self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
             job.seq = self._seq
-        stored = await self.store.add(jobs)
+        debounced = any(job.debounce is not None for job in jobs)  # SPEC 10.2, debounce.py
+        stored = await (self.debouncer.add(jobs) if debounced else self.store.add(jobs))
         self.metrics.accepted(stored)
         for job, duplicate in stored:
             if not duplicate:

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "engine",
         {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
-        | {"alerts", "deadlines"},
+        | {"alerts", "deadlines", "debounce"},
     ),
     (
         "intakes and routes",

@@ -164,6 +164,15 @@ class Store(abc.ABC):
         return found
 
     @abc.abstractmethod
+    async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        """Submit a job of a debounce window (`job.debounce`, SPEC 10.2), in one atomic step across every process.
+
+        While the window's job waits unstarted (`scheduled` or `queued`, no attempt, not claimed by a process),
+        `replace(that job)` gives its replacement (the same id), which is stored in its place: (replacement, True).
+        Otherwise, or when `replace` answers None (the job was handed to a worker), `job` is stored as the window's
+        new job: (job, False). `replace` may be called more than once (each time with the freshest waiting job)."""
+
+    @abc.abstractmethod
     async def max_seq(self) -> int:
         """The highest acceptance number stored: a restarted process counts on from it."""
 

@@ -34,13 +34,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from poulpe.errors import OutcomeUnknown, StoreUnavailable
 from poulpe.store.redis_claim import CLAIM
 from poulpe.store.redis_scripts import STORE_SCRIPTS
+from poulpe.store.redis_windows import DEBOUNCE
 
 log = logging.getLogger("poulpe.store.redis")
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 10  # arguments per job of the `add` script
-SCRIPTS = {**STORE_SCRIPTS, "claim": CLAIM}
+SCRIPTS = {**STORE_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE}
 
 
 class _NotSent(Exception):

@@ -33,8 +33,7 @@ _STATUSES = tuple(s.value for s in Status)
 _NOT_FINAL = tuple(s.value for s in Status if s not in FINAL)
 _STATUS_OF = {s.value: s for s in Status}  # a dict lookup: Status(value) is a third of a million-job restart
 
-SCHEMA = (
-    """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -53,8 +52,6 @@ CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, limits BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-    + windows.SCHEMA
-)
 _limits_decoder = msgspec.json.Decoder(KeyLimits)
 
 
@@ -82,7 +79,7 @@ class SqliteStore(Store):
         self._reader: sqlite3.Connection | None = None
         self._open_fault: str | None = None
         self._reopening: asyncio.Task[None] | None = None
-        self.windows = windows.UniqueWindows()
+        self.windows = windows.Windows()  # unique and debounce windows
 
     async def open(self) -> None:
         """Open the file. A full or failing disk does not stop poulpe: the store answers 503 and opens once it can
@@ -100,7 +97,7 @@ class SqliteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + windows.SCHEMA)
         finally:
             conn.close()
         reader = connect(self.path)
@@ -206,9 +203,8 @@ class SqliteStore(Store):
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         if any(job.unique is not None for job in jobs):  # unique windows: sqlite_windows.py
-            return await self.windows.add(jobs, self.reader, self._write)
-        result: list[tuple[Job, bool]] = await self._write(Insert(jobs))
-        return result
+            return await self.windows.unique.add(jobs, self.reader, self._write)
+        return await self._write(Insert(jobs))  # type: ignore[no-any-return]
 
     async def save(self, job: Job) -> None:
         await self._write(Update(job))
@@ -246,6 +242,9 @@ class SqliteStore(Store):
 
     async def deadlines(self) -> list[tuple[float, int, str]]:
         return await self._scan(windows.deadlines)
+
+    async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        return await self.windows.debounce.submit(job, replace, self.reader, self._write)
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         status, method, name = query.get("status"), query.get("method"), query.get("name")

@@ -1,6 +1,6 @@
-"""The SQLite store's part of bursts and windows (SPEC 10.2): start deadlines found again at a restart, and unique
-windows. This process alone owns the file, so a window is decided in memory, where nothing can come between the
-look and the take, and recorded in the job's own record."""
+"""The SQLite store's part of bursts and windows (SPEC 10.2): start deadlines found again at a restart, unique
+windows and debounce windows. This process alone owns the file, so a window is decided in memory, where nothing can
+come between the look and the take, and recorded in the job's own record."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from poulpe.job import Job, decode_job
-from poulpe.store.sqlite_writer import Insert
+from poulpe.job import Job, Status, decode_job
+from poulpe.store.sqlite_writer import Insert, Update
 
 
 def deadlines(conn: sqlite3.Connection) -> list[tuple[float, int, str]]:
@@ -115,3 +115,81 @@ class UniqueWindows:
 def _job(conn: sqlite3.Connection, job_id: str) -> Job | None:
     row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
     return decode_job(row[0]) if row else None
+
+
+KEEP_S = 86400.0  # how long after its run time a debounce window's entry is kept (Redis's key lives as long)
+_WAITING = (Status.SCHEDULED, Status.QUEUED)
+
+
+class DebounceWindows:
+    """The job waiting under each debounce key, and when its entry goes (a day after its run time, by then it has
+    started: the next submission opens a new window anyway). Read from the waiting jobs when the store opens."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, tuple[str, float]] = {}
+        self._ends: list[tuple[float, str]] = []
+        self._writing: dict[str, Job] = {}  # the version of a pending job on its way to the file
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        rows = conn.execute(
+            "SELECT data FROM jobs WHERE status IN ('scheduled', 'queued')"
+            " AND instr(data, CAST('\"debounce\":' AS BLOB)) > 0"
+        )
+        for job in (decode_job(row[0]) for row in rows):
+            if job.debounce is not None and not job.attempts:
+                self._point(job)
+
+    async def submit(
+        self,
+        job: Job,
+        replace: Callable[[Job], Job | None],
+        reader: sqlite3.Connection,
+        write: Callable[[Insert | Update], Awaitable[Any]],
+    ) -> tuple[Job, bool]:
+        """Store.debounce: decided here, with nothing in between (this process owns the file), then written."""
+        key = job.debounce or ""
+        self._forget_ended(job.created_at)
+        current = self.pending.get(key)
+        waiting = None
+        if current is not None:
+            waiting = self._writing.get(current[0]) or _job(reader, current[0])
+        if waiting is not None and waiting.status in _WAITING and not waiting.attempts:
+            replacement = replace(waiting)
+            if replacement is not None:
+                self._point(replacement)
+                await self._write(replacement, write(Update(replacement)))
+                return replacement, True
+        self._point(job)
+        [(stored, known)] = await self._write(job, write(Insert([job])))
+        if known and self.pending.get(key, ("",))[0] == job.id:  # its id was taken already: no window opened
+            del self.pending[key]
+        return stored, False
+
+    async def _write(self, job: Job, written: Awaitable[Any]) -> Any:
+        self._writing[job.id] = job
+        try:
+            return await written
+        finally:
+            if self._writing.get(job.id) is job:
+                del self._writing[job.id]
+
+    def _point(self, job: Job) -> None:
+        end = job.run_at + KEEP_S
+        self.pending[job.debounce or ""] = (job.id, end)
+        heapq.heappush(self._ends, (end, job.debounce or ""))
+
+    def _forget_ended(self, now: float) -> None:
+        while self._ends and self._ends[0][0] <= now:
+            end, key = heapq.heappop(self._ends)
+            if self.pending.get(key, ("", 0.0))[1] == end:
+                del self.pending[key]
+
+
+class Windows:
+    def __init__(self) -> None:
+        self.unique = UniqueWindows()
+        self.debounce = DebounceWindows()
+
+    def load(self, conn: sqlite3.Connection, now: float) -> None:
+        self.unique.load(conn, now)
+        self.debounce.load(conn)

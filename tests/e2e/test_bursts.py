@@ -4,6 +4,7 @@ sharing one Redis."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,66 @@ def unique_window_outlives_a_kill_9(submit_to: Callable[[int], httpx.Client], ki
         assert opened + 3 > time.monotonic(), "the restart took the whole window: the test proves nothing"
         time.sleep(max(0.0, opened + 3.1 - time.monotonic()))
         assert accepted(client, **job)["id"] != first["id"], "the window ended: nothing stayed locked"
+
+
+def debounce(client: httpx.Client, url: str, n: int, **window: float) -> tuple[httpx.Response, float]:
+    """Submit payload `n` under the debounce key `hook`; the answer and the time it was sent."""
+    sent = time.time()
+    answer = submit(client, method="POST", name=url, params={"n": n}, debounce={"key": "hook", **window})
+    assert answer.status_code in (200, 202), answer.text
+    return answer, sent
+
+
+def burst_of_50_runs_once_with_the_last_payload(clients: list[httpx.Client], target: Target) -> None:
+    url = target.url("/echo")
+    answers = [debounce(clients[n % len(clients)], url, n, delay=1, max_wait=10) for n in range(50)]
+    last_sent = answers[-1][1]
+    assert last_sent - answers[0][1] < 1.0, "the burst was too slow to say anything"
+    ids = {answer.json()["id"] for answer, _ in answers}
+    assert len(ids) == 1, f"every answer names the same job, not {len(ids)}"
+    assert answers[0][0].status_code == 202
+    assert all(a.status_code == 200 and a.json()["debounced"] is True for a, _ in answers[1:])
+    done = result(clients[0], ids.pop(), timeout=15)
+    assert done["status"] == "succeeded"
+    calls = target.calls_for(done["id"])
+    assert len(calls) == 1, f"the target was called {len(calls)} times"
+    assert json.loads(calls[0].body) == {"n": 49}, "with the last payload"
+    assert calls[0].at >= last_sent + 1.0 - 0.01, f"called {calls[0].at - last_sent:.3f} s after the last submission"
+
+
+def steady_stream_runs_within_max_wait(clients: list[httpx.Client], target: Target) -> None:
+    url = target.url("/echo")
+    first_sent = time.time()
+    n = 0
+    while time.time() < first_sent + 4:
+        debounce(clients[n % len(clients)], url, n, delay=1, max_wait=2)
+        n += 1
+        time.sleep(max(0.0, first_sent + 0.3 * n - time.time()))
+    time.sleep(1.5)
+    calls = sorted(target.calls, key=lambda call: call.at)
+    assert calls, "the target was never called"
+    assert calls[0].at <= first_sent + 2.3, f"first call {calls[0].at - first_sent:.2f} s after the first submission"
+    assert calls[0].at >= first_sent + 1.9, "not before max_wait: the window was open all along"
+    assert 2 <= len(calls) <= 4, f"one call per window, {len(calls)} calls"
+
+
+def debounce_outlives_a_kill_9(submit_to: Callable[[int], httpx.Client], kill_and_restart: Callable[[], None],
+                               target: Target) -> None:  # fmt: skip
+    url = target.url("/echo")
+    with submit_to(0) as client:
+        ids = {debounce(client, url, n, delay=4, max_wait=30)[0].json()["id"] for n in range(5)}
+    kill_and_restart()
+    with submit_to(1) as client:
+        ids |= {debounce(client, url, n, delay=1, max_wait=30)[0].json()["id"] for n in range(5, 10)}
+        assert len(ids) == 1, "the window outlived the kill"
+        job_id = ids.pop()
+        done = result(client, job_id, timeout=20)
+        assert done["status"] == "succeeded"
+        calls = target.calls_for(job_id)
+        assert len(calls) == 1 and json.loads(calls[0].body) == {"n": 9}, "it ran exactly once, with the last payload"
+        after, _ = debounce(client, url, 10, delay=0.2)
+        assert after.status_code == 202 and after.json()["id"] != job_id, "a new window opens: nothing stayed locked"
+        assert result(client, after.json()["id"])["status"] == "succeeded"
 
 
 # --- the embedded store -----------------------------------------------------------------------------------------
@@ -162,7 +223,26 @@ def test_a_unique_window_holds_across_a_kill_9(poulpe: Callable[..., Poulpe], fr
         p.kill()
         p.restart()
 
-    def client(n: int) -> httpx.Client:
-        return httpx.Client(base_url=p.url, timeout=30)
+    unique_window_outlives_a_kill_9(lambda n: httpx.Client(base_url=p.url, timeout=30), restart, fresh_target)
 
-    unique_window_outlives_a_kill_9(client, restart, fresh_target)
+
+def test_a_burst_of_50_debounced_submissions_runs_once_with_the_last_payload(
+    one: ServedPoulpe, fresh_target: Target
+) -> None:
+    with one.client() as client:
+        burst_of_50_runs_once_with_the_last_payload([client], fresh_target)
+
+
+def test_a_steady_stream_of_debounced_submissions_runs_within_max_wait(one: ServedPoulpe, fresh_target: Target) -> None:
+    with one.client() as client:
+        steady_stream_runs_within_max_wait([client], fresh_target)
+
+
+def test_a_debounce_window_outlives_a_kill_9(poulpe: Callable[..., Poulpe], fresh_target: Target) -> None:
+    p = poulpe("--workers", "2")
+
+    def restart() -> None:
+        p.kill()
+        p.restart()
+
+    debounce_outlives_a_kill_9(lambda n: httpx.Client(base_url=p.url, timeout=30), restart, fresh_target)

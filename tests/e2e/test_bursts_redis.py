@@ -45,7 +45,28 @@ def test_a_unique_window_holds_across_a_kill_9_of_the_process_that_opened_it(
         trio[0].kill()
         trio[0].restart()
 
-    def client(n: int) -> httpx.Client:
-        return httpx.Client(base_url=trio[n].url, timeout=30)
+    stories.unique_window_outlives_a_kill_9(
+        lambda n: httpx.Client(base_url=trio[n].url, timeout=30), restart, fresh_target
+    )
 
-    stories.unique_window_outlives_a_kill_9(client, restart, fresh_target)
+
+def test_a_burst_of_50_debounced_submissions_over_three_processes_runs_once(
+    trio: list[Poulpe], fresh_target: Target
+) -> None:
+    with clients(trio) as spread:
+        stories.burst_of_50_runs_once_with_the_last_payload(spread, fresh_target)
+
+
+def test_a_steady_stream_over_three_processes_runs_within_max_wait(trio: list[Poulpe], fresh_target: Target) -> None:
+    with clients(trio) as spread:
+        stories.steady_stream_runs_within_max_wait(spread, fresh_target)
+
+
+def test_a_debounce_window_outlives_a_kill_9_of_the_process_that_opened_it(
+    trio: list[Poulpe], fresh_target: Target
+) -> None:
+    def restart() -> None:
+        trio[0].kill()
+        trio[0].restart()
+
+    stories.debounce_outlives_a_kill_9(lambda n: httpx.Client(base_url=trio[n].url, timeout=30), restart, fresh_target)

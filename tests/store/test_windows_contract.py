@@ -4,7 +4,12 @@ after a restart, unique windows, debounce windows."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
+import pytest
+
+from poulpe.bursts import replace_pending
 from poulpe.job import Job, Status
 from poulpe.store.base import Store
 from poulpe.store.redis import RedisStore
@@ -18,7 +23,7 @@ async def window_entries(store: Store) -> int:
     """How many window entries the backend holds (open windows in memory, the jobs' records hold them; or Redis's
     `u:` and `d:` keys)."""
     if isinstance(store, SqliteStore):
-        return len(store.windows.open)
+        return len(store.windows.unique.open) + len(store.windows.debounce.pending)
     assert isinstance(store, RedisStore)
     return len([key async for key in store.redis.scan_iter(store.base + "[ud]:*")])
 
@@ -78,3 +83,47 @@ async def test_unique_windows_leave_nothing_behind_once_they_end(store: Store) -
     await asyncio.sleep(0.3)
     await store.add([windowed("sweep", 101, "key-sweep", 60)])
     assert await window_entries(store) == 1  # the open window only
+
+
+def debounced(job_id: str, seq: int, key: str, *, delay: float, max_wait: float | None = None, **kw: object) -> Job:
+    job = make(job_id, seq, status=Status.SCHEDULED, **kw)
+    job.debounce, job.run_at = key, job.created_at + delay
+    job.debounce_until = None if max_wait is None else job.created_at + max_wait
+    return job
+
+
+def replacing(new: Job) -> Callable[[Job], Job | None]:
+    return lambda waiting: replace_pending(waiting, new, time.time())
+
+
+async def test_a_debounce_submission_replaces_the_waiting_job_and_moves_its_time(store: Store) -> None:
+    first = debounced("d1", 1, "hook", delay=1, max_wait=1.5, meta={"n": 1})
+    assert await store.debounce(first, replacing(first)) == (first, False)
+    second = debounced("d2", 2, "hook", delay=3, meta={"n": 2}, params={"last": True})
+    stored, replaced = await store.debounce(second, replacing(second))
+    assert replaced and stored.id == "d1" and stored.meta == {"n": 2} and stored.params == {"last": True}
+    assert stored.run_at == pytest.approx(first.created_at + 1.5, abs=0.05), "never past first + max_wait"
+    assert stored.seq == 1, "it keeps its place in acceptance order"
+    assert await store.get("d2") is None
+    assert (await store.get("d1")) == stored
+
+
+async def test_concurrent_debounce_submissions_make_one_job(store: Store) -> None:
+    jobs = [debounced(f"c{n}", n + 1, "burst", delay=5, meta={"n": n}) for n in range(50)]
+    answers = await asyncio.gather(*(store.debounce(job, replacing(job)) for job in jobs))
+    assert len({job.id for job, _ in answers}) == 1
+    assert sum(1 for _, replaced in answers if not replaced) == 1
+    waiting = [p for p in await store.pending() if p.id.startswith("c")]
+    assert len(waiting) == 1
+
+
+async def test_once_its_job_started_a_debounce_key_opens_a_new_window(store: Store) -> None:
+    first = debounced("s1", 1, "k", delay=0)
+    await store.debounce(first, replacing(first))
+    first.begin_attempt(0, "node")
+    await store.save(first)
+    second = debounced("s2", 2, "k", delay=1)
+    assert await store.debounce(second, replacing(second)) == (second, False)
+    third = debounced("s3", 3, "k", delay=1)
+    assert await store.debounce(third, lambda waiting: None) == (third, False), "replace said: it started"
+    assert (await store.get("s2")).status is Status.SCHEDULED  # type: ignore[union-attr]
