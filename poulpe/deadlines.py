@@ -50,6 +50,7 @@ class Deadlines:
         self.clock = clock
         self.timer = Timer(self._on_due, clock=clock)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.missed = 0  # jobs ended by their deadline (/metrics)
 
     def start(self) -> None:
         """Arm the timer, and find in the background the deadlines of jobs a previous run accepted."""
@@ -84,6 +85,7 @@ class Deadlines:
         finally:
             self.ready.cancelling.discard(job.id)
             self.ready.held.pop(job.id, None)
+        self.missed += 1
         self.metrics.ended(job)
         log.info("job %s dead attempt=0 error=%r", job.id, job.error)
         self.events.emit(JobFinal(job))

@@ -29,6 +29,7 @@ class Debouncer:
         self.ready = ready
         self.schedule = schedule
         self.clock = clock
+        self.replaced = 0  # submissions that replaced a waiting job (/metrics)
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         """Store the jobs in order (those without a debounce key in one write). A submission that replaced a waiting
@@ -61,6 +62,7 @@ class Debouncer:
         self._release(taken)
         if not replaced:
             return stored, False
+        self.replaced += 1
         log.debug("job %s debounced: runs at %.3f", stored.id, stored.run_at)
         self.schedule(stored)
         return msgspec.structs.replace(stored, debounced=True), True

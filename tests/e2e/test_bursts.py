@@ -150,6 +150,7 @@ def one(served: Serve) -> ServedPoulpe:
 def test_a_job_held_by_a_paused_key_ends_dead_at_its_deadline(one: ServedPoulpe, fresh_target: Target) -> None:
     with one.client() as client:
         deadline_of_a_paused_key_ends_the_job([client], [one.home / "dead"], fresh_target)
+        assert "poulpe_jobs_deadline_missed_total 1.0" in client.get("/metrics").text
 
 
 def test_a_job_waiting_for_a_busy_worker_ends_dead_at_its_deadline(served: Serve, fresh_target: Target) -> None:
@@ -231,6 +232,7 @@ def test_a_burst_of_50_debounced_submissions_runs_once_with_the_last_payload(
 ) -> None:
     with one.client() as client:
         burst_of_50_runs_once_with_the_last_payload([client], fresh_target)
+        assert "poulpe_jobs_debounced_total 49.0" in client.get("/metrics").text
 
 
 def test_a_steady_stream_of_debounced_submissions_runs_within_max_wait(one: ServedPoulpe, fresh_target: Target) -> None:
