@@ -141,6 +141,21 @@ def debounce_outlives_a_kill_9(submit_to: Callable[[int], httpx.Client], kill_an
         assert result(client, after.json()["id"])["status"] == "succeeded"
 
 
+def debounce_replaces_a_job_held_by_a_paused_key(clients: list[httpx.Client], target: Target) -> None:
+    put_key(clients[0], "held-hook", paused=True)
+    time.sleep(0.2)
+    url = target.url("/echo")
+    window = {"key": "held", "delay": 0}
+    first = accepted(clients[-1], method="POST", name=url, params={"n": 1}, key="held-hook", debounce=window)
+    time.sleep(0.5)  # due, and held by its key's pause
+    again = submit(clients[0], method="POST", name=url, params={"n": 2}, key="held-hook", debounce=window)
+    assert again.status_code == 200 and again.json()["id"] == first["id"], again.text
+    put_key(clients[0], "held-hook", paused=False)
+    assert result(clients[-1], first["id"])["status"] == "succeeded"
+    calls = target.calls_for(first["id"])
+    assert [json.loads(call.body) for call in calls] == [{"n": 2}], "once, with the last payload"
+
+
 # --- the embedded store -----------------------------------------------------------------------------------------
 @pytest.fixture
 def one(served: Serve) -> ServedPoulpe:
@@ -248,3 +263,19 @@ def test_a_debounce_window_outlives_a_kill_9(poulpe: Callable[..., Poulpe], fres
         p.restart()
 
     debounce_outlives_a_kill_9(lambda n: httpx.Client(base_url=p.url, timeout=30), restart, fresh_target)
+
+
+def test_a_job_held_by_a_rate_limited_key_ends_dead_at_its_deadline(one: ServedPoulpe, fresh_target: Target) -> None:
+    with one.client() as client:
+        put_key(client, "slow-partner", rate=1, period=60)
+        job = {"method": "GET", "name": fresh_target.url("/echo"), "key": "slow-partner", "deadline": time.time() + 1}
+        ids = [accepted(client, **job)["id"] for _ in range(3)]
+        done = [result(client, job_id, timeout=10) for job_id in ids]
+    assert [j["status"] for j in done] == ["succeeded", "dead", "dead"]
+    assert all(j["error"] == "deadline passed before the job started" for j in done[1:])
+    assert sum(len(fresh_target.calls_for(job_id)) for job_id in ids) == 1
+
+
+def test_debounce_replaces_a_job_held_by_a_paused_key(one: ServedPoulpe, fresh_target: Target) -> None:
+    with one.client() as client:
+        debounce_replaces_a_job_held_by_a_paused_key([client], fresh_target)

@@ -70,3 +70,8 @@ def test_a_debounce_window_outlives_a_kill_9_of_the_process_that_opened_it(
         trio[0].restart()
 
     stories.debounce_outlives_a_kill_9(lambda n: httpx.Client(base_url=trio[n].url, timeout=30), restart, fresh_target)
+
+
+def test_debounce_replaces_a_job_held_by_a_paused_key(trio: list[Poulpe], fresh_target: Target) -> None:
+    with clients(trio) as spread:
+        stories.debounce_replaces_a_job_held_by_a_paused_key(spread, fresh_target)
