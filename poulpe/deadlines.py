@@ -86,7 +86,7 @@ class Deadlines:
             self.ready.cancelling.discard(job.id)
             self.ready.held.pop(job.id, None)
         self.missed += 1
-        self.metrics.ended(job)
+        self.metrics.ended(job.method.value, job.status, None, failed=False)
         log.info("job %s dead attempt=0 error=%r", job.id, job.error)
         self.events.emit(JobFinal(job))
 

@@ -94,9 +94,7 @@ class JobManager(Queries):
             default_retry=default_retry,
             clock=clock,
         )
-        self.attempt = attempt = Attempt(
-            runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock
-        )
+        self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
         self.deadlines = attempt.deadlines = Deadlines(
             store, self.ready, self.dead_jobs, self.events, self.metrics, clock=clock
         )
@@ -151,7 +149,7 @@ class JobManager(Queries):
             job.seq = self._seq
         debounced = any(job.debounce is not None for job in jobs)  # SPEC 10.2, debounce.py
         stored = await (self.debouncer.add(jobs) if debounced else self.store.add(jobs))
-        self.metrics.accepted(stored)
+        self.metrics.accepted([job.method.value for job, duplicate in stored if not duplicate])
         for job, duplicate in stored:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)

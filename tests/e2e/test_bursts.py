@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +69,17 @@ def unique_window_makes_one_job_then_a_new_one(clients: list[httpx.Client], targ
 
 def unique_window_outlives_a_kill_9(submit_to: Callable[[int], httpx.Client], kill_and_restart: Callable[[], None],
                                     target: Target) -> None:  # fmt: skip
-    job = {"method": "GET", "name": target.url("/echo"), "unique": {"key": "once", "for": 3}}
+    window = 8  # a restart takes a few seconds on a busy machine
+    job = {"method": "GET", "name": target.url("/echo"), "unique": {"key": "once", "for": window}}
     with submit_to(0) as client:
         first = accepted(client, **job)
     opened = time.monotonic()
     kill_and_restart()
     with submit_to(1) as client:
+        assert opened + window > time.monotonic() + 0.5, "the restart took the whole window: the test proves nothing"
         again = submit(client, **job)
         assert again.status_code == 200 and again.json()["id"] == first["id"], again.text
-        assert opened + 3 > time.monotonic(), "the restart took the whole window: the test proves nothing"
-        time.sleep(max(0.0, opened + 3.1 - time.monotonic()))
+        time.sleep(max(0.0, opened + window + 0.1 - time.monotonic()))
         assert accepted(client, **job)["id"] != first["id"], "the window ended: nothing stayed locked"
 
 
@@ -91,13 +93,17 @@ def debounce(client: httpx.Client, url: str, n: int, **window: float) -> tuple[h
 
 def burst_of_50_runs_once_with_the_last_payload(clients: list[httpx.Client], target: Target) -> None:
     url = target.url("/echo")
-    answers = [debounce(clients[n % len(clients)], url, n, delay=1, max_wait=10) for n in range(50)]
+    first_sent = time.time()
+    with ThreadPoolExecutor(8) as pool:  # 49 at once, spread over the processes; then the last one
+        answers = list(pool.map(lambda n: debounce(clients[n % len(clients)], url, n, delay=1, max_wait=10), range(49)))
+    answers.append(debounce(clients[-1], url, 49, delay=1, max_wait=10))
     last_sent = answers[-1][1]
-    assert last_sent - answers[0][1] < 1.0, "the burst was too slow to say anything"
+    # half a second on a quiet machine; within the 1 s delay is what the story needs (the job waits for the last)
+    assert last_sent - first_sent < 0.9, f"the burst took {last_sent - first_sent:.2f} s: the machine is too busy"
     ids = {answer.json()["id"] for answer, _ in answers}
     assert len(ids) == 1, f"every answer names the same job, not {len(ids)}"
-    assert answers[0][0].status_code == 202
-    assert all(a.status_code == 200 and a.json()["debounced"] is True for a, _ in answers[1:])
+    assert sorted(a.status_code for a, _ in answers) == [200] * 49 + [202]
+    assert all(a.json()["debounced"] is True for a, _ in answers if a.status_code == 200)
     done = result(clients[0], ids.pop(), timeout=15)
     assert done["status"] == "succeeded"
     calls = target.calls_for(done["id"])
@@ -126,7 +132,7 @@ def debounce_outlives_a_kill_9(submit_to: Callable[[int], httpx.Client], kill_an
                                target: Target) -> None:  # fmt: skip
     url = target.url("/echo")
     with submit_to(0) as client:
-        ids = {debounce(client, url, n, delay=4, max_wait=30)[0].json()["id"] for n in range(5)}
+        ids = {debounce(client, url, n, delay=15, max_wait=30)[0].json()["id"] for n in range(5)}
     kill_and_restart()
     with submit_to(1) as client:
         ids |= {debounce(client, url, n, delay=1, max_wait=30)[0].json()["id"] for n in range(5, 10)}
