@@ -83,6 +83,8 @@ def apply_windows(
             raise BadRequest("debounce is for jobs poulpe runs itself, not QUEUE jobs", "debounce")
         job.debounce = debounce.key
         job.run_at = max(job.run_at, now + debounce.delay)
+        if job.run_at > now:
+            job.status = Status.SCHEDULED
         job.debounce_until = None if debounce.max_wait is None else now + max(debounce.max_wait, debounce.delay)
     if unique is not None:
         job.unique = unique.key or unique_key(job.method.value, job.name, job.params)

@@ -61,7 +61,7 @@ class Debouncer:
             raise
         self._release(taken)
         if not replaced:
-            return stored, False
+            return stored, stored is not job  # another job stored under this id already: a duplicate
         self.replaced += 1
         log.debug("job %s debounced: runs at %.3f", stored.id, stored.run_at)
         self.schedule(stored)

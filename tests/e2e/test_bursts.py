@@ -103,6 +103,7 @@ def burst_of_50_runs_once_with_the_last_payload(clients: list[httpx.Client], tar
     ids = {answer.json()["id"] for answer, _ in answers}
     assert len(ids) == 1, f"every answer names the same job, not {len(ids)}"
     assert sorted(a.status_code for a, _ in answers) == [200] * 49 + [202]
+    assert all(a.json()["status"] == "scheduled" for a, _ in answers), "it waits for its time"
     assert all(a.json()["debounced"] is True for a, _ in answers if a.status_code == 200)
     done = result(clients[0], ids.pop(), timeout=15)
     assert done["status"] == "succeeded"
@@ -285,3 +286,12 @@ def test_a_job_held_by_a_rate_limited_key_ends_dead_at_its_deadline(one: ServedP
 def test_debounce_replaces_a_job_held_by_a_paused_key(one: ServedPoulpe, fresh_target: Target) -> None:
     with one.client() as client:
         debounce_replaces_a_job_held_by_a_paused_key([client], fresh_target)
+
+
+def test_a_known_id_is_a_duplicate_even_under_a_debounce_key(one: ServedPoulpe, fresh_target: Target) -> None:
+    url = fresh_target.url("/echo")
+    with one.client() as client:
+        accepted(client, id="debounce-known", method="GET", name=url, debounce={"key": "k-one", "delay": 30})
+        again = submit(client, id="debounce-known", method="GET", name=url, debounce={"key": "k-two", "delay": 30})
+        assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
+        client.delete("/jobs/debounce-known")
