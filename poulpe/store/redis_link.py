@@ -350,6 +350,9 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
 
 
 def _unknown(name: str, args: list[Any]) -> StoreUnavailable:
-    """What a write whose reply was lost tells its caller: for `add`, the ids it may have stored (SPEC 2.3)."""
+    """What a write whose reply was lost tells its caller: for `add` (and `debounce`), the ids it may have stored
+    (SPEC 2.3)."""
     message = "the job store (redis) went away before confirming the write; its outcome is unknown"
+    if name == "debounce":  # args: key, expected id, expected record, mode, then the id it stores
+        return OutcomeUnknown(message, [args[4]])
     return OutcomeUnknown(message, args[0::ADD_ARGS]) if name == "add" else StoreUnavailable(message)
