@@ -6,13 +6,13 @@ store can change its shape (or move a count to an index) without any route knowi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Unpack
 
 from poulpe.deadjobs import DeadJobs
 from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.ready import Ready
-from poulpe.job import CallbackDelivery, Job
+from poulpe.job import CallbackDelivery, Job, Status
 from poulpe.store.base import JobQuery, Page, Store
 from poulpe.workers import Workers
 
@@ -36,6 +36,10 @@ class Queries:
     async def counts(self) -> dict[str, int]:
         """Jobs in the store by status."""
         return await self.store.counts()
+
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        """Jobs whose id starts with `prefix` (a tenant's), by status among `statuses`."""
+        return await self.store.prefix_counts(prefix, statuses)
 
     async def day_counts(self, day: str) -> dict[str, int]:
         """Jobs that ended on a UTC day (YYYY-MM-DD), succeeded and failed, as the store keeps them."""

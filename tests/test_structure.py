@@ -21,14 +21,14 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "record and ground rules",
         {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"}
-        | {"flag_parser", "bursts"},
+        | {"flag_parser", "scopes", "tokens", "bursts"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
     # tracing: trace context the runners pass on; tracing_otel: attempt spans (tracing on); history: the charts
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
-        | {"tracing", "tracing_otel", "history"},
+        | {"tracing", "tracing_otel", "history", "hangup", "quotas", "token_file"},
     ),
     (
         "engine",
@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "keys_api",
             "ops_api",
             "auth",
+            "tenants",
             "cron",
             "crontab",
             "callbacks",
@@ -54,7 +55,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     (
         "assembly and entry points",
-        {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"},
+        {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"}
+        | {"token_cli"},
     ),
 ]
 

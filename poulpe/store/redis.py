@@ -282,10 +282,11 @@ class RedisStore(RedisLink, Store):
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         status, method, name = query.get("status"), query.get("method"), query.get("name")
+        prefix = query.get("id_prefix") or ""
         page, size = query.get("page", 1), query.get("size", 50)
         index = self.base + ("st:" + status.value if status else "all")
         skip = (page - 1) * size
-        if method is None and name is None:  # the index alone pages: one range read, then the records
+        if method is None and name is None and not prefix:  # the index alone pages: one range read, then the records
             async with self._reachable():
                 total = int(await self.redis.zcard(index))
             jobs = await self._in_order(await self._ids(index, skip, skip + size - 1))
@@ -298,7 +299,11 @@ class RedisStore(RedisLink, Store):
             if not ids:
                 return Page(matched, total)
             for job in await self._in_order(ids):
-                if (method is None or job.method.value == method) and (name is None or job.name == name):
+                if (
+                    (method is None or job.method.value == method)
+                    and (name is None or job.name == name)
+                    and job.id.startswith(prefix)
+                ):
                     if skip <= total < skip + size:
                         matched.append(job)
                     total += 1
@@ -316,6 +321,15 @@ class RedisStore(RedisLink, Store):
             found = await self.redis.hgetall(self.base + "count")
         counted = {_text(k): int(v) for k, v in found.items()}
         return {s: max(0, counted.get(s, 0)) for s in _STATUSES}
+
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        async with self._reachable():  # a scan of each status index (docs/tenants.md says what it costs)
+            for status in statuses:
+                found[status.value] = 0
+                async for _ in self.redis.zscan_iter(self.base + "st:" + status.value, match=prefix + "*", count=1000):
+                    found[status.value] += 1
+        return found
 
     async def day_counts(self, day: str) -> dict[str, int]:
         async with self._reachable():

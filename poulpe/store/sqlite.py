@@ -14,17 +14,16 @@ import errno
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
-
-import msgspec
 
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
+from poulpe.store import sqlite_keys as keys
 from poulpe.store import sqlite_windows as windows
-from poulpe.store.base import JobQuery, Page, Pending, Store
+from poulpe.store.base import JobQuery, Page, Pending, Store, id_range
 from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,6 @@ CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, limits BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_limits_decoder = msgspec.json.Decoder(KeyLimits)
 
 
 def disk_fault(exc: BaseException) -> bool:
@@ -254,6 +252,9 @@ class SqliteStore(Store):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if query.get("id_prefix"):
+            where.append("id >= ? AND id < ?")
+            args += id_range(query.get("id_prefix") or "")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
 
         def scan(conn: sqlite3.Connection) -> Page:
@@ -278,6 +279,13 @@ class SqliteStore(Store):
             return {s: int(found.get(s, 0)) for s in _STATUSES}
 
         return await self._scan(scan)
+
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        wanted = [s.value for s in statuses]  # a range of the primary key: only the prefix's rows are visited
+        among = f"status IN ({','.join('?' * len(wanted))})"
+        query = f"SELECT status, count(*) FROM jobs WHERE id >= ? AND id < ? AND {among} GROUP BY status"
+        found = dict(self.reader.execute(query, [*id_range(prefix), *wanted]).fetchall())
+        return {s: int(found.get(s, 0)) for s in wanted}
 
     async def day_counts(self, day: str) -> dict[str, int]:
         row = self.reader.execute("SELECT succeeded, failed FROM days WHERE day = ?", (day,)).fetchone()
@@ -373,27 +381,10 @@ class SqliteStore(Store):
         return marked
 
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
-        rows = self.reader.execute("SELECT key, limits FROM keys").fetchall()
-        paused = self.reader.execute("SELECT value FROM flags WHERE name = 'paused'").fetchone()
-        return {key: _limits_decoder.decode(data) for key, data in rows}, bool(paused and paused[0] == "1")
+        return keys.read(self.reader)
 
     async def set_key(self, key: str, limits: KeyLimits | None) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            if limits is None or limits.empty:
-                conn.execute("DELETE FROM keys WHERE key = ?", (key,))
-            else:
-                conn.execute(
-                    "INSERT INTO keys VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET limits = excluded.limits",
-                    (key, msgspec.json.encode(limits)),
-                )
-
-        await self._write(write)
+        await self._write(keys.write_key(key, limits))
 
     async def set_paused(self, paused: bool) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO flags VALUES ('paused', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                ("1" if paused else "0",),
-            )
-
-        await self._write(write)
+        await self._write(keys.write_paused(paused))
