@@ -39,6 +39,7 @@ MEASUREMENTS = (
     "keys",
     "bursts",
     "tokens",
+    "cron",
 )
 
 

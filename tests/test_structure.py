@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
-        | {"tracing", "tracing_otel", "history", "hangup", "quotas", "token_file"},
+        | {"tracing", "tracing_otel", "history", "hangup", "quotas", "token_file", "cron_options", "aborts"},
     ),
     (
         "engine",
@@ -48,6 +48,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "tenants",
             "cron",
             "crontab",
+            "cron_api",
+            "cron_metrics",
             "callbacks",
             "openapi",
             "dashboard",
@@ -56,7 +58,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "assembly and entry points",
         {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"}
-        | {"token_cli"},
+        | {"token_cli", "cron_cli"},
     ),
 ]
 
