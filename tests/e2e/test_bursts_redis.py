@@ -3,7 +3,7 @@ the stories of tests/e2e/test_bursts.py, and what a kill -9 of one process leave
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -13,14 +13,20 @@ from tests.e2e.test_keys_redis import clients
 from tests.e2e.test_redis_shared import on_redis
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
+from tests.started import Started
 from tests.target import Target
 
 Start = Callable[..., Poulpe]
 
 
-@pytest.fixture
-def trio(poulpe: Start, redis_server: RedisServer, redis_prefix: str) -> list[Poulpe]:
-    return [poulpe(*on_redis(redis_server, redis_prefix, "--workers", "4"), home=f"p{n}") for n in range(3)]
+@pytest.fixture(scope="module")
+def trio(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Poulpe]]:
+    """Three processes on one Redis namespace, shared by the module's stories (each uses keys of its own); a story
+    that kills one restarts it."""
+    started = Started(Poulpe, tmp_path_factory.mktemp("bursts-redis"))
+    flags = on_redis(redis_server, "bursts:", "--workers", "4")
+    yield [started(*flags, home=f"p{n}") for n in range(3)]
+    started.stop_all()
 
 
 def test_a_job_held_by_a_paused_key_ends_dead_at_its_deadline(trio: list[Poulpe], fresh_target: Target) -> None:
