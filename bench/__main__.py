@@ -40,6 +40,7 @@ MEASUREMENTS = (
     "bursts",
     "tokens",
     "cron",
+    "scale",
 )
 
 

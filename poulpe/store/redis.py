@@ -50,9 +50,10 @@ class RedisStore(RedisLink, Store):
         owner: str | None = None,
         patience: float | None = None,
         password: str | None = None,
+        replicas: int = 0,
     ) -> None:
         patience = PATIENCE_S if patience is None else patience
-        RedisLink.__init__(self, url, prefix=prefix, patience=patience, password=password)
+        RedisLink.__init__(self, url, prefix=prefix, patience=patience, password=password, replicas=replicas)
         self.owner = owner or f"poulpe-{secrets.token_hex(6)}"  # this process's name on its leases
 
     def shared_schedule(self) -> RedisStore:
@@ -311,6 +312,12 @@ class RedisStore(RedisLink, Store):
 
     async def ids(self, status: Status, limit: int) -> list[str]:
         return await self._ids(self.base + "st:" + status.value, 0, limit - 1) if limit > 0 else []
+
+    async def scored_ids(self, status: Status, limit: int) -> list[tuple[float, str]]:
+        """(acceptance order, id) of a status's newest `limit` jobs: --partitions merges them."""
+        async with self._reachable():
+            found = await self.redis.zrevrange(self.base + "st:" + status.value, 0, limit - 1, withscores=True)
+        return [(float(pair[1]), _text(pair[0])) for pair in found]
 
     async def _in_order(self, ids: list[str]) -> list[Job]:
         by_id = {job.id: job for job in await self.get_many(ids)}

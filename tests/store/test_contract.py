@@ -12,6 +12,7 @@ import pytest
 from poulpe.job import CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.store.base import Store
 from poulpe.store.redis import RedisStore
+from poulpe.store.redis_partitions import PartitionedStore
 from poulpe.store.sqlite import SqliteStore
 from tests.redis_server import RedisServer
 
@@ -27,7 +28,14 @@ def redis_store(request: pytest.FixtureRequest, tmp: Path) -> Store:
     return RedisStore(server.url, prefix=request.getfixturevalue("redis_prefix"), owner="contract")
 
 
-BACKENDS: dict[str, StoreFactory] = {"sqlite": sqlite_store, "redis": redis_store}
+def partitioned_store(request: pytest.FixtureRequest, tmp: Path) -> Store:
+    """--partitions 3: the same contract over three namespaces."""
+    server: RedisServer = request.getfixturevalue("redis_server")
+    prefix = request.getfixturevalue("redis_prefix")
+    return PartitionedStore(server.url, partitions=3, prefix=prefix, owner="contract")
+
+
+BACKENDS: dict[str, StoreFactory] = {"sqlite": sqlite_store, "redis": redis_store, "partitions": partitioned_store}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

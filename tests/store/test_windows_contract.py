@@ -13,6 +13,7 @@ from poulpe.bursts import replace_pending
 from poulpe.job import Job, Status
 from poulpe.store.base import Store
 from poulpe.store.redis import RedisStore
+from poulpe.store.redis_partitions import PartitionedStore
 from poulpe.store.sqlite import SqliteStore
 from tests.store.test_contract import make, store
 
@@ -24,8 +25,12 @@ async def window_entries(store: Store) -> int:
     `u:` and `d:` keys)."""
     if isinstance(store, SqliteStore):
         return len(store.windows.unique.open) + len(store.windows.debounce.pending)
-    assert isinstance(store, RedisStore)
-    return len([key async for key in store.redis.scan_iter(store.base + "[ud]:*")])
+    parts = store.parts if isinstance(store, PartitionedStore) else [store]
+    found = 0
+    for part in parts:
+        assert isinstance(part, RedisStore)
+        found += len([key async for key in part.redis.scan_iter(part.base + "[ud]:*")])
+    return found
 
 
 async def test_the_deadlines_of_jobs_waiting_for_their_first_attempt_are_found_again(store: Store) -> None:
