@@ -25,7 +25,7 @@ def trio(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) ->
     that kills one restarts it."""
     started = Started(Poulpe, tmp_path_factory.mktemp("bursts-redis"))
     flags = on_redis(redis_server, "bursts:", "--workers", "4")
-    yield [started(*flags, home=f"p{n}") for n in range(3)]
+    yield started.many(*flags, homes=["p0", "p1", "p2"])
     started.stop_all()
 
 
