@@ -10,7 +10,6 @@ cheaper inserts.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import sqlite3
 import time
@@ -18,13 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
-import msgspec
-
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
+from poulpe.store import sqlite_keys as keys
+from poulpe.store import sqlite_windows as windows
 from poulpe.store.base import JobQuery, Page, Pending, Store, id_range
-from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
+from poulpe.store.sqlite_writer import Insert, Op, Soon, Update, Writer, connect, disk_fault, probe, update_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,21 +50,6 @@ CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, limits BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_limits_decoder = msgspec.json.Decoder(KeyLimits)
-
-
-def disk_fault(exc: BaseException) -> bool:
-    """A fault of the disk under the file (full, or failing), which may pass: not a wrong path or a foreign file."""
-    if isinstance(exc, sqlite3.Error):
-        name = getattr(exc, "sqlite_errorname", "")
-        return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
-
-
-def _probe(conn: sqlite3.Connection) -> None:
-    """The smallest write that must reach the disk: the header's user_version, set to what it is."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    conn.execute(f"PRAGMA user_version = {version}")
 
 
 class SqliteStore(Store):
@@ -75,9 +59,11 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._writer: Writer | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any] | None]] = []
+        self._soon = Soon(lambda job: self._submit(Update(job), wait=False))  # `running` marks, written late
         self._reader: sqlite3.Connection | None = None
         self._open_fault: str | None = None
         self._reopening: asyncio.Task[None] | None = None
+        self.windows = windows.Windows()  # unique and debounce windows
 
     async def open(self) -> None:
         """Open the file. A full or failing disk does not stop poulpe: the store answers 503 and opens once it can
@@ -95,7 +81,7 @@ class SqliteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + windows.SCHEMA)
         finally:
             conn.close()
         reader = connect(self.path)
@@ -105,6 +91,7 @@ class SqliteStore(Store):
             reader.close()
             raise
         writer.start()
+        self.windows.load(reader, time.time())
         self._writer, self._reader, self._open_fault = writer, reader, None
 
     async def _reopen_forever(self) -> None:
@@ -128,6 +115,7 @@ class SqliteStore(Store):
             self._reopening.cancel()
             self._reopening = None
         if self._writer is not None:
+            self._soon.flush()
             self._hand_over()  # writes issued in this iteration go before the stop
             self._writer.ops.put(None)
             await asyncio.to_thread(self._writer.join)
@@ -137,7 +125,7 @@ class SqliteStore(Store):
             self._reader = None
 
     def _submit(self, op: Op, *, wait: bool = True) -> asyncio.Future[Any] | None:
-        if self._writer is None or not self._writer.is_alive():
+        if self._writer is None or (not self._pending and not self._writer.is_alive()):  # once per iteration
             raise StoreUnavailable(self._open_fault or "the store is closed")
         loop = asyncio.get_running_loop()
         fut = loop.create_future() if wait else None
@@ -193,20 +181,32 @@ class SqliteStore(Store):
             return True
         try:
             async with asyncio.timeout(5):
-                await self._write(_probe)
+                await self._write(probe)
         except (StoreUnavailable, TimeoutError):
             return False
         return True
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        result: list[tuple[Job, bool]] = await self._write(Insert(jobs))
-        return result
+        if any(job.unique is not None for job in jobs):  # unique windows: sqlite_windows.py
+            return await self.windows.unique.add(jobs, self.reader, self._write)
+        return await self._write(Insert(jobs))  # type: ignore[no-any-return]
 
     async def save(self, job: Job) -> None:
+        self._soon.drop(job.id)  # this write carries the newer state
         await self._write(Update(job))
 
+    async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        if self._writer is None or not self._writer.is_alive():  # before any is issued: none is written twice
+            raise StoreUnavailable(self._open_fault or "the store is closed")
+        self._soon.drop(*(job.id for job in jobs))
+        waits = [self._submit(Update(job)) for job in jobs]  # futures, not coroutines: no task each
+        return await asyncio.gather(*waits, return_exceptions=True)  # type: ignore[arg-type]
+
     def save_soon(self, job: Job) -> None:
-        self._submit(Update(job), wait=False)
+        """Written after SOON_DELAY unless a `save` of the job comes first: that one replaces it (sqlite_writer.py)."""
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable(self._open_fault or "the store is closed")
+        self._soon.add(job)
 
     async def get(self, job_id: str) -> Job | None:
         row = self.reader.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -225,6 +225,7 @@ class SqliteStore(Store):
         def remove(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
+        self._soon.drop(job_id)
         deleted: bool = await self._write(remove)
         return deleted
 
@@ -235,6 +236,12 @@ class SqliteStore(Store):
             return [Pending(r[0], r[1], r[2], _STATUS_OF[r[3]]) for r in rows]
 
         return await self._scan(scan)
+
+    async def deadlines(self) -> list[tuple[float, int, str]]:
+        return await self._scan(windows.deadlines)
+
+    async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        return await self.windows.debounce.submit(job, replace, self.reader, self._write)
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         status, method, name = query.get("status"), query.get("method"), query.get("name")
@@ -321,6 +328,7 @@ class SqliteStore(Store):
         return taken
 
     async def save_if_held(self, job: Job, holder: str) -> bool:
+        self._soon.drop(job.id)
         update = Update(job)
 
         def swap(conn: sqlite3.Connection) -> bool:
@@ -373,27 +381,10 @@ class SqliteStore(Store):
         return marked
 
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
-        rows = self.reader.execute("SELECT key, limits FROM keys").fetchall()
-        paused = self.reader.execute("SELECT value FROM flags WHERE name = 'paused'").fetchone()
-        return {key: _limits_decoder.decode(data) for key, data in rows}, bool(paused and paused[0] == "1")
+        return keys.read(self.reader)
 
     async def set_key(self, key: str, limits: KeyLimits | None) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            if limits is None or limits.empty:
-                conn.execute("DELETE FROM keys WHERE key = ?", (key,))
-            else:
-                conn.execute(
-                    "INSERT INTO keys VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET limits = excluded.limits",
-                    (key, msgspec.json.encode(limits)),
-                )
-
-        await self._write(write)
+        await self._write(keys.write_key(key, limits))
 
     async def set_paused(self, paused: bool) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO flags VALUES ('paused', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                ("1" if paused else "0",),
-            )
-
-        await self._write(write)
+        await self._write(keys.write_paused(paused))
