@@ -26,6 +26,7 @@ import msgspec
 from poulpe.aborts import Aborts
 from poulpe.cron import CronError, CronLine, fire_times, load_cron, next_fire
 from poulpe.cron_options import Overlap
+from poulpe.cron_replace import Replacer
 from poulpe.errors import Conflict, NotFound, PoulpeError
 from poulpe.hangup import off_hangup, on_hangup
 from poulpe.job import Job, Status
@@ -77,6 +78,7 @@ class Crontab:
         self.loaded_at = 0.0
         self._begun: set[str] = set()  # fingerprints whose stored state exists
         self.counts: Counter[str] = Counter()  # fires by outcome (cron_metrics.py)
+        self.replacer = Replacer(manager, aborts, self.counts)
         self._templates: dict[CronLine, Job] = {}
         self._ahead: dict[str, str] = {}  # each line's latest fire submitted here (maybe ahead of its time)
         self._reload = asyncio.Event()
@@ -175,9 +177,9 @@ class Crontab:
                     job_id = None
                     self.counts["skipped"] += 1
                 else:
-                    await self._replace(before)
+                    await self.replacer.replace(before)
             if job_id is not None and line.options.overlap is Overlap.REPLACE:
-                await self._replace_held(line, fire, before.id if before is not None else None)
+                await self.replacer.held_before(line.fingerprint, fire, before.id if before is not None else None)
             if job_id is not None:
                 jobs.append(self.fire_job(line, fire))
                 self.counts["fired"] += 1
@@ -196,31 +198,6 @@ class Crontab:
             if state.last_id is not None and (job := await self.manager.get(state.last_id)) is not None:
                 found[fp] = job
         return found
-
-    async def _replace_held(self, line: CronLine, fire: float, done: str | None) -> None:
-        """`replace` wherever the earlier fires run: every fire of the line from before this one that this process
-        holds (running, or waiting for a worker) ends here, whatever the stored latest fire says. On Redis the
-        latest fire read may already be this very fire (another process made it first) or the process that made
-        it may not hold the running one: each process ends what it holds, at each fire."""
-        prefix = f"cron:{line.fingerprint}:"
-        for job_id in [i for i in self.manager.ready.held if i.startswith(prefix) and i != done]:
-            if _fired_at(job_id, prefix) >= fire:
-                continue  # a later fire (this process is late): not this fire's to end
-            job = await self.manager.get(job_id)
-            if job is not None and not job.final:
-                await self._replace(job)
-
-    async def _replace(self, before: Job) -> None:
-        try:
-            await self.manager.cancel(before.id)
-            log.info("cron: %s cancelled, the line's next fire replaces it", before.id)
-            self.counts["replaced"] += 1
-        except Conflict:  # running: stop its attempt (here), or it ends cancelled after its attempt (elsewhere)
-            if self.aborts is not None and self.aborts.abort(before.id):
-                log.info("cron: %s stopped, the line's next fire replaces it", before.id)
-                self.counts["replaced"] += 1
-        except NotFound:
-            pass
 
     def fire_job(self, line: CronLine, fire: float) -> Job | None:
         """The job of a scheduled fire: what `job_from_object(line.job_fields(fire))` gives, from the line's job
@@ -371,15 +348,6 @@ class _Following:
         if key not in self.known:
             self.known[key] = next_fire(line, after, zone)
         return self.known[key]
-
-
-def _fired_at(job_id: str, prefix: str) -> float:
-    """A fire's time from its id: `<prefix><fire time>`, or `<prefix>run:<unix ms>` for a run now."""
-    rest = job_id.removeprefix(prefix)
-    try:
-        return int(rest.removeprefix("run:")) / 1000 if rest.startswith("run:") else float(rest)
-    except ValueError:
-        return math.inf  # not a fire of this line's making: never ended by it
 
 
 def _lead(line: CronLine) -> float:

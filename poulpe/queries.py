@@ -82,6 +82,10 @@ class Queries:
         """The job each worker runs, by worker number (None: idle)."""
         return self.workers.running
 
+    def held_ids(self) -> list[str]:
+        """Ids of the jobs this process holds: waiting for a worker, running or being recorded."""
+        return self.ready.held_ids()
+
     @property
     def ready_count(self) -> int:
         """Jobs due and waiting for a free worker."""

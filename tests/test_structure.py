@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "tenants",
             "cron",
             "crontab",
+            "cron_replace",
             "cron_api",
             "cron_metrics",
             "callbacks",
