@@ -116,6 +116,12 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     priority: int = 0  # higher starts first
     traceparent: str | None = None  # W3C trace context the job's attempts continue (SPEC 10.6, tracing.py)
     tracestate: str | None = None
+    # chains (SPEC 10.3, chains.py): child job objects, checked at intake, submitted when this job succeeds / dies
+    then: list[Any] | None = None
+    on_failure: list[Any] | None = None
+    labels: dict[str, str] | None = None  # SPEC 10.4: filters of /jobs, /dead and bulk actions
+    parent: str | None = None  # the job whose `then` or `on_failure` made this one
+    depth: int = 0  # how deep in a chain: a top-level job is 0, its children 1 (at most MAX_DEPTH)
 
     status: Status = Status.QUEUED
     seq: int = 0
@@ -133,6 +139,7 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     lease_until: float | None = None
     remark: str | None = None
     callback_delivery: CallbackDelivery | None = None
+    children: list[str] | None = None  # the ids of the children its final state made
     held: str | None = None  # why a due job waits (its key's pause or limits): set on the copy a query answers
 
     @property
@@ -198,6 +205,9 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
             result["held"] = self.held
         if self.traceparent is not None:
             result["traceparent"] = self.traceparent
+        for name in ("labels", "parent", "children"):
+            if getattr(self, name) is not None:
+                result[name] = getattr(self, name)
         return result
 
 

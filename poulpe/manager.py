@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 
+from poulpe.chains import Chains
+from poulpe.checks import Limits as JobLimits
 from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
 from poulpe.dispatch.controls import Controls
@@ -56,6 +58,7 @@ class JobManager(Queries):
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         key_defaults: KeyLimits | None = None,
+        limits: JobLimits | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -92,6 +95,8 @@ class JobManager(Queries):
             default_retry=default_retry,
             clock=clock,
         )
+        limits = limits or JobLimits(workers=workers, default_retry=default_retry)
+        self.finish.chains = Chains(limits, number=self._number, clock=clock)  # a job's children (SPEC 10.3)
         self.attempt = attempt = Attempt(
             runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock
         )
@@ -138,9 +143,7 @@ class JobManager(Queries):
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the job was not accepted")
         for job in jobs:
-            # time-ordered, so acceptance order holds across processes sharing one store (µs since 1970)
-            self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
-            job.seq = self._seq
+            job.seq = self._number()
         stored = await self.store.add(jobs)
         self.metrics.accepted(stored)
         for job, duplicate in stored:
@@ -149,6 +152,12 @@ class JobManager(Queries):
                 self._enqueue(job)
         self._tell_queued([job for job, duplicate in stored if not duplicate])
         return stored
+
+    def _number(self) -> int:
+        """The next acceptance number: time-ordered, so acceptance order holds across processes sharing one store
+        (µs since 1970)."""
+        self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
+        return self._seq
 
     def _enqueue(self, job: Job) -> None:
         if job.method is Method.QUEUE:

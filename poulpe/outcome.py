@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from poulpe.chains import Chains
 from poulpe.deadjobs import DeadJobs
 from poulpe.dispatch.events import Events, JobFinal
 from poulpe.dispatch.ready import Ready
@@ -51,6 +52,7 @@ class Finish:
         self.default_retry = default_retry
         self.clock = clock
         self._recording: set[asyncio.Task[None]] = set()
+        self.chains: Chains | None = None  # a final job's children, written with its final state (chains.py)
 
     def attempt_ended(self, job: Job, outcome: Outcome) -> None:
         """A worker's attempt ended. The worker is free as soon as the outcome is decided; storing it (one group
@@ -124,9 +126,13 @@ class Finish:
     async def _store_outcome(self, job: Job) -> bool:
         """Save an attempt's outcome, retrying while the store is away (a shutdown gives up after --grace)."""
         delay = 0.1
+        children = self._children(job)
         while True:
             try:
-                await self.store.save(job)
+                if children:
+                    self._started(await self.store.save_final(job, children))
+                else:
+                    await self.store.save(job)
                 return True
             except NotHeld:  # our lease ran out and another process took the job: its outcome wins
                 self.ready.held.pop(job.id, None)
@@ -136,6 +142,17 @@ class Finish:
                 log.warning("job %s: its outcome waits for the store: %s", job.id, exc.message)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _children(self, job: Job) -> list[Job]:
+        """A final job's children (SPEC 10.3), written with its final state."""
+        if self.chains is None or not job.final or not (job.then or job.on_failure):
+            return []
+        return self.chains.children_of(job)
+
+    def _started(self, stored: list[tuple[Job, bool]]) -> None:
+        if self.chains is not None:
+            self.metrics.accepted(stored)
+            self.chains.started(stored, self.feed.schedule, self.events)
 
     async def write_dead_letter(self, job: Job) -> None:
         await self.dead_jobs.bury(job)  # never raises: a letter the directory refuses is owed and written later
@@ -148,7 +165,8 @@ class Finish:
         job.lease_holder = job.lease_until = None
         if job.status is Status.DEAD:
             await self.write_dead_letter(job)
-        if not await self.store.save_if_held(job, holder):
+        children = self._children(job)
+        if not await self.store.save_if_held(job, holder, children):
             if job.status is Status.DEAD:
                 # another process may have ended the same lease first, with the same dead letter: keep it then
                 current = await self.store.get(job.id)
@@ -156,6 +174,10 @@ class Finish:
                     await self.dead_jobs.letter_gone(job.id)
             return False
         self.metrics.ended(job)
+        if children:  # the children this save wrote carry its acceptance numbers; a known id keeps its own
+            mine = {child.id: child.seq for child in children}
+            stored = await self.store.get_many(list(mine))
+            self._started([(child, child.seq != mine[child.id]) for child in stored])
         log.info(
             "job %s %s attempt=%d worker=%s%s",
             job.id,

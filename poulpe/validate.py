@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -13,12 +14,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from poulpe import chain_refs
 from poulpe.checks import TYPE_PATTERN as TYPE_PATTERN  # where the schema (openapi*.py) reads it
 from poulpe.checks import TYPE_RULE, is_task_type, split_msgspec
 from poulpe.checks import Limits as Limits  # what every intake hands the validator
 from poulpe.errors import BadRequest
 from poulpe.job import HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
 from poulpe.keys import KEY_WIRE
+from poulpe.labels import Labels
 from poulpe.outbound import check_url
 from poulpe.runners.exec import check as check_exec
 from poulpe.runners.http import check as check_http
@@ -28,6 +31,7 @@ from poulpe.tracing import TRACEPARENT_PATTERN, valid_traceparent
 MAX_BATCH = 1000
 MAX_PARAMS = 512 * 1024
 MAX_META = 16 * 1024
+MAX_CHAIN = 1024 * 1024
 MAX_SECONDS = 10 * 366 * 86400  # ten years: far enough for any schedule, small enough to stay exact
 MAX_UNIX = 253402300799  # 9999-12-31T23:59:59Z
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"  # as documented (ECMA regex: `$` is the very end)
@@ -143,6 +147,22 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
         Annotated[str, msgspec.Meta(pattern=TRACEPARENT_PATTERN, max_length=256)] | None,
         _doc("W3C trace context the job's attempts continue (else the request's traceparent header)."),
     ] = None
+    then: Annotated[
+        msgspec.Raw,
+        _doc(
+            "A job object or an array of up to 100, submitted when this job succeeds (ids default to "
+            '<id>.then.<i>; "$parent" as params, a headers value or a mail body becomes this job\'s result).',
+            type=["object", "array", "null"],
+        ),
+    ] = msgspec.field(default_factory=null_raw)
+    on_failure: Annotated[
+        msgspec.Raw,
+        _doc("As `then`, submitted when this job ends dead (ids default to <id>.fail.<i>).", type=["object", "array"]),
+    ] = msgspec.field(default_factory=null_raw)
+    labels: Annotated[
+        Labels | None,
+        _doc("Up to 16 labels (keys of a-z 0-9 _ . -): GET /jobs, GET /dead and POST /actions filter by them."),
+    ] = None
 
 
 _FIELD_KEY = re.compile(
@@ -179,7 +199,7 @@ def parse_body(body: bytes, limits: Limits, *, now: float | None = None) -> list
     return parse_job(body, limits, now=now)
 
 
-def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = None) -> Submission:
+def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = None, depth: int = 0) -> Submission:
     """One job object as JSON bytes → Submission; raises BadRequest naming the field."""
     try:
         wire = msgspec.json.decode(raw, type=JobIn)
@@ -189,7 +209,7 @@ def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = N
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
     _check_unique_keys(bytes(raw))
-    return _build(wire, limits, time.time() if now is None else now)
+    return _build(wire, limits, time.time() if now is None else now, depth)
 
 
 class _RandomPool:
@@ -244,12 +264,17 @@ def _unique(pairs: list[tuple[str, Any]], prefix: str) -> None:
         seen.add(key)
 
 
-def job_from_object(obj: Any, limits: Limits, *, now: float | None = None) -> Submission:
-    """The same validation for a job given as Python data (compat routes, cron, Kafka)."""
-    return parse_job(msgspec.json.encode(obj), limits, now=now)
+def job_from_object(obj: Any, limits: Limits, *, now: float | None = None, depth: int = 0) -> Submission:
+    """The same validation for a job given as Python data (compat routes, cron, Kafka, a chain's children)."""
+    return parse_job(msgspec.json.encode(obj), limits, now=now, depth=depth)
 
 
-def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
+def _children(field: str, raw: msgspec.Raw, job_id: str, *, limits: Limits, now: float, depth: int) -> Any:
+    parse = functools.partial(job_from_object, limits=limits, now=now)
+    return chain_refs.check(_decode_raw(raw, field, MAX_CHAIN), field, job_id, depth, parse)
+
+
+def _build(wire: JobIn, limits: Limits, now: float, depth: int = 0) -> Submission:
     try:
         if not wire.method.isascii():  # "po\u017ft".upper() is "POST": only ASCII letters name a method
             raise ValueError(wire.method)
@@ -270,8 +295,10 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
     _CHECKS[method](method, wire.name, params, limits)
     if wire.callback is not None:
         check_url(wire.callback, "callback", limits.allow_hosts)
+    job_id = wire.id if wire.id is not None else new_id()
+    check_child = functools.partial(_children, limits=limits, now=now, depth=depth)  # SPEC 10.3
     job = Job(
-        id=wire.id if wire.id is not None else new_id(),
+        id=job_id,
         method=method,
         name=wire.name,
         params=params,
@@ -284,6 +311,10 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
         key=wire.key,
         priority=wire.priority,
         traceparent=valid_traceparent(wire.traceparent),
+        then=None if wire.then is _NULL else check_child("then", wire.then, job_id),
+        on_failure=None if wire.on_failure is _NULL else check_child("on_failure", wire.on_failure, job_id),
+        labels=wire.labels,
+        depth=depth,
         status=Status.QUEUED if run_at <= now else Status.SCHEDULED,
         created_at=now,
         run_at=run_at,

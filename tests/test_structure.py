@@ -27,12 +27,13 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
+        | {"chain_refs", "labels"}
         | {"tracing", "tracing_otel", "history"},
     ),
     (
         "engine",
         {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
-        | {"alerts"},
+        | {"alerts", "chains"},
     ),
     (
         "intakes and routes",

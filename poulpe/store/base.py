@@ -114,6 +114,11 @@ class Store(abc.ABC):
         """Write a job's new state durably. A final state also counts the job in its UTC day's totals."""
 
     @abc.abstractmethod
+    async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
+        """`save` a final job and `add` its children (SPEC 10.3) in one transaction: both or neither are durable.
+        For each child, (the stored child, True if its id was already known: it is not written again)."""
+
+    @abc.abstractmethod
     def save_soon(self, job: Job) -> None:
         """Write a job's state without waiting: ordered before any later write (the `running` mark)."""
 
@@ -168,9 +173,10 @@ class Store(abc.ABC):
         handed to two callers: a job taken by one call is not due for any other until its state changes again."""
 
     @abc.abstractmethod
-    async def save_if_held(self, job: Job, holder: str) -> bool:
+    async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
         """Store `job` (as `save` does, day totals included) only if the stored job is still `running` under
-        `holder` in the same attempt (`attempts` equal). False, and nothing written, otherwise."""
+        `holder` in the same attempt (`attempts` equal). False, and nothing written, otherwise. `children` are
+        added in the same transaction (as `save_final`) when it is stored."""
 
     @abc.abstractmethod
     async def expired_leases(self, now: float, limit: int) -> list[Job]:

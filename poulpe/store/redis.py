@@ -58,12 +58,15 @@ class RedisStore(RedisLink, Store):
 
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        args: list[Any] = []
-        for job in jobs:  # ADD_ARGS of them
-            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
-            args.append(_meta(job))
-        known = await self._script("add", args)
-        return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
+        known = await self._script("add", _add_args(jobs))
+        return _added(jobs, known)
+
+    async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
+        """The final state and the children in one script (SAVE_FINAL)."""
+        saved, *known = await self._script("save_final", [*self._save_args(job), *_add_args(children)])
+        if not saved:
+            raise NotHeld(f"job {job.id} is held by another poulpe process")
+        return _added(children, known)
 
     def _save_args(self, job: Job, *, token: str | None = None, held: bool = False) -> list[Any]:
         day = ""
@@ -119,9 +122,12 @@ class RedisStore(RedisLink, Store):
         )
         return jobs
 
-    async def save_if_held(self, job: Job, holder: str) -> bool:
-        token = _external(holder, job.attempts)
-        return bool(await self._script("save", self._save_args(job, token=token, held=True)))
+    async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
+        args = self._save_args(job, token=_external(holder, job.attempts), held=True)
+        if children:
+            saved, *_ = await self._script("save_final", [*args, *_add_args(children)])
+            return bool(saved)
+        return bool(await self._script("save", args))
 
     async def expired_leases(self, now: float, limit: int) -> list[Job]:
         records = await self._script("expired", [repr(now), limit])
@@ -321,6 +327,18 @@ class RedisStore(RedisLink, Store):
         async with self._reachable():
             top = await self.redis.zrevrange(self.base + "all", 0, 0, withscores=True)
         return int(top[0][1]) if top else 0
+
+
+def _add_args(jobs: Sequence[Job]) -> list[Any]:
+    args: list[Any] = []
+    for job in jobs:  # ADD's groups of 8
+        args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
+        args.append(_meta(job))
+    return args
+
+
+def _added(jobs: Sequence[Job], known: Sequence[Any]) -> list[tuple[Job, bool]]:
+    return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
 
 def _text(value: Any) -> str:

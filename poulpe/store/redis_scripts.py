@@ -95,9 +95,7 @@ end
 # ARGV: base, then groups of 8: id, record, status, run_at, seq, place, attempts, meta ("<priority>|<seq>|<key>").
 # Returns, per job, 0 when stored by this submission, or the stored record when the id was known (a duplicate).
 # "This submission" includes the same call sent again after its reply was lost: the stored job's seq is its own.
-ADD = (
-    MOVE
-    + """
+_ADD_BODY = """
 local B = ARGV[1]
 local soonest = earliest(B)
 local wake = false
@@ -134,7 +132,7 @@ if wake then redis.call('PUBLISH', B..'work', '') end
 for kind in pairs(kinds) do redis.call('PUBLISH', B..'queued', kind) end
 return out
 """
-)
+ADD = MOVE + _ADD_BODY
 
 # ARGV: base, id, record, status, run_at, seq, token, finished_at ('' if none), day column ('' or
 # '<date>:succeeded' / '<date>:failed'), place, held ('1': write only if `token` holds the job), external lease end
@@ -142,9 +140,7 @@ return out
 # Returns 1 when written, 0 when the job is held by someone else (nothing written).
 # The attempt count in `tries` follows the record: up to it when an attempt begins, back to it when the job waits
 # again (its writer held it, so no other attempt began meanwhile), gone when it is final.
-SAVE = (
-    MOVE
-    + """
+_SAVE_BODY = """
 local B, id, record, status, token, place = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], ARGV[10]
 local owner = redis.call('HGET', B..'owner', id)
 if ARGV[11] == '1' then
@@ -200,6 +196,27 @@ else
   end
 end
 return 1
+"""
+SAVE = MOVE + _SAVE_BODY
+
+# ARGV: base, SAVE's 13 arguments, then ADD's groups of 8 (a final job's children, SPEC 10.3): the job's final state
+# and its children in one script, so Redis holds both or neither. Returns {0} when the job is held by someone else
+# (nothing written), else {1, then ADD's answer for each child}.
+SAVE_FINAL = (
+    MOVE
+    + "local function save_job(ARGV)\n"
+    + _SAVE_BODY
+    + "end\nlocal function add_jobs(ARGV)\n"
+    + _ADD_BODY
+    + """end
+local head = {}
+for i = 1, 14 do head[i] = ARGV[i] end
+if save_job(head) == 0 then return {0} end
+local rest = {ARGV[1]}
+for i = 15, #ARGV do rest[#rest + 1] = ARGV[i] end
+local out = add_jobs(rest)
+table.insert(out, 1, 1)
+return out
 """
 )
 
@@ -312,6 +329,7 @@ return 1
 STORE_SCRIPTS = {  # and `claim` (redis_claim.py)
     "add": ADD,
     "save": SAVE,
+    "save_final": SAVE_FINAL,
     "renew": RENEW,
     "purge": PURGE,
     "delete": DELETE,

@@ -24,7 +24,7 @@ from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
 from poulpe.store.base import JobQuery, Page, Pending, Store
-from poulpe.store.sqlite_writer import Insert, Op, Update, Writer, connect, update_run
+from poulpe.store.sqlite_writer import Final, Insert, Op, Update, Writer, connect, update_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -205,6 +205,10 @@ class SqliteStore(Store):
     async def save(self, job: Job) -> None:
         await self._write(Update(job))
 
+    async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
+        stored: list[tuple[Job, bool]] = await self._write(Final(job, children))
+        return stored
+
     def save_soon(self, job: Job) -> None:
         self._submit(Update(job), wait=False)
 
@@ -310,8 +314,8 @@ class SqliteStore(Store):
         taken: list[Job] = await self._write(take)
         return taken
 
-    async def save_if_held(self, job: Job, holder: str) -> bool:
-        update = Update(job)
+    async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
+        final = Final(job, children)
 
         def swap(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job.id,)).fetchone()
@@ -320,7 +324,7 @@ class SqliteStore(Store):
             stored = decode_job(row[0])
             if stored.status is not Status.RUNNING or stored.lease_holder != holder or stored.attempts != job.attempts:
                 return False
-            update_run(conn, [update])
+            final(conn)  # with the children of a final job (SPEC 10.3), if it has any
             return True
 
         held: bool = await self._write(swap)

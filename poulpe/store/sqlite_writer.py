@@ -94,10 +94,24 @@ class Update:
             self.day_column = (_utc_day(int(job.finished_at // 86400)), column)
 
 
+class Final:
+    """A final job's state and its children (SPEC 10.3): one op, so the writer applies both in one transaction.
+    Answers (child, duplicate) for each child."""
+
+    __slots__ = ("insert", "update")
+
+    def __init__(self, job: Job, children: Sequence[Job]) -> None:
+        self.update, self.insert = Update(job), Insert(children)
+
+    def __call__(self, conn: sqlite3.Connection) -> list[tuple[Job, bool]]:
+        update_run(conn, [self.update])
+        return insert_run(conn, [self.insert])[0]
+
+
 Op = Insert | Update | Callable[[sqlite3.Connection], Any]
 
 
-def _insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tuple[Job, bool]]]:
+def insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tuple[Job, bool]]]:
     rows = [row for insert in inserts for row in insert.rows]
     if _execute_rows(conn, rows, upsert=False) == len(rows):
         return [[(job, False) for job in insert.jobs] for insert in inserts]
@@ -169,7 +183,7 @@ class Writer(threading.Thread):
             # One statement: SQLite commits it on its own (autocommit), so the thread leaves and re-takes the
             # GIL once for the whole write instead of three times (BEGIN, INSERT, COMMIT).
             try:
-                results = _insert_run(self.conn, inserts)
+                results = insert_run(self.conn, inserts)
                 self.fault = None
             except sqlite3.Error as exc:
                 results = self._failed(batch, exc)
@@ -209,7 +223,7 @@ class Writer(threading.Thread):
         """A run of ops of one kind: inserts and updates folded together, anything else one by one."""
         first = run[0]
         if isinstance(first, Insert):
-            return _insert_run(self.conn, run)  # type: ignore[arg-type]
+            return insert_run(self.conn, run)  # type: ignore[arg-type]
         if isinstance(first, Update):
             return update_run(self.conn, run)  # type: ignore[arg-type]
         assert callable(first)

@@ -283,3 +283,28 @@ async def test_utf8_task_types_are_queues_of_their_own(store: Store) -> None:
     assert [j.id for j in await store.expired_leases(200.0, 10)] == ["zh"]
     assert [j.id for j in (await store.list_jobs(method="QUEUE", name="下载2")).jobs] == ["zh2"]
     assert [j.id for j in await store.lease_queue("下载2", 10, "工兵1", 160.0, 100.0)] == ["zh2"]
+
+
+async def test_a_final_job_and_its_children_are_written_together_and_once(store: Store) -> None:
+    await store.add([make("p", 1)])
+    parent = await store.get("p")
+    assert parent is not None
+    parent.status, parent.finished_at, parent.children = Status.SUCCEEDED, 5.0, ["p.then.0"]
+    child = make("p.then.0", 2, parent="p")
+    assert await store.save_final(parent, [child]) == [(child, False)]
+    again = await store.save_final(parent, [make("p.then.0", 3, parent="p")])  # the same write sent twice
+    assert again[0][1] is True and again[0][0].seq == 2
+    assert (await store.get("p")).children == ["p.then.0"]  # type: ignore[union-attr]
+    assert [job.id for job in await store.pending()] == ["p.then.0"]
+    counts = await store.counts()
+    assert (counts["succeeded"], counts["queued"]) == (1, 1)
+
+
+async def test_a_report_refused_to_a_worker_that_lost_its_lease_writes_no_child(store: Store) -> None:
+    await store.add([task("a", 1)])
+    [job] = await store.lease_queue("resize", 1, "w1", 160.0, 100.0)
+    job.status, job.finished_at, job.lease_holder = Status.SUCCEEDED, 120.0, None
+    assert await store.save_if_held(job, "w2", [make("a.then.0", 5)]) is False
+    assert await store.get("a.then.0") is None
+    assert await store.save_if_held(job, "w1", [make("a.then.0", 5)]) is True
+    assert (await store.get("a.then.0")).status is Status.QUEUED  # type: ignore[union-attr]
