@@ -6,13 +6,15 @@ store can change its shape (or move a count to an index) without any route knowi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Unpack
 
 from poulpe.deadjobs import DeadJobs
 from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.ready import Ready
-from poulpe.job import CallbackDelivery, Job
+from poulpe.job import CallbackDelivery, Job, Status
+from poulpe.labels import JobFilter
 from poulpe.store.base import JobQuery, Page, Store
 from poulpe.workers import Workers
 
@@ -49,6 +51,16 @@ class Queries:
     async def dead_page(self, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         """A page of dead jobs and how many there are (GET /dead)."""
         return await self.dead_jobs.page(page=page, size=size)
+
+    async def dead_matching(self, narrow: JobFilter, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of the dead jobs the store holds that meet the filters (GET /dead?label=...), newest first."""
+        found = await self.store.list_jobs(status=Status.DEAD, match=narrow.matches, page=page, size=size)
+        items = []
+        for job in found.jobs:
+            day = time.strftime("%Y-%m-%d", time.gmtime(job.finished_at or 0.0))
+            items.append({"id": job.id, "day": day, "file": f"{day}/{job.id}.json", "error": job.error,
+                          "labels": job.labels})  # fmt: skip
+        return items, found.total
 
     async def dead_job(self, job_id: str) -> Job | None:
         """A dead job, from the store or, once the store forgot it, from its letter."""

@@ -64,6 +64,9 @@ class Result(msgspec.Struct, kw_only=True):
         | UnsetType
     ) = UNSET
     callback_delivery: CallbackDeliveryOut | UnsetType = UNSET
+    labels: Annotated[dict[str, str], Meta(description="The job's labels (SPEC 10.4).")] | UnsetType = UNSET
+    parent: Annotated[str, Meta(description="The job whose then/on_failure made this one.")] | UnsetType = UNSET
+    children: Annotated[list[str], Meta(description="Ids of the children its final state made.")] | UnsetType = UNSET
 
 
 class Ack(msgspec.Struct):
@@ -121,6 +124,8 @@ class DeadRow(msgspec.Struct):
     id: str
     day: str
     file: Annotated[str | None, Meta(description="null: the letter is owed")]
+    error: Annotated[str | None, Meta(description="With a filter (SPEC 10.4): its last error.")] | UnsetType = UNSET
+    labels: Annotated[dict[str, str] | None, Meta(description="With a filter: its labels.")] | UnsetType = UNSET
 
 
 class DeadPage(msgspec.Struct):

@@ -16,6 +16,7 @@ class JobQuery(TypedDict, total=False):
     status: Status | None
     method: str | None
     name: str | None
+    match: Callable[[Job], bool] | None  # filters no index answers (labels, SPEC 10.4): the jobs are read and tested
     page: int
     size: int
 
@@ -43,6 +44,18 @@ class Claimed(NamedTuple):
 class Page(NamedTuple):
     jobs: list[Job]
     total: int
+
+
+def matching_page(jobs: Iterable[Job], match: Callable[[Job], bool], page: int, size: int) -> Page:
+    """The page of the jobs that match (read newest first), and how many match in all."""
+    found: list[Job] = []
+    total, skip = 0, (page - 1) * size
+    for job in jobs:
+        if match(job):
+            if skip <= total < skip + size:
+                found.append(job)
+            total += 1
+    return Page(found, total)
 
 
 class SharedSchedule(Protocol):

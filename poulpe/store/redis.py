@@ -281,11 +281,11 @@ class RedisStore(RedisLink, Store):
         return [_text(i) for i in found]
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
-        status, method, name = query.get("status"), query.get("method"), query.get("name")
+        status, method, name, match = query.get("status"), query.get("method"), query.get("name"), query.get("match")
         page, size = query.get("page", 1), query.get("size", 50)
         index = self.base + ("st:" + status.value if status else "all")
         skip = (page - 1) * size
-        if method is None and name is None:  # the index alone pages: one range read, then the records
+        if method is None and name is None and match is None:  # the index alone pages: one range read, then the records
             async with self._reachable():
                 total = int(await self.redis.zcard(index))
             jobs = await self._in_order(await self._ids(index, skip, skip + size - 1))
@@ -298,7 +298,11 @@ class RedisStore(RedisLink, Store):
             if not ids:
                 return Page(matched, total)
             for job in await self._in_order(ids):
-                if (method is None or job.method.value == method) and (name is None or job.name == name):
+                if (
+                    (method is None or job.method.value == method)
+                    and (name is None or job.name == name)
+                    and (match is None or match(job))
+                ):
                     if skip <= total < skip + size:
                         matched.append(job)
                     total += 1

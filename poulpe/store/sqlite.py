@@ -23,7 +23,7 @@ import msgspec
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
-from poulpe.store.base import JobQuery, Page, Pending, Store
+from poulpe.store.base import JobQuery, Page, Pending, Store, matching_page
 from poulpe.store.sqlite_writer import Final, Insert, Op, Update, Writer, connect, update_run
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ class SqliteStore(Store):
         return await self._scan(scan)
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
-        status, method, name = query.get("status"), query.get("method"), query.get("name")
+        status, method, name, match = query.get("status"), query.get("method"), query.get("name"), query.get("match")
         page, size = query.get("page", 1), query.get("size", 50)
         where, args = [], []
         for column, value in (("status", status.value if status else None), ("method", method), ("name", name)):
@@ -251,6 +251,9 @@ class SqliteStore(Store):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
 
         def scan(conn: sqlite3.Connection) -> Page:
+            if match is not None:
+                found = conn.execute(f"SELECT data FROM jobs {clause} ORDER BY rowid DESC", args)
+                return matching_page((decode_job(row[0]) for row in found), match, page, size)
             total = conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()[0]
             rows = conn.execute(
                 f"SELECT data FROM jobs {clause} ORDER BY rowid DESC LIMIT ? OFFSET ?", [*args, size, (page - 1) * size]
