@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from poulpe import api, keys_api, ops_api
+from poulpe import api, batches_api, keys_api, ops_api
 from poulpe.auth import TokenAuth
 from poulpe.compat.routes import routes as compat_routes
 from poulpe.errors import PoulpeError
@@ -58,6 +58,8 @@ def create_app(settings: Settings) -> Starlette:
         keys_api.key_route("/keys/{key}", keys_api.delete_key, "DELETE"),
         Route("/pause", keys_api.pause, methods=["POST"]),
         Route("/resume", keys_api.resume, methods=["POST"]),
+        Route("/batches", batches_api.post_batch, methods=["POST"]),
+        Route("/batches/{id}", batches_api.get_batch, methods=["GET"]),
         Route("/dead", api.list_dead, methods=["GET"]),
         Route("/dead/{id}", api.get_dead, methods=["GET"]),
         Route("/dead/{id}", api.delete_dead, methods=["DELETE"]),

@@ -122,6 +122,7 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     labels: dict[str, str] | None = None  # SPEC 10.4: filters of /jobs, /dead and bulk actions
     parent: str | None = None  # the job whose `then` or `on_failure` made this one
     depth: int = 0  # how deep in a chain: a top-level job is 0, its children 1 (at most MAX_DEPTH)
+    batch: str | None = None  # the batch it belongs to: its final state counts there (batch_record.py)
 
     status: Status = Status.QUEUED
     seq: int = 0
@@ -205,7 +206,7 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
             result["held"] = self.held
         if self.traceparent is not None:
             result["traceparent"] = self.traceparent
-        for name in ("labels", "parent", "children"):
+        for name in ("labels", "parent", "children", "batch"):
             if getattr(self, name) is not None:
                 result[name] = getattr(self, name)
         return result

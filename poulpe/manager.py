@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 
+from poulpe.batch_record import Batch
+from poulpe.batches import BatchTeller
 from poulpe.chains import Chains
 from poulpe.checks import Limits as JobLimits
 from poulpe.deadjobs import DeadJobs
@@ -97,6 +99,8 @@ class JobManager(Queries):
         )
         limits = limits or JobLimits(workers=workers, default_retry=default_retry)
         self.finish.chains = Chains(limits, number=self._number, clock=clock)  # a job's children (SPEC 10.3)
+        self.batch_teller = BatchTeller(store, self.submit, limits, clock=clock)  # batches' ends (SPEC 10.3)
+        self.finish.batch_job_ended = self.batch_teller.poke
         self.attempt = attempt = Attempt(
             runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock
         )
@@ -116,6 +120,7 @@ class JobManager(Queries):
         self.workers.start()
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
         self.dead_jobs.start()
+        self.batch_teller.start()
         self.accepting = True
 
     def stop_intake(self) -> None:
@@ -132,6 +137,7 @@ class JobManager(Queries):
         await self.finish.wait_recorded(grace)
         await self.feed.close()
         await self.dead_jobs.stop()
+        await self.batch_teller.stop()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,6 +158,21 @@ class JobManager(Queries):
                 self._enqueue(job)
         self._tell_queued([job for job, duplicate in stored if not duplicate])
         return stored
+
+    async def submit_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
+        """Store a batch and its jobs, all or none, then schedule them (SPEC 10.3). None when stored; nothing
+        stored and the known batch when its id is known, or the first job id already known."""
+        if not self.accepting:
+            raise Unavailable("poulpe is shutting down: the batch was not accepted")
+        for job in jobs:
+            job.seq = self._number()
+        known = await self.store.add_batch(batch, jobs)
+        if known is None:
+            self.metrics.accepted((job, False) for job in jobs)
+            for job in jobs:
+                self._enqueue(job)
+            self._tell_queued(list(jobs))
+        return known
 
     def _number(self) -> int:
         """The next acceptance number: time-ordered, so acceptance order holds across processes sharing one store
@@ -261,6 +282,8 @@ class JobManager(Queries):
             self.ready.cancelling.discard(job_id)
         log.info("job %s cancelled attempt=%d", job.id, job.attempts)
         self.events.emit(JobFinal(job))
+        if job.batch is not None:
+            self.batch_teller.poke()
         return job
 
     async def retry_dead(self, job_id: str) -> Job:

@@ -53,6 +53,7 @@ class Finish:
         self.clock = clock
         self._recording: set[asyncio.Task[None]] = set()
         self.chains: Chains | None = None  # a final job's children, written with its final state (chains.py)
+        self.batch_job_ended: Callable[[], None] = lambda: None  # a batch's job is final: its end may be owed
 
     def attempt_ended(self, job: Job, outcome: Outcome) -> None:
         """A worker's attempt ended. The worker is free as soon as the outcome is decided; storing it (one group
@@ -122,6 +123,8 @@ class Finish:
             self.feed.schedule(job)
         if job.final:
             self.events.emit(JobFinal(job))
+            if job.batch is not None:
+                self.batch_job_ended()
 
     async def _store_outcome(self, job: Job) -> bool:
         """Save an attempt's outcome, retrying while the store is away (a shutdown gives up after --grace)."""
@@ -188,4 +191,6 @@ class Finish:
         )
         if job.final:
             self.events.emit(JobFinal(job))
+            if job.batch is not None:
+                self.batch_job_ended()
         return True

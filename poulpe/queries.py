@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Unpack
 
+from poulpe.batch_record import Batch
 from poulpe.deadjobs import DeadJobs
 from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.ready import Ready
@@ -46,6 +47,10 @@ class Queries:
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Record how a job's callback went (callbacks.py); False when the job is gone."""
         return await self.store.set_callback_delivery(job_id, delivery)
+
+    async def get_batch(self, batch_id: str) -> Batch | None:
+        """A batch's counters and what tells its end (SPEC 10.3); None when unknown."""
+        return await self.store.get_batch(batch_id)
 
     # --- dead jobs (deadjobs.py) -----------------------------------------------------------------------------
     async def dead_page(self, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:

@@ -27,13 +27,13 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
-        | {"chain_refs", "labels"}
+        | {"chain_refs", "labels", "batch_record"}
         | {"tracing", "tracing_otel", "history"},
     ),
     (
         "engine",
         {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
-        | {"alerts", "chains"},
+        | {"alerts", "chains", "batches"},
     ),
     (
         "intakes and routes",
@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "api",
             "api_workers",
             "keys_api",
+            "batches_api",
             "ops_api",
             "auth",
             "cron",

@@ -18,11 +18,11 @@ from typing import Any
 from poulpe import __version__
 from poulpe.openapi import build
 from poulpe.openapi.compat import EASYTASK, KINGTASK
-from poulpe.openapi.flows import with_filters
+from poulpe.openapi.flows import FLOWS, with_filters
 from poulpe.openapi.observe import OBSERVE
 from poulpe.openapi.routes import JOBS, KEYS, WORKERS
 
-OPERATIONS = [*with_filters(JOBS), *KINGTASK, *WORKERS, *EASYTASK, *KEYS, *OBSERVE]
+OPERATIONS = [*with_filters(JOBS), *KINGTASK, *WORKERS, *EASYTASK, *KEYS, *OBSERVE, *FLOWS]
 
 
 @functools.cache

@@ -6,6 +6,7 @@ import abc
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, TypedDict, Unpack
 
+from poulpe.batch_record import Batch
 from poulpe.job import CallbackDelivery, Job, Status
 from poulpe.keys import KeyLimits
 
@@ -208,6 +209,25 @@ class Store(abc.ABC):
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Record how a final job's callback went. Only that field changes: never the status, never the day
         totals; a job that is no longer final (retried from the dead letters) or gone is left alone (False)."""
+
+    # --- batches (SPEC 10.3): a job whose `batch` is set moves its batch's counters in the same write as its final
+    # state (`save`, `save_final`, `save_if_held`); the write that brings `pending` to 0 makes the completion owed
+    @abc.abstractmethod
+    async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
+        """Store the batch and its (new) jobs in one transaction: None when stored; nothing written and the stored
+        batch when its id is known, or the first job id already known (a str)."""
+
+    @abc.abstractmethod
+    async def get_batch(self, batch_id: str) -> Batch | None: ...
+
+    @abc.abstractmethod
+    async def owed_batches(self, now: float, lease: float, limit: int = 20) -> list[str]:
+        """Batches whose completion is owed and not being told: held for the caller `lease` seconds (a caller that
+        dies lets another take it after that)."""
+
+    @abc.abstractmethod
+    async def batch_announced(self, batch_id: str) -> None:
+        """The completion was told (its jobs submitted): no longer owed."""
 
     # --- keys and the deployment-wide pause (SPEC 10.1): stored, so they survive restarts and every process sharing
     # the store applies the same ones

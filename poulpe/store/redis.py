@@ -24,6 +24,7 @@ from poulpe.errors import NotHeld
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
 from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
+from poulpe.store.redis_batches import RedisBatches
 from poulpe.store.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ _STOPPED = "interrupted: the poulpe process running it stopped"
 _UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
 
 
-class RedisStore(RedisLink, Store):
+class RedisStore(RedisLink, RedisBatches, Store):
     kind = "redis"
     shared = True
 
@@ -55,6 +56,9 @@ class RedisStore(RedisLink, Store):
 
     def shared_schedule(self) -> RedisStore:
         return self
+
+    def _add_args(self, jobs: Sequence[Job]) -> list[Any]:  # for RedisBatches.add_batch
+        return _add_args(jobs)
 
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
@@ -88,6 +92,7 @@ class RedisStore(RedisLink, Store):
             repr(job.lease_until) if job.status is Status.RUNNING and job.lease_until is not None else "",
             job.attempts,
             _meta(job),
+            job.batch or "",
         ]
 
     async def save(self, job: Job) -> None:

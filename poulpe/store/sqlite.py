@@ -23,8 +23,10 @@ import msgspec
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
+from poulpe.store import sqlite_batches
 from poulpe.store.base import JobQuery, Page, Pending, Store, matching_page
-from poulpe.store.sqlite_writer import Final, Insert, Op, Update, Writer, connect, update_run
+from poulpe.store.sqlite_batches import SqliteBatches
+from poulpe.store.sqlite_writer import Final, Insert, Op, Update, Writer, connect, insert_run, update_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,8 +70,9 @@ def _probe(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {version}")
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteBatches, Store):
     kind = "sqlite"
+    insert_jobs = staticmethod(lambda conn, jobs: insert_run(conn, [Insert(jobs)]))  # for SqliteBatches.add_batch
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -95,7 +98,7 @@ class SqliteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + sqlite_batches.SCHEMA)
         finally:
             conn.close()
         reader = connect(self.path)

@@ -24,6 +24,7 @@ from typing import Any
 
 from poulpe.errors import StoreUnavailable
 from poulpe.job import Job, Status, decode_job, encode_job
+from poulpe.store import sqlite_batches
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
@@ -84,10 +85,11 @@ class Insert:
 class Update:
     """A job's new state. A final state also counts the job in its UTC day's totals."""
 
-    __slots__ = ("day_column", "row")
+    __slots__ = ("batch", "day_column", "row")
 
     def __init__(self, job: Job) -> None:
         self.row = row_of(job)
+        self.batch = job.batch
         self.day_column: tuple[str, str] | None = None
         if job.finished_at is not None and job.status in (Status.SUCCEEDED, Status.DEAD):
             column = "succeeded" if job.status is Status.SUCCEEDED else "failed"
@@ -134,7 +136,10 @@ def insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tup
 
 
 def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
+    before = sqlite_batches.statuses_before(conn, updates) if any(u.batch for u in updates) else None
     _execute_rows(conn, [update.row for update in updates], upsert=True)  # a repeated id: the last row wins
+    if before is not None:  # the counters of batches (SPEC 10.3) move in the same transaction
+        sqlite_batches.count(conn, updates, before)
     days = Counter(update.day_column for update in updates if update.day_column is not None)
     for (day, column), count in days.items():
         conn.execute("INSERT INTO days VALUES (?, 0, 0) ON CONFLICT (day) DO NOTHING", (day,))

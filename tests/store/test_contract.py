@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from poulpe.batch_record import Batch
 from poulpe.job import CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.store.base import Store
 from poulpe.store.redis import RedisStore
@@ -308,3 +309,36 @@ async def test_a_report_refused_to_a_worker_that_lost_its_lease_writes_no_child(
     assert await store.get("a.then.0") is None
     assert await store.save_if_held(job, "w1", [make("a.then.0", 5)]) is True
     assert (await store.get("a.then.0")).status is Status.QUEUED  # type: ignore[union-attr]
+
+
+async def test_a_batch_is_stored_with_its_jobs_and_ends_once(store: Store) -> None:
+    jobs = [make(f"b{n}", n + 1, batch="B") for n in range(3)]
+    batch = Batch(id="B", total=3, pending=3, created_at=1.0, callback="http://127.0.0.1/", labels={"team": "pay"})
+    assert await store.add_batch(batch, jobs) is None
+    known = await store.add_batch(batch, [make("other", 9, batch="B")])
+    assert isinstance(known, Batch) and known.total == 3 and await store.get("other") is None
+    taken = await store.add_batch(Batch(id="C", total=2, pending=2, created_at=1.0), [make("c0", 10), make("b0", 11)])
+    assert taken == "b0" and await store.get_batch("C") is None and await store.get("c0") is None  # all or nothing
+
+    for n, status in enumerate((Status.SUCCEEDED, Status.DEAD)):
+        job = await store.get(f"b{n}")
+        assert job is not None
+        job.status, job.finished_at = status, 5.0 + n
+        await store.save(job)
+        await store.save(job)  # written twice: counted once
+    half = await store.get_batch("B")
+    assert half is not None and (half.pending, half.succeeded, half.dead, half.finished_at) == (1, 1, 1, None)
+    assert await store.owed_batches(10.0, 30.0) == []
+
+    last = await store.get("b2")
+    assert last is not None
+    last.status, last.finished_at = Status.CANCELLED, 7.0
+    await store.save_final(last, [])
+    done = await store.get_batch("B")
+    assert done is not None and (done.pending, done.cancelled, done.finished_at) == (0, 1, 7.0)
+    assert (done.callback, done.labels) == ("http://127.0.0.1/", {"team": "pay"})
+    assert await store.owed_batches(10.0, 30.0) == ["B"]
+    assert await store.owed_batches(10.0, 30.0) == []  # held by the first caller ...
+    assert await store.owed_batches(50.0, 30.0) == ["B"]  # ... until its hold runs out
+    await store.batch_announced("B")
+    assert await store.owed_batches(100.0, 30.0) == []
