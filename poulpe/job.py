@@ -141,11 +141,17 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     remark: str | None = None
     callback_delivery: CallbackDelivery | None = None
     children: list[str] | None = None  # the ids of the children its final state made
+    acted_by: list[str] | None = None  # the last bulk actions that acted on it (written with their change)
     held: str | None = None  # why a due job waits (its key's pause or limits): set on the copy a query answers
 
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+    def mark(self, action_id: str | None) -> None:
+        """A bulk action acts on this job: the mark is stored with the change, so a resumed action skips it."""
+        if action_id is not None:
+            self.acted_by = [*(self.acted_by or ())[-9:], action_id]
 
     def policy(self, default: RetryPolicy) -> RetryPolicy:
         return self.retry if self.retry is not None else default

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from poulpe.actions import Actions
 from poulpe.batch_record import Batch
 from poulpe.batches import BatchTeller
 from poulpe.chains import Chains
@@ -101,6 +102,7 @@ class JobManager(Queries):
         self.finish.chains = Chains(limits, number=self._number, clock=clock)  # a job's children (SPEC 10.3)
         self.batch_teller = BatchTeller(store, self.submit, limits, clock=clock)  # batches' ends (SPEC 10.3)
         self.finish.batch_job_ended = self.batch_teller.poke
+        self.actions = Actions(store, self, hold=lease, clock=clock)  # bulk actions (SPEC 10.4)
         self.attempt = attempt = Attempt(
             runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock
         )
@@ -121,6 +123,7 @@ class JobManager(Queries):
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
         self.dead_jobs.start()
         self.batch_teller.start()
+        self.actions.start()
         self.accepting = True
 
     def stop_intake(self) -> None:
@@ -138,6 +141,7 @@ class JobManager(Queries):
         await self.feed.close()
         await self.dead_jobs.stop()
         await self.batch_teller.stop()
+        await self.actions.stop()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -226,7 +230,7 @@ class JobManager(Queries):
         held = self.controls.held(job) if job.run_at <= self.clock() else None
         return msgspec.structs.replace(job, held=held) if held is not None else job
 
-    async def run_now(self, job_id: str) -> Job:
+    async def run_now(self, job_id: str, mark: str | None = None) -> Job:
         """A scheduled or retrying job becomes due now (its key's limits still apply)."""
         job = await self.get(job_id)
         if job is None:
@@ -236,6 +240,7 @@ class JobManager(Queries):
         if (job.status in WAITING and job.status is not Status.QUEUED) or job.run_at > self.clock():
             job.held = None
             job.status, job.run_at = Status.QUEUED, self.clock()
+            job.mark(mark)
             await self.store.save(job)
             log.info("job %s run now attempt=%d", job.id, job.attempts)
             self._enqueue(job)
@@ -260,7 +265,7 @@ class JobManager(Queries):
             self.waiters.unsubscribe(job_id, fut)
         return await self.get(job_id)
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, job_id: str, mark: str | None = None) -> Job:
         job = await self.get(job_id)
         if job is None:
             raise NotFound(f"no job with id {job_id}")
@@ -277,6 +282,7 @@ class JobManager(Queries):
             self.ready.discard(job_id)
             self.ready.held.pop(job_id, None)
             job.status, job.finished_at = Status.CANCELLED, self.clock()
+            job.mark(mark)
             await self.store.save(job)
         finally:
             self.ready.cancelling.discard(job_id)
@@ -286,7 +292,7 @@ class JobManager(Queries):
             self.batch_teller.poke()
         return job
 
-    async def retry_dead(self, job_id: str) -> Job:
+    async def retry_dead(self, job_id: str, mark: str | None = None) -> Job:
         """Run a dead job again with fresh attempts, from the store's record (or its letter once the store forgot
         it). The job is stored and scheduled first; its letter goes after, now or later (deadjobs.py)."""
         if not self.accepting:
@@ -299,6 +305,7 @@ class JobManager(Queries):
             raise NotFound(f"no dead job with id {job_id}")
         job.status, job.failures, job.run_at = Status.QUEUED, 0, self.clock()
         job.finished_at, job.error, job.result = None, None, None
+        job.mark(mark)  # a bulk action's (SPEC 10.4), in the same write
         await self.store.save(job)
         log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
         self._enqueue(job)

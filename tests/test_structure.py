@@ -27,13 +27,13 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
-        | {"chain_refs", "labels", "batch_record"}
+        | {"chain_refs", "labels", "batch_record", "action_record"}
         | {"tracing", "tracing_otel", "history"},
     ),
     (
         "engine",
         {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
-        | {"alerts", "chains", "batches"},
+        | {"alerts", "chains", "batches", "actions"},
     ),
     (
         "intakes and routes",
@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "api_workers",
             "keys_api",
             "batches_api",
+            "actions_api",
             "ops_api",
             "auth",
             "cron",
@@ -55,7 +56,18 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     (
         "assembly and entry points",
-        {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"},
+        {
+            "app",
+            "service",
+            "server",
+            "http_protocol",
+            "cli",
+            "cron_check",
+            "ops_cli",
+            "ops_client",
+            "ops_actions",
+            "__main__",
+        },
     ),
 ]
 

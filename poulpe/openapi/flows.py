@@ -4,11 +4,13 @@ filters GET /jobs and GET /dead take, and the batch and action routes (kept apar
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from poulpe.action_record import Kind
+from poulpe.actions import ActionIn
 from poulpe.batches import BATCH_ID, BatchIn
 from poulpe.job import Method
 from poulpe.labels import LABEL_PAIR
@@ -61,6 +63,30 @@ class BatchState(msgspec.Struct, kw_only=True):
     duplicate: Annotated[bool, Meta(description="The batch id was known: nothing was stored.")] | UnsetType = UNSET
 
 
+class ActionAccepted(msgspec.Struct):
+    """Matched now; acted on in the background."""
+
+    id: str
+    action: Kind
+    matched: Annotated[int, Meta(ge=0)]
+
+
+class ActionState(msgspec.Struct, kw_only=True):
+    """How far a bulk action got (SPEC 10.4)."""
+
+    id: str
+    action: Kind
+    filter: dict[str, Any]
+    total: int
+    matched: int
+    done: Annotated[int, Meta(description="Jobs handled: acted on, or counted in errors.")]
+    errors: Annotated[int, Meta(description="Jobs it could not act on (no longer dead, running...).")]
+    finished: bool
+    created_at: float
+    finished_at: float | None
+    last_error: str | UnsetType = UNSET
+
+
 BATCH = Param("id", "path", Annotated[str, Meta(pattern=BATCH_ID.replace("\\Z", "$"))], required=True)
 FLOWS = [
     Op(
@@ -82,5 +108,21 @@ FLOWS = [
         "A batch's counters",
         params=(BATCH,),
         answers={200: Answer(BatchState, "The batch"), **errors(404, words={404: "No such batch"})},
+    ),
+    Op(
+        "post",
+        "/actions",
+        "postAction",
+        "Retry, cancel, delete or run now every job a filter matches, in the background, each once",
+        body=ActionIn,
+        answers={202: Answer(ActionAccepted, "Started"), **errors(400, 413, 415, 503)},
+    ),
+    Op(
+        "get",
+        "/actions/{id}",
+        "getAction",
+        "How far a bulk action got",
+        params=(Param("id", "path", Annotated[str, Meta(min_length=1, max_length=128)], required=True),),
+        answers={200: Answer(ActionState, "The action"), **errors(404, words={404: "No such action"})},
     ),
 ]

@@ -6,6 +6,7 @@ import abc
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, TypedDict, Unpack
 
+from poulpe.action_record import Action, Progress
 from poulpe.batch_record import Batch
 from poulpe.job import CallbackDelivery, Job, Status
 from poulpe.keys import KeyLimits
@@ -228,6 +229,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def batch_announced(self, batch_id: str) -> None:
         """The completion was told (its jobs submitted): no longer owed."""
+
+    # --- bulk actions (SPEC 10.4): the record and its matched ids stored once, the progress moved chunk by chunk;
+    # an action whose hold runs out (its process stopped) is taken again by `open_actions`
+    @abc.abstractmethod
+    async def find_ids(self, status: Status | None, match: Callable[[Job], bool]) -> list[str]:
+        """Every id of a job (in `status`) that matches, oldest first (by acceptance order)."""
+
+    @abc.abstractmethod
+    async def add_action(self, action: Action, ids: Sequence[str], hold_until: float) -> None: ...
+
+    @abc.abstractmethod
+    async def get_action(self, action_id: str) -> Action | None: ...
+
+    @abc.abstractmethod
+    async def action_ids(self, action_id: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def action_progress(self, action_id: str, progress: Progress, hold_until: float) -> None:
+        """Store how far it got, and hold it for its runner until then (a finished action is no longer open)."""
+
+    @abc.abstractmethod
+    async def open_actions(self, now: float, hold: float) -> list[str]:
+        """Unfinished actions nobody holds (their hold ran out): held for the caller `hold` seconds."""
 
     # --- keys and the deployment-wide pause (SPEC 10.1): stored, so they survive restarts and every process sharing
     # the store applies the same ones

@@ -24,6 +24,7 @@ from poulpe.errors import NotHeld
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
 from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
+from poulpe.store.redis_actions import RedisActions
 from poulpe.store.redis_batches import RedisBatches
 from poulpe.store.redis_link import RedisLink
 
@@ -37,7 +38,7 @@ _STOPPED = "interrupted: the poulpe process running it stopped"
 _UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
 
 
-class RedisStore(RedisLink, RedisBatches, Store):
+class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
     kind = "redis"
     shared = True
 

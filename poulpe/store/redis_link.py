@@ -32,6 +32,7 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, Red
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from poulpe.errors import OutcomeUnknown, StoreUnavailable
+from poulpe.store.redis_actions import ACTION_SCRIPTS
 from poulpe.store.redis_batches import BATCH_SCRIPTS
 from poulpe.store.redis_claim import CLAIM
 from poulpe.store.redis_scripts import STORE_SCRIPTS
@@ -41,7 +42,7 @@ _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 8  # arguments per job of the `add` script
-SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, "claim": CLAIM}
+SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, **ACTION_SCRIPTS, "claim": CLAIM}
 
 
 class _NotSent(Exception):

@@ -23,8 +23,9 @@ import msgspec
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
-from poulpe.store import sqlite_batches
+from poulpe.store import sqlite_actions, sqlite_batches
 from poulpe.store.base import JobQuery, Page, Pending, Store, matching_page
+from poulpe.store.sqlite_actions import SqliteActions
 from poulpe.store.sqlite_batches import SqliteBatches
 from poulpe.store.sqlite_writer import Final, Insert, Op, Update, Writer, connect, insert_run, update_run
 
@@ -70,7 +71,7 @@ def _probe(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {version}")
 
 
-class SqliteStore(SqliteBatches, Store):
+class SqliteStore(SqliteBatches, SqliteActions, Store):
     kind = "sqlite"
     insert_jobs = staticmethod(lambda conn, jobs: insert_run(conn, [Insert(jobs)]))  # for SqliteBatches.add_batch
 
@@ -98,7 +99,7 @@ class SqliteStore(SqliteBatches, Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
-            conn.executescript(SCHEMA + sqlite_batches.SCHEMA)
+            conn.executescript(SCHEMA + sqlite_batches.SCHEMA + sqlite_actions.SCHEMA)
         finally:
             conn.close()
         reader = connect(self.path)
