@@ -55,7 +55,9 @@ class Queries:
     # --- dead jobs (deadjobs.py) -----------------------------------------------------------------------------
     async def dead_page(self, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         """A page of dead jobs and how many there are (GET /dead)."""
-        return await self.dead_jobs.page(page=page, size=size)
+        items, total = await self.dead_jobs.page(page=page, size=size)
+        labelled = {job.id: job.labels for job in await self.store.get_many([item["id"] for item in items])}
+        return [{**item, "labels": labelled.get(item["id"])} for item in items], total  # SPEC 10.4: chips
 
     async def dead_matching(self, narrow: JobFilter, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         """A page of the dead jobs the store holds that meet the filters (GET /dead?label=...), newest first."""

@@ -125,7 +125,10 @@ class DeadRow(msgspec.Struct):
     day: str
     file: Annotated[str | None, Meta(description="null: the letter is owed")]
     error: Annotated[str | None, Meta(description="With a filter (SPEC 10.4): its last error.")] | UnsetType = UNSET
-    labels: Annotated[dict[str, str] | None, Meta(description="With a filter: its labels.")] | UnsetType = UNSET
+    labels: (
+        Annotated[dict[str, str] | None, Meta(description="Its labels (null: none, or the job is forgotten).")]
+        | UnsetType
+    ) = UNSET
 
 
 class DeadPage(msgspec.Struct):
