@@ -111,7 +111,8 @@ def render(results: Sequence[Result], order: Sequence[str], *, quick: bool) -> s
         "# Benchmarks",
         "",
         "Written by `python -m bench` (run it as `./bench/run.sh`, which installs what the bench needs first);"
-        " do not edit by hand: the next run rewrites this file from `bench/out/*.json`.",
+        " do not edit by hand: the next run rewrites this file from `bench/out/*.json`, which are committed, so"
+        " a subset run on a fresh clone keeps the other sections' figures.",
         "",
         f"Last written {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}."
         + (" **--quick run: short durations, figures not for comparison.**" if quick else ""),

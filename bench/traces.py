@@ -1,8 +1,10 @@
 """Tracing's cost end to end: HTTP-call jobs/s with tracing off, with tracing on (exporting every attempt's span
-to a local OTLP/HTTP collector), and the previous release (a `git archive` of another branch, tracing off), in the
-same run, rounds interleaved so that the machine's drift hits the three alike.
+to a local OTLP/HTTP collector), and the previous release (a `git archive` of main before tracing came in, or of
+--previous), in the same run, rounds interleaved so that the machine's drift hits the three alike. The CPU each
+case costs per job (poulpe's event loop thread, its other threads: the SQLite writer and, tracing on, the span
+exporter; the collector) is read from /proc: on a busy machine it moves far less than jobs/s.
 
-    python -m bench.traces [--jobs 5000] [--rounds 3] [--workers 64] [--previous main]
+    python -m bench.traces [--jobs 5000] [--rounds 3] [--workers 64] [--previous REVISION]
 
 The collector is the test suite's (tests/otlp_collector.py: it decodes every span with opentelemetry-proto), in a
 process of its own on the same cores as poulpe, as a collector on the same host would be.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +27,7 @@ from bench import api
 from bench.procs import Proc, Procs, free_port, poulpe_command
 
 ROOT = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def poulpe_proc(procs: Procs, name: str, python_path: Path | None, *flags: str, workers: int) -> Proc:
@@ -42,20 +47,45 @@ def poulpe_proc(procs: Procs, name: str, python_path: Path | None, *flags: str, 
     return procs._add(Proc(name, args, home / "poulpe.log", port=port))
 
 
-async def jobs_per_second(proc: Proc, target_url: str, n: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(main thread, other threads) CPU seconds of a process so far, from /proc (utime + stime of each task)."""
+    main = others = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            used = (int(fields[11]) + int(fields[12])) / TICKS
+            if task.name == str(pid):
+                main += used
+            else:
+                others += used
+    return main, others
+
+
+async def jobs_per_second(proc: Proc, collector: Proc, target_url: str, n: int) -> tuple[float, list[float]]:
+    """Jobs/s, and the CPU µs per job of poulpe's main thread, of its other threads and of the collector."""
     proc.start()
     await asyncio.to_thread(proc.wait_http, "/health")
     job = {"method": "GET", "name": f"{target_url}/job"}
     try:
         async with api.session() as session:
             client = api.PoulpeClient(proc.url, session)
+            before = [*cpu_seconds(proc.pid), sum(cpu_seconds(collector.pid))]
             start = time.monotonic()
             for first in range(0, n, 1000):
                 await client.submit([job] * min(1000, n - first))
             end = await client.wait_finished(n, within=300)
+            await asyncio.sleep(0.5)  # the last batch of spans is sent (within the exporter's schedule delay)
+            after = [*cpu_seconds(proc.pid), sum(cpu_seconds(collector.pid))]
     finally:
         proc.stop()
-    return n / (end - start)
+    return n / (end - start), [(b - a) * 1e6 / n for a, b in zip(before, after, strict=True)]
+
+
+def before_tracing() -> str:
+    """The last commit of main without tracing: the code whose throughput tracing off must keep."""
+    log = ["git", "-C", str(ROOT), "log", "--first-parent", "--diff-filter=A", "--format=%h", "main", "--"]
+    added = subprocess.run([*log, "poulpe/tracing.py"], check=True, capture_output=True, text=True).stdout.split()
+    return f"{added[-1]}^"
 
 
 def extract(revision: str, into: Path) -> None:
@@ -69,8 +99,12 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=64)
-    parser.add_argument("--previous", default="main", help="the git revision of the previous release (default main)")
+    parser.add_argument(
+        "--previous", help="the git revision to compare tracing off with (default: main before tracing came in)"
+    )
     args = parser.parse_args(argv)
+    args.previous = args.previous or before_tracing()
+    load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="poulpe-bench-traces-") as tmp:
         work = Path(tmp)
         previous = work / "previous"
@@ -87,13 +121,15 @@ async def main(argv: list[str] | None = None) -> None:
             target = procs.target().start()
             await asyncio.to_thread(target.wait_http, "/")
             figures: dict[str, list[float]] = {"previous": [], "off": [], "on": []}
+            cpu: dict[str, list[list[float]]] = {case: [] for case in figures}
             for r in range(args.rounds):
                 for case in figures:
                     path = previous if case == "previous" else None
                     flags = ("--otlp_endpoint", collector.url) if case == "on" else ()
                     proc = poulpe_proc(procs, f"{case}-{r}", path, *flags, workers=args.workers)
-                    per_s = await jobs_per_second(proc, target.url, args.jobs)
+                    per_s, used = await jobs_per_second(proc, collector, target.url, args.jobs)
                     figures[case].append(per_s)
+                    cpu[case].append(used)
                     print(f"round {r + 1} {case:>8}: {per_s:,.0f} jobs/s", flush=True)
             async with api.session() as session:
                 spans = (await api.PoulpeClient(collector.url, session).get("/count"))["spans"]
@@ -104,9 +140,23 @@ async def main(argv: list[str] | None = None) -> None:
     for case, value in median.items():
         spread = f"{min(figures[case]):,.0f}-{max(figures[case]):,.0f}"
         print(f"  {case:>8}: {value:,.0f} jobs/s (range {spread})")
-    print(f"  tracing on / off: {median['on'] / median['off']:.0%} (target >= 85 %)")
-    print(f"  tracing off / previous release ({args.previous}): {median['off'] / median['previous']:.0%}")
+    rounds = zip(figures["previous"], figures["off"], figures["on"], strict=True)
+    per_round = [(on / off, off / previous) for previous, off, on in rounds]
+    print(f"  tracing on / off: {median['on'] / median['off']:.0%} of medians (target >= 85 %), per round", end=" ")
+    print(", ".join(f"{on_off:.0%}" for on_off, _ in per_round))
+    print(f"  tracing off / previous release ({args.previous}): {median['off'] / median['previous']:.0%}", end="")
+    print(" of medians, per round", ", ".join(f"{off_previous:.0%}" for _, off_previous in per_round))
     print(f"  spans the collector received: {spans:,} (of {args.jobs * args.rounds:,} attempts traced)")
+    print("CPU per job, medians (µs): poulpe's main thread + its other threads, the collector")
+    total = {}
+    for case, values in cpu.items():
+        main, others, coll = (statistics.median(v[i] for v in values) for i in range(3))
+        total[case] = main + others + coll
+        print(f"  {case:>8}: {main:,.0f} + {others:,.0f}, collector {coll:,.0f}")
+    print(f"  jobs per CPU second, tracing on / off: {total['off'] / total['on']:.0%}")
+    print(f"  jobs per CPU second, tracing off / previous release: {total['previous'] / total['off']:.0%}")
+    start_load, end_load = (", ".join(f"{x:.1f}" for x in loads) for loads in (load_at_start, os.getloadavg()))
+    print(f"load average (1, 5, 15 min) at the start: {start_load}; at the end: {end_load}")
 
 
 if __name__ == "__main__":

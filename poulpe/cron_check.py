@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from poulpe.cron import CronError, CronLine, report
+from poulpe.flag_parser import build_parser, settings_of
 from poulpe.settings import Settings, SettingsError
 
 
@@ -24,8 +25,6 @@ def verdict(settings: Settings, path: Path) -> list[CronLine]:
 
 
 def main(argv: Sequence[str]) -> int:
-    from poulpe.cli import build_parser, settings_of
-
     parser = build_parser()
     parser.prog = "poulpe cron check"
     parser.description = (

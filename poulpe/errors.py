@@ -77,3 +77,7 @@ class OutcomeUnknown(StoreUnavailable):
         else:
             answer["id"] = self.ids[0] if self.ids else None
         return answer
+
+
+class SettingsError(ValueError):
+    """A flag has a value poulpe cannot run with; the message names the flag (settings.py, kafka_flags.py)."""

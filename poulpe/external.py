@@ -193,7 +193,8 @@ class ExternalWorkers:
         jobs = await self.manager.store.lease_queue(kind, n, name, now + lease_s, now)
         worker.held.update(job.id for job in jobs)
         for job in jobs:
-            self.manager.metrics.started(job)
+            if job.started_at is not None:
+                self.manager.metrics.started(job.started_at - job.run_at)
         if jobs:
             self._arm(now + lease_s)
             log.info("worker %s/%s leased %d jobs for %gs", kind, name, len(jobs), lease_s)
@@ -229,6 +230,9 @@ class ExternalWorkers:
     async def _end(self, job: Job, holder: str, outcome: Outcome) -> bool:
         kind = job.name
         ended = await self.manager.finish_external(job, outcome, holder)
+        spans = self.manager.attempt.spans
+        if ended and spans is not None:  # the attempt's span: from the lease to this end (tracing on)
+            spans.external(job, outcome)
         worker = self._workers.get((kind, holder))
         if worker is not None:
             worker.held.discard(job.id)

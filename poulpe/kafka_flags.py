@@ -1,22 +1,59 @@
-"""The Kafka flags: their checks at start, and the connection options the consumer and the producer share."""
+"""The Kafka flags: their checks at start, and the connection options the consumer and the producer share.
+
+settings.py runs these checks from `Settings.validate`, so this module reads the flags through `KafkaFlags`, the
+part of `Settings` it needs, rather than importing settings.py back.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from poulpe.settings import Settings
+from poulpe.errors import SettingsError
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # what Kafka accepts as a topic name
 
 
-def check_kafka(settings: Settings) -> None:
-    """Raise SettingsError naming the first Kafka flag that cannot work."""
-    from poulpe.settings import SettingsError
+class Revealable(Protocol):
+    """A secret (settings.Secret): false when empty, its value only through `reveal`."""
 
+    def reveal(self) -> str: ...
+
+    def __bool__(self) -> bool: ...
+
+
+class KafkaFlags(Protocol):
+    """The Kafka flags of `Settings`, read-only."""
+
+    @property
+    def kafka_servers(self) -> str | None: ...
+    @property
+    def kafka_topic(self) -> str | None: ...
+    @property
+    def kafka_resp_topic(self) -> str | None: ...
+    @property
+    def kafka_group(self) -> str: ...
+    @property
+    def kafka_security_protocol(self) -> str: ...
+    @property
+    def kafka_sasl_mechanism(self) -> str | None: ...
+    @property
+    def kafka_sasl_username(self) -> str | None: ...
+    @property
+    def kafka_sasl_password(self) -> Revealable | None: ...
+    @property
+    def kafka_ssl_cafile(self) -> Path | None: ...
+    @property
+    def kafka_ssl_certfile(self) -> Path | None: ...
+    @property
+    def kafka_ssl_keyfile(self) -> Path | None: ...
+
+
+def check_kafka(settings: KafkaFlags) -> None:
+    """Raise SettingsError naming the first Kafka flag that cannot work."""
     if not settings.kafka_servers:
         for flag in ("kafka_topic", "kafka_resp_topic", "kafka_sasl_mechanism", "kafka_sasl_username"):
             if getattr(settings, flag):
@@ -57,11 +94,11 @@ def check_kafka(settings: Settings) -> None:
         raise SettingsError("--kafka_ssl_certfile and --kafka_ssl_keyfile go together")
 
 
-def servers(settings: Settings) -> list[str]:
+def servers(settings: KafkaFlags) -> list[str]:
     return [s.strip() for s in (settings.kafka_servers or "").split(",") if re.fullmatch(r"[^\s,]+:\d{1,5}", s.strip())]
 
 
-def connection(settings: Settings) -> dict[str, Any]:
+def connection(settings: KafkaFlags) -> dict[str, Any]:
     """aiokafka options for reaching the brokers: servers, TLS and SASL. The password stays a Secret until here."""
     options: dict[str, Any] = {
         "bootstrap_servers": servers(settings),

@@ -103,9 +103,7 @@ class JobManager(Queries):
         self.batch_teller = BatchTeller(store, self.submit, limits, clock=clock)  # batches' ends (SPEC 10.3)
         self.finish.batch_job_ended = self.batch_teller.poke
         self.actions = Actions(store, self, hold=lease, clock=clock)  # bulk actions (SPEC 10.4)
-        self.attempt = attempt = Attempt(
-            runners, self.finish, store, self.metrics, node=node, job_timeout=job_timeout, clock=clock
-        )
+        self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
         self.workers = Workers(self.ready, attempt.run)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it
@@ -155,7 +153,7 @@ class JobManager(Queries):
         for job in jobs:
             job.seq = self._number()
         stored = await self.store.add(jobs)
-        self.metrics.accepted(stored)
+        self.metrics.accepted([job.method.value for job, duplicate in stored if not duplicate])
         for job, duplicate in stored:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
@@ -172,7 +170,7 @@ class JobManager(Queries):
             job.seq = self._number()
         known = await self.store.add_batch(batch, jobs)
         if known is None:
-            self.metrics.accepted((job, False) for job in jobs)
+            self.metrics.accepted([job.method.value for job in jobs])
             for job in jobs:
                 self._enqueue(job)
             self._tell_queued(list(jobs))

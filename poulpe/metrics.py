@@ -8,10 +8,7 @@ scrape time from the store and the workers.
 
 from __future__ import annotations
 
-import functools
-import inspect
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -20,7 +17,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poulpe.job import Job, Method, Status
-from poulpe.store.base import Store
+from poulpe.store.base import Store, time_operations
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _METHODS = [m.value for m in Method]
@@ -30,8 +27,6 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 # SPEC 4.3 promises a start within a few milliseconds of the due time when a worker is free.
 _LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300)
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
-# Store methods that are not timed: open/close happen once, and the rest is not an operation on jobs.
-_UNTIMED = frozenset({"open", "close"})
 # An HTTP answer starts: to a request, or instead of a WebSocket handshake (ASGI's denial response)
 _ANSWERS = frozenset({"http.response.start", "websocket.http.response.start"})
 
@@ -40,7 +35,8 @@ KEY_GAUGES = 20  # per-key series in /metrics: the busiest keys only (most waiti
 
 
 class Metrics:
-    """Every metric poulpe exports; JobManager calls `accepted`, `started` and `ended` on the job's path."""
+    """Every metric poulpe exports. The manager and the finish step tell `accepted`, `started` and `ended` in
+    numbers (a method, a status, seconds): the job itself never passes through metrics."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -88,29 +84,27 @@ class Metrics:
         self._failed = {m: self.attempts_failed.labels(m) for m in _METHODS}
         self._duration = {m: self.attempt_seconds.labels(m) for m in _METHODS}
 
-    # --- hooks on the job's path (JobManager) ----------------------------------------------------------------
-    def accepted(self, stored: Iterable[tuple[Job, bool]]) -> None:
-        for job, duplicate in stored:
-            if not duplicate:
-                self._accepted[job.method.value].inc()
+    # --- counts from the job's path: numbers, never the job (the path hands the job on, metrics only count) ----
+    def accepted(self, methods: Iterable[str]) -> None:
+        """Jobs newly stored (duplicates left out), by method."""
+        for method in methods:
+            self._accepted[method].inc()
 
-    def started(self, job: Job) -> None:
-        if job.started_at is not None:
-            self.lateness_seconds.observe(max(0.0, job.started_at - job.run_at))
+    def started(self, lateness: float) -> None:
+        """An attempt started `lateness` seconds after its job's due time."""
+        self.lateness_seconds.observe(max(0.0, lateness))
 
-    def ended(self, job: Job) -> None:
-        """After an attempt's outcome is decided: its duration, and what became of the job."""
-        method = job.method.value
-        last = job.history[-1] if job.history else None
-        if last is not None and last.finished_at is not None:
-            self._duration[method].observe(max(0.0, last.finished_at - last.started_at))
-            if last.ok is False:
+    def ended(self, method: str, status: Status, seconds: float | None, *, failed: bool) -> None:
+        """After an attempt's outcome is decided: its duration (None: it has none), and what became of the job."""
+        if seconds is not None:
+            self._duration[method].observe(max(0.0, seconds))
+            if failed:
                 self._failed[method].inc()
-        if job.status is Status.SUCCEEDED:
+        if status is Status.SUCCEEDED:
             self._succeeded[method].inc()
-        elif job.status is Status.RETRYING:
+        elif status is Status.RETRYING:
             self._retried[method].inc()
-        elif job.status is Status.DEAD:
+        elif status is Status.DEAD:
             self._dead[method].inc()
 
     # --- scrape ----------------------------------------------------------------------------------------------
@@ -146,27 +140,19 @@ class Metrics:
 
     # --- store timing ----------------------------------------------------------------------------------------
     def time_store(self, store: Store) -> None:
-        """Time every async method of the store's contract, on this store object (any backend)."""
-        for name, member in inspect.getmembers(Store):
-            if name.startswith("_") or name in _UNTIMED or not inspect.iscoroutinefunction(member):
-                continue
-            setattr(store, name, self._timed(name, getattr(store, name)))
+        """Time every async method of the store's contract, on this store object (any backend): the store tells
+        each operation's name and duration (store/base.py, `time_operations`); no job passes through metrics."""
+        series: dict[str, tuple[Histogram, Counter]] = {}
 
-    def _timed(self, op: str, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        histogram, errors = self.store_seconds.labels(op), self.store_errors.labels(op)
-
-        @functools.wraps(call)
-        async def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await call(*args, **kwargs)
-            except BaseException:
+        def observe(op: str, seconds: float, failed: bool) -> None:
+            if op not in series:
+                series[op] = (self.store_seconds.labels(op), self.store_errors.labels(op))
+            histogram, errors = series[op]
+            if failed:
                 errors.inc()
-                raise
-            finally:
-                histogram.observe(time.perf_counter() - started)
+            histogram.observe(seconds)
 
-        return timed
+        time_operations(store, observe)
 
 
 class _ReadValue(Collector):

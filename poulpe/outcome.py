@@ -55,11 +55,17 @@ class Finish:
         self.chains: Chains | None = None  # a final job's children, written with its final state (chains.py)
         self.batch_job_ended: Callable[[], None] = lambda: None  # a batch's job is final: its end may be owed
 
+    def began(self, job: Job) -> None:
+        """A worker's attempt began (`job.begin_attempt`): its start is stored without waiting, and counted."""
+        if job.started_at is not None:
+            self.metrics.started(job.started_at - job.run_at)
+        self.store.save_soon(job)
+
     def attempt_ended(self, job: Job, outcome: Outcome) -> None:
         """A worker's attempt ended. The worker is free as soon as the outcome is decided; storing it (one group
         commit) and telling the others happen in a task of their own, which a shutdown waits for."""
         self.decide(job, outcome)
-        self.metrics.ended(job)
+        self._count(job)
         recording = asyncio.get_running_loop().create_task(self._record(job))
         self._recording.add(recording)
         recording.add_done_callback(self._recording.discard)
@@ -100,6 +106,13 @@ class Finish:
         self.ready.cancel_after.discard(job.id)
         if job.final:
             job.finished_at = now
+
+    def _count(self, job: Job) -> None:
+        """The decided attempt in the metrics, as numbers: its duration, and what became of the job."""
+        last = job.history[-1] if job.history else None
+        seconds = last.finished_at - last.started_at if last is not None and last.finished_at is not None else None
+        failed = last is not None and last.ok is False
+        self.metrics.ended(job.method.value, job.status, seconds, failed=failed)
 
     async def _record(self, job: Job) -> None:
         """Store the decided state (dead letter first), then schedule the retry or tell of the final state."""
@@ -154,7 +167,7 @@ class Finish:
 
     def _started(self, stored: list[tuple[Job, bool]]) -> None:
         if self.chains is not None:
-            self.metrics.accepted(stored)
+            self.metrics.accepted([child.method.value for child, duplicate in stored if not duplicate])
             self.chains.started(stored, self.feed.schedule, self.events)
 
     async def write_dead_letter(self, job: Job) -> None:
@@ -176,7 +189,7 @@ class Finish:
                 if current is None or current.status is not Status.DEAD:
                     await self.dead_jobs.letter_gone(job.id)
             return False
-        self.metrics.ended(job)
+        self._count(job)
         if children:  # the children this save wrote carry its acceptance numbers; a known id keeps its own
             mine = {child.id: child.seq for child in children}
             stored = await self.store.get_many(list(mine))

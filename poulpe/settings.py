@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from poulpe.errors import SettingsError as SettingsError  # where it was always imported from
+from poulpe.kafka_flags import check_kafka
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
@@ -35,10 +38,6 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
-
-
-class SettingsError(ValueError):
-    """A flag has a value poulpe cannot run with; the message names the flag."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -132,8 +131,6 @@ class Settings:
             raise SettingsError(f"--redis must be a URL starting with {', '.join(REDIS_SCHEMES)}")
         if not self.redis_prefix or any(c in self.redis_prefix for c in " }"):
             raise SettingsError("--redis_prefix must be non-empty, without spaces or '}'")
-        from poulpe.kafka_flags import check_kafka
-
         check_kafka(self)
         if self.smtp_tls and self.starttls:
             raise SettingsError("--smtp_tls and --starttls exclude each other: choose implicit TLS or STARTTLS")

@@ -34,11 +34,14 @@ _attempt: ContextVar[tuple[str, str | None] | None] = ContextVar("poulpe_attempt
 
 class Spans(Protocol):
     """An attempt's span (tracing_otel.AttemptSpans): begun before the runner runs, ended once the outcome is
-    decided (`outcome` None: the attempt was cut short by a shutdown)."""
+    decided (`outcome` None: the attempt was cut short by a shutdown); a QUEUE job's attempt (`external`) spans
+    its lease to its worker's report or the lease's end."""
 
     def begin(self, job: Job) -> Any: ...
 
     def end(self, span: Any, job: Job, outcome: Outcome | None) -> None: ...
+
+    def external(self, job: Job, outcome: Outcome) -> None: ...
 
     def close(self) -> None: ...
 

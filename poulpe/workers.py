@@ -11,10 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from poulpe.alerts import Alerts
 from poulpe.dispatch.ready import Ready
 from poulpe.job import Job, Method
-from poulpe.metrics import Metrics
 from poulpe.outcome import Finish
 from poulpe.runners import Outcome, Runner
-from poulpe.store.base import Store
 from poulpe.tracing import Spans
 
 log = logging.getLogger(__name__)
@@ -65,18 +63,17 @@ class Workers:
                 log.exception("worker %d failed on job %s", worker, job.id)
             finally:
                 self.running[worker] = None
-                self.ready.ended(job)
+                self.ready.ended(worker)
 
 
 class Attempt:
-    """One attempt of a job on a worker: mark it running, run its runner under its timeout, hand on the outcome."""
+    """One attempt of a job on a worker: mark it running, run its runner under its timeout, hand on the outcome.
+    The finish step (outcome.py) stores both the attempt's start and its end: the store has one writer of attempts."""
 
     def __init__(
         self,
         runners: Mapping[Method, Runner],
         finish: Finish,
-        store: Store,
-        metrics: Metrics,
         *,
         node: str,
         job_timeout: float,
@@ -84,8 +81,6 @@ class Attempt:
     ) -> None:
         self.runners = runners
         self.finish = finish
-        self.store = store
-        self.metrics = metrics
         self.node = node
         self.job_timeout = job_timeout
         self.clock = clock
@@ -94,8 +89,7 @@ class Attempt:
 
     async def run(self, job: Job, worker: int) -> None:
         job.begin_attempt(worker, self.node, self.clock())
-        self.metrics.started(job)
-        self.store.save_soon(job)
+        self.finish.began(job)
         # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.
         jobs_log.debug(
             "job %s running attempt=%d worker=%d late_ms=%.1f",

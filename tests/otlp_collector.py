@@ -29,6 +29,7 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     status_code: int  # 0 unset, 1 ok, 2 error
+    duration_s: float = 0.0
 
 
 def _value(value: AnyValue) -> Any:
@@ -124,6 +125,7 @@ class Collector:
                             attributes={a.key: _value(a.value) for a in span.attributes},
                             resource=resource,
                             status_code=span.status.code,
+                            duration_s=(span.end_time_unix_nano - span.start_time_unix_nano) / 1e9,
                         )
                     )
         with self._lock:

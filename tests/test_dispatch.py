@@ -79,16 +79,15 @@ async def test_cc_still_decides_which_workers_may_run_a_job_among_keys_and_prior
 
 async def test_a_key_at_its_parallelism_waits_for_one_of_its_attempts_to_end() -> None:
     ready = ready_with(*(job(f"p{n}", key="P", seq=n) for n in range(3)), workers=3, P=KeyLimits(parallelism=2))
-    first, second = ready.held["p0"], ready.held["p1"]
     assert await take(ready, 0) == "p0" and await take(ready, 1) == "p1"
     assert ready.limits.held("P") == "parallelism"
     waiting = asyncio.ensure_future(ready.next(2))
     await asyncio.sleep(0)
     assert not waiting.done()
-    ready.ended(first)
+    ready.ended(0)  # worker 0's attempt of p0 ended
     await asyncio.sleep(0)
     assert waiting.done() and waiting.result() is ready.held["p2"]
-    ready.ended(second)
+    ready.ended(1)
 
 
 async def test_a_rate_is_a_token_bucket_refilled_over_its_period() -> None:
@@ -102,7 +101,7 @@ async def test_a_rate_is_a_token_bucket_refilled_over_its_period() -> None:
         if got is None:
             break
         started.append(got)
-        ready.ended(ready.held[got])
+        ready.ended(worker)
     assert len(started) == 1  # a new bucket holds one token: a key's first jobs are spread from the start
     assert ready.limits.held("R") == "rate"
     assert ready.limits.next_token("R") == pytest.approx(1000.2)

@@ -22,8 +22,8 @@ def test_each_second_becomes_a_point_with_its_rates_and_lateness() -> None:
     for n in range(4):
         job = Job(id=f"j{n}", method=Method.GET, name="http://x/", run_at=999.0, status=Status.SUCCEEDED)
         job.started_at = 999.0 + (0.002 if n < 3 else 0.4)
-        metrics.started(job)
-        metrics.ended(job)
+        metrics.started(job.started_at - job.run_at)
+        metrics.ended(job.method.value, job.status, None, failed=False)
     now[0] += 2.0
     history.sample()
     [point] = history.view()["seconds"]

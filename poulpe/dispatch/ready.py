@@ -41,6 +41,7 @@ class Ready:
         self.cancel_after: set[str] = set()  # running here; ends cancelled unless it succeeds
         self.cancelling: set[str] = set()  # being cancelled: no feed may take it meanwhile
         self.busy = 0  # jobs handed to a worker whose attempt has not ended
+        self._key_at: dict[int, str] = {}  # the key of the job each busy worker took: its slot frees when it ends
         self.on_free: Callable[[], None] = lambda: None  # a worker found nothing to do: the feed may bring more
         self._lanes: dict[int, OrderedDict[str, dict[tuple[int, ...], Lane]]] = {}
         self._count = 0
@@ -109,10 +110,11 @@ class Ready:
             job = await fut
         return job
 
-    def ended(self, job: Job) -> None:
-        """The worker's attempt of `job` ended (its outcome is decided): the worker is free, its key has room."""
+    def ended(self, worker: int) -> None:
+        """The worker's attempt ended (its outcome is decided): the worker is free, the key of the job it took has
+        room. The worker names itself, not the job: what it took is this structure's to remember."""
         self.busy -= 1
-        key = key_of(job)
+        key = self._key_at.pop(worker, NO_KEY)
         if key != NO_KEY:
             self.limits.ended(key)
             if self._idle:
@@ -170,6 +172,7 @@ class Ready:
                 self.busy += 1
                 if key != NO_KEY:
                     self.limits.started(key)
+                    self._key_at[worker] = key
                 return job
         return None
 

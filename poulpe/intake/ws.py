@@ -18,6 +18,7 @@ from poulpe.errors import OutcomeUnknown, PoulpeError
 from poulpe.intake.outbox import Outbox
 from poulpe.job import Job
 from poulpe.manager import JobManager
+from poulpe.tracing import adopt, from_headers
 from poulpe.validate import Limits, Submission, parse_body
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class _Session:
         # a waiter per job submitted here: it wakes when the job ends, in this process or another sharing the store
         self.mine: dict[str, asyncio.Future[Job | None]] = {}
         self.outbox = Outbox()
+        # the upgrade request's W3C trace context, for the jobs without a traceparent field of their own
+        self.trace = from_headers(websocket.headers) if "traceparent" in websocket.headers else (None, None)
 
     def watch(self, job_id: str) -> None:
         if job_id not in self.mine:
@@ -65,6 +68,7 @@ class _Session:
             parsed = parse_body(text.encode(), self.limits)
             slots = [parsed] if isinstance(parsed, Submission) else parsed
             valid = [s.job for s in slots if isinstance(s, Submission)]
+            adopt(valid, *self.trace)
             stored = iter(await self.manager.submit(valid) if valid else [])
         except OutcomeUnknown as exc:  # one error per job, each with its id: a retry with those ids is safe
             for slot in slots:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, Protocol, TypedDict, Unpack
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
 from poulpe.action_record import Action, Progress
 from poulpe.batch_record import Batch
@@ -266,3 +269,33 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set_paused(self, paused: bool) -> None:
         """Pause or resume the whole deployment."""
+
+
+# Store methods that are not timed: open/close happen once, and the rest is not an operation on jobs.
+_UNTIMED = frozenset({"open", "close"})
+
+
+def time_operations(store: Store, observe: Callable[[str, float, bool], None]) -> None:
+    """Time every async method of the contract on this store object (any backend): after each call,
+    `observe(method name, seconds, whether it raised)`. The observer gets numbers, never the jobs."""
+    for name, member in inspect.getmembers(Store):
+        if name.startswith("_") or name in _UNTIMED or not inspect.iscoroutinefunction(member):
+            continue
+        setattr(store, name, _timed(name, getattr(store, name), observe))
+
+
+def _timed(
+    op: str, call: Callable[..., Awaitable[Any]], observe: Callable[[str, float, bool], None]
+) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(call)
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        failed = True
+        try:
+            answer = await call(*args, **kwargs)
+            failed = False
+            return answer
+        finally:
+            observe(op, time.perf_counter() - started, failed)
+
+    return timed

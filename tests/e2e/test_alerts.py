@@ -6,9 +6,12 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
+
+import httpx
 
 from poulpe.alerts import Alerts
 from poulpe.dispatch.events import Events
@@ -83,19 +86,32 @@ def test_an_alert_endpoint_that_is_down_delays_no_job(poulpe: Start, fresh_targe
     down = f"http://127.0.0.1:{free_port()}/alerts"  # nothing listens there
     proc = poulpe("--workers", "4", "--alert_url", down)
     with proc.client() as client:
-        started = time.monotonic()
-        ids = [
-            accepted(client, method="GET", name=fresh_target.url("/status/500"), retry={"max": 0})["id"]
-            for _ in range(20)
-        ]
-        assert all(result(client, job_id)["status"] == "dead" for job_id in ids)
-        healthy = [accepted(client, method="GET", name=fresh_target.url("/echo"))["id"] for _ in range(20)]
-        assert all(result(client, job_id)["status"] == "succeeded" for job_id in healthy)
-        took = time.monotonic() - started
-    assert took < 10, f"40 jobs took {took:.1f}s with the alert endpoint down"
+        jobs_run_while_alerts_fail(client, fresh_target)
     view = alerts_view(proc)
     assert view["counts"]["dead"] == 20
     assert view["delivery"]["delivered"] == 0 and view["delivery"]["waiting"] > 0  # still being retried
+
+
+def test_an_alert_endpoint_that_never_answers_delays_no_job(poulpe: Start, fresh_target: Target) -> None:
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as hole:  # connections are taken, never answered
+        proc = poulpe("--workers", "4", "--alert_url", f"http://127.0.0.1:{hole.getsockname()[1]}/alerts")
+        with proc.client() as client:
+            jobs_run_while_alerts_fail(client, fresh_target)
+        view = alerts_view(proc)
+    assert view["counts"]["dead"] == 20 and view["delivery"]["delivered"] == 0
+
+
+def jobs_run_while_alerts_fail(client: httpx.Client, fresh_target: Target) -> None:
+    """20 jobs that die (each one raising a `dead` alert), then 20 healthy ones, all final within 10 s."""
+    started = time.monotonic()
+    ids = [
+        accepted(client, method="GET", name=fresh_target.url("/status/500"), retry={"max": 0})["id"] for _ in range(20)
+    ]
+    assert all(result(client, job_id)["status"] == "dead" for job_id in ids)
+    healthy = [accepted(client, method="GET", name=fresh_target.url("/echo"))["id"] for _ in range(20)]
+    assert all(result(client, job_id)["status"] == "succeeded" for job_id in healthy)
+    took = time.monotonic() - started
+    assert took < 10, f"40 jobs took {took:.1f}s while alerts could not be delivered"
 
 
 def test_a_killed_process_leaves_one_lease_lost_alert_from_the_survivor(

@@ -86,6 +86,21 @@ def test_a_retried_job_gives_one_span_per_attempt(traced: Poulpe, target: Target
     assert len(collector.spans_of_job(job["id"])) == 2
 
 
+def test_a_caller_that_did_not_sample_gets_no_span_and_its_flag_passed_on(
+    traced: Poulpe, target: Target, collector: Collector
+) -> None:
+    with traced.client() as client:
+        unsampled = accepted(client, method="GET", name=target.url("/echo"), traceparent=TRACEPARENT[:-2] + "00")
+        result(client, unsampled["id"])
+        sampled = accepted(client, method="GET", name=target.url("/echo"), traceparent=TRACEPARENT)
+        result(client, sampled["id"])
+    trace_id, parent = parts(target.calls_for(unsampled["id"])[0].headers["traceparent"])
+    assert trace_id == TRACE_ID and parent != PARENT_ID
+    assert target.calls_for(unsampled["id"])[0].headers["traceparent"].endswith("-00")
+    collector.wait_for(sampled["id"])  # ended after the other's span would have been
+    assert collector.spans_of_job(unsampled["id"]) == []
+
+
 def test_a_job_without_trace_context_starts_its_own_trace(traced: Poulpe, target: Target, collector: Collector) -> None:
     with traced.client() as client:
         job = accepted(client, method="GET", name=target.url("/echo"))
@@ -110,6 +125,47 @@ async def test_a_websocket_job_carries_its_traceparent_field(
     assert trace_id == TRACE_ID and parent != PARENT_ID
     [span] = collector.wait_for(ack["id"])
     assert span.span_id == parent and span.parent_span_id == PARENT_ID
+
+
+async def test_a_websocket_job_takes_the_trace_of_the_upgrade_request(
+    traced: Poulpe, target: Target, collector: Collector
+) -> None:
+    url = traced.url.replace("http://", "ws://") + "/ws_task"
+    async with websockets.connect(url, additional_headers={"traceparent": TRACEPARENT}) as ws:
+        await ws.send(json.dumps([{"method": "GET", "name": target.url("/echo")}] * 2))
+        acks = [json.loads(await ws.recv()) for _ in range(2)]
+        assert [ack["type"] for ack in acks] == ["ack", "ack"], acks
+        for _ in range(2):
+            assert json.loads(await ws.recv())["status"] == "succeeded"
+    for ack in acks:
+        [call] = target.calls_for(ack["id"])
+        trace_id, parent = parts(call.headers["traceparent"])
+        assert trace_id == TRACE_ID and parent != PARENT_ID
+        [span] = collector.wait_for(ack["id"])
+        assert span.span_id == parent and span.parent_span_id == PARENT_ID
+
+
+def test_a_queue_job_gives_a_span_per_attempt_from_lease_to_report(traced: Poulpe, collector: Collector) -> None:
+    with traced.client() as client:
+        job = accepted(client, method="QUEUE", name="thumb", retry={"max": 2, "interval": 0}, traceparent=TRACEPARENT)
+        for n in range(3):  # a failure reported, a lease that ends without a report, then a success
+            [leased] = client.post("/workers/thumb/lease", json={"worker": "w1", "lease_s": 0.3, "wait": 10}).json()[
+                "jobs"
+            ]
+            assert (leased["id"], leased["attempt"]) == (job["id"], n + 1)
+            if n == 0:
+                assert client.post(f"/jobs/{job['id']}/fail", json={"worker": "w1", "error": "no disk"}).is_success
+            elif n == 2:
+                assert client.post(f"/jobs/{job['id']}/complete", json={"worker": "w1"}).is_success
+        assert result(client, job["id"])["status"] == "succeeded"
+    spans = collector.wait_for(job["id"], count=3)
+    assert [s.attributes["poulpe.attempt"] for s in spans] == [1, 2, 3]
+    assert [s.attributes["poulpe.outcome"] for s in spans] == ["failed", "failed", "succeeded"]
+    assert [s.attributes["poulpe.status"] for s in spans] == ["retrying", "retrying", "succeeded"]
+    for span in spans:
+        assert (span.name, span.trace_id, span.parent_span_id) == ("poulpe QUEUE", TRACE_ID, PARENT_ID)
+    assert spans[1].duration_s >= 0.25  # the lease it held, from the lease to its end
+    assert spans[0].status_code == 2 and spans[2].status_code == 0
 
 
 def test_an_exec_program_gets_the_trace_in_its_environment(traced: Poulpe, collector: Collector) -> None:
