@@ -27,7 +27,7 @@ from poulpe.validate import new_id
 
 log = logging.getLogger("poulpe.jobs")
 CHUNK = 200
-AT_ONCE = 16  # jobs of a chunk acted on at once: their writes share commits, within a Redis client's connections
+AT_ONCE = 32  # jobs of a chunk acted on at once: their writes share commits, within a Redis client's connections
 PAUSE = 0.005  # between chunks: intake and workers go first
 SWEEP = 2.0  # how often a process sharing the store looks for actions left by a process that stopped
 IMPLIED = {"retry": Status.DEAD, "delete": Status.DEAD}  # the dead-letter retry and delete act on dead jobs

@@ -67,6 +67,7 @@ class Result(msgspec.Struct, kw_only=True):
     labels: Annotated[dict[str, str], Meta(description="The job's labels (SPEC 10.4).")] | UnsetType = UNSET
     parent: Annotated[str, Meta(description="The job whose then/on_failure made this one.")] | UnsetType = UNSET
     children: Annotated[list[str], Meta(description="Ids of the children its final state made.")] | UnsetType = UNSET
+    batch: Annotated[str, Meta(description="The batch it belongs to (SPEC 10.3).")] | UnsetType = UNSET
 
 
 class Ack(msgspec.Struct):
