@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
+from prometheus_client import CollectorRegistry, Counter
 
 from poulpe.action_record import Action, Kind, Progress
 from poulpe.errors import PoulpeError, Unavailable
@@ -55,8 +56,19 @@ class Acts(Protocol):
 
 
 class Actions:
-    def __init__(self, store: Store, acts: Acts, *, hold: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        acts: Acts,
+        *,
+        hold: float,
+        clock: Callable[[], float],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.store = store
+        self.acted = Counter(
+            "poulpe_action_jobs", "Jobs handled by bulk actions here", ["action", "outcome"], registry=registry
+        )
         self.acts = acts
         self.hold = max(hold, 2.0)
         self.clock = clock
@@ -123,6 +135,8 @@ class Actions:
                 continue
             progress.done += len(chunk)
             progress.errors += len(failed)
+            self.acted.labels(action.action, "done").inc(len(chunk) - len(failed))
+            self.acted.labels(action.action, "error").inc(len(failed))
             progress.last_error = failed[-1] if failed else progress.last_error
             if progress.done >= len(ids):
                 progress.finished_at = self.clock()

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 import msgspec
+from prometheus_client import CollectorRegistry, Counter
 
 from poulpe.batch_record import MAX_JOBS, Batch
 from poulpe.checks import split_msgspec
@@ -144,8 +145,10 @@ class BatchTeller:
         limits: Limits,
         *,
         clock: Callable[[], float],
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.store = store
+        self.told = Counter("poulpe_batches_told", "Finished batches whose end was told here", registry=registry)
         self.submit = submit
         self.limits = limits
         self.clock = clock
@@ -187,6 +190,7 @@ class BatchTeller:
         if jobs:
             await self.submit(jobs)  # a known id is a duplicate: a completion told twice makes its jobs once
         await self.store.batch_announced(batch_id)
+        self.told.inc()
         log.info(
             "batch %s done total=%d succeeded=%d dead=%d cancelled=%d",
             batch.id,

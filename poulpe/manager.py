@@ -100,9 +100,13 @@ class JobManager(Queries):
         )
         limits = limits or JobLimits(workers=workers, default_retry=default_retry)
         self.finish.chains = Chains(limits, number=self._number, clock=clock)  # a job's children (SPEC 10.3)
-        self.batch_teller = BatchTeller(store, self.submit, limits, clock=clock)  # batches' ends (SPEC 10.3)
+        self.batch_teller = BatchTeller(
+            store, self.submit, limits, clock=clock, registry=self.metrics.registry
+        )  # batches' ends (SPEC 10.3)
         self.finish.batch_job_ended = self.batch_teller.poke
-        self.actions = Actions(store, self, hold=lease, clock=clock)  # bulk actions (SPEC 10.4)
+        self.actions = Actions(
+            store, self, hold=lease, clock=clock, registry=self.metrics.registry
+        )  # bulk actions (SPEC 10.4)
         self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
         self.workers = Workers(self.ready, attempt.run)
         self.accepting = False

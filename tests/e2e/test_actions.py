@@ -62,6 +62,7 @@ def test_a_retry_on_a_label_runs_each_of_its_dead_jobs_once_more(
         states = follow(client, started.json()["id"])
         assert len(states) > 1 and [s["done"] for s in states] == sorted(s["done"] for s in states)  # progress
         assert (states[-1]["done"], states[-1]["total"], states[-1]["errors"]) == (600, 600, 0)
+        assert 'poulpe_action_jobs_total{action="retry",outcome="done"} 600.0' in client.get("/metrics").text
         for job_id in pay[::50]:
             result(client, job_id)
         eventually(lambda: sum(calls(fresh_target, "pay").values()) == 1200)

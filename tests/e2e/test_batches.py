@@ -70,6 +70,7 @@ def test_a_batch_of_200_with_20_dead_is_told_once(client: httpx.Client, fresh_ta
     assert state(client, "nightly-7")["batch"] == "nightly"
     assert state(client, "nightly-7")["labels"] == {"team": "pay"}
     check_told_once(client, fresh_target, "nightly")
+    assert "poulpe_batches_told_total 1.0" in client.get("/metrics").text
     again = client.post("/batches", json=batch_of(fresh_target, "nightly"))
     assert again.status_code == 200 and again.json()["duplicate"] is True  # nothing stored twice
 
