@@ -164,3 +164,32 @@ def test_three_processes_on_redis_make_each_child_once(
     seen = fresh_target.count_by_job_id()
     children = [f"{job_id}.{branch}.0" for job_id in ids for branch in ("then", "fail")]
     assert sorted(seen[child] for child in children) == [0] * len(ids) + [1] * len(ids)  # one of each, once
+
+
+def test_children_on_redis_are_made_once_when_processes_are_killed(
+    poulpe: Callable[..., Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    """kill -9 of the process running the parents, right after the first ends, round after round: the others take
+    its jobs back after their lease, and each child exists once and runs."""
+    flags = ("--redis", redis_server.url, "--redis_prefix", redis_prefix, "--workers", "4", "--lease", "2")
+    procs = [poulpe(*flags, home=f"p{n}") for n in range(3)]
+    parents: list[str] = []
+    for round_ in range(4):
+        victim = procs[round_ % 3]
+        with victim.client() as client:
+            ids = [f"rk{round_}-{n}" for n in range(10)]
+            for job_id in ids:
+                child = {"method": "POST", "name": fresh_target.url("/echo"), "params": "$parent"}
+                accepted(client, id=job_id, method="GET", name=fresh_target.url("/slow", ms=30), then=child)
+            parents += ids
+            result(client, ids[0])
+        victim.kill()
+        victim.start()
+    with procs[0].client() as client:
+        for job_id in parents:
+            result(client, job_id)
+            assert result(client, f"{job_id}.then.0")["parent"] == job_id
+            assert state(client, job_id)["children"] == [f"{job_id}.then.0"]
+        total = client.get("/sys_info").json()["counts"]
+    assert sum(total.values()) == 2 * len(parents)
+    assert {f"{job_id}.then.0" for job_id in parents} <= {call.job_id for call in fresh_target.calls}
