@@ -26,7 +26,19 @@ from bench.context import Context
 from bench.procs import Procs, raise_nofile
 
 ROOT = Path(__file__).resolve().parent.parent
-MEASUREMENTS = ("intake", "loops", "clients", "e2e", "lateness", "million", "longpolls", "redis", "kafka", "keys")
+MEASUREMENTS = (
+    "intake",
+    "loops",
+    "clients",
+    "e2e",
+    "lateness",
+    "million",
+    "longpolls",
+    "redis",
+    "kafka",
+    "keys",
+    "tokens",
+)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -46,9 +46,11 @@ def _parse(output: str) -> WrkRun:
     )
 
 
-def _wrk(url: str, body_file: Path, *, connections: int, threads: int, seconds: float) -> WrkRun:
+def _wrk(
+    url: str, body_file: Path, *, connections: int, threads: int, seconds: float, token: str | None = None
+) -> WrkRun:
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-    args += ["-s", str(LUA), url, "--", str(body_file)]
+    args += ["-s", str(LUA), url, "--", str(body_file), *([token] if token else [])]
     done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -65,6 +67,7 @@ def post(
     seconds: float = 10,
     warmup: float = 3,
     pid: int | None = None,
+    token: str | None = None,
 ) -> WrkRun:
     """POST `body` as fast as wrk can for `seconds`, after `warmup` seconds that are not counted.
 
@@ -73,9 +76,9 @@ def post(
     body_file = workdir / f"body-{hashlib.sha1(body).hexdigest()[:10]}.json"
     body_file.write_bytes(body)
     if warmup > 0:
-        _wrk(url, body_file, connections=connections, threads=threads, seconds=warmup)
+        _wrk(url, body_file, connections=connections, threads=threads, seconds=warmup, token=token)
     before = cpu_seconds(pid) if pid else 0.0
-    run = _wrk(url, body_file, connections=connections, threads=threads, seconds=seconds)
+    run = _wrk(url, body_file, connections=connections, threads=threads, seconds=seconds, token=token)
     if pid:
         run.cpu_s = cpu_seconds(pid) - before
     return run

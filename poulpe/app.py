@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from poulpe import actions_api, api, batches_api, keys_api, ops_api
-from poulpe.auth import TokenAuth
+from poulpe.auth import TokenAuth, guard
 from poulpe.compat.routes import routes as compat_routes
 from poulpe.errors import PoulpeError
 from poulpe.intake.http import task_in_queue
@@ -25,6 +25,7 @@ from poulpe.openapi import document
 from poulpe.responses import json_response
 from poulpe.service import Service
 from poulpe.settings import Settings
+from poulpe.token_file import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,16 @@ def create_app(settings: Settings) -> Starlette:
     """The routes over a Service (service.py) that the lifespan starts and stops; `app.state.service` is it."""
     metrics = Metrics()
     service = Service(settings, metrics=metrics)
+    tokens = Tokens(settings.tokens, settings.token.reveal() if settings.token else None)  # bad file: no start
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await service.start()
+        tokens.start()  # reloads on SIGHUP and when the file changes
         try:
             yield service.state()
         finally:
+            await tokens.stop()
             await service.stop()  # drains first unless the server has (server.py)
 
     async def openapi(request: Request) -> Response:
@@ -81,8 +85,8 @@ def create_app(settings: Settings) -> Starlette:
         *compat_routes(),  # kingtask and easyTask (poulpe/compat/)
     ]
     app = Starlette(
-        routes=routes,
-        middleware=[Middleware(ErrorCounter, metrics=metrics), Middleware(TokenAuth, token=settings.token)],
+        routes=guard(routes, tokens),  # each route's scope (poulpe/scopes.py)
+        middleware=[Middleware(ErrorCounter, metrics=metrics), Middleware(TokenAuth, tokens=tokens)],
         exception_handlers={PoulpeError: _poulpe_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
@@ -92,7 +96,9 @@ def create_app(settings: Settings) -> Starlette:
 
 async def _poulpe_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PoulpeError)
-    return json_response(exc.to_json(), exc.status)
+    response = json_response(exc.to_json(), exc.status)
+    response.headers.update(getattr(exc, "headers", None) or {})  # a 429's Retry-After
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

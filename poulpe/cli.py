@@ -39,6 +39,13 @@ def check_start(settings: Settings) -> None:
             verdict(settings, settings.cron)
         except CronError as exc:
             raise SettingsError(str(exc)) from None
+    if settings.tokens is not None:
+        from poulpe.tokens import TokensError, read
+
+        try:
+            read(settings.tokens)
+        except TokensError as exc:
+            raise SettingsError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -47,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from poulpe.cron_check import main as cron_check
 
         raise SystemExit(cron_check(argv[2:]))
+    if argv[:2] == ["token", "new"]:  # a new token and its line for the tokens file (poulpe/token_cli.py)
+        from poulpe.token_cli import main as token_new
+
+        raise SystemExit(token_new(argv[2:]))
     if argv[:1] and argv[0] in ("submit", "status", "dead", "keys"):  # operator commands: poulpe/ops_cli.py
         from poulpe import ops_cli
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from poulpe.cron import CronError, CronLine, load_cron, next_fire
 from poulpe.errors import PoulpeError
+from poulpe.hangup import off_hangup, on_hangup
 from poulpe.manager import JobManager
 from poulpe.validate import Limits, job_from_object
 
@@ -69,17 +69,14 @@ class Crontab:
         log.info("cron: %d lines from %s", len(lines), self.path)
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no SIGHUP off the main thread
-            loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        on_hangup(self._reload.set)  # SIGHUP (shared with the tokens file: poulpe/hangup.py)
         self._tasks = [
             asyncio.create_task(self._fire_forever(), name="poulpe-cron"),
             asyncio.create_task(self._watch_file(), name="poulpe-cron-watch"),
         ]
 
     async def stop(self) -> None:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        off_hangup(self._reload.set)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -107,6 +107,7 @@ FLAGS: tuple[Flag, ...] = (
     _flag("max_pending", int, "Kafka jobs taken in and not yet final: the consumer pauses above this (default 10000)"),
     _flag("signing_key", str, "HMAC key signing every HTTP call (prefer POULPE_SIGNING_KEY)", secret=True),
     _flag("token", str, "bearer token every route but /health needs (prefer POULPE_TOKEN)", secret=True),
+    _flag("tokens", Path, "TOML file of tokens with scopes, tenants and quotas, reloaded on SIGHUP (docs/tenants.md)"),
     _flag("lease", float, "seconds a process holds a job on a shared store (default 60)"),
     _flag("key_parallelism", int, "attempts running at once per key without limits of its own (default 0: none)"),
     _flag("key_rate", float, "attempt starts per --key_period per key without limits of its own (default 0: none)"),

@@ -18,6 +18,7 @@ from poulpe.history import History
 from poulpe.manager import JobManager
 from poulpe.metrics import CONTENT_TYPE, KEY_GAUGES, Metrics
 from poulpe.responses import json_response
+from poulpe.tenants import Scoped
 
 NEXT_FIRES = 3
 # The page loads only its own script and style and talks only to poulpe: an injected tag could do nothing.
@@ -34,6 +35,8 @@ _ASSETS = {
 
 async def metrics(request: Request) -> Response:
     manager: JobManager = request.state.manager
+    if isinstance(manager, Scoped) and manager.tenant is not None:  # a tenant's own gauges, nothing of the others
+        return Response(await manager.metrics_text(), media_type=CONTENT_TYPE)
     registry: Metrics = request.state.metrics
     counts = await manager.counts()
     busiest = (await manager.controls.listing(1, KEY_GAUGES))["keys"]

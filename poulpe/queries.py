@@ -7,7 +7,7 @@ store can change its shape (or move a count to an index) without any route knowi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Unpack
 
 from poulpe.batch_record import Batch
@@ -40,6 +40,10 @@ class Queries:
         """Jobs in the store by status."""
         return await self.store.counts()
 
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        """Jobs whose id starts with `prefix` (a tenant's), by status among `statuses`."""
+        return await self.store.prefix_counts(prefix, statuses)
+
     async def day_counts(self, day: str) -> dict[str, int]:
         """Jobs that ended on a UTC day (YYYY-MM-DD), succeeded and failed, as the store keeps them."""
         return await self.store.day_counts(day)
@@ -59,9 +63,13 @@ class Queries:
         labelled = {job.id: job.labels for job in await self.store.get_many([item["id"] for item in items])}
         return [{**item, "labels": labelled.get(item["id"])} for item in items], total  # SPEC 10.4: chips
 
-    async def dead_matching(self, narrow: JobFilter, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
+    async def dead_matching(
+        self, narrow: JobFilter, *, page: int, size: int, id_prefix: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
         """A page of the dead jobs the store holds that meet the filters (GET /dead?label=...), newest first."""
-        found = await self.store.list_jobs(status=Status.DEAD, match=narrow.matches, page=page, size=size)
+        found = await self.store.list_jobs(
+            status=Status.DEAD, match=narrow.matches, page=page, size=size, id_prefix=id_prefix
+        )
         items = []
         for job in found.jobs:
             day = time.strftime("%Y-%m-%d", time.gmtime(job.finished_at or 0.0))

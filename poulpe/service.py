@@ -36,6 +36,7 @@ from poulpe.job import HTTP_METHODS, Method, RetryPolicy
 from poulpe.keys import KeyLimits
 from poulpe.manager import JobManager
 from poulpe.metrics import Metrics
+from poulpe.quotas import Buckets, LocalBuckets, buckets_for
 from poulpe.runners import Runner
 from poulpe.runners.exec import ExecRunner
 from poulpe.runners.http import HttpRunner
@@ -111,6 +112,7 @@ class Service:
         self.started_at = 0.0
         self._drain: asyncio.Task[None] | None = None
         self._parts: _Parts | None = None
+        self.buckets: Buckets = LocalBuckets()
 
     @property
     def manager(self) -> JobManager:
@@ -122,6 +124,7 @@ class Service:
         settings, metrics = self.settings, self.metrics
         store = open_store(settings, owner=f"{self.node}:{secrets.token_hex(4)}")
         await store.open()
+        self.buckets = buckets_for(store)
         metrics.time_store(store)
         runners = build_runners(settings)
         manager = JobManager(
@@ -209,6 +212,7 @@ class Service:
             "reports": {"kafka": kafka.report} if kafka is not None else {},
             "alerts": parts.alerts,
             "history": parts.history,
+            "buckets": self.buckets,  # tokens' rate quotas (poulpe/quotas.py)
         }
 
     async def drain(self) -> None:

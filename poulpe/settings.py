@@ -81,6 +81,7 @@ class Settings:
     max_pending: int = 10_000
     signing_key: Secret | None = None
     token: Secret | None = None
+    tokens: Path | None = None  # the tokens file: scopes, tenants, quotas (SPEC 10.7, docs/tenants.md)
     lease: float = 60.0
     key_parallelism: int = 0  # defaults for every key without limits of its own (SPEC 10.1); 0: none
     key_rate: float = 0.0

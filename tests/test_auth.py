@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 
 from poulpe.auth import TokenAuth
 from poulpe.metrics import ErrorCounter, Metrics
-from poulpe.settings import Secret
+from poulpe.token_file import Tokens
 from tests.poulpe_process import free_port
 
 TOKEN = "s3cret-token"
@@ -54,7 +54,7 @@ async def base(metrics: Metrics) -> AsyncIterator[str]:
     """The token check in front of an app, on uvicorn's WebSocket implementation as poulpe serves it ("auto": the
     websockets sans-I/O one, which has the denial-response extension)."""
     routes = [Route("/hello", hello), WebSocketRoute("/ws", echo)]
-    app = ErrorCounter(TokenAuth(Starlette(routes=routes), Secret(TOKEN)), metrics)  # as poulpe's app stacks them
+    app = ErrorCounter(TokenAuth(Starlette(routes=routes), Tokens(None, TOKEN)), metrics)  # as poulpe's app stacks them
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="auto", log_config=None, lifespan="off")
     server = _Server(config)

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "record and ground rules",
         {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"}
-        | {"flag_parser"},
+        | {"flag_parser", "scopes", "tokens"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
     # tracing: trace context the runners pass on; tracing_otel: attempt spans (tracing on); history: the charts
@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
         | {"chain_refs", "labels", "batch_record", "action_record"}
-        | {"tracing", "tracing_otel", "history"},
+        | {"tracing", "tracing_otel", "history", "hangup", "quotas", "token_file"},
     ),
     (
         "engine",
@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "actions_api",
             "ops_api",
             "auth",
+            "tenants",
             "cron",
             "crontab",
             "callbacks",
@@ -57,18 +58,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     (
         "assembly and entry points",
-        {
-            "app",
-            "service",
-            "server",
-            "http_protocol",
-            "cli",
-            "cron_check",
-            "ops_cli",
-            "ops_client",
-            "ops_actions",
-            "__main__",
-        },
+        {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"}
+        | {"token_cli", "ops_actions"},
     ),
 ]
 

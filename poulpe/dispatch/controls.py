@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from poulpe.dispatch.limits import NO_KEY, Limits
@@ -95,10 +96,11 @@ class Controls:
             "started_in_period": started,
         }
 
-    async def listing(self, page: int, size: int) -> dict[str, Any]:
-        """Keys that have unfinished jobs or limits of their own, most waiting first."""
+    async def listing(self, page: int, size: int, within: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        """Keys that have unfinished jobs or limits of their own, most waiting first (only those `within` takes:
+        a tenant's, poulpe/tenants.py)."""
         busy = await self.counts.busy_keys()
-        keys = (set(self.limits.own) | set(busy)) - {NO_KEY}
+        keys = {k for k in (set(self.limits.own) | set(busy)) - {NO_KEY} if within is None or within(k)}
         order = sorted(keys, key=lambda k: (-busy.get(k, (0, 0))[0], -busy.get(k, (0, 0))[1], k))
         start = (page - 1) * size
         states = [await self.state(key) for key in order[start : start + size]]

@@ -21,6 +21,7 @@ from poulpe.openapi.compat import EASYTASK, KINGTASK
 from poulpe.openapi.flows import FLOWS, with_filters
 from poulpe.openapi.observe import OBSERVE
 from poulpe.openapi.routes import JOBS, KEYS, WORKERS
+from poulpe.scopes import SCOPES, Rule, allowed, rule_of
 
 OPERATIONS = [*with_filters(JOBS), *KINGTASK, *WORKERS, *EASYTASK, *KEYS, *OBSERVE, *FLOWS]
 
@@ -28,7 +29,39 @@ OPERATIONS = [*with_filters(JOBS), *KINGTASK, *WORKERS, *EASYTASK, *KEYS, *OBSER
 @functools.cache
 def _generated() -> tuple[dict[str, Any], dict[str, Any]]:
     of, components = build.schemas(OPERATIONS)
-    return build.paths(OPERATIONS, of), components
+    described = build.paths(OPERATIONS, of)
+    for path, operations in described.items():
+        for method, operation in operations.items():
+            secure(operation, rule_of(method, path))  # KeyError: a route with no scope (poulpe/scopes.py)
+    return described, components
+
+
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def secure(operation: dict[str, Any], rule: Rule) -> None:
+    """The scope the route needs (SPEC 10.7), as the operation's security requirement and its 403 and 429."""
+    operation["x-poulpe-scope"] = rule.need
+    if rule.need == "public":
+        operation["security"] = []
+        return
+    grants = [scope for scope in SCOPES if allowed(frozenset({scope}), rule)]
+    operation["security"] = [{"bearer": [scope]} for scope in grants]
+    if rule.whole:
+        operation["x-poulpe-tenants"] = False
+    why = f"The token lacks the scope ({' or '.join(grants)})"
+    responses = operation["responses"]
+    why += ", or has a tenant" if rule.whole else ""
+    if "403" in responses:  # kingtask's own refusal: the same status, its own body
+        responses["403"]["description"] += f"; or: {why}"
+    else:
+        responses["403"] = {"description": why, "content": _ERROR}
+    if rule.need == "submit":
+        responses["429"] = {
+            "description": "Past the token's rate or its tenant's max_pending: see Retry-After",
+            "content": _ERROR,
+        }
+    operation["responses"] = dict(sorted(responses.items()))
 
 
 def document() -> dict[str, Any]:
@@ -40,7 +73,10 @@ def document() -> dict[str, Any]:
             "title": "poulpe",
             "version": __version__,
             "description": "A job manager: HTTP calls, programs and mails, now or later, retried and never lost. "
-            "With --token, every route but /health needs `Authorization: Bearer <token>`. Every error answer is "
+            "With --token or --tokens, every route but /health and the dashboard's page needs `Authorization: Bearer "
+            "<token>`, and a token's scopes (submit, read, admin) say which routes it may call: each operation's "
+            "`security` lists the scopes that open it (`x-poulpe-scope` names its need; `x-poulpe-tenants: false`: "
+            "not for a tenant's token). Every error answer is "
             '`{"result": "Fail", "error": <sentence>, "field": <field or null>}`. The WebSocket intake `/ws_task` '
             "takes the same job JSON (docs/api.md); it is not an OpenAPI operation.",
         },

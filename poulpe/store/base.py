@@ -22,8 +22,14 @@ class JobQuery(TypedDict, total=False):
     method: str | None
     name: str | None
     match: Callable[[Job], bool] | None  # filters no index answers (labels, SPEC 10.4): the jobs are read and tested
+    id_prefix: str | None  # a tenant's jobs: ids `<tenant>:...` (poulpe/tenants.py)
     page: int
     size: int
+
+
+def id_range(prefix: str) -> list[str]:
+    """The ids starting with `prefix` are those in [prefix, the next string of its length)."""
+    return [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
 
 
 class Pending(NamedTuple):
@@ -166,6 +172,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def counts(self) -> dict[str, int]:
         """How many jobs are in each status."""
+
+    @abc.abstractmethod
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        """How many jobs whose id starts with `prefix` are in each of `statuses` (a tenant's counts and quota)."""
 
     @abc.abstractmethod
     async def day_counts(self, day: str) -> dict[str, int]:

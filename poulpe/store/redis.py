@@ -58,17 +58,22 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
     def shared_schedule(self) -> RedisStore:
         return self
 
-    def _add_args(self, jobs: Sequence[Job]) -> list[Any]:  # for RedisBatches.add_batch
-        return _add_args(jobs)
+    @staticmethod
+    def _add_args(jobs: Sequence[Job]) -> list[Any]:
+        args: list[Any] = []
+        for job in jobs:  # ADD's groups of 8
+            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
+            args.append(_meta(job))
+        return args
 
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        known = await self._script("add", _add_args(jobs))
+        known = await self._script("add", self._add_args(jobs))
         return _added(jobs, known)
 
     async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
         """The final state and the children in one script (SAVE_FINAL)."""
-        saved, *known = await self._script("save_final", [*self._save_args(job), *_add_args(children)])
+        saved, *known = await self._script("save_final", [*self._save_args(job), *self._add_args(children)])
         if not saved:
             raise NotHeld(f"job {job.id} is held by another poulpe process")
         return _added(children, known)
@@ -131,7 +136,7 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
     async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
         args = self._save_args(job, token=_external(holder, job.attempts), held=True)
         if children:
-            saved, *_ = await self._script("save_final", [*args, *_add_args(children)])
+            saved, *_ = await self._script("save_final", [*args, *self._add_args(children)])
             return bool(saved)
         return bool(await self._script("save", args))
 
@@ -288,10 +293,11 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         status, method, name, match = query.get("status"), query.get("method"), query.get("name"), query.get("match")
+        prefix = query.get("id_prefix") or ""
         page, size = query.get("page", 1), query.get("size", 50)
         index = self.base + ("st:" + status.value if status else "all")
         skip = (page - 1) * size
-        if method is None and name is None and match is None:  # the index alone pages: one range read, then the records
+        if method is None and name is None and not prefix and match is None:  # the index alone pages: one range read
             async with self._reachable():
                 total = int(await self.redis.zcard(index))
             jobs = await self._in_order(await self._ids(index, skip, skip + size - 1))
@@ -307,6 +313,7 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
                 if (
                     (method is None or job.method.value == method)
                     and (name is None or job.name == name)
+                    and job.id.startswith(prefix)
                     and (match is None or match(job))
                 ):
                     if skip <= total < skip + size:
@@ -327,6 +334,15 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
         counted = {_text(k): int(v) for k, v in found.items()}
         return {s: max(0, counted.get(s, 0)) for s in _STATUSES}
 
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        async with self._reachable():  # a scan of each status index (docs/tenants.md says what it costs)
+            for status in statuses:
+                found[status.value] = 0
+                async for _ in self.redis.zscan_iter(self.base + "st:" + status.value, match=prefix + "*", count=1000):
+                    found[status.value] += 1
+        return found
+
     async def day_counts(self, day: str) -> dict[str, int]:
         async with self._reachable():
             found = await self.redis.hgetall(self.base + "day:" + day)
@@ -337,14 +353,6 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
         async with self._reachable():
             top = await self.redis.zrevrange(self.base + "all", 0, 0, withscores=True)
         return int(top[0][1]) if top else 0
-
-
-def _add_args(jobs: Sequence[Job]) -> list[Any]:
-    args: list[Any] = []
-    for job in jobs:  # ADD's groups of 8
-        args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
-        args.append(_meta(job))
-    return args
 
 
 def _added(jobs: Sequence[Job], known: Sequence[Any]) -> list[tuple[Job, bool]]:

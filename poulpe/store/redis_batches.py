@@ -57,7 +57,8 @@ class RedisBatches:
     async def _script(self, script: str, args: list[Any]) -> Any:
         raise NotImplementedError
 
-    def _add_args(self, jobs: Sequence[Job]) -> list[Any]:
+    @staticmethod
+    def _add_args(jobs: Sequence[Job]) -> list[Any]:
         raise NotImplementedError
 
     async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:

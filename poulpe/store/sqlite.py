@@ -14,7 +14,7 @@ import errno
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
@@ -23,11 +23,9 @@ import msgspec
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
-from poulpe.store import sqlite_actions, sqlite_batches
-from poulpe.store.base import JobQuery, Page, Pending, Store, matching_page
-from poulpe.store.sqlite_actions import SqliteActions
-from poulpe.store.sqlite_batches import SqliteBatches
-from poulpe.store.sqlite_writer import Final, Insert, Op, Update, Writer, connect, insert_run, update_run
+from poulpe.store import sqlite_flows
+from poulpe.store.base import JobQuery, Page, Pending, Store, id_range, matching_page
+from poulpe.store.sqlite_writer import Final, Insert, Op, Update, Writer, connect, update_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,9 +69,8 @@ def _probe(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {version}")
 
 
-class SqliteStore(SqliteBatches, SqliteActions, Store):
+class SqliteStore(sqlite_flows.SqliteFlows, Store):
     kind = "sqlite"
-    insert_jobs = staticmethod(lambda conn, jobs: insert_run(conn, [Insert(jobs)]))  # for SqliteBatches.add_batch
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -99,7 +96,7 @@ class SqliteStore(SqliteBatches, SqliteActions, Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
-            conn.executescript(SCHEMA + sqlite_batches.SCHEMA + sqlite_actions.SCHEMA)
+            conn.executescript(SCHEMA + sqlite_flows.SCHEMA)
         finally:
             conn.close()
         reader = connect(self.path)
@@ -209,10 +206,6 @@ class SqliteStore(SqliteBatches, SqliteActions, Store):
     async def save(self, job: Job) -> None:
         await self._write(Update(job))
 
-    async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
-        stored: list[tuple[Job, bool]] = await self._write(Final(job, children))
-        return stored
-
     def save_soon(self, job: Job) -> None:
         self._submit(Update(job), wait=False)
 
@@ -233,8 +226,7 @@ class SqliteStore(SqliteBatches, SqliteActions, Store):
         def remove(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
-        deleted: bool = await self._write(remove)
-        return deleted
+        return bool(await self._write(remove))
 
     async def pending(self) -> list[Pending]:
         def scan(conn: sqlite3.Connection) -> list[Pending]:
@@ -252,6 +244,9 @@ class SqliteStore(SqliteBatches, SqliteActions, Store):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if query.get("id_prefix"):
+            where.append("id >= ? AND id < ?")
+            args += id_range(query.get("id_prefix") or "")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
 
         def scan(conn: sqlite3.Connection) -> Page:
@@ -280,6 +275,13 @@ class SqliteStore(SqliteBatches, SqliteActions, Store):
 
         return await self._scan(scan)
 
+    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
+        wanted = [s.value for s in statuses]  # a range of the primary key: only the prefix's rows are visited
+        among = f"status IN ({','.join('?' * len(wanted))})"
+        query = f"SELECT status, count(*) FROM jobs WHERE id >= ? AND id < ? AND {among} GROUP BY status"
+        found = dict(self.reader.execute(query, [*id_range(prefix), *wanted]).fetchall())
+        return {s: int(found.get(s, 0)) for s in wanted}
+
     async def day_counts(self, day: str) -> dict[str, int]:
         row = self.reader.execute("SELECT succeeded, failed FROM days WHERE day = ?", (day,)).fetchone()
         return {"succeeded": row[0] if row else 0, "failed": row[1] if row else 0}
@@ -293,8 +295,7 @@ class SqliteStore(SqliteBatches, SqliteActions, Store):
                 f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({marks})", (finished_before, *final)
             ).rowcount
 
-        purged: int = await self._write(remove)
-        return purged
+        return int(await self._write(remove))
 
     async def max_seq(self) -> int:
         row = self.reader.execute("SELECT max(seq) FROM jobs").fetchone()
@@ -370,8 +371,7 @@ class SqliteStore(SqliteBatches, SqliteActions, Store):
             conn.execute("UPDATE jobs SET data = ? WHERE id = ?", (encode_job(job), job_id))
             return True
 
-        marked: bool = await self._write(mark)
-        return marked
+        return bool(await self._write(mark))
 
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
         rows = self.reader.execute("SELECT key, limits FROM keys").fetchall()

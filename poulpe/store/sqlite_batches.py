@@ -7,11 +7,11 @@ write that brings `pending` to 0, pushed forward while one teller holds it, clea
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from poulpe.batch_record import Batch, extras, with_extras
-from poulpe.job import FINAL, Job
+from poulpe.job import FINAL
 
 
 class Update(Protocol):
@@ -109,34 +109,3 @@ def owed(conn: sqlite3.Connection, now: float, lease: float, limit: int) -> list
 
 def announced(conn: sqlite3.Connection, batch_id: str) -> None:
     conn.execute("UPDATE batches SET announce_at = NULL WHERE id = ?", (batch_id,))
-
-
-class SqliteBatches:
-    """The store contract's batch methods on the SQLite file (SqliteStore inherits them): every one a write of the
-    writer thread, so a read never sees a batch and its jobs apart."""
-
-    insert_jobs: Callable[[sqlite3.Connection, Sequence[Job]], Any]
-
-    async def _write(self, op: Any) -> Any:
-        raise NotImplementedError
-
-    async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
-        def write(conn: sqlite3.Connection) -> Batch | str | None:
-            answer, known = add(conn, batch, [job.id for job in jobs])
-            if answer == "ok":
-                self.insert_jobs(conn, jobs)
-            return known  # type: ignore[no-any-return]
-
-        stored: Batch | str | None = await self._write(write)
-        return stored
-
-    async def get_batch(self, batch_id: str) -> Batch | None:
-        batch: Batch | None = await self._write(lambda conn: read(conn, batch_id))
-        return batch
-
-    async def owed_batches(self, now: float, lease: float, limit: int = 20) -> list[str]:
-        ids: list[str] = await self._write(lambda conn: owed(conn, now, lease, limit))
-        return ids
-
-    async def batch_announced(self, batch_id: str) -> None:
-        await self._write(lambda conn: announced(conn, batch_id))

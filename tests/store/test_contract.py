@@ -151,6 +151,18 @@ async def test_listing_is_newest_first_and_filters(store: Store) -> None:
     assert await store.max_seq() == 8
 
 
+async def test_a_tenants_jobs_are_listed_and_counted_by_their_id_prefix(store: Store) -> None:
+    """docs/tenants.md: a tenant's ids are `<tenant>:<id>`; its listings and counts are asked by that prefix."""
+    await store.add([make("pay:1", 1), make("pay:2", 2, run_at=time.time() + 60, status=Status.SCHEDULED)])
+    await store.add([make("pa:1", 3), make("pay;", 4), make("payx:1", 5), make("shop:pay:1", 6)])
+    page = await store.list_jobs(id_prefix="pay:")
+    assert page.total == 2 and [j.id for j in page.jobs] == ["pay:2", "pay:1"]
+    assert [j.id for j in (await store.list_jobs(id_prefix="pay:", status=Status.QUEUED)).jobs] == ["pay:1"]
+    counted = await store.prefix_counts("pay:", [Status.QUEUED, Status.SCHEDULED, Status.DEAD])
+    assert counted == {"queued": 1, "scheduled": 1, "dead": 0}
+    assert (await store.prefix_counts("nobody:", [Status.QUEUED])) == {"queued": 0}
+
+
 async def test_ids_of_a_status_come_newest_first_without_the_records(store: Store) -> None:
     await store.add([make(f"d{n}", n, meta={"big": "x" * 10_000}) for n in range(1, 6)])
     for n in (1, 2, 4, 5):
