@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from tests.e2e.helpers import accepted, result, submit
 from tests.redis_server import RedisServer
 from tests.serving import ServedPoulpe
 from tests.target import Target
+from tests.tokens_file import bearer, write_tokens
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -88,3 +90,20 @@ def test_bad_labels_are_refused(client: httpx.Client) -> None:
     assert submit(client, **job, labels={"Team": "pay"}).json()["field"] == "labels"
     assert submit(client, **job, labels={f"k{n}": "v" for n in range(17)}).status_code == 400
     assert submit(client, **job, labels={"team": "x" * 257}).status_code == 400
+
+
+def test_a_tenants_filter_finds_its_own_dead_jobs_only(
+    served: Callable[..., ServedPoulpe], tmp_path: Path, fresh_target: Target
+) -> None:
+    tokens = write_tokens(tmp_path / "tokens.toml", a={"scopes": ["admin"], "tenant": "a"},
+                          b={"scopes": ["admin"], "tenant": "b"})  # fmt: skip
+    p = served("--tokens", str(tmp_path / "tokens.toml"), "--max_retry", "0")
+    for team in ("a", "b"):
+        with httpx.Client(base_url=p.url, headers=bearer(tokens[team]), timeout=30) as client:
+            accepted(client, id="dies", method="GET", name=fresh_target.url("/status/500"), labels={"team": "pay"})
+            result(client, "dies")
+    with httpx.Client(base_url=p.url, headers=bearer(tokens["a"]), timeout=30) as a:
+        assert ids(a.get("/dead", params={"label": "team:pay"}), "dead") == ["a:dies"]
+        assert ids(a.get("/jobs", params={"label": "team:pay"}), "jobs") == ["a:dies"]
+        assert a.post("/batches", json={"jobs": [{"method": "GET", "name": fresh_target.url()}]}).status_code == 403
+        assert a.post("/actions", json={"action": "retry"}).status_code == 403
