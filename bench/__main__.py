@@ -38,6 +38,7 @@ MEASUREMENTS = (
     "kafka",
     "keys",
     "tokens",
+    "cron",
 )
 
 

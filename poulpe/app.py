@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from poulpe import actions_api, api, batches_api, keys_api, ops_api
+from poulpe import actions_api, api, batches_api, cron_api, keys_api, ops_api
 from poulpe.auth import TokenAuth, guard
 from poulpe.compat.routes import routes as compat_routes
 from poulpe.errors import PoulpeError
@@ -76,7 +76,10 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws_task", ws_task),
         # the operator's view
         Route("/metrics", ops_api.metrics, methods=["GET"]),
-        Route("/cron", ops_api.cron_lines, methods=["GET"]),
+        Route("/cron", cron_api.cron_lines, methods=["GET"]),
+        Route("/cron/{id}", cron_api.put_line, methods=["PUT"]),
+        Route("/cron/{id}/run", cron_api.run_line, methods=["POST"]),
+        Route("/cron/{id}/backfill", cron_api.backfill_line, methods=["POST"]),
         Route("/alerts", ops_api.alerts, methods=["GET"]),
         Route("/history", ops_api.history, methods=["GET"]),
         Route("/", ops_api.dashboard, methods=["GET"]),

@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from poulpe.cron_check import main as cron_check
 
         raise SystemExit(cron_check(argv[2:]))
+    if argv[:1] == ["cron"]:  # a running poulpe's lines: poulpe/cron_cli.py
+        from poulpe.cron_cli import main as cron_cli
+
+        raise SystemExit(cron_cli(argv[1:]))
     if argv[:2] == ["token", "new"]:  # a new token and its line for the tokens file (poulpe/token_cli.py)
         from poulpe.token_cli import main as token_new
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter  # type: ignore[import-untyped]
 
+from poulpe.cron_options import NO_OPTIONS, CronOptions, split_options
 from poulpe.errors import BadRequest
 from poulpe.job import Method
 from poulpe.runners.mail import check_mail
@@ -57,21 +58,42 @@ class CronLine:
     method: Method
     params: str  # the rest of the line, stripped; may be empty
     schedule: str  # the seven fields as croniter reads them: numbers only, `?` as `*`
+    options: CronOptions = NO_OPTIONS
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
-        what = "\x1f".join((self.schedule, self.name, self.method.value, self.params))
+        parts = [self.schedule, self.name, self.method.value, self.params]
+        if options := self.options.canonical():  # a line without options keeps its fingerprint from before them
+            parts.append(options)
+        what = "\x1f".join(parts)
         object.__setattr__(self, "fingerprint", hashlib.sha256(what.encode()).hexdigest()[:12])
 
     def job_id(self, fire: float) -> str:
         return f"cron:{self.fingerprint}:{int(fire)}"
 
-    def job_fields(self, fire: float) -> dict[str, Any]:
-        """The job JSON (SPEC 2.1) of the fire at `fire`, for `validate.job_from_object`."""
-        job: dict[str, Any] = {"id": self.job_id(fire), "method": self.method.value, "name": self.name}
+    def run_id(self, now: float) -> str:
+        """The id of a fire asked for by hand (`POST /cron/{id}/run`), in unix milliseconds."""
+        return f"cron:{self.fingerprint}:run:{int(now * 1000)}"
+
+    def jitter(self, job_id: str) -> float:
+        """The delay of this fire within 0..jitter s, derived from its id: every process computes the same one."""
+        if not self.options.jitter:
+            return 0.0
+        share = int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:8], "big") / 2**64
+        return round(share * self.options.jitter, 3)
+
+    def job_fields(self, fire: float, *, job_id: str | None = None, jitter: bool = True) -> dict[str, Any]:
+        """The job JSON (SPEC 2.1) of the fire at `fire`, for `validate.job_from_object`: run at `fire` plus the
+        fire's jitter (`jitter=False`: at `fire` itself)."""
+        job_id = job_id or self.job_id(fire)
+        job: dict[str, Any] = {"id": job_id, "method": self.method.value, "name": self.name}
         if self.params:
             job["params"] = json.loads(self.params) if self.method is Method.MAIL_TO else self.params
-        job["at"] = fire
+        job["at"] = fire + (self.jitter(job_id) if jitter else 0.0)
+        if self.options.key is not None:
+            job["key"] = self.options.key
+        if self.options.priority is not None:
+            job["priority"] = self.options.priority
         return job
 
 
@@ -143,15 +165,20 @@ def report(path: Path, lines: list[CronLine], *, tz: str = "UTC", now: float | N
     now = time.time() if now is None else now
     out = [f"{path}: {len(lines)} job line{'' if len(lines) == 1 else 's'}, times in {tz}"]
     for line in lines:
-        fires = [
-            datetime.fromtimestamp(f, zone).isoformat() for f in itertools.islice(fire_times(line, now, zone), count)
-        ]
-        out.append(f"line {line.line_no}: {line.expr}  {line.method.value} {line.name}  (cron:{line.fingerprint})")
+        own = line.options.zone(zone)
+        upcoming = itertools.islice(fire_times(line, now, own), count)
+        fires = [datetime.fromtimestamp(f, own).isoformat() for f in upcoming]
+        options = line.options.canonical()
+        out.append(
+            f"line {line.line_no}: {f'[{options}] ' if options else ''}{line.expr}  {line.method.value} {line.name}"
+            f"  (cron:{line.fingerprint})"
+        )
         out.append(f"    next: {', '.join(fires) if fires else 'never (no fire time left)'}")
     return "\n".join(out) + "\n"
 
 
 def _parse_line(line_no: int, text: str) -> CronLine:
+    options, text = split_options(text)
     words = text.split()
     if len(words) < 9 or not _is_method(words[8]):
         raise ValueError(_shape_error(words))
@@ -176,7 +203,7 @@ def _parse_line(line_no: int, text: str) -> CronLine:
     if fields[5] == "*" and not croniter.is_valid(schedule, second_at_beginning=True, strict=True):
         year = "" if fields[6] == "*" else f" of year {words[6]}"
         raise ValueError(f"day-of-month {words[3]} never occurs in month {words[4]}{year}")
-    return CronLine(line_no, " ".join(words[:7]), words[7], method, params, schedule)
+    return CronLine(line_no, " ".join(words[:7]), words[7], method, params, schedule, options)
 
 
 def _field(i: int, word: str) -> str:

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = HintingParser(
         prog="poulpe",
         description="A job manager for online systems. Every flag can also be given as POULPE_<FLAG>.",
-        epilog="operator commands: poulpe submit | status ID | dead list|retry|rm | cron check FILE (each with --help)",
+        epilog="operator commands: poulpe submit | status ID | dead list|retry|rm | cron check FILE | "
+        "cron list|run|pause|resume|backfill (each with --help)",
     )
     parser.add_argument("--version", action="version", version=f"poulpe {__version__}")
     for flag in FLAGS:  # one table (flags.py): these flags, their variables and docs/flags.md

@@ -1,26 +1,19 @@
-"""The operator's routes: Prometheus metrics, the cron lines with their next fires, and the dashboard page."""
+"""The operator's routes: Prometheus metrics, alerts, the charts' history and the dashboard page (cron: cron_api.py)."""
 
 from __future__ import annotations
 
-import itertools
-import time
 from importlib import resources
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from poulpe.alerts import Alerts
-from poulpe.cron import fire_times
-from poulpe.crontab import Crontab
 from poulpe.history import History
 from poulpe.manager import JobManager
 from poulpe.metrics import CONTENT_TYPE, KEY_GAUGES, Metrics
 from poulpe.responses import json_response
 from poulpe.tenants import Scoped
 
-NEXT_FIRES = 3
 # The page loads only its own script and style and talks only to poulpe: an injected tag could do nothing.
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -48,36 +41,6 @@ async def metrics(request: Request) -> Response:
         paused=manager.paused,
     )
     return Response(body, media_type=CONTENT_TYPE)
-
-
-async def cron_lines(request: Request) -> Response:
-    """The cron file's job lines and their next fire times (an empty list without --cron)."""
-    crontab: Crontab | None = request.state.crontab
-    if crontab is None:
-        return json_response({"file": None, "timezone": None, "lines": []})
-    now = time.time()
-    lines: list[dict[str, Any]] = []
-    for line in crontab.lines:
-        lines.append(
-            {
-                "line": line.line_no,
-                "expr": line.expr,
-                "name": _without_credentials(line.name),
-                "method": line.method.value,
-                "id_prefix": f"cron:{line.fingerprint}:",
-                "next": list(itertools.islice(fire_times(line, now, crontab.tz), NEXT_FIRES)),
-            }
-        )
-    return json_response({"file": str(crontab.path), "timezone": crontab.tz.key, "lines": lines})
-
-
-def _without_credentials(name: str) -> str:
-    """A URL's user and password are masked: the dashboard is no place for them."""
-    parts = urlsplit(name)
-    if parts.scheme in ("http", "https") and "@" in parts.netloc:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit(parts._replace(netloc=f"***@{host}"))
-    return name
 
 
 def _asset(name: str) -> Response:

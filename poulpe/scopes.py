@@ -60,6 +60,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # the operator's view and the dashboard (its page and assets hold no data)
     ("GET", "/metrics"): READ,  # a tenant's token: its own gauges only (poulpe/tenants.py)
     ("GET", "/cron"): OPERATOR_READ,
+    ("PUT", "/cron/{id}"): OPERATOR,  # a cron line is the whole deployment's: run, pause, backfill (SPEC 10.5)
+    ("POST", "/cron/{id}/run"): OPERATOR,
+    ("POST", "/cron/{id}/backfill"): OPERATOR,
     ("GET", "/alerts"): OPERATOR_READ,
     ("GET", "/history"): OPERATOR_READ,
     ("GET", "/"): PUBLIC,

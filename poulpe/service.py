@@ -127,6 +127,12 @@ class Service:
         self.buckets = buckets_for(store)
         metrics.time_store(store)
         runners = build_runners(settings)
+        aborts = None
+        if settings.cron is not None:  # overlap=replace stops a running fire (aborts.py)
+            from poulpe.aborts import Aborts
+
+            aborts = Aborts()
+            runners = aborts.wrap(runners)
         manager = JobManager(
             store,
             runners,
@@ -177,10 +183,17 @@ class Service:
         parts.history.start()  # the dashboard's charts (GET /history)
         if settings.cron is not None:
             from poulpe.crontab import Crontab
+            from poulpe.store.cron_state import cron_states
 
-            parts.crontab = Crontab(settings.cron, manager, self.limits, tz=settings.zone)
+            states = cron_states(store)
+            parts.crontab = Crontab(settings.cron, manager, self.limits, tz=settings.zone, states=states, aborts=aborts)
             parts.crontab.load()
             parts.crontab.start()
+            from poulpe.cron_metrics import CronMetrics
+
+            cron_metrics = CronMetrics(parts.crontab)
+            metrics.registry.register(cron_metrics)
+            parts.gauges.append(cron_metrics)
         parts.external = ExternalWorkers(manager)  # QUEUE jobs for external workers (poulpe/external.py)
         await parts.external.start()
         if settings.kingtask_bind is not None:  # kingtask's broker protocol (poulpe/compat/kingtask_wire.py)

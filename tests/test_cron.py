@@ -245,7 +245,8 @@ def test_each_fire_is_an_ordinary_job_the_validator_takes(tmp_path: Path) -> Non
         fields = line.job_fields(fire)
         assert re.fullmatch(ID_PATTERN, fields["id"]) and fields["id"] == f"cron:{line.fingerprint}:1798794000"
         job = job_from_object(fields, limits, now=fire - 60).job
-        assert (job.id, job.method, job.name, job.run_at) == (line.job_id(fire), line.method, line.name, fire)
+        delay = line.jitter(job.id)  # 0 but for a line with jitter: its own delay, from its id
+        assert (job.id, job.method, job.name, job.run_at) == (line.job_id(fire), line.method, line.name, fire + delay)
     mail = line_of(
         "0 0 9 1 * * 2027", 'ops@example.com MAIL_TO {"from_addr": "p@example.com", "title": "t", "body": "b"}'
     )
@@ -288,6 +289,6 @@ def test_the_report_shows_each_line_and_its_next_fires(tmp_path: Path) -> None:
         f"line 3: 0 0 0 1 1 * 2020  GET http://h/old  (cron:{lines[1].fingerprint})",
         "    next: never (no fire time left)",
     ]
-    assert "8 job lines" in report(EXAMPLE, load_cron(EXAMPLE))
+    assert "11 job lines" in report(EXAMPLE, load_cron(EXAMPLE))
     with pytest.raises(CronError, match="unknown time zone 'Mars/Olympus'"):
         report(cron, lines, tz="Mars/Olympus")

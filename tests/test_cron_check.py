@@ -97,7 +97,7 @@ def test_the_commands_the_example_prints_work_as_printed(
         cli.main([*run, "--cron_check"])
     assert ended.value.code == 0
     code, out, _ = check(check_it[2:], capsys)
-    assert code == 0 and "cron_task.example: 8 job lines, times in Europe/Paris" in out
+    assert code == 0 and "cron_task.example: 11 job lines, times in Europe/Paris" in out
     # without the flags it names, the file is refused by both, for its EXEC line
     code, _, err = check(["cron_task.example"], capsys)
     assert code == 2 and "EXEC is disabled" in err and "EXEC is disabled" in (server_start(run[:2]) or "")

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
         | {"chain_refs", "labels", "batch_record", "action_record"}
-        | {"tracing", "tracing_otel", "history", "hangup", "quotas", "token_file"},
+        | {"tracing", "tracing_otel", "history", "hangup", "quotas", "token_file", "cron_options", "aborts"},
     ),
     (
         "engine",
@@ -51,6 +51,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "tenants",
             "cron",
             "crontab",
+            "cron_api",
+            "cron_metrics",
             "callbacks",
             "openapi",
             "dashboard",
@@ -59,7 +61,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "assembly and entry points",
         {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"}
-        | {"token_cli", "ops_actions"},
+        | {"token_cli", "cron_cli", "ops_actions"},
     ),
 ]
 

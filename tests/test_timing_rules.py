@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from poulpe.crontab import Crontab
+from poulpe.crontab import LEAD_S, Crontab
 from poulpe.deadletter import DeadLetters
 from poulpe.job import Job, Method, RetryPolicy, Status
 from poulpe.manager import JobManager
@@ -92,12 +92,12 @@ async def test_a_cron_line_fires_when_the_clock_reaches_its_time_and_once(
     cron.write_text("0 0 13 * * * *  http://127.0.0.1:9/daily  GET  a=1\n")  # every day at 13:00 UTC
     crontab = Crontab(cron, manager, Limits(workers=2), tz=ZoneInfo("UTC"), clock=clock)
     crontab.load()
-    clock.advance(3600 - 0.01)  # 12:59:59.99: its timer waits 10 ms of real time
+    clock.advance(3600 - LEAD_S - 0.01)  # 12:59:59.49: its timer (0.5 s ahead of the fire) waits 10 ms of real time
     crontab.start()
     try:
-        await asyncio.sleep(0.05)  # its timer ran out a few times, each time before 13:00 on the clock
+        await asyncio.sleep(0.05)  # its timer ran out a few times, each time before 12:59:59.50 on the clock
         assert not (await manager.store.list_jobs(size=10)).jobs
-        clock.advance(0.02)  # 13:00:00.01
+        clock.advance(0.02)  # 12:59:59.51: the fire is stored, scheduled for 13:00
         deadline = time.monotonic() + 10
         while not (fired := (await manager.store.list_jobs(size=10)).jobs):
             assert time.monotonic() < deadline, "the line did not fire at 13:00"
@@ -106,6 +106,7 @@ async def test_a_cron_line_fires_when_the_clock_reaches_its_time_and_once(
         fired = (await manager.store.list_jobs(size=10)).jobs
         assert [j.name for j in fired] == ["http://127.0.0.1:9/daily"]
         assert fired[0].id.endswith(str(int(NOON + 3600)))
+        assert (fired[0].status, fired[0].run_at) == (Status.SCHEDULED, NOON + 3600)  # it runs at 13:00, not before
         assert crontab.next[crontab.lines[0]] == NOON + 3600 + 86400  # the next fire is tomorrow's
     finally:
         await crontab.stop()

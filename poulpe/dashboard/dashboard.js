@@ -212,14 +212,48 @@ async function showDead() {
 async function showCron() {
   const { status, body } = await api("cron");
   if (status !== 200) {
-    fill($("cron").tBodies[0], [], body?.error ?? `error ${status}`, 5);
+    fill($("cron").tBodies[0], [], body?.error ?? `error ${status}`, 9);
     return;
   }
   $("cron-zone").textContent = body.timezone ? `(times in your browser's zone; the file's is ${body.timezone})` : "";
-  const rows = body.lines.map((line) =>
-    el("tr", {}, el("td", {}, line.line), el("td", {}, el("code", {}, line.expr)), el("td", {}, line.method),
-      el("td", {}, line.name), el("td", {}, line.next.map(when).join(", ") || "never")));
-  fill($("cron").tBodies[0], rows, "none (no --cron file)", 5);
+  const rows = body.lines.map((line) => {
+    const path = `cron/${encodeURIComponent(line.id)}`;
+    const run = el("button", { type: "button", class: "run" }, "run now");
+    run.addEventListener("click", () => act(`${path}/run`, "POST"));
+    const toggle = el("button", { type: "button", class: line.paused ? "resume" : "pause" }, line.paused ? "resume" : "pause");
+    toggle.addEventListener("click", () => act(path, "PUT", { paused: !line.paused }));
+    const last = line.last ? el("span", { class: `status-${line.last.status}` }, jobLink(line.last.id), ` ${line.last.status}`) : "";
+    return el("tr", { "data-cron": line.id }, el("td", {}, line.line), el("td", {}, el("code", {}, line.expr)),
+      el("td", {}, line.timezone), el("td", {}, line.method), el("td", {}, line.name),
+      el("td", {}, line.next.map(when).join(", ") || "never"), el("td", {}, last),
+      el("td", { class: "state" }, line.paused ? "paused" : "running"), el("td", {}, run, " ", toggle));
+  });
+  fill($("cron").tBodies[0], rows, "none (no --cron file)", 9);
+  const select = $("backfill-line");
+  const chosen = select.value;
+  select.replaceChildren(...body.lines.map((line) => el("option", { value: line.id }, `line ${line.line}: ${line.name}`)));
+  if (body.lines.some((line) => line.id === chosen)) select.value = chosen;
+  $("cron-backfill").hidden = body.lines.length === 0;
+}
+
+async function backfill(event) {
+  event.preventDefault();
+  const seconds = (id) => new Date($(id).value).getTime() / 1000;  // datetime-local: the browser's zone
+  const range = { from: seconds("backfill-from"), to: seconds("backfill-to") };
+  const out = $("backfill-result");
+  if (!(range.from >= 0) || !(range.to >= 0)) {
+    out.textContent = "give both times";
+    out.className = "error";
+    return;
+  }
+  try {
+    const { status, body } = await api(`cron/${encodeURIComponent($("backfill-line").value)}/backfill`, { method: "POST", body: JSON.stringify(range) });
+    out.textContent = status === 200 ? `${body.fires} fire times, ${body.created} new jobs` : body?.error ?? `error ${status}`;
+    out.className = status === 200 ? "muted" : "error";
+  } catch (error) {
+    if (!(error instanceof NeedToken)) throw error;
+  }
+  await refresh();
 }
 
 async function showExternalWorkers() {
@@ -454,6 +488,7 @@ function setUp() {
   for (const input of document.querySelectorAll('input[name="range"]')) input.addEventListener("change", showCharts);
   $("jobs-prev").addEventListener("click", () => { view.jobsPage -= 1; refresh(); });
   $("jobs-next").addEventListener("click", () => { view.jobsPage += 1; refresh(); });
+  $("cron-backfill").addEventListener("submit", backfill);
   $("dead-prev").addEventListener("click", () => { view.deadPage -= 1; refresh(); });
   $("dead-next").addEventListener("click", () => { view.deadPage += 1; refresh(); });
   $("dead-filters").addEventListener("submit", (event) => {

@@ -219,21 +219,6 @@ class Document(msgspec.Struct):
     paths: Any
 
 
-class CronLine(msgspec.Struct):
-    line: int
-    expr: str
-    name: str
-    method: Method
-    id_prefix: str
-    next: Annotated[list[float], Meta(description="The next fire times, unix seconds.")]
-
-
-class Cron(msgspec.Struct):
-    file: str | None
-    timezone: str | None
-    lines: list[CronLine]
-
-
 # --- flow control (SPEC 10.1) -----------------------------------------------------------------------------------------
 class KeyState(msgspec.Struct, kw_only=True):
     """A key's limits in force, pause, and jobs (poulpe/dispatch/controls.py)."""

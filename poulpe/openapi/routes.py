@@ -11,7 +11,6 @@ from poulpe.job import Method, Status
 from poulpe.keys import KEY_PATTERN, KeyUpdate
 from poulpe.openapi.answers import (
     Ack,
-    Cron,
     DeadJob,
     DeadPage,
     Deleted,
@@ -241,13 +240,6 @@ JOBS = [
         "metrics",
         "Prometheus text format: jobs by method and status, workers, attempt and store latency",
         answers={200: Answer(Text, "Metrics", "text/plain"), **errors()},
-    ),
-    Op(
-        "get",
-        "/cron",
-        "cronLines",
-        "The cron file's job lines and their next fire times (empty without --cron)",
-        answers={200: Answer(Cron, "Cron lines"), **errors()},
     ),
     _page("dashboard", "/", "text/html", "The dashboard page; no token needed to load it (its data routes need it)"),
     _page("dashboardScript", "/dashboard.js", "text/javascript", "The dashboard's script"),
