@@ -9,7 +9,7 @@ mail body or an EXEC job's one argument.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from poulpe.errors import BadRequest
@@ -44,12 +44,21 @@ def check(value: Any, field: str, parent_id: str, depth: int, parse: Callable[..
     for i, child in enumerate(items or ()):
         where = f"{field}[{i}]"
         stand_in = {**probe(child, where)}  # a copy: the id goes into the check only
-        stand_in.setdefault("id", default_id(parent_id, field, i))
+        if stand_in.get("id") is None:
+            stand_in["id"] = default_id(parent_id, field, i)
         try:
             parse(stand_in, depth=depth + 1)
         except BadRequest as exc:
             raise BadRequest(exc.message, f"{where}.{exc.field}" if exc.field else where) from None
     return items
+
+
+def descendants(children: list[Any] | None) -> Iterator[dict[str, Any]]:
+    """Every child object below these, at any depth (a tenant's token puts each in its namespace)."""
+    for child in children or ():
+        yield child
+        yield from descendants(as_list(child.get("then"), "then"))
+        yield from descendants(as_list(child.get("on_failure"), "on_failure"))
 
 
 def default_id(parent_id: str, field: str, i: int) -> str:

@@ -42,7 +42,8 @@ class Chains:
         for i, item in enumerate(items):
             where = f"{field}[{i}]"
             filled = chain_refs.fill(item, where, result, text)
-            filled.setdefault("id", chain_refs.default_id(job.id, field, i))
+            if filled.get("id") is None:  # absent or null: the fixed id, so a second write never makes a second child
+                filled = {**filled, "id": chain_refs.default_id(job.id, field, i)}
             try:
                 child = job_from_object(filled, self.limits, now=now, depth=job.depth + 1).job
             except BadRequest as exc:  # checked at intake; only a changed setting or an oversized result gets here

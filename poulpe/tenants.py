@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from poulpe.chain_refs import descendants
 from poulpe.errors import BadRequest
 from poulpe.job import WAITING, Job, Status
 from poulpe.quotas import Buckets, TooMany
@@ -65,6 +66,10 @@ class Scoped:
             raise BadRequest(f"id must be at most {_MAX - len(self.prefix)} characters for tenant {self.tenant}", "id")
         assert self.tenant is not None
         job.key = own_key(self.tenant, job.key)
+        for child in descendants([*(job.then or ()), *(job.on_failure or ())]):  # a chain's children (SPEC 10.3)
+            if isinstance(child.get("id"), str):
+                child["id"] = self.own(child["id"])
+            child["key"] = own_key(self.tenant, child.get("key") if isinstance(child.get("key"), str) else None)
         if len(job.key) > _MAX:
             raise BadRequest(
                 f"key must be at most {_MAX - len(self.tenant) - 8} characters for tenant {self.tenant}", "key"

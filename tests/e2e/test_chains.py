@@ -15,6 +15,7 @@ from tests.redis_server import RedisServer
 from tests.serving import ServedPoulpe
 from tests.smtp_server import SmtpServer
 from tests.target import Target
+from tests.tokens_file import bearer, write_tokens
 
 
 @pytest.fixture
@@ -193,3 +194,18 @@ def test_children_on_redis_are_made_once_when_processes_are_killed(
         total = client.get("/sys_info").json()["counts"]
     assert sum(total.values()) == 2 * len(parents)
     assert {f"{job_id}.then.0" for job_id in parents} <= {call.job_id for call in fresh_target.calls}
+
+
+def test_a_tenants_children_stay_in_its_namespace(
+    served: Callable[..., ServedPoulpe], tmp_path: Path, fresh_target: Target
+) -> None:
+    tokens = write_tokens(tmp_path / "tokens.toml", a={"scopes": ["submit"], "tenant": "a"})
+    p = served("--tokens", str(tmp_path / "tokens.toml"))
+    with httpx.Client(base_url=p.url, headers=bearer(tokens["a"]), timeout=30) as a:
+        grandchild = {"id": "b:grand", "method": "GET", "name": fresh_target.url("/echo")}
+        child = {"id": "b:steal", "method": "GET", "name": fresh_target.url("/echo"), "then": grandchild}
+        accepted(a, id="mine", method="GET", name=fresh_target.url("/echo"), then=[child, {**grandchild, "id": None}])
+        result(a, "mine")
+        assert state(a, "mine")["children"] == ["a:b:steal", "a:mine.then.1"]  # never in another tenant's ids
+        result(a, "a:b:steal")
+        assert result(a, "a:b:grand")["parent"] == "a:b:steal"
