@@ -39,6 +39,7 @@ MEASUREMENTS = (
     "keys",
     "tokens",
     "cron",
+    "scale",
 )
 
 

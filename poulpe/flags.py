@@ -59,10 +59,17 @@ FLAGS: tuple[Flag, ...] = (
     _flag(
         "redis",
         str,
-        "redis://host:port/db, rediss://... or redis+sentinel://host:port,host:port/service: keep everything in"
-        " Redis, shared by every poulpe on it (password from POULPE_REDIS_PASSWORD)",
+        "redis://host:port/db, rediss://..., redis+sentinel://host:port,host:port/service or"
+        " redis+cluster://host:port,host:port/: keep everything in Redis, shared by every poulpe on it (password"
+        " from POULPE_REDIS_PASSWORD)",
     ),
     _flag("redis_prefix", str, "key prefix in Redis (default poulpe:)"),
+    _flag("partitions", int, "Redis namespaces to spread jobs over, for Redis Cluster shards (default 1)"),
+    _flag(
+        "redis_replicas",
+        int,
+        "acknowledge a job only once this many Redis replicas hold it (WAIT; default 0: once the primary has it)",
+    ),
     _flag(
         "redis_password",
         str,

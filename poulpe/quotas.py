@@ -92,6 +92,7 @@ def buckets_for(store: Store) -> Buckets:
     if store.kind == "redis":
         from poulpe.store.redis import RedisStore
 
-        assert isinstance(store, RedisStore)
-        return RedisBuckets(lambda: store.redis, store.base)
+        shared = getattr(store, "coordinator", store)  # with --partitions: partition 0 (docs/scale.md)
+        assert isinstance(shared, RedisStore)
+        return RedisBuckets(lambda: shared.redis, shared.base)
     return LocalBuckets()

@@ -204,7 +204,7 @@ class Service:
         if settings.kafka_servers:  # after recovery (docs/kafka.md)
             from poulpe.intake.kafka import KafkaIntake
 
-            parts.kafka = KafkaIntake(settings, manager, self.limits)
+            parts.kafka = KafkaIntake(settings, manager, self.limits, shared=store if store.shared else None)
             await parts.kafka.start()
         self.started_at = time.time()
         log.info("poulpe ready: %s store, %d workers", store.kind, settings.workers)

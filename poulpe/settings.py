@@ -11,7 +11,7 @@ from poulpe.errors import SettingsError as SettingsError  # where it was always 
 from poulpe.kafka_flags import check_kafka
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
 
 
 class Secret:
@@ -48,6 +48,8 @@ class Settings:
     redis: str | None = None
     redis_prefix: str = "poulpe:"
     redis_password: Secret | None = None  # POULPE_REDIS_PASSWORD only
+    partitions: int = 1  # Redis namespaces one deployment spreads over (docs/scale.md)
+    redis_replicas: int = 0  # WAIT for this many replicas before a job is acknowledged (docs/scale.md)
     cron: Path | None = None
     cron_check: bool = False
     timezone: str = "UTC"
@@ -107,6 +109,8 @@ class Settings:
             (self.job_timeout > 0, "job_timeout", "must be > 0"),
             (self.result_ttl > 0, "result_ttl", "must be > 0"),
             (self.lease > 0, "lease", "must be > 0"),
+            (0 <= self.redis_replicas <= 16, "redis_replicas", "must be between 0 and 16"),
+            (1 <= self.partitions <= 1024, "partitions", "must be between 1 and 1024"),
             (self.key_parallelism >= 0, "key_parallelism", "must be >= 0 (0: no limit)"),
             (self.key_rate >= 0, "key_rate", "must be >= 0 (0: no limit)"),
             (self.key_period > 0, "key_period", "must be > 0"),
@@ -130,6 +134,8 @@ class Settings:
             ) from None
         if self.redis is not None and not self.redis.startswith(REDIS_SCHEMES):
             raise SettingsError(f"--redis must be a URL starting with {', '.join(REDIS_SCHEMES)}")
+        if self.redis is None and (self.partitions > 1 or self.redis_replicas > 0):
+            raise SettingsError("--partitions and --redis_replicas need --redis (the SQLite store has no replicas)")
         if not self.redis_prefix or any(c in self.redis_prefix for c in " }"):
             raise SettingsError("--redis_prefix must be non-empty, without spaces or '}'")
         check_kafka(self)

@@ -10,6 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 DEBIAN_PACKAGES=(
   openssl  # the mail tests make a TLS certificate with `openssl req`
   redis-server  # the Redis store's tests start their own redis-server
+  redis-cli:redis-tools  # the Redis Cluster tests join their 6 nodes with `redis-cli --cluster create`
   chromium  # the dashboard tests drive Debian's headless Chromium with Playwright (never a downloaded browser)
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -16,9 +17,13 @@ from tests.poulpe_process import free_port
 
 
 class RedisServer:
-    def __init__(self, home: Path, *, fsync: str = "everysec") -> None:
+    def __init__(
+        self, home: Path, *, fsync: str = "everysec", replica_of: int | None = None, extra: Sequence[str] = ()
+    ) -> None:
         self.home = home
+        self.extra = list(extra)  # more redis-server options (a cluster node's)
         self.fsync = fsync  # `always`: each write is on disk before Redis answers it (and the answer comes later)
+        self.replica_of = replica_of  # the port of the primary it replicates (asynchronously, as Redis does)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         home.mkdir(parents=True, exist_ok=True)
@@ -33,6 +38,10 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (./scripts/test.sh installs Debian's redis-server)")
         args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", self.fsync, "--daemonize", "no", "--protected-mode", "no"]
+        args += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not 5 s later
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        args += self.extra
         log = open(self.home / "redis.log", "ab")  # noqa: SIM115  (kept open by the child)
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -67,10 +76,11 @@ class RedisServer:
 class Sentinel:
     """A Redis Sentinel (`redis-server --sentinel`) watching `master` under the service name `mymaster`."""
 
-    def __init__(self, home: Path, master: RedisServer) -> None:
+    def __init__(self, home: Path, master: RedisServer, *, down_after_ms: int = 30000) -> None:
         self.home = home
         self.port = free_port()
         self.master = master
+        self.down_after_ms = down_after_ms  # a primary silent this long is failed over to one of its replicas
         self.proc: subprocess.Popen[bytes] | None = None
         home.mkdir(parents=True, exist_ok=True)
 
@@ -82,6 +92,8 @@ class Sentinel:
         config.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.home}\n"
             f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds mymaster {self.down_after_ms}\n"
+            f"sentinel failover-timeout mymaster {max(3000, 3 * self.down_after_ms)}\n"
         )
         log = open(self.home / "sentinel.log", "ab")  # noqa: SIM115  (kept open by the child)
         self.proc = subprocess.Popen([exe, str(config), "--sentinel"], stdout=log, stderr=subprocess.STDOUT)
@@ -102,3 +114,8 @@ class Sentinel:
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.proc = None
+
+    def primary_port(self) -> int:
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        _, port = client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+        return int(port)

@@ -28,6 +28,7 @@ from poulpe.job import Job
 from poulpe.kafka_flags import connection
 from poulpe.manager import JobManager
 from poulpe.settings import Settings
+from poulpe.store.base import Store
 from poulpe.tracing import adopt, from_record_headers
 from poulpe.validate import Limits, parse_job
 
@@ -52,15 +53,29 @@ def outbox_path(settings: Settings) -> Path:
     return settings.data.with_name(f"{settings.data.stem}.kafka.db")
 
 
+def _outbox(path: Path, shared: Store | None) -> Outbox:
+    """The outbox file; on a shared store, mirrored into the store so other processes can settle it."""
+    if shared is None:
+        return Outbox(path)
+    from poulpe.intake.kafka_handover import SharedOutbox
+    from poulpe.store.redis import RedisStore
+
+    store = getattr(shared, "coordinator", shared)  # with --partitions, partition 0
+    assert isinstance(store, RedisStore)
+    return SharedOutbox(path, store)
+
+
 class KafkaIntake:
-    def __init__(self, settings: Settings, manager: JobManager, limits: Limits) -> None:
+    def __init__(self, settings: Settings, manager: JobManager, limits: Limits, *, shared: Store | None = None) -> None:
+        """`shared`: the store, when other processes share it (the outbox is then shared too)."""
         assert settings.kafka_topic and settings.kafka_resp_topic
         self.settings = settings
         self.manager = manager
         self.limits = limits
         self.topic = settings.kafka_topic
         self.connection = connection(settings)
-        self.outbox = Outbox(outbox_path(settings))
+        self.outbox = _outbox(outbox_path(settings), shared)
+        self._sweeper: asyncio.Task[None] | None = None
         self.results = Results(settings.kafka_resp_topic, self.outbox, self.connection, on_delivered=self._check_room)
         self.link = LinkState("consumer")
         self.max_pending = settings.max_pending
@@ -90,6 +105,12 @@ class KafkaIntake:
         self._check_room()
         self.results.start()
         self._task = asyncio.create_task(self._consume_forever(), name="poulpe-kafka-consumer")
+        if self.outbox.shared:  # results a dead process owed go from a live one (kafka_handover.py)
+            from poulpe.intake.kafka_handover import SharedOutbox, sweep_forever
+
+            assert isinstance(self.outbox, SharedOutbox)
+            sweep = sweep_forever(self.outbox, self.manager.get_many, self.results.push)
+            self._sweeper = asyncio.create_task(sweep, name="poulpe-kafka-handover")
 
     async def stop_consuming(self) -> None:
         self._stopping.set()
@@ -104,6 +125,10 @@ class KafkaIntake:
     async def stop(self, flush_s: float) -> None:
         """After the manager drained: results of jobs that ended meanwhile go out (up to `flush_s` s)."""
         await self.stop_consuming()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._stop_listening is not None:
             self._stop_listening()
         await self.results.stop(flush_s)

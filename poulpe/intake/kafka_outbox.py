@@ -15,6 +15,8 @@ from pathlib import Path
 
 
 class Outbox:
+    shared = False  # kafka_handover.SharedOutbox: mirrored into a store other processes share
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None

@@ -15,7 +15,24 @@ def open_store(settings: Settings, *, owner: str) -> Store:
         from poulpe.store.redis import RedisStore
 
         password = settings.redis_password.reveal() if settings.redis_password else None
-        return RedisStore(settings.redis, prefix=settings.redis_prefix, owner=owner, password=password)
+        if settings.partitions > 1:
+            from poulpe.store.redis_partitions import PartitionedStore
+
+            return PartitionedStore(
+                settings.redis,
+                partitions=settings.partitions,
+                prefix=settings.redis_prefix,
+                owner=owner,
+                password=password,
+                replicas=settings.redis_replicas,
+            )
+        return RedisStore(
+            settings.redis,
+            prefix=settings.redis_prefix,
+            owner=owner,
+            password=password,
+            replicas=settings.redis_replicas,
+        )
     from poulpe.store.sqlite import SqliteStore
 
     return SqliteStore(settings.data)

@@ -52,6 +52,7 @@ def cron_states(store: Store) -> CronStates:
     from poulpe.store.redis import RedisStore
     from poulpe.store.sqlite import SqliteStore
 
+    store = getattr(store, "coordinator", store)  # with --partitions: partition 0 (docs/scale.md)
     if isinstance(store, RedisStore):
         return RedisCronStates(store)
     if isinstance(store, SqliteStore):

@@ -25,7 +25,7 @@ from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job,
 from poulpe.keys import KeyLimits
 from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
 from poulpe.store.redis_actions import RedisActions
-from poulpe.store.redis_batches import RedisBatches
+from poulpe.store.redis_batches import RedisBatches, added
 from poulpe.store.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,10 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
         owner: str | None = None,
         patience: float | None = None,
         password: str | None = None,
+        replicas: int = 0,
     ) -> None:
         patience = PATIENCE_S if patience is None else patience
-        RedisLink.__init__(self, url, prefix=prefix, patience=patience, password=password)
+        RedisLink.__init__(self, url, prefix=prefix, patience=patience, password=password, replicas=replicas)
         self.owner = owner or f"poulpe-{secrets.token_hex(6)}"  # this process's name on its leases
 
     def shared_schedule(self) -> RedisStore:
@@ -69,14 +70,7 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         known = await self._script("add", self._add_args(jobs))
-        return _added(jobs, known)
-
-    async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
-        """The final state and the children in one script (SAVE_FINAL)."""
-        saved, *known = await self._script("save_final", [*self._save_args(job), *self._add_args(children)])
-        if not saved:
-            raise NotHeld(f"job {job.id} is held by another poulpe process")
-        return _added(children, known)
+        return added(jobs, known)
 
     def _save_args(self, job: Job, *, token: str | None = None, held: bool = False) -> list[Any]:
         day = ""
@@ -324,6 +318,12 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
     async def ids(self, status: Status, limit: int) -> list[str]:
         return await self._ids(self.base + "st:" + status.value, 0, limit - 1) if limit > 0 else []
 
+    async def scored_ids(self, status: Status, limit: int) -> list[tuple[float, str]]:
+        """(acceptance order, id) of a status's newest `limit` jobs: --partitions merges them."""
+        async with self._reachable():
+            found = await self.redis.zrevrange(self.base + "st:" + status.value, 0, limit - 1, withscores=True)
+        return [(float(pair[1]), _text(pair[0])) for pair in found]
+
     async def _in_order(self, ids: list[str]) -> list[Job]:
         by_id = {job.id: job for job in await self.get_many(ids)}
         return [by_id[i] for i in ids if i in by_id]
@@ -353,10 +353,6 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
         async with self._reachable():
             top = await self.redis.zrevrange(self.base + "all", 0, 0, withscores=True)
         return int(top[0][1]) if top else 0
-
-
-def _added(jobs: Sequence[Job], known: Sequence[Any]) -> list[tuple[Job, bool]]:
-    return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
 
 def _text(value: Any) -> str:

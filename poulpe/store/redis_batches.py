@@ -1,5 +1,6 @@
-"""Batches on Redis (SPEC 10.3): a batch and its jobs stored by one script; the counters move in SAVE
-(redis_scripts.count_batch), so a batch ends exactly once whichever process writes its last job's final state."""
+"""Chains and batches on Redis (SPEC 10.3): a final state and its children saved by one script; a batch and its jobs
+stored by one script, its counters moved in SAVE (redis_scripts.count_batch), so a batch ends exactly once whichever
+process writes its last job's final state."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from poulpe.batch_record import Batch, extras, with_extras
-from poulpe.job import Job
+from poulpe.errors import NotHeld
+from poulpe.job import Job, decode_job
 from poulpe.store.redis_scripts import ADD_BODY, MOVE
 
 # ARGV: base, batch id, extras JSON, total, created_at, then ADD's groups of 8 (the jobs). Returns {0} when stored,
@@ -61,6 +63,16 @@ class RedisBatches:
     def _add_args(jobs: Sequence[Job]) -> list[Any]:
         raise NotImplementedError
 
+    def _save_args(self, job: Job, *, token: str | None = None, held: bool = False) -> list[Any]:
+        raise NotImplementedError
+
+    async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
+        """A final state and its children (SPEC 10.3) in one script (SAVE_FINAL)."""
+        saved, *known = await self._script("save_final", [*self._save_args(job), *self._add_args(children)])
+        if not saved:
+            raise NotHeld(f"job {job.id} is held by another poulpe process")
+        return added(children, known)
+
     async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
         args = [batch.id, extras(batch), batch.total, repr(batch.created_at), *self._add_args(jobs)]
         answer = await self._script("add_batch", args)
@@ -93,6 +105,11 @@ class RedisBatches:
 
     async def batch_announced(self, batch_id: str) -> None:
         await self._script("batch_announced", [batch_id])
+
+
+def added(jobs: Sequence[Job], known: Sequence[Any]) -> list[tuple[Job, bool]]:
+    """ADD's answer: for each job, (it, False) when stored now, or (the stored job, True) when its id was known."""
+    return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
 
 def _text(value: Any) -> str:

@@ -21,27 +21,35 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from poulpe.errors import OutcomeUnknown, StoreUnavailable
 from poulpe.store.redis_actions import ACTION_SCRIPTS
 from poulpe.store.redis_batches import BATCH_SCRIPTS
 from poulpe.store.redis_claim import CLAIM
+from poulpe.store.redis_clients import SlotOwner, connect, is_cluster
 from poulpe.store.redis_scripts import STORE_SCRIPTS
 
 log = logging.getLogger("poulpe.store.redis")
-_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError)
+# a cluster node that no longer serves the namespace's slot: nothing was applied, ask who serves it now
+_MOVED = (MovedError, TryAgainError, ClusterError, ReadOnlyError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 8  # arguments per job of the `add` script
+REPLICA_WAIT_MS = 2000  # how long a batch waits for --redis_replicas before its new jobs are answered 503
 SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, **ACTION_SCRIPTS, "claim": CLAIM}
 
 
@@ -56,43 +64,19 @@ def namespace(prefix: str) -> str:
     return "{" + prefix.rstrip(":") + "}:"
 
 
-def connect(url: str, password: str | None, *, retries: int = 2, socket_timeout: float | None = 5.0) -> aioredis.Redis:
-    """A client for `redis://`, `rediss://`, `unix://` or `redis+sentinel://host:port[,host:port]/service[/db]`.
-
-    Commands give up within seconds when Redis is away (at once when it refuses connections), so intake answers
-    503 instead of hanging.
-    """
-    options: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": 2.0,
-        "socket_keepalive": True,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-        "health_check_interval": 30,
-    }
-    if password:
-        options["password"] = password
-    if url.startswith("redis+sentinel://"):
-        parts = urlsplit(url)
-        hosts = [_host_port(h, 26379) for h in parts.netloc.split(",")]
-        path = [p for p in parts.path.split("/") if p]
-        service, db = path[0], int(path[1]) if len(path) > 1 else 0
-        sentinel_options = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_options or None, **options)
-        master: aioredis.Redis = sentinel.master_for(service, db=db)
-        return master
-    return aioredis.Redis.from_url(url, **options)
-
-
 class RedisLink:
-    def __init__(self, url: str, *, prefix: str, patience: float, password: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, prefix: str, patience: float, password: str | None = None, replicas: int = 0
+    ) -> None:
         self.url = url
+        self.replicas = replicas  # WAIT for them after each batch of writes (docs/scale.md)
         self._password = password  # Settings.redis_password: kept off the URL and the logs
         self.patience = patience
         self.base = namespace(prefix)
         self._due = self.base + "due"
         self._redis: aioredis.Redis | None = None
         self._once: aioredis.Redis | None = None  # writes and claims: a lost answer must be known, not sent blindly
+        self._owner: SlotOwner | None = None  # on a cluster: writes and claims go to the primary of the slot
         self._sha: dict[str, str] = {}
         self._ops: list[tuple[str, list[Any], asyncio.Future[Any] | None]] = []
         self._wake = asyncio.Event()
@@ -105,7 +89,10 @@ class RedisLink:
     async def open(self) -> None:
         """Connects lazily: poulpe starts while Redis is away (intake answers 503 until it is back)."""
         self._redis = connect(self.url, self._password)
-        self._once = connect(self.url, self._password, retries=0)
+        if is_cluster(self.url):
+            self._owner = SlotOwner(self.url, self._due, self._node_client)
+        else:
+            self._once = connect(self.url, self._password, retries=0)
         self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
         with contextlib.suppress(StoreUnavailable):
             await self._load_scripts()
@@ -121,6 +108,27 @@ class RedisLink:
             if client is not None:
                 await client.aclose()
         self._redis = self._once = None
+        if self._owner is not None:
+            await self._owner.forget()
+
+    def _node_client(self, host: str, port: int, socket_timeout: float | None = 5.0) -> aioredis.Redis:
+        """A plain client to one node of a cluster, which never sends anything twice by itself."""
+        return connect(f"redis://{host}:{port}/0", self._password, retries=0, socket_timeout=socket_timeout)
+
+    async def _writer(self) -> aioredis.Redis:
+        """The client of writes and claims: the one server, or the primary serving the namespace's slot."""
+        if self._owner is not None:
+            return await self._owner.client()
+        if self._once is None:
+            raise StoreUnavailable("the store is closed")
+        return self._once
+
+    async def _lost_owner(self, results: Sequence[Any] = ()) -> None:
+        """On a cluster, after a failure or a MOVED answer: find the slot's primary again before the next try."""
+        if self._owner is not None and (not results or any(isinstance(r, _MOVED) for r in results)):
+            await self._owner.forget()
+            if results:
+                raise RedisConnectionError("the namespace's slot moved to another node")
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -130,8 +138,9 @@ class RedisLink:
 
     async def _load_scripts(self) -> None:
         async with self._reachable():
+            client = await self._writer() if self._owner is not None else self.redis
             for name, text in SCRIPTS.items():
-                self._sha[name] = await self.redis.script_load(text)
+                self._sha[name] = await client.script_load(text)
 
     @contextlib.asynccontextmanager
     async def _reachable(self) -> AsyncIterator[None]:
@@ -275,36 +284,59 @@ class RedisLink:
         The connection is made first: failing that raises _NotSent (nothing left this process). Any error after
         it is raised as it is: the scripts may have run.
         """
-        if self._once is None:
-            raise StoreUnavailable("the store is closed")
         try:
-            connection = await self._once.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            once = await self._writer()
+            connection = await once.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         except _DOWN as exc:
+            await self._lost_owner()
             raise _NotSent() from exc
-        pipe = self._once.pipeline(transaction=False)
+        pipe = once.pipeline(transaction=False)
         pipe.connection = connection  # released by the pipeline when it is done
         for name, args, _ in ops:
             pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, REPLICA_WAIT_MS)
         try:
             results = list(await pipe.execute(raise_on_error=False))
         except BaseException:  # cancelled mid-read too: a late reply must not reach the connection's next user
             await connection.disconnect(nowait=True)
+            await self._lost_owner()
             raise
+        await self._lost_owner(results)
         for result in results:
             if isinstance(result, _DOWN):
                 raise result
+        if self.replicas:
+            return self._replicated(ops, results[:-1], results[-1])
         return results
+
+    def _replicated(self, ops: Sequence[tuple[str, list[Any], Any]], results: list[Any], acked: Any) -> list[Any]:
+        """With --redis_replicas: new jobs the replicas did not confirm in time are not acknowledged (503 with
+        their ids, so a retry is safe); the batch's other writes stand (at least once covers them)."""
+        if isinstance(acked, int) and acked >= self.replicas:
+            return results
+        log.warning("only %s of %d redis replicas confirmed a batch of %d writes", acked, self.replicas, len(ops))
+        message = f"the job store (redis) did not get the job to {self.replicas} replicas in time (--redis_replicas)"
+        unconfirmed = [OutcomeUnknown(message, args[0::ADD_ARGS]) if name == "add" else None for name, args, _ in ops]
+        return [
+            result if isinstance(result, Exception) or lost is None else lost
+            for lost, result in zip(unconfirmed, results, strict=True)
+        ]
 
     async def _direct(self, name: str, args: list[Any]) -> Any:
         """One script call on its own round trip, on a client that never sends it twice."""
-        if self._once is None:
-            raise StoreUnavailable("the store is closed")
         async with self._reachable():
+            once = await self._writer()
             try:
-                return await self._once.evalsha(self._sha[name], 1, self._due, self.base, *args)
+                return await once.evalsha(self._sha[name], 1, self._due, self.base, *args)
             except NoScriptError:
                 await self._load_scripts()
-                return await self._once.evalsha(self._sha[name], 1, self._due, self.base, *args)
+                return await once.evalsha(self._sha[name], 1, self._due, self.base, *args)
+            except (*_DOWN, *_MOVED):
+                if self._owner is None:
+                    raise
+                await self._lost_owner()
+                raise RedisConnectionError("the namespace's primary did not answer") from None
 
     def channels(self) -> dict[str, str]:
         return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease", "limits")}
@@ -324,10 +356,15 @@ class RedisLink:
         delay = 0.05
         # its own connection, which never times out waiting for messages and never reconnects behind our back:
         # after a break, messages were missed, and `on_connected` must run
-        client = connect(self.url, self._password, retries=0, socket_timeout=None)
+        # On a cluster, any node hears every PUBLISH: it listens on the slot's primary, found again after a break.
+        owner = SlotOwner(self.url, self._due, lambda h, p: self._node_client(h, p, None)) if self._owner else None
+        client = None if owner else connect(self.url, self._password, retries=0, socket_timeout=None)
         try:
             while True:
                 try:
+                    if owner is not None:
+                        client = await owner.client()
+                    assert client is not None
                     async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                         await pubsub.subscribe(*names)
                         delay = 0.05
@@ -339,15 +376,15 @@ class RedisLink:
                 except (*_DOWN, RedisError) as exc:
                     if not isinstance(exc, _DOWN):
                         log.warning("redis pub/sub failed (it subscribes again): %s", exc)
+                    if owner is not None:
+                        await owner.forget()
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
         finally:
-            await client.aclose()
-
-
-def _host_port(text: str, default_port: int) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return (host, int(port)) if host else (text, default_port)
+            if owner is not None:
+                await owner.forget()
+            elif client is not None:
+                await client.aclose()
 
 
 def _unknown(name: str, args: list[Any]) -> StoreUnavailable:

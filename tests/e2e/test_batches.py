@@ -138,3 +138,20 @@ def test_a_batch_is_told_once_when_redis_processes_are_killed(
     procs[0].kill()
     with procs[2].client() as client:
         check_told_once(client, fresh_target, "shared-kill")
+
+
+def test_a_batch_and_a_chain_over_partitions(
+    served: Callable[..., ServedPoulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+) -> None:
+    """With --partitions, batches and chains live in the coordinating partition: still told and made once."""
+    p = served("--redis", redis_server.url, "--redis_prefix", redis_prefix, "--partitions", "3", "--max_retry", "0",
+               "--workers", "16")  # fmt: skip
+    with p.client(timeout=60) as client:
+        assert client.post("/batches", json=batch_of(fresh_target, "parts")).status_code == 202
+        check_told_once(client, fresh_target, "parts")
+        child = {"method": "POST", "name": fresh_target.url("/echo"), "params": "$parent"}
+        client.post(
+            "/task_in_queue", json={"id": "p-parent", "method": "GET", "name": fresh_target.url(), "then": child}
+        )
+        result(client, "p-parent")
+        assert result(client, "p-parent.then.0")["parent"] == "p-parent"

@@ -13,6 +13,7 @@ from poulpe.batch_record import Batch
 from poulpe.job import CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.store.base import Store
 from poulpe.store.redis import RedisStore
+from poulpe.store.redis_partitions import PartitionedStore
 from poulpe.store.sqlite import SqliteStore
 from tests.redis_server import RedisServer
 
@@ -28,7 +29,14 @@ def redis_store(request: pytest.FixtureRequest, tmp: Path) -> Store:
     return RedisStore(server.url, prefix=request.getfixturevalue("redis_prefix"), owner="contract")
 
 
-BACKENDS: dict[str, StoreFactory] = {"sqlite": sqlite_store, "redis": redis_store}
+def partitioned_store(request: pytest.FixtureRequest, tmp: Path) -> Store:
+    """--partitions 3: the same contract over three namespaces."""
+    server: RedisServer = request.getfixturevalue("redis_server")
+    prefix = request.getfixturevalue("redis_prefix")
+    return PartitionedStore(server.url, partitions=3, prefix=prefix, owner="contract")
+
+
+BACKENDS: dict[str, StoreFactory] = {"sqlite": sqlite_store, "redis": redis_store, "partitions": partitioned_store}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -299,7 +307,7 @@ async def test_utf8_task_types_are_queues_of_their_own(store: Store) -> None:
 
 
 async def test_a_final_job_and_its_children_are_written_together_and_once(store: Store) -> None:
-    await store.add([make("p", 1)])
+    await store.add([make("p", 1, then=[{"method": "GET", "name": "http://127.0.0.1/y"}])])
     parent = await store.get("p")
     assert parent is not None
     parent.status, parent.finished_at, parent.children = Status.SUCCEEDED, 5.0, ["p.then.0"]
