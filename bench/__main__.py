@@ -27,20 +27,9 @@ from bench.procs import Procs, raise_nofile
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = (
-    "intake",
-    "loops",
-    "clients",
-    "e2e",
-    "lateness",
-    "million",
-    "longpolls",
-    "redis",
-    "kafka",
-    "keys",
-    "tokens",
-    "cron",
-    "scale",
-)
+    "intake", "loops", "clients", "servers", "e2e", "profile", "lateness", "million", "longpolls", "redis", "kafka",
+    "keys", "tokens", "cron", "scale",
+)  # fmt: skip
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

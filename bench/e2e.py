@@ -1,4 +1,4 @@
-"""4. End to end: HTTP-call jobs/s through poulpe, beside the raw aiohttp client against the same target."""
+"""5. End to end: HTTP-call jobs/s through poulpe, beside the raw aiohttp client against the same target."""
 
 from __future__ import annotations
 

@@ -20,6 +20,15 @@ if [[ ! -x "$ROOT/.venv-arq/bin/arq" ]]; then
   "$ROOT/.venv-arq/bin/python" -m pip install --quiet --disable-pip-version-check "arq==0.28.0" "aiohttp>=3.10,<4"
 fi
 
+# The other HTTP clients and ASGI servers measured beside poulpe's (bench/clients.py, bench/servers.py): a venv of
+# their own, so none of them comes near poulpe's locked dependencies.
+if [[ ! -x "$ROOT/.venv-peers/bin/granian" ]]; then
+  step "create .venv-peers (aiosonic, curl-cffi, rnet, granian: the peers of the client and server measurements)"
+  python3 -m venv "$ROOT/.venv-peers"
+  "$ROOT/.venv-peers/bin/python" -m pip install --quiet --disable-pip-version-check "aiosonic==1.3.3" \
+    "curl-cffi==0.17.0" "rnet==2.4.2" "granian==2.8.7" "aiohttp>=3.10,<4" starlette msgspec uvicorn httptools
+fi
+
 cd "$ROOT"
 export BENCH_COMMAND="./bench/run.sh${*:+ $*}"
 exec "$VENV/bin/python" -m bench "$@"

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from poulpe.deadletter import DeadLetters
@@ -32,7 +32,13 @@ def _day(job: Job) -> str:
 
 class DeadJobs:
     def __init__(
-        self, store: Store, letters: DeadLetters, *, first_delay: float = 1.0, max_delay: float = 30.0
+        self,
+        store: Store,
+        letters: DeadLetters,
+        *,
+        first_delay: float = 1.0,
+        max_delay: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.letters = letters
@@ -41,6 +47,7 @@ class DeadJobs:
         self.held: dict[str, Job] = {}  # owed letters whose job the store is about to forget (--result_ttl)
         self.first_delay = first_delay
         self.max_delay = max_delay
+        self.sleep = sleep  # the backoff's timer: a test moves it by hand instead of waiting it out
         self._timer: asyncio.Task[None] | None = None
         self._scan: asyncio.Task[None] | None = None
 
@@ -150,7 +157,7 @@ class DeadJobs:
 
     async def _settle_later(self, delay: float) -> None:
         while self.owed or self.unremoved:
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
             delay = min(max(delay * 2, self.first_delay), self.max_delay)
             with contextlib.suppress(Unavailable):
                 await self._settle()
@@ -189,7 +196,7 @@ class DeadJobs:
                 return
             except (Unavailable, OSError) as exc:
                 log.warning("dead letters owed by a previous run: not checked yet (%s)", exc)
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
             delay = min(delay * 2, self.max_delay)
 
     async def _scan_once(self) -> None:

@@ -28,15 +28,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """`time level logger: message`, the time's text made once a second (not once a line: one line ends each
+    attempt, so a line's cost is a job's cost)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self._second = -1
+        self._text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._text = second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+        return f"{self._text},{int(record.msecs):03d}"
+
+
 def configure(level: str = "info", *, json_lines: bool = False, secrets: Iterable[str] = ()) -> None:
     """Log to stderr; every line passes the flood guard and the redactor (which masks `secrets` by value too)."""
+    # No line shows the caller's file, thread or process: logging need not look them up for every record.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(FloodGuard())
     handler.addFilter(Redactor(secrets))
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from poulpe.chains import Chains
 from poulpe.deadjobs import DeadJobs
@@ -52,6 +52,7 @@ class Finish:
         self.default_retry = default_retry
         self.clock = clock
         self._recording: set[asyncio.Task[None]] = set()
+        self._ended: list[Job] = []  # decided during this loop iteration, recorded together
         self.chains: Chains | None = None  # a final job's children, written with its final state (chains.py)
         self.batch_job_ended: Callable[[], None] = lambda: None  # a batch's job is final: its end may be owed
 
@@ -63,10 +64,20 @@ class Finish:
 
     def attempt_ended(self, job: Job, outcome: Outcome) -> None:
         """A worker's attempt ended. The worker is free as soon as the outcome is decided; storing it (one group
-        commit) and telling the others happen in a task of their own, which a shutdown waits for."""
+        commit) and telling the others happen in a task of their own, which a shutdown waits for: one task for
+        every outcome decided in the same loop iteration, not one per job."""
         self.decide(job, outcome)
         self._count(job)
-        recording = asyncio.get_running_loop().create_task(self._record(job))
+        if not self._ended:
+            asyncio.get_running_loop().call_soon(self._record_ended)
+        self._ended.append(job)
+
+    def _record_ended(self) -> None:
+        jobs, self._ended = self._ended, []
+        self._track(self._record_many(jobs))
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        recording = asyncio.get_running_loop().create_task(coro)
         self._recording.add(recording)
         recording.add_done_callback(self._recording.discard)
 
@@ -81,6 +92,8 @@ class Finish:
 
     async def wait_recorded(self, grace: float) -> None:
         """Shutdown: outcomes still being stored get `grace` seconds (at least one)."""
+        if self._ended:
+            self._record_ended()
         if self._recording:
             _, late = await asyncio.wait(self._recording, timeout=max(grace, 1.0))
             for task in late:  # the store is away: these outcomes are lost, their jobs run again (at least once)
@@ -114,12 +127,39 @@ class Finish:
         failed = last is not None and last.ok is False
         self.metrics.ended(job.method.value, job.status, seconds, failed=failed)
 
-    async def _record(self, job: Job) -> None:
+    async def _record_many(self, jobs: list[Job]) -> None:
+        """Store the decided states together (dead letters first), then schedule retries or tell of final states.
+        A job the store could not take now is retried on its own (`_record`)."""
+        if any(job.final and (job.then or job.on_failure) for job in jobs):  # written with its children, on its own
+            for job in [job for job in jobs if job.final and (job.then or job.on_failure)]:
+                self._track(self._record(job))
+            jobs = [job for job in jobs if not (job.final and (job.then or job.on_failure))]
+        dead = [job for job in jobs if job.status is Status.DEAD]
+        if dead:
+            await asyncio.gather(*(self.write_dead_letter(job) for job in dead))
+        try:
+            answers = await self.store.save_many(jobs)
+        except Unavailable:
+            answers = [Unavailable("the store is away")] * len(jobs)
+        for job, answer in zip(jobs, answers, strict=True):
+            if answer is None:
+                self._recorded(job)
+            elif isinstance(answer, NotHeld):
+                self._not_held(job)
+            elif isinstance(answer, Unavailable):
+                self._track(self._record(job, letter_written=True))
+            else:
+                log.error("job %s: storing its outcome failed: %r", job.id, answer)
+
+    async def _record(self, job: Job, *, letter_written: bool = False) -> None:
         """Store the decided state (dead letter first), then schedule the retry or tell of the final state."""
-        if job.status is Status.DEAD:
+        if job.status is Status.DEAD and not letter_written:
             await self.write_dead_letter(job)
-        if not await self._store_outcome(job):
-            return
+        if await self._store_outcome(job):
+            self._recorded(job)
+
+    def _recorded(self, job: Job) -> None:
+        """The outcome is stored: log its one line, then schedule the retry or tell of the final state."""
         self.ready.held.pop(job.id, None)
         ended = job.history[-1] if job.history else None
         elapsed = ((ended.finished_at or ended.started_at) - ended.started_at) * 1000 if ended else 0.0
@@ -150,14 +190,18 @@ class Finish:
                 else:
                     await self.store.save(job)
                 return True
-            except NotHeld:  # our lease ran out and another process took the job: its outcome wins
-                self.ready.held.pop(job.id, None)
-                log.warning("job %s: outcome of attempt %d dropped, another process holds it", job.id, job.attempts)
+            except NotHeld:
+                self._not_held(job)
                 return False
             except Unavailable as exc:
                 log.warning("job %s: its outcome waits for the store: %s", job.id, exc.message)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _not_held(self, job: Job) -> None:
+        """Our lease ran out and another process took the job: its outcome wins."""
+        self.ready.held.pop(job.id, None)
+        log.warning("job %s: outcome of attempt %d dropped, another process holds it", job.id, job.attempts)
 
     def _children(self, job: Job) -> list[Job]:
         """A final job's children (SPEC 10.3), written with its final state."""

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import coerce_node_id  # pytest offers no public way to give an item its id
 
 from tests.mounts import Mounts
 from tests.poulpe_process import Poulpe
@@ -92,6 +93,16 @@ def served(tmp_path: Path) -> Iterator[Started[ServedPoulpe]]:
 
 
 @pytest.fixture(scope="module")
+def module_poulpe(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Started[Poulpe]]:
+    """Like `poulpe`, for a process the tests of one module share (each test uses job ids of its own)."""
+    started = Started(Poulpe, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture(scope="module")
 def module_served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Started[ServedPoulpe]]:
@@ -101,14 +112,39 @@ def module_served(
     started.stop_all()
 
 
-# The longest files, each a minute or so on a busy machine: they start first, so that with `-n 2` (scripts/test.sh
-# runs the whole suite so) the other worker takes the rest meanwhile instead of waiting for them at the end.
-LONGEST_FIRST = ("test_docker_image.py", "test_exec_uvloop.py", "test_dockerfile.py")
+# The longest files first, longest at the head (about a minute to ten seconds each on a busy machine): with `-n 2
+# --dist loadfile` (scripts/test.sh runs the whole suite so) each worker takes the next file when it is free, so the
+# long ones run while the other worker gets through the short ones, instead of one of them coming last.
+# test_dockerfile.py is left in its place, near the end: its pip install must not run beside the image's build.
+LONGEST_FIRST = (
+    "test_docker_image.py",
+    "test_exec_uvloop.py",
+    "test_redis_shared.py",
+    "test_kafka_faults.py",
+    "test_keys_redis.py",
+    "test_schemathesis.py",
+    "test_redis_faults.py",
+    "test_keys.py",
+    "test_durability.py",
+    "test_dashboard.py",
+    "test_kafka.py",
+    "test_alerts.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the order within each stays
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within each stays
+    for item in items:
+        # schemathesis gives its tests, one per API operation, the same node id: pytest-xdist keys tests by node
+        # id, so on two workers only the first operation was fuzzed. The id gets the operation, as the name has it.
+        if not item.nodeid.endswith(f"::{item.name}"):
+            item._id = coerce_node_id(f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("POULPE_LOG_LEVEL", "info")
+    # pytest-xdist hands out files by their number of tests, most first, unless told to keep the order above: a file
+    # with one test of a minute would come last and hold the run while the other worker waits
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False

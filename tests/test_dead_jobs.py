@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from poulpe.deadletter import DeadLetters
@@ -12,6 +13,7 @@ from poulpe.job import Job, Method, Status
 from poulpe.manager import JobManager
 from poulpe.runners import Outcome
 from poulpe.store.sqlite import SqliteStore
+from tests.clock import Clock
 from tests.mounts import Mounts
 
 
@@ -71,6 +73,14 @@ class CountingLetters(DeadLetters):
         return await super().write(job)
 
 
+async def until(check: Callable[[], bool]) -> None:
+    """Let poulpe's tasks run (their file writes go through threads) until `check` holds; 10 s at most."""
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, "not reached in 10 s"
+        await asyncio.sleep(0.01)
+
+
 async def test_an_owed_letter_is_tried_again_with_backoff_and_nothing_runs_once_it_is_written(
     tmp_path: Path, mounts: Mounts
 ) -> None:
@@ -81,25 +91,34 @@ async def test_an_owed_letter_is_tried_again_with_backoff_and_nothing_runs_once_
     await store.open()
     letters = CountingLetters(dead)
     manager = JobManager(store, {Method.GET: Refused()}, letters, workers=1)
+    clock = Clock(float(int(time.time())))  # whole seconds, moved by quarters: sums stay exact
+    manager.dead_jobs.sleep = clock.sleep  # the backoff waits on the test's clock, which moves only when told
     await manager.start()
     try:
         assert not manager.dead_jobs.settling  # nothing owed: no timer
         await manager.submit([Job(id="backoff", method=Method.GET, name="http://127.0.0.1:9/x")])
         done = await manager.wait("backoff", 5)
         assert done is not None and done.status is Status.DEAD
-        await asyncio.sleep(3.5)
-        # the first try at death, then after 1 s and 2 s more: not a tight loop
-        assert 2 <= letters.tries <= 4, letters.tries
-        assert manager.dead_jobs.settling
+        assert letters.tries == 1  # the first try, at death
+        # then after 1 s, 2 s more and 4 s more: not a tight loop
+        for after in (1.0, 2.0, 4.0):
+            await until(lambda: clock.sleeping == 1)
+            tries = letters.tries
+            clock.advance(after - 0.25)
+            await asyncio.sleep(0.05)
+            assert letters.tries == tries, f"tried again before {after} s"
+            clock.advance(0.25)
+            await until(lambda: letters.tries == tries + 1)  # noqa: B023  (awaited in this turn of the loop)
+            if after == 2.0:
+                assert manager.dead_jobs.settling and manager.dead_jobs.owed  # still refused: tried again later
+                mounts.writable(dead)  # the next try writes it
 
-        mounts.writable(dead)
-        deadline = time.monotonic() + 30
-        while manager.dead_jobs.owed or manager.dead_jobs.settling:
-            assert time.monotonic() < deadline, "the owed letter was not written"
-            await asyncio.sleep(0.1)
-        tries = letters.tries
-        await asyncio.sleep(1.5)
-        assert letters.tries == tries  # nothing polls once nothing is owed
+        await until(lambda: not manager.dead_jobs.owed and not manager.dead_jobs.settling)
+        assert letters.tries == 4
+        assert clock.sleeping == 0  # nothing polls once nothing is owed
+        clock.advance(3600)
+        await asyncio.sleep(0.05)
+        assert letters.tries == 4
         assert list(dead.glob("*/backoff.json"))
     finally:
         await manager.stop(1)

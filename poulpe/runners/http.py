@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
+import functools
 import json
 import socket
 import time
@@ -139,7 +140,7 @@ class HttpRunner:
         for _ in range(MAX_REDIRECTS + 1):
             if url.scheme not in DEFAULT_PORTS or not url.host:
                 return Outcome(ok=False, final=True, error=f"{redact(url)} is not an http or https URL")
-            if not host_allowed(str(url), self.allow_hosts):
+            if self.allow_hosts and not host_allowed(str(url), self.allow_hosts):
                 return Outcome(ok=False, final=True, error=f"host {url.host} is not in --allow_hosts")
             if self._key is not None:
                 headers["Poulpe-Signature"] = signature(self._key, body)
@@ -167,7 +168,9 @@ class HttpRunner:
         return Outcome(ok=False, error=f"too many redirects (more than {MAX_REDIRECTS})")
 
 
+@functools.lru_cache(maxsize=1024)
 def _url(text: str) -> URL:
+    """The parsed URL; a job's target is most often one of a few: parsed once each (a URL is immutable)."""
     try:
         return URL(text)
     except ValueError:  # yarl's message would repeat the URL, credentials included
@@ -240,7 +243,10 @@ async def _outcome(resp: aiohttp.ClientResponse, start: float) -> Outcome:
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """The first BODY_CAP bytes, and whether more was left unread (`.read()` would buffer it all)."""
-    data = bytearray()
+    first = await resp.content.read(BODY_CAP)
+    if not first or resp.content.at_eof():  # the whole body in one read, the usual case: no copy, no second read
+        return first, False
+    data = bytearray(first)
     while len(data) < BODY_CAP:
         chunk = await resp.content.read(BODY_CAP - len(data))
         if not chunk:

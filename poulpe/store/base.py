@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 import inspect
 import time
@@ -136,6 +137,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def save(self, job: Job) -> None:
         """Write a job's new state durably. A final state also counts the job in its UTC day's totals."""
+
+    async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        """`save` each job, together (one commit where the backend groups them); for each, None once stored or
+        the error its `save` raised."""
+        return await asyncio.gather(*(self.save(job) for job in jobs), return_exceptions=True)
 
     @abc.abstractmethod
     async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:

@@ -10,7 +10,6 @@ cheaper inserts.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import sqlite3
 import time
@@ -25,7 +24,7 @@ from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_
 from poulpe.keys import KeyLimits
 from poulpe.store import sqlite_flows
 from poulpe.store.base import JobQuery, Page, Pending, Store, id_range, matching_page
-from poulpe.store.sqlite_writer import Final, Insert, Op, Update, Writer, connect, update_run
+from poulpe.store.sqlite_writer import Final, Insert, Op, Soon, Update, Writer, connect, disk_fault, probe, update_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,20 +54,6 @@ CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 _limits_decoder = msgspec.json.Decoder(KeyLimits)
 
 
-def disk_fault(exc: BaseException) -> bool:
-    """A fault of the disk under the file (full, or failing), which may pass: not a wrong path or a foreign file."""
-    if isinstance(exc, sqlite3.Error):
-        name = getattr(exc, "sqlite_errorname", "")
-        return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
-
-
-def _probe(conn: sqlite3.Connection) -> None:
-    """The smallest write that must reach the disk: the header's user_version, set to what it is."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    conn.execute(f"PRAGMA user_version = {version}")
-
-
 class SqliteStore(sqlite_flows.SqliteFlows, Store):
     kind = "sqlite"
 
@@ -76,6 +61,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
         self.path = Path(path)
         self._writer: Writer | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any] | None]] = []
+        self._soon = Soon(lambda job: self._submit(Update(job), wait=False))  # `running` marks, written late
         self._reader: sqlite3.Connection | None = None
         self._open_fault: str | None = None
         self._reopening: asyncio.Task[None] | None = None
@@ -129,6 +115,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
             self._reopening.cancel()
             self._reopening = None
         if self._writer is not None:
+            self._soon.flush()
             self._hand_over()  # writes issued in this iteration go before the stop
             self._writer.ops.put(None)
             await asyncio.to_thread(self._writer.join)
@@ -138,7 +125,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
             self._reader = None
 
     def _submit(self, op: Op, *, wait: bool = True) -> asyncio.Future[Any] | None:
-        if self._writer is None or not self._writer.is_alive():
+        if self._writer is None or (not self._pending and not self._writer.is_alive()):  # once per iteration
             raise StoreUnavailable(self._open_fault or "the store is closed")
         loop = asyncio.get_running_loop()
         fut = loop.create_future() if wait else None
@@ -194,7 +181,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
             return True
         try:
             async with asyncio.timeout(5):
-                await self._write(_probe)
+                await self._write(probe)
         except (StoreUnavailable, TimeoutError):
             return False
         return True
@@ -204,10 +191,21 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
         return result
 
     async def save(self, job: Job) -> None:
+        self._soon.drop(job.id)  # this write carries the newer state
         await self._write(Update(job))
 
+    async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        if self._writer is None or not self._writer.is_alive():  # before any is issued: none is written twice
+            raise StoreUnavailable(self._open_fault or "the store is closed")
+        self._soon.drop(*(job.id for job in jobs))
+        waits = [self._submit(Update(job)) for job in jobs]  # futures, not coroutines: no task each
+        return await asyncio.gather(*waits, return_exceptions=True)  # type: ignore[arg-type]
+
     def save_soon(self, job: Job) -> None:
-        self._submit(Update(job), wait=False)
+        """Written after SOON_DELAY unless a `save` of the job comes first: that one replaces it (sqlite_writer.py)."""
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable(self._open_fault or "the store is closed")
+        self._soon.add(job)
 
     async def get(self, job_id: str) -> Job | None:
         row = self.reader.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -226,6 +224,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
         def remove(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
+        self._soon.drop(job_id)
         return bool(await self._write(remove))
 
     async def pending(self) -> list[Pending]:
@@ -323,6 +322,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
         return taken
 
     async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
+        self._soon.drop(job.id)
         final = Final(job, children)
 
         def swap(conn: sqlite3.Connection) -> bool:

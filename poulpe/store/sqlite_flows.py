@@ -20,10 +20,13 @@ class SqliteFlows(SqliteActions):
     """Every one a write of the writer thread, so a read never sees a final job without its children, or a batch
     and its jobs apart."""
 
+    _soon: Any  # sqlite_writer.Soon: the `running` marks written late
+
     async def _write(self, op: Any) -> Any:
         raise NotImplementedError
 
     async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
+        self._soon.drop(job.id)  # this write carries the newer state
         stored: list[tuple[Job, bool]] = await self._write(Final(job, children))
         return stored
 

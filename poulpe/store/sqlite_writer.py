@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import functools
 import logging
 import queue
@@ -35,6 +36,9 @@ _UPSERT = (
     " finished_at = excluded.finished_at, seq = excluded.seq, data = excluded.data"
 )
 Row = tuple[Any, ...]
+# How long a `save_soon` state (the `running` mark) waits before it is written. Most attempts end sooner: their
+# outcome's write replaces the mark, so a job costs two row writes instead of three (docs/design.md, "Order").
+SOON_DELAY = 0.25
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -43,6 +47,20 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+def disk_fault(exc: BaseException) -> bool:
+    """A fault of the disk under the file (full, or failing), which may pass: not a wrong path or a foreign file."""
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "")
+        return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+def probe(conn: sqlite3.Connection) -> None:
+    """The smallest write that must reach the disk: the header's user_version, set to what it is."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    conn.execute(f"PRAGMA user_version = {version}")
 
 
 def row_of(job: Job) -> Row:
@@ -147,6 +165,32 @@ def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
     return [None] * len(updates)
 
 
+class Soon:
+    """States to write SOON_DELAY from now, unless a newer write of the same job comes first (`drop`)."""
+
+    def __init__(self, write: Callable[[Job], object]) -> None:
+        self.write = write
+        self._jobs: dict[str, tuple[Job, Status, int]] = {}  # id -> (job, its status and attempts when marked)
+
+    def add(self, job: Job) -> None:
+        if not self._jobs:
+            asyncio.get_running_loop().call_later(SOON_DELAY, self.flush)
+        self._jobs[job.id] = (job, job.status, job.attempts)
+
+    def drop(self, *job_ids: str) -> None:
+        for job_id in job_ids:
+            self._jobs.pop(job_id, None)
+
+    def flush(self) -> None:
+        """Write the states still waiting. A job whose status or attempt moved on since is left out: whoever moved
+        it saves it (and a final state must not be written here, before its dead letter or its day's count)."""
+        jobs, self._jobs = self._jobs, {}
+        for job, status, attempts in jobs.values():
+            if job.status is status and job.attempts == attempts:
+                with contextlib.suppress(StoreUnavailable):  # closed meanwhile: recovery runs the job again
+                    self.write(job)
+
+
 class Writer(threading.Thread):
     """Applies queued writes in batches: one transaction, one commit, then wakes every waiter at once."""
 
@@ -155,6 +199,8 @@ class Writer(threading.Thread):
         self.conn = connect(path)
         self.loop = loop
         self.fault: str | None = None  # why the last batch failed (a full disk), None once a batch commits again
+        self.batches = 0  # transactions committed (each one fsync), and the job rows they wrote: what a job costs
+        self.rows = 0
         # Each item: the writes of one event-loop iteration, in the order issued; None stops the thread.
         self.ops: queue.SimpleQueue[list[tuple[Op, asyncio.Future[Any] | None]] | None] = queue.SimpleQueue()
 
@@ -182,6 +228,8 @@ class Writer(threading.Thread):
 
     def _apply(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
         ops = [op for op, _ in batch]
+        self.batches += 1
+        self.rows += sum(len(op.rows) if isinstance(op, Insert) else 1 for op in ops if isinstance(op, Insert | Update))
         results: list[Any] = []
         inserts = [op for op in ops if isinstance(op, Insert)]
         if len(inserts) == len(ops) and sum(len(op.rows) for op in inserts) <= ROWS_PER_STATEMENT:

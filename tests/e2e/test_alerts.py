@@ -1,4 +1,6 @@
-"""Alerts: an operator's endpoint hears once when a job starts late, runs slow, loses its process, or dies."""
+"""Alerts: an operator's endpoint hears once when a job starts late, runs slow, loses its process, or dies.
+
+poulpe is served in the test's process, but for the lease lost by a process killed with kill -9."""
 
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ from poulpe.job import Job, Method, Status
 from tests.e2e.helpers import accepted, eventually, result, state
 from tests.poulpe_process import Poulpe, free_port
 from tests.redis_server import RedisServer
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 Start = Callable[..., Poulpe]
+Serve = Callable[..., ServedPoulpe]
 KEY = "alert-signing-key"
 
 
@@ -30,15 +34,15 @@ def alerts_at(target: Target, hook: str) -> list[dict[str, Any]]:
     return [json.loads(call.body) for call in target.calls if call.path == "/echo" and call.query.get("hook") == hook]
 
 
-def alerts_view(proc: Poulpe) -> dict[str, Any]:
+def alerts_view(proc: Poulpe | ServedPoulpe) -> dict[str, Any]:
     with proc.client() as client:
         answer: dict[str, Any] = client.get("/alerts").json()
     return answer
 
 
-def test_a_job_waiting_behind_a_busy_worker_gives_one_late_alert(poulpe: Start, fresh_target: Target) -> None:
+def test_a_job_waiting_behind_a_busy_worker_gives_one_late_alert(served: Serve, fresh_target: Target) -> None:
     hook = fresh_target.url("/echo", hook="late")
-    proc = poulpe("--workers", "1", "--late_after", "1", "--alert_url", hook)
+    proc = served("--workers", "1", "--late_after", "1", "--alert_url", hook)
     with proc.client() as client:
         busy = accepted(client, method="GET", name=fresh_target.url("/slow", ms=2000))
         waiting = accepted(client, method="GET", name=fresh_target.url("/echo"))
@@ -53,9 +57,9 @@ def test_a_job_waiting_behind_a_busy_worker_gives_one_late_alert(poulpe: Start, 
     assert view["counts"]["late"] == 1 and view["recent"][0]["id"] == waiting["id"]
 
 
-def test_a_dead_job_gives_one_signed_dead_alert_and_a_counter(poulpe: Start, fresh_target: Target) -> None:
+def test_a_dead_job_gives_one_signed_dead_alert_and_a_counter(served: Serve, fresh_target: Target) -> None:
     hook = fresh_target.url("/echo", hook="dead")
-    proc = poulpe("--alert_url", hook, env={"POULPE_SIGNING_KEY": KEY})
+    proc = served("--alert_url", hook, env={"POULPE_SIGNING_KEY": KEY})
     with proc.client() as client:
         job = accepted(client, method="GET", name=fresh_target.url("/status/500"), retry={"max": 1, "interval": 0})
         assert result(client, job["id"])["status"] == "dead"
@@ -70,9 +74,9 @@ def test_a_dead_job_gives_one_signed_dead_alert_and_a_counter(poulpe: Start, fre
     assert 'poulpe_alerts_total{type="late"} 0.0' in metrics
 
 
-def test_an_attempt_running_past_slow_after_gives_one_slow_alert(poulpe: Start, fresh_target: Target) -> None:
+def test_an_attempt_running_past_slow_after_gives_one_slow_alert(served: Serve, fresh_target: Target) -> None:
     hook = fresh_target.url("/echo", hook="slow")
-    proc = poulpe("--slow_after", "0.5", "--alert_url", hook)
+    proc = served("--slow_after", "0.5", "--alert_url", hook)
     with proc.client() as client:
         slow = accepted(client, method="GET", name=fresh_target.url("/slow", ms=1500))
         quick = accepted(client, method="GET", name=fresh_target.url("/echo"))
@@ -82,9 +86,9 @@ def test_an_attempt_running_past_slow_after_gives_one_slow_alert(poulpe: Start, 
     assert alert["job"]["id"] == slow["id"] and alert["job"]["status"] == "running"
 
 
-def test_an_alert_endpoint_that_is_down_delays_no_job(poulpe: Start, fresh_target: Target) -> None:
+def test_an_alert_endpoint_that_is_down_delays_no_job(served: Serve, fresh_target: Target) -> None:
     down = f"http://127.0.0.1:{free_port()}/alerts"  # nothing listens there
-    proc = poulpe("--workers", "4", "--alert_url", down)
+    proc = served("--workers", "4", "--alert_url", down)
     with proc.client() as client:
         jobs_run_while_alerts_fail(client, fresh_target)
     view = alerts_view(proc)

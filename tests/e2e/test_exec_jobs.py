@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import copy_programs
 from tests.e2e.helpers import accepted, dead_letter_path, result, submit
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 
 SHELL_TRICKS = ["; touch CANARY", "$(touch CANARY)", "`touch CANARY`", "| touch CANARY", "&& touch CANARY"]
 
@@ -203,8 +204,9 @@ def test_unbalanced_quotes_in_params_are_refused_naming_params(runner: Poulpe) -
     assert answer.json()["field"] == "params"
 
 
-def test_exec_without_exec_dir_is_refused(poulpe: Callable[..., Poulpe]) -> None:
-    proc = poulpe("--workers", "1")
+def test_exec_without_exec_dir_is_refused(served: Callable[..., ServedPoulpe]) -> None:
+    """Served in-process: with no --exec_dir there is no exec runner (which makes its process a subreaper)."""
+    proc = served("--workers", "1")
     with proc.client() as client:
         answer = submit(client, method="EXEC", name="add", params="1 2")
         as_batch = client.post("/task_in_queue", json=[{"method": "EXEC", "name": "add", "params": "1 2"}])

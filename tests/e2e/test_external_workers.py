@@ -13,18 +13,20 @@ import pytest
 from tests.e2e.helpers import accepted, dead_letter_path, eventually, result, state
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
+from tests.serving import ServedPoulpe
 
 ONE_RETRY = {"max": 1, "interval": 0}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
-def proc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    """One poulpe for the module, on each store; each test uses task types of its own. Restarts get their own."""
+def proc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedPoulpe]:
+    """One poulpe for the module, on each store, served in the test's process; each test uses task types of its own.
+    Restarts, kill -9 and SIGTERM get a process of their own."""
     flags: tuple[str, ...] = ()
     if request.param == "redis":
         redis: RedisServer = request.getfixturevalue("redis_server")
         flags = ("--redis", redis.url, "--redis_prefix", "external:")
-    proc = Poulpe(tmp_path_factory.mktemp("external"), *flags).start()
+    proc = ServedPoulpe(tmp_path_factory.mktemp("external"), *flags).start()
     yield proc
     proc.stop()
 
@@ -91,7 +93,7 @@ def test_a_worker_leases_completes_fails_and_lets_a_lease_expire(client: httpx.C
     assert workers["w1"]["jobs"] == [] and workers["w2"]["jobs"] == []
 
 
-def test_a_job_out_of_attempts_is_dead_with_its_dead_letter(client: httpx.Client, proc: Poulpe) -> None:
+def test_a_job_out_of_attempts_is_dead_with_its_dead_letter(client: httpx.Client, proc: ServedPoulpe) -> None:
     job_id = accepted(client, method="QUEUE", name="mail", params=1, retry={"max": 0})["id"]
     lease(client, "mail", "w1")
     assert client.post(f"/jobs/{job_id}/fail", json={"worker": "w1", "error": "bounced"}).status_code == 200

@@ -1,9 +1,11 @@
-"""Keys, priorities, pauses and run-now (SPEC 10.1) on the embedded store, as a user sees them over HTTP."""
+"""Keys, priorities, pauses and run-now (SPEC 10.1) on the embedded store, as a user sees them over HTTP.
+
+poulpe is served in the test's process; the two tests that show a pause surviving a restart kill a subprocess."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,17 +13,17 @@ import pytest
 
 from tests.e2e.helpers import accepted, eventually, result, state
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 Start = Callable[..., Poulpe]
+Serve = Callable[..., ServedPoulpe]
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    """One process for the bad-input cases: they only need a running poulpe."""
-    proc = Poulpe(tmp_path_factory.mktemp("keys") / "p").start()
-    yield proc
-    proc.stop()
+def plain(module_served: Serve) -> ServedPoulpe:
+    """One poulpe for the bad-input cases: they only need a running poulpe."""
+    return module_served()
 
 
 def batch(client: httpx.Client, jobs: list[dict[str, Any]]) -> list[str]:
@@ -44,8 +46,8 @@ def put_key(client: httpx.Client, key: str, **limits: Any) -> dict[str, Any]:
     return body
 
 
-def test_a_key_with_a_big_backlog_does_not_delay_another_keys_jobs(poulpe: Start, fresh_target: Target) -> None:
-    p = poulpe("--workers", "4")
+def test_a_key_with_a_big_backlog_does_not_delay_another_keys_jobs(served: Serve, fresh_target: Target) -> None:
+    p = served("--workers", "4")
     with p.client() as client:
         url = fresh_target.url("/slow", ms=20, key="a")
         batch(client, [{"method": "GET", "name": url, "key": "A"} for _ in range(5000)])
@@ -58,8 +60,8 @@ def test_a_key_with_a_big_backlog_does_not_delay_another_keys_jobs(poulpe: Start
         assert client.get("/keys/A").json()["waiting"] > 1000  # A's backlog was still there
 
 
-def test_parallelism_bounds_a_keys_jobs_in_flight(poulpe: Start, fresh_target: Target) -> None:
-    p = poulpe("--workers", "8")
+def test_parallelism_bounds_a_keys_jobs_in_flight(served: Serve, fresh_target: Target) -> None:
+    p = served("--workers", "8")
     with p.client() as client:
         assert put_key(client, "pair", parallelism=2)["parallelism"] == 2
         ids = batch(client, [{"method": "GET", "name": fresh_target.url("/slow", ms=300, key="pair"), "key": "pair"}
@@ -70,8 +72,8 @@ def test_parallelism_bounds_a_keys_jobs_in_flight(poulpe: Start, fresh_target: T
     assert 2.9 <= span < 4.5, f"20 x 300 ms two at a time take about 3 s, took {span:.2f}s"
 
 
-def test_a_rate_spreads_a_keys_starts_over_time(poulpe: Start, fresh_target: Target) -> None:
-    p = poulpe("--workers", "8")
+def test_a_rate_spreads_a_keys_starts_over_time(served: Serve, fresh_target: Target) -> None:
+    p = served("--workers", "8")
     with p.client() as client:
         put_key(client, "api", rate=5, period=1)
         ids = batch(client, [{"method": "GET", "name": fresh_target.url("/echo"), "key": "api"} for _ in range(30)])
@@ -82,8 +84,8 @@ def test_a_rate_spreads_a_keys_starts_over_time(poulpe: Start, fresh_target: Tar
     assert 4.5 <= times[-1] - times[0] < 7.5
 
 
-def test_a_higher_priority_job_starts_before_older_ones(poulpe: Start, fresh_target: Target) -> None:
-    p = poulpe("--workers", "1")
+def test_a_higher_priority_job_starts_before_older_ones(served: Serve, fresh_target: Target) -> None:
+    p = served("--workers", "1")
     with p.client() as client:
         busy = accepted(client, method="GET", name=fresh_target.url("/slow", ms=1500))["id"]
         eventually(lambda: state(client, busy)["status"] == "running")
@@ -119,9 +121,9 @@ def test_a_paused_key_starts_nothing_until_resumed_and_its_pause_survives_a_rest
 
 
 def test_pausing_a_key_stops_its_starts_within_a_second_while_running_ones_finish(
-    poulpe: Start, fresh_target: Target
+    served: Serve, fresh_target: Target
 ) -> None:
-    p = poulpe("--workers", "2")
+    p = served("--workers", "2")
     with p.client() as client:
         ids = batch(client, [{"method": "GET", "name": fresh_target.url("/slow", ms=400), "key": "k"}
                              for _ in range(10)])  # fmt: skip
@@ -158,8 +160,8 @@ def test_the_deployment_wide_pause_holds_every_job_and_survives_a_restart(poulpe
         assert "paused" not in client.get("/health").json()
 
 
-def test_run_now_starts_a_delayed_job_at_once_and_refuses_a_final_one(poulpe: Start, fresh_target: Target) -> None:
-    p = poulpe()
+def test_run_now_starts_a_delayed_job_at_once_and_refuses_a_final_one(served: Serve, fresh_target: Target) -> None:
+    p = served()
     with p.client() as client:
         job_id = accepted(client, method="GET", name=fresh_target.url("/echo"), delay=3600)["id"]
         asked = time.time()
@@ -172,8 +174,8 @@ def test_run_now_starts_a_delayed_job_at_once_and_refuses_a_final_one(poulpe: St
         assert client.post("/jobs/no-such-job/run").status_code == 404
 
 
-def test_a_parallelism_change_takes_effect_without_a_restart(poulpe: Start, fresh_target: Target) -> None:
-    p = poulpe("--workers", "8")
+def test_a_parallelism_change_takes_effect_without_a_restart(served: Serve, fresh_target: Target) -> None:
+    p = served("--workers", "8")
     with p.client() as client:
         put_key(client, "grow", parallelism=1)
         ids = batch(client, [{"method": "GET", "name": fresh_target.url("/slow", ms=1000, key="grow"), "key": "grow"}
@@ -187,8 +189,8 @@ def test_a_parallelism_change_takes_effect_without_a_restart(poulpe: Start, fres
     assert fresh_target.max_concurrency("grow") == 5
 
 
-def test_default_key_limits_come_from_the_flags(poulpe: Start, fresh_target: Target) -> None:
-    p = poulpe("--workers", "8", "--key_parallelism", "1")
+def test_default_key_limits_come_from_the_flags(served: Serve, fresh_target: Target) -> None:
+    p = served("--workers", "8", "--key_parallelism", "1")
     with p.client() as client:
         ids = batch(client, [{"method": "GET", "name": fresh_target.url("/slow", ms=200, key="dflt"), "key": "d"}
                              for _ in range(4)])  # fmt: skip
@@ -212,7 +214,9 @@ def test_default_key_limits_come_from_the_flags(poulpe: Start, fresh_target: Tar
         ("/keys/a b", {"parallelism": 1}, "key"),
     ],
 )
-def test_bad_limits_are_refused_naming_the_field(plain: Poulpe, path: str, body: dict[str, Any], field: str) -> None:
+def test_bad_limits_are_refused_naming_the_field(
+    plain: ServedPoulpe, path: str, body: dict[str, Any], field: str
+) -> None:
     with plain.client() as client:
         answer = client.put(path, json=body)
     assert answer.status_code == 400 and answer.json()["field"] == field, answer.text
@@ -228,15 +232,15 @@ def test_bad_limits_are_refused_naming_the_field(plain: Poulpe, path: str, body:
     ],
 )
 def test_bad_keys_and_priorities_of_a_job_are_refused_naming_the_field(
-    plain: Poulpe, extra: dict[str, Any], field: str
+    plain: ServedPoulpe, extra: dict[str, Any], field: str
 ) -> None:
     with plain.client() as client:
         answer = client.post("/task_in_queue", json={"method": "GET", "name": "http://127.0.0.1:9/x", **extra})
     assert answer.status_code == 400 and answer.json()["field"] == field, answer.text
 
 
-def test_cc_still_bounds_concurrency_with_keys_and_priorities_mixed_in(poulpe: Start, fresh_target: Target) -> None:
-    p = poulpe("--workers", "4")
+def test_cc_still_bounds_concurrency_with_keys_and_priorities_mixed_in(served: Serve, fresh_target: Target) -> None:
+    p = served("--workers", "4")
     with p.client() as client:
         jobs = [
             {"method": "GET", "name": fresh_target.url("/slow", ms=300, key="cc-mix"), "cc": "1 2",

@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,9 +14,10 @@ import httpx
 from tests.e2e.helpers import accepted, eventually, result, state
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer, Sentinel
+from tests.started import Started
 from tests.target import Target
 
-Start = Callable[..., Poulpe]
+Start = Started[Poulpe]
 
 
 def on_redis(redis: RedisServer, prefix: str, *flags: str) -> tuple[str, ...]:
@@ -39,7 +39,7 @@ def ran_on(job: dict[str, object], proc: Poulpe) -> bool:
 def test_three_processes_run_a_thousand_jobs_each_exactly_once(
     poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
-    procs = [poulpe(*on_redis(redis_server, redis_prefix, "--workers", "8"), home=f"p{n}") for n in range(3)]
+    procs = poulpe.many(*on_redis(redis_server, redis_prefix, "--workers", "8"), homes=["p0", "p1", "p2"])
     ids = [f"rr-{n}" for n in range(1000)]
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(p.client()) for p in procs]
@@ -60,7 +60,7 @@ def test_a_killed_process_leaves_its_jobs_to_the_other_once_its_lease_runs_out(
     poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     flags = on_redis(redis_server, redis_prefix, "--workers", "4", "--lease", "2")
-    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    a, b = poulpe.many(*flags, homes=["a", "b"])
     with a.client() as client:
         # each process holds at most 5: four running, one ready (its prefetch)
         ids = [accepted(client, method="GET", name=fresh_target.url("/slow", ms=1500))["id"] for _ in range(10)]
@@ -92,6 +92,7 @@ def test_a_long_poll_on_one_process_wakes_when_another_finishes_the_job(
             job_id = accepted(on_b, method="GET", name=fresh_target.url("/echo"), delay=0.5)["id"]
             answer = on_a.get(f"/task_resp/{job_id}", params={"timeout": 20})
             woke_at = time.time()
+        a.kill()  # its slow jobs would hold its drain for 20 s; nothing more is asked of a
     job = answer.json()
     assert answer.status_code == 200 and job["status"] == "succeeded"
     assert ran_on(job, b)
@@ -117,7 +118,7 @@ def test_a_job_with_cc_runs_only_on_the_named_worker_of_the_process_that_takes_i
     poulpe: Start, redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     flags = on_redis(redis_server, redis_prefix, "--workers", "3")
-    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    a, b = poulpe.many(*flags, homes=["a", "b"])
     with a.client() as client:
         ids = [accepted(client, method="GET", name=fresh_target.url("/echo"), cc="2")["id"] for _ in range(20)]
         jobs = [result(client, job_id) for job_id in ids]
@@ -134,7 +135,7 @@ def test_redis_restarted_during_a_stream_loses_no_acknowledged_job(
     redis = RedisServer(tmp_path / "redis").start()
     try:
         flags = ("--redis", redis.url, "--workers", "4")
-        procs = [poulpe(*flags, home="a"), poulpe(*flags, home="b")]
+        procs = poulpe.many(*flags, homes=["a", "b"])
         acknowledged: list[str] = []
         refused: list[int] = []
         waited: list[float] = []  # answers held while poulpe found out what happened to a write Redis never answered
@@ -199,7 +200,7 @@ def test_external_workers_are_served_by_any_process_of_the_namespace(
     poulpe: Start, redis_server: RedisServer, redis_prefix: str
 ) -> None:
     flags = on_redis(redis_server, redis_prefix)
-    a, b = poulpe(*flags, home="a"), poulpe(*flags, home="b")
+    a, b = poulpe.many(*flags, homes=["a", "b"])
     with a.client() as on_a, b.client() as on_b, ThreadPoolExecutor(1) as pool:
         # a worker waiting on a wakes when a QUEUE job of its type is submitted to b
         waiting = pool.submit(
@@ -220,9 +221,11 @@ def test_a_drained_process_gives_back_the_jobs_it_held_ready_at_once(
 ) -> None:
     a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
     with a.client() as on_a:
-        # slow enough that a still holds the second job ready however slowly b starts on a loaded machine
-        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=8000))["id"] for _ in range(2)]
+        # the first is slow enough that a still holds the second ready however slowly b starts on a loaded machine;
+        # the second's own length does not matter
+        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=ms))["id"] for ms in (8000, 200)]
         eventually(lambda: counts(a)["running"] == 1)  # one running, one held ready by a
+        assert state(on_a, ids[0])["status"] == "running"
         b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "2"), home="b")
         assert a.terminate() == 0  # SIGTERM: a finishes its attempt, and gives the other job back, not after --lease
     with b.client() as on_b:

@@ -6,16 +6,17 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import websockets
 
 from poulpe.job import Job, Method
 from poulpe.runners.mail import build_message
+from tests.conftest import copy_programs
 from tests.e2e.helpers import accepted, result
 from tests.otlp_collector import Collector
 from tests.poulpe_process import Poulpe
+from tests.started import Started
 from tests.target import Target
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -24,15 +25,18 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 QUICK_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "100"}  # the SDK sends its batch every 0.1 s instead of every 5 s
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def collector() -> Iterator[Collector]:
+    """One collector for the module: each test looks for the spans of its own jobs."""
     with Collector() as running:
         yield running
 
 
-@pytest.fixture
-def traced(poulpe: Callable[..., Poulpe], collector: Collector, exec_dir: Path) -> Poulpe:
-    return poulpe("--otlp_endpoint", collector.url, "--exec_dir", str(exec_dir), env=QUICK_EXPORT)
+@pytest.fixture(scope="module")
+def traced(module_poulpe: Started[Poulpe], collector: Collector) -> Poulpe:
+    """One tracing poulpe for the module, as a subprocess: OpenTelemetry's tracer provider is one per process."""
+    exec_dir = copy_programs(module_poulpe.root / "bin")
+    return module_poulpe("--otlp_endpoint", collector.url, "--exec_dir", str(exec_dir), env=QUICK_EXPORT)
 
 
 def parts(traceparent: str) -> tuple[str, str]:

@@ -1,0 +1,72 @@
+"""What a job costs the SQLite store: its insert and its outcome; the `running` mark only when the attempt lasts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from poulpe.job import Job, Method, Status
+from poulpe.store import sqlite_writer as sqlite
+from poulpe.store.sqlite import SqliteStore
+
+
+def make(job_id: str, seq: int) -> Job:
+    return Job(id=job_id, seq=seq, method=Method.GET, name="http://127.0.0.1/x", status=Status.QUEUED, run_at=1.0)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "jobs.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def rows_written(store: SqliteStore) -> int:
+    assert store._writer is not None
+    return store._writer.rows
+
+
+async def test_a_short_attempt_costs_two_row_writes_its_outcome_replaces_the_running_mark(store: SqliteStore) -> None:
+    jobs = [job for job, _ in await store.add([make(f"short-{n}", n) for n in range(10)])]
+    for job in jobs:
+        job.begin_attempt(0)
+        store.save_soon(job)
+    for job in jobs:
+        job.end_attempt(True, None, time.time())
+        job.status, job.finished_at = Status.SUCCEEDED, time.time()
+    await asyncio.gather(*(store.save(job) for job in jobs))
+    await asyncio.sleep(sqlite.SOON_DELAY + 0.2)  # nothing is left to write once the delay has passed
+    assert rows_written(store) == 20
+    assert {p.status for p in await store.pending()} == set()
+    assert await store.day_counts(time.strftime("%Y-%m-%d", time.gmtime())) == {"succeeded": 10, "failed": 0}
+
+
+async def test_the_running_mark_of_a_longer_attempt_is_stored_for_recovery(store: SqliteStore) -> None:
+    [(job, _)] = await store.add([make("long", 1)])
+    job.begin_attempt(0)
+    store.save_soon(job)
+    await asyncio.sleep(sqlite.SOON_DELAY + 0.3)
+    assert [p.status for p in await store.pending()] == [Status.RUNNING]
+    stored = await store.get("long")
+    assert stored is not None and stored.attempts == 1
+
+
+async def test_a_mark_whose_job_moved_on_is_not_written_over_the_newer_state(store: SqliteStore) -> None:
+    [(job, _)] = await store.add([make("moved", 1)])
+    job.begin_attempt(0)
+    store.save_soon(job)
+    job.end_attempt(False, "boom", time.time())
+    job.status, job.finished_at = Status.DEAD, time.time()  # decided, its dead letter not yet written: not saved
+    await asyncio.sleep(sqlite.SOON_DELAY + 0.3)
+    stored = await store.get("moved")
+    assert stored is not None and stored.status is Status.QUEUED  # the store never shows it dead before its letter
+    assert await store.day_counts(time.strftime("%Y-%m-%d", time.gmtime())) == {"succeeded": 0, "failed": 0}
+    await store.close()  # closing writes what waits: still nothing for this job
+    await store.open()
+    stored = await store.get("moved")
+    assert stored is not None and stored.status is Status.QUEUED
