@@ -19,6 +19,11 @@ MAX_CHILDREN = 100
 MAX_DEPTH = 10  # a top-level job is depth 0; its children 1; no job deeper than this
 BRANCHES = {"then": "then", "on_failure": "fail"}  # the field, and the word in a child's default id
 _NO_QUERY = ("GET", "DELETE")
+THEN = (
+    "A job object or an array of up to 100, submitted when this job succeeds (ids default to <id>.then.<i>; "
+    '"$parent" as params, a headers value or a mail body becomes this job\'s result).'
+)
+ON_FAILURE = "As `then`, submitted when this job ends dead (ids default to <id>.fail.<i>)."
 _RULE = '"$parent" may stand only as the whole params (not of GET or DELETE), a headers value or a mail body'
 
 

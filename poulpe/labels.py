@@ -13,6 +13,7 @@ from poulpe.job import Job, Method, Status
 
 LABEL_KEY = r"^[a-z0-9_.-]{1,64}\Z"
 MAX_LABELS = 16
+LABELS_DOC = "Up to 16 labels (keys of a-z 0-9 _ . -): GET /jobs, GET /dead and POST /actions filter by them."
 Labels = Annotated[
     dict[Annotated[str, msgspec.Meta(pattern=LABEL_KEY)], Annotated[str, msgspec.Meta(max_length=256)]],
     msgspec.Meta(max_length=MAX_LABELS),

@@ -25,6 +25,8 @@ from poulpe.chains import Chains
 from poulpe.checks import Limits as JobLimits
 from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
+from poulpe.deadlines import Deadlines
+from poulpe.debounce import Debouncer
 from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, LimitsChanged, Reconnected
 from poulpe.dispatch.limits import Limits
@@ -108,7 +110,11 @@ class JobManager(Queries):
             store, self, hold=lease, clock=clock, registry=self.metrics.registry
         )  # bulk actions (SPEC 10.4)
         self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
+        self.deadlines = attempt.deadlines = Deadlines(
+            store, self.ready, self.dead_jobs, self.events, self.metrics, clock=clock
+        )
         self.workers = Workers(self.ready, attempt.run)
+        self.debouncer = Debouncer(store, self.ready, self._enqueue, clock=clock)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it
         self._seq = 0
@@ -121,6 +127,7 @@ class JobManager(Queries):
             self._seq = await self.store.max_seq()
             await self.controls.load()
         await self.feed.start()
+        self.deadlines.start()
         self.workers.start()
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
         self.dead_jobs.start()
@@ -141,6 +148,7 @@ class JobManager(Queries):
         await self.feed.put_back(await self.workers.stop(grace))  # claimed but not started: back to the schedule
         await self.finish.wait_recorded(grace)
         await self.feed.close()
+        self.deadlines.stop()
         await self.dead_jobs.stop()
         await self.batch_teller.stop()
         await self.actions.stop()
@@ -156,12 +164,15 @@ class JobManager(Queries):
             raise Unavailable("poulpe is shutting down: the job was not accepted")
         for job in jobs:
             job.seq = self._number()
-        stored = await self.store.add(jobs)
+        debounced = any(job.debounce is not None for job in jobs)  # SPEC 10.2, debounce.py
+        stored = await (self.debouncer.add(jobs) if debounced else self.store.add(jobs))
         self.metrics.accepted([job.method.value for job, duplicate in stored if not duplicate])
         for job, duplicate in stored:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
                 self._enqueue(job)
+                if job.deadline is not None:
+                    self.deadlines.watch(job)
         self._tell_queued([job for job, duplicate in stored if not duplicate])
         return stored
 
@@ -307,6 +318,7 @@ class JobManager(Queries):
             raise NotFound(f"no dead job with id {job_id}")
         job.status, job.failures, job.run_at = Status.QUEUED, 0, self.clock()
         job.finished_at, job.error, job.result = None, None, None
+        job.deadline = job.first_started_at = None  # fresh attempts: a fresh retry budget, and no start deadline
         job.mark(mark)  # a bulk action's (SPEC 10.4), in the same write
         await self.store.save(job)
         log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)

@@ -9,19 +9,19 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from poulpe import chain_refs
+from poulpe.bursts import DebounceIn, UniqueIn, apply_windows, parse_moment
 from poulpe.checks import TYPE_PATTERN as TYPE_PATTERN  # where the schema (openapi*.py) reads it
 from poulpe.checks import TYPE_RULE, is_task_type, split_msgspec
 from poulpe.checks import Limits as Limits  # what every intake hands the validator
 from poulpe.errors import BadRequest
 from poulpe.job import HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
 from poulpe.keys import KEY_WIRE
-from poulpe.labels import Labels
+from poulpe.labels import LABELS_DOC, Labels
 from poulpe.outbound import check_url
 from poulpe.runners.exec import check as check_exec
 from poulpe.runners.http import check as check_http
@@ -32,6 +32,7 @@ MAX_BATCH = 1000
 MAX_PARAMS = 512 * 1024
 MAX_META = 16 * 1024
 MAX_CHAIN = 1024 * 1024
+_CHILDREN = ["object", "array", "null"]
 MAX_SECONDS = 10 * 366 * 86400  # ten years: far enough for any schedule, small enough to stay exact
 MAX_UNIX = 253402300799  # 9999-12-31T23:59:59Z
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"  # as documented (ECMA regex: `$` is the very end)
@@ -70,6 +71,9 @@ class RetryIn(msgspec.Struct, forbid_unknown_fields=True):
     intervals: Annotated[
         Annotated[list[Seconds], msgspec.Meta(min_length=1, max_length=100)] | None,
         _doc("One retry after each listed interval (kingtask's time_interval); not with max/interval/backoff."),
+    ] = None
+    max_duration: Annotated[
+        Seconds | None, _doc("No retry starts later than this many seconds after the first attempt began.")
     ] = None
 
 
@@ -147,26 +151,26 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
         Annotated[str, msgspec.Meta(pattern=TRACEPARENT_PATTERN, max_length=256)] | None,
         _doc("W3C trace context the job's attempts continue (else the request's traceparent header)."),
     ] = None
-    then: Annotated[
-        msgspec.Raw,
-        _doc(
-            "A job object or an array of up to 100, submitted when this job succeeds (ids default to "
-            '<id>.then.<i>; "$parent" as params, a headers value or a mail body becomes this job\'s result).',
-            type=["object", "array", "null"],
-        ),
-    ] = msgspec.field(default_factory=null_raw)
-    on_failure: Annotated[
-        msgspec.Raw,
-        _doc("As `then`, submitted when this job ends dead (ids default to <id>.fail.<i>).", type=["object", "array"]),
-    ] = msgspec.field(default_factory=null_raw)
-    labels: Annotated[
-        Labels | None,
-        _doc("Up to 16 labels (keys of a-z 0-9 _ . -): GET /jobs, GET /dead and POST /actions filter by them."),
+    then: Annotated[msgspec.Raw, _doc(chain_refs.THEN, type=_CHILDREN)] = msgspec.field(default_factory=null_raw)
+    on_failure: Annotated[msgspec.Raw, _doc(chain_refs.ON_FAILURE, type=_CHILDREN)] = msgspec.field(
+        default_factory=null_raw
+    )
+    labels: Annotated[Labels | None, _doc(LABELS_DOC)] = None
+    debounce: DebounceIn | None = None
+    unique: UniqueIn | None = None
+    deadline: Annotated[
+        Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIX)] | Annotated[str, msgspec.Meta(max_length=64)] | None,
+        _doc("Unix time or ISO-8601 time with a UTC offset: not started by then, the job ends dead, no attempt made."),
     ] = None
 
 
 _FIELD_KEY = re.compile(
-    rb'"(' + b"|".join(name.encode() for name in {*JobIn.__struct_fields__, *RetryIn.__struct_fields__}) + rb')"'
+    rb'"('
+    + b"|".join(
+        name.encode()
+        for name in {*JobIn.__struct_fields__, *RetryIn.__struct_fields__, *DebounceIn.__struct_fields__, "for"}
+    )
+    + rb')"'
 )
 
 
@@ -252,8 +256,8 @@ def _check_unique_keys(raw: bytes) -> None:
         raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
     _unique(pairs, "")
     for key, value in pairs:
-        if key == "retry" and isinstance(value, list):
-            _unique(value, "retry.")
+        if key in ("retry", "debounce", "unique") and isinstance(value, list):
+            _unique(value, f"{key}.")
 
 
 def _unique(pairs: list[tuple[str, Any]], prefix: str) -> None:
@@ -319,6 +323,8 @@ def _build(wire: JobIn, limits: Limits, now: float, depth: int = 0) -> Submissio
         created_at=now,
         run_at=run_at,
     )
+    if wire.debounce is not None or wire.unique is not None or wire.deadline is not None:
+        apply_windows(job, debounce=wire.debounce, unique=wire.unique, deadline=wire.deadline, now=now)
     return Submission(job=job, wait=wire.wait)
 
 
@@ -358,15 +364,7 @@ def _parse_cc(cc: str | None, workers: int) -> tuple[int, ...]:
 
 
 def _parse_at(at: float | str) -> float:
-    if isinstance(at, float | int):
-        return float(at)
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise BadRequest("at must be unix seconds or an ISO-8601 time with an offset", "at") from None
-    if moment.tzinfo is None:
-        raise BadRequest("at needs a UTC offset (e.g. 2030-01-01T09:00:00+01:00 or ...Z)", "at")
-    return moment.timestamp()
+    return parse_moment(at, "at")
 
 
 def _policy(retry: RetryIn | None, default: RetryPolicy) -> RetryPolicy | None:
@@ -380,6 +378,7 @@ def _policy(retry: RetryIn | None, default: RetryPolicy) -> RetryPolicy | None:
         backoff=retry.backoff or default.backoff,
         max_interval=default.max_interval if retry.max_interval is None else retry.max_interval,
         intervals=tuple(retry.intervals) if retry.intervals is not None else None,
+        max_duration=retry.max_duration,
     )
 
 

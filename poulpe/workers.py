@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from poulpe.alerts import Alerts
+from poulpe.deadlines import Deadlines
 from poulpe.dispatch.ready import Ready
 from poulpe.job import Job, Method
 from poulpe.outcome import Finish
@@ -86,8 +87,12 @@ class Attempt:
         self.clock = clock
         self.spans: Spans | None = None  # tracing on (--otlp_endpoint): one span per attempt
         self.alerts: Alerts | None = None  # `late` at the start, `slow` while it runs (alerts.py)
+        self.deadlines: Deadlines | None = None  # a job past its start deadline ends dead here, unstarted
 
     async def run(self, job: Job, worker: int) -> None:
+        if job.deadline is not None and self.deadlines is not None and self.deadlines.passed(job):
+            await self.deadlines.end(job)
+            return
         job.begin_attempt(worker, self.node, self.clock())
         self.finish.began(job)
         # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 from poulpe.deadletter import DeadLetters
@@ -23,6 +24,11 @@ class SlowSaves(SqliteStore):
         if job.final:
             await self.gate.wait()
         await super().save(job)
+
+    async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        if any(job.final for job in jobs):
+            await self.gate.wait()
+        return await super().save_many(jobs)
 
 
 class Recorder:

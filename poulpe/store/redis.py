@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Unpack
 
 import msgspec
@@ -23,10 +23,11 @@ from poulpe.dispatch.order import in_order
 from poulpe.errors import NotHeld
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
+from poulpe.store import redis_windows
 from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
-from poulpe.store.redis_actions import RedisActions
 from poulpe.store.redis_batches import RedisBatches, added
 from poulpe.store.redis_link import RedisLink
+from poulpe.store.redis_windows import unique_args
 
 log = logging.getLogger(__name__)
 _limits_decoder = msgspec.json.Decoder(KeyLimits)
@@ -38,7 +39,7 @@ _STOPPED = "interrupted: the poulpe process running it stopped"
 _UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
 
 
-class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
+class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisActions too
     kind = "redis"
     shared = True
 
@@ -62,9 +63,10 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
     @staticmethod
     def _add_args(jobs: Sequence[Job]) -> list[Any]:
         args: list[Any] = []
-        for job in jobs:  # ADD's groups of 8
+        for job in jobs:  # ADD's groups of 10
             args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
             args.append(_meta(job))
+            args += unique_args(job)
         return args
 
     # --- writes ----------------------------------------------------------------------------------------------
@@ -101,6 +103,9 @@ class RedisStore(RedisLink, RedisBatches, RedisActions, Store):
 
     def save_soon(self, job: Job) -> None:
         self._call("save", self._save_args(job), wait=False)
+
+    async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        return await redis_windows.debounce(self._script, job, replace)
 
     async def delete(self, job_id: str) -> bool:
         return bool(await self._script("delete", [job_id]))
@@ -387,7 +392,7 @@ def _count_unrecorded(job: Job, began: int, now: float) -> None:
 def _meta(job: Job) -> str:
     """Where a waiting job of poulpe's own goes once due: its priority, acceptance order (fixed width, so members
     of a key's ready set sort by it) and key."""
-    return f"{job.priority}|{job.seq:020d}|{job.key or ''}"
+    return redis_windows.meta_of(job)
 
 
 def _external(holder: str, attempt: int) -> str:

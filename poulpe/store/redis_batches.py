@@ -10,9 +10,10 @@ from typing import Any
 from poulpe.batch_record import Batch, extras, with_extras
 from poulpe.errors import NotHeld
 from poulpe.job import Job, decode_job
+from poulpe.store.redis_actions import RedisActions
 from poulpe.store.redis_scripts import ADD_BODY, MOVE
 
-# ARGV: base, batch id, extras JSON, total, created_at, then ADD's groups of 8 (the jobs). Returns {0} when stored,
+# ARGV: base, batch id, extras JSON, total, created_at, then ADD's groups of 10 (the jobs). Returns {0} when stored,
 # {1} when the batch id is known (nothing written), {2, id} when a job id is known (nothing written).
 ADD_BATCH = (
     MOVE
@@ -22,7 +23,7 @@ ADD_BATCH = (
 local B, id = ARGV[1], ARGV[2]
 local bk = B..'batch:'..id
 if redis.call('EXISTS', bk) == 1 then return {1} end
-for i = 6, #ARGV, 8 do
+for i = 6, #ARGV, 10 do
   if redis.call('EXISTS', B..'job:'..ARGV[i]) == 1 then return {2, ARGV[i]} end
 end
 redis.call('HSET', bk, 'record', ARGV[3], 'total', ARGV[4], 'pending', ARGV[4], 'succeeded', 0, 'dead', 0,
@@ -51,8 +52,8 @@ BATCH_SCRIPTS = {
 _NUMBERS = ("total", "pending", "succeeded", "dead", "cancelled")
 
 
-class RedisBatches:
-    """The store contract's batch methods on Redis (RedisStore inherits them)."""
+class RedisBatches(RedisActions):
+    """The store contract's chain, batch and (through RedisActions) bulk action methods on Redis."""
 
     base: str
 

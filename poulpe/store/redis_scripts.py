@@ -36,6 +36,9 @@ Keys under a base B:
   Batches (SPEC 10.3, redis_batches.py):
   B batch:<id>    hash   record, total, pending, succeeded, dead, cancelled, created_at, finished_at
   B batches_done  zset   id -> when it may be taken (a batch whose completion is owed; a teller holds it a while)
+  Windows (SPEC 10.2), each a string that expires with its window (PX), so none outlives it:
+  B u:<key>       string                           (the job holding a unique key's window)
+  B d:<key>       string                           (the job waiting under a debounce key)
 Channels: B work (a job came due sooner than any process knew, or a key got room), B limits (keys' limits or
 the pause changed), B done (payload: a job id that became final),
 B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
@@ -110,8 +113,9 @@ local function earliest(B)
 end
 """
 
-# ARGV: base, then groups of 8: id, record, status, run_at, seq, place, attempts, meta ("<priority>|<seq>|<key>").
-# Returns, per job, 0 when stored by this submission, or the stored record when the id was known (a duplicate).
+# ARGV: base, then groups of 10: id, record, status, run_at, seq, place, attempts, meta ("<priority>|<seq>|<key>"),
+# unique key ('' for none), unique window in ms. Returns, per job, 0 when stored by this submission, or the stored
+# record when the id was known (a duplicate) or its unique key's window is held by a job that still exists.
 # "This submission" includes the same call sent again after its reply was lost: the stored job's seq is its own.
 ADD_BODY = """
 local B = ARGV[1]
@@ -119,15 +123,23 @@ local soonest = earliest(B)
 local wake = false
 local kinds = {}
 local out = {}
-for i = 2, #ARGV, 8 do
+for i = 2, #ARGV, 10 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = B..'job:'..id
   local known = redis.call('GET', key)
+  local ukey, first = ARGV[i + 8], false
+  if not known and ukey ~= '' then  -- the window expires with its key (PX): nothing to clean up
+    local holder = redis.call('GET', B..'u:'..ukey)
+    if holder then first = redis.call('GET', B..'job:'..holder) end
+  end
   if known and tonumber(redis.call('ZSCORE', B..'all', id)) == tonumber(ARGV[i + 4]) then
     out[#out + 1] = 0
   elseif known then
     out[#out + 1] = known
+  elseif first then
+    out[#out + 1] = first
   else
+    if ukey ~= '' then redis.call('SET', B..'u:'..ukey, id, 'PX', ARGV[i + 9]) end
     redis.call('SET', key, record)
     redis.call('HSET', B..'tries', id, ARGV[i + 6])
     move(B, id, status, ARGV[i + 4])
@@ -219,7 +231,7 @@ return 1
 """
 SAVE = MOVE + _SAVE_BODY
 
-# ARGV: base, SAVE's 14 arguments, then ADD's groups of 8 (a final job's children, SPEC 10.3): the job's final state
+# ARGV: base, SAVE's 14 arguments, then ADD's groups of 10 (a final job's children, SPEC 10.3): the job's final state
 # and its children in one script, so Redis holds both or neither. Returns {0} when the job is held by someone else
 # (nothing written), else {1, then ADD's answer for each child}.
 SAVE_FINAL = (
