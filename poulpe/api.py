@@ -13,6 +13,7 @@ from starlette.responses import Response
 from poulpe import __version__
 from poulpe.errors import BadRequest, NotFound
 from poulpe.job import WORD_OK, Job, Method, Status
+from poulpe.labels import filter_from_query
 from poulpe.manager import JobManager, check_page
 from poulpe.responses import float_param, int_param, json_response
 from poulpe.validate import ID_PATTERN
@@ -82,7 +83,11 @@ async def list_jobs(request: Request) -> Response:
         if method not in (None, Method.QUEUE.value):
             raise BadRequest("type is the task type of QUEUE jobs: it goes with method QUEUE only", "type")
         method, name = Method.QUEUE.value, query["type"]
-    found = await _manager(request).list_jobs(status=status, method=method, name=name, page=page, size=size)
+    narrow = filter_from_query(query, query.getlist("label"))  # SPEC 10.4: labels, key, name_prefix, times, error
+    match = narrow.matches if narrow.narrows else None
+    found = await _manager(request).list_jobs(
+        status=status, method=method, name=name, match=match, page=page, size=size
+    )
     return json_response(
         {"page": page, "size": size, "total": found.total, "jobs": [job.to_result() for job in found.jobs]}
     )
@@ -91,7 +96,11 @@ async def list_jobs(request: Request) -> Response:
 async def list_dead(request: Request) -> Response:
     page, size = int_param(request, "page", 1), int_param(request, "size", 50)
     check_page(page, size)
-    items, total = await _manager(request).dead_page(page=page, size=size)
+    narrow = filter_from_query(request.query_params, request.query_params.getlist("label"))
+    if narrow.narrows or narrow.method is not None:  # filtered: the dead jobs the store holds (SPEC 10.4)
+        items, total = await _manager(request).dead_matching(narrow, page=page, size=size)
+    else:
+        items, total = await _manager(request).dead_page(page=page, size=size)
     return json_response({"page": page, "size": size, "total": total, "dead": items})
 
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from poulpe import api, cron_api, keys_api, ops_api
+from poulpe import actions_api, api, batches_api, cron_api, keys_api, ops_api
 from poulpe.auth import TokenAuth, guard
 from poulpe.compat.routes import routes as compat_routes
 from poulpe.errors import PoulpeError
@@ -62,6 +62,10 @@ def create_app(settings: Settings) -> Starlette:
         keys_api.key_route("/keys/{key}", keys_api.delete_key, "DELETE"),
         Route("/pause", keys_api.pause, methods=["POST"]),
         Route("/resume", keys_api.resume, methods=["POST"]),
+        Route("/batches", batches_api.post_batch, methods=["POST"]),
+        Route("/batches/{id}", batches_api.get_batch, methods=["GET"]),
+        Route("/actions", actions_api.post_action, methods=["POST"]),
+        Route("/actions/{id}", actions_api.get_action, methods=["GET"]),
         Route("/dead", api.list_dead, methods=["GET"]),
         Route("/dead/{id}", api.get_dead, methods=["GET"]),
         Route("/dead/{id}", api.delete_dead, methods=["DELETE"]),

@@ -20,7 +20,7 @@ TYPE_MAX = 64
 TYPE_PATTERN = r"^[^\x00-\x2c/:-@\[-^`{-\x7f]{1,64}$"
 TYPE_RULE = "1-64 characters: letters and digits (of any script), . _ -"
 _TYPE_ASCII = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_MSGSPEC_PATH = re.compile(r" - at `\$((?:\.[^`.\[]+|\[\d+\]|\[\.\.\.\])*)`$")
+_MSGSPEC_PATH = re.compile(r" - at (?:`key` in )?`\$((?:\.[^`.\[]+|\[\d+\]|\[\.\.\.\])*)`$")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 
 
@@ -63,6 +63,8 @@ def split_msgspec(message: str) -> tuple[str | None, str]:
         return field, "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"
     if field == "key" and "regex" in message:
         return field, KEY_RULE
+    if field == "labels":
+        return field, "labels: at most 16, keys of 1-64 characters a-z 0-9 _ . -, values of at most 256 characters"
     if message.startswith("Object missing required field"):
         missing = message.split("`")[1]
         field = f"{field}.{missing}" if field else missing

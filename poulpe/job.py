@@ -122,6 +122,13 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     priority: int = 0  # higher starts first
     traceparent: str | None = None  # W3C trace context the job's attempts continue (SPEC 10.6, tracing.py)
     tracestate: str | None = None
+    # chains (SPEC 10.3, chains.py): child job objects, checked at intake, submitted when this job succeeds / dies
+    then: list[Any] | None = None
+    on_failure: list[Any] | None = None
+    labels: dict[str, str] | None = None  # SPEC 10.4: filters of /jobs, /dead and bulk actions
+    parent: str | None = None  # the job whose `then` or `on_failure` made this one
+    depth: int = 0  # how deep in a chain: a top-level job is 0, its children 1 (at most MAX_DEPTH)
+    batch: str | None = None  # the batch it belongs to: its final state counts there (batch_record.py)
     deadline: float | None = None  # unix s: not started by then, the job ends dead without an attempt (windows.py)
     unique: str | None = None  # the unique key; no other job with it is made until `unique_until`
     unique_until: float | None = None
@@ -145,12 +152,19 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     lease_until: float | None = None
     remark: str | None = None
     callback_delivery: CallbackDelivery | None = None
+    children: list[str] | None = None  # the ids of the children its final state made
+    acted_by: list[str] | None = None  # the last bulk actions that acted on it (written with their change)
     held: str | None = None  # why a due job waits (its key's pause or limits): set on the copy a query answers
     debounced: bool = False  # set on the copy an intake answers when a submission replaced this waiting job
 
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+    def mark(self, action_id: str | None) -> None:
+        """A bulk action acts on this job: the mark is stored with the change, so a resumed action skips it."""
+        if action_id is not None:
+            self.acted_by = [*(self.acted_by or ())[-9:], action_id]
 
     def policy(self, default: RetryPolicy) -> RetryPolicy:
         return self.retry if self.retry is not None else default
@@ -213,6 +227,9 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
             result["held"] = self.held
         if self.traceparent is not None:
             result["traceparent"] = self.traceparent
+        for name in ("labels", "parent", "children", "batch"):
+            if getattr(self, name) is not None:
+                result[name] = getattr(self, name)
         if self.deadline is not None:
             result["deadline"] = self.deadline
         if self.unique is not None:

@@ -18,6 +18,11 @@ from typing import Any
 
 import msgspec
 
+from poulpe.actions import Actions
+from poulpe.batch_record import Batch
+from poulpe.batches import BatchTeller
+from poulpe.chains import Chains
+from poulpe.checks import Limits as JobLimits
 from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
 from poulpe.deadlines import Deadlines
@@ -58,6 +63,7 @@ class JobManager(Queries):
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         key_defaults: KeyLimits | None = None,
+        limits: JobLimits | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -94,6 +100,15 @@ class JobManager(Queries):
             default_retry=default_retry,
             clock=clock,
         )
+        limits = limits or JobLimits(workers=workers, default_retry=default_retry)
+        self.finish.chains = Chains(limits, number=self._number, clock=clock)  # a job's children (SPEC 10.3)
+        self.batch_teller = BatchTeller(
+            store, self.submit, limits, clock=clock, registry=self.metrics.registry
+        )  # batches' ends (SPEC 10.3)
+        self.finish.batch_job_ended = self.batch_teller.poke
+        self.actions = Actions(
+            store, self, hold=lease, clock=clock, registry=self.metrics.registry
+        )  # bulk actions (SPEC 10.4)
         self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
         self.deadlines = attempt.deadlines = Deadlines(
             store, self.ready, self.dead_jobs, self.events, self.metrics, clock=clock
@@ -116,6 +131,8 @@ class JobManager(Queries):
         self.workers.start()
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
         self.dead_jobs.start()
+        self.batch_teller.start()
+        self.actions.start()
         self.accepting = True
 
     def stop_intake(self) -> None:
@@ -133,6 +150,8 @@ class JobManager(Queries):
         await self.feed.close()
         self.deadlines.stop()
         await self.dead_jobs.stop()
+        await self.batch_teller.stop()
+        await self.actions.stop()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -144,9 +163,7 @@ class JobManager(Queries):
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the job was not accepted")
         for job in jobs:
-            # time-ordered, so acceptance order holds across processes sharing one store (µs since 1970)
-            self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
-            job.seq = self._seq
+            job.seq = self._number()
         debounced = any(job.debounce is not None for job in jobs)  # SPEC 10.2, debounce.py
         stored = await (self.debouncer.add(jobs) if debounced else self.store.add(jobs))
         self.metrics.accepted([job.method.value for job, duplicate in stored if not duplicate])
@@ -158,6 +175,27 @@ class JobManager(Queries):
                     self.deadlines.watch(job)
         self._tell_queued([job for job, duplicate in stored if not duplicate])
         return stored
+
+    async def submit_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
+        """Store a batch and its jobs, all or none, then schedule them (SPEC 10.3). None when stored; nothing
+        stored and the known batch when its id is known, or the first job id already known."""
+        if not self.accepting:
+            raise Unavailable("poulpe is shutting down: the batch was not accepted")
+        for job in jobs:
+            job.seq = self._number()
+        known = await self.store.add_batch(batch, jobs)
+        if known is None:
+            self.metrics.accepted([job.method.value for job in jobs])
+            for job in jobs:
+                self._enqueue(job)
+            self._tell_queued(list(jobs))
+        return known
+
+    def _number(self) -> int:
+        """The next acceptance number: time-ordered, so acceptance order holds across processes sharing one store
+        (µs since 1970)."""
+        self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
+        return self._seq
 
     def _enqueue(self, job: Job) -> None:
         if job.method is Method.QUEUE:
@@ -205,7 +243,7 @@ class JobManager(Queries):
         held = self.controls.held(job) if job.run_at <= self.clock() else None
         return msgspec.structs.replace(job, held=held) if held is not None else job
 
-    async def run_now(self, job_id: str) -> Job:
+    async def run_now(self, job_id: str, mark: str | None = None) -> Job:
         """A scheduled or retrying job becomes due now (its key's limits still apply)."""
         job = await self.get(job_id)
         if job is None:
@@ -215,6 +253,7 @@ class JobManager(Queries):
         if (job.status in WAITING and job.status is not Status.QUEUED) or job.run_at > self.clock():
             job.held = None
             job.status, job.run_at = Status.QUEUED, self.clock()
+            job.mark(mark)
             await self.store.save(job)
             log.info("job %s run now attempt=%d", job.id, job.attempts)
             self._enqueue(job)
@@ -239,7 +278,7 @@ class JobManager(Queries):
             self.waiters.unsubscribe(job_id, fut)
         return await self.get(job_id)
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, job_id: str, mark: str | None = None) -> Job:
         job = await self.get(job_id)
         if job is None:
             raise NotFound(f"no job with id {job_id}")
@@ -256,14 +295,17 @@ class JobManager(Queries):
             self.ready.discard(job_id)
             self.ready.held.pop(job_id, None)
             job.status, job.finished_at = Status.CANCELLED, self.clock()
+            job.mark(mark)
             await self.store.save(job)
         finally:
             self.ready.cancelling.discard(job_id)
         log.info("job %s cancelled attempt=%d", job.id, job.attempts)
         self.events.emit(JobFinal(job))
+        if job.batch is not None:
+            self.batch_teller.poke()
         return job
 
-    async def retry_dead(self, job_id: str) -> Job:
+    async def retry_dead(self, job_id: str, mark: str | None = None) -> Job:
         """Run a dead job again with fresh attempts, from the store's record (or its letter once the store forgot
         it). The job is stored and scheduled first; its letter goes after, now or later (deadjobs.py)."""
         if not self.accepting:
@@ -277,6 +319,7 @@ class JobManager(Queries):
         job.status, job.failures, job.run_at = Status.QUEUED, 0, self.clock()
         job.finished_at, job.error, job.result = None, None, None
         job.deadline = job.first_started_at = None  # fresh attempts: a fresh retry budget, and no start deadline
+        job.mark(mark)  # a bulk action's (SPEC 10.4), in the same write
         await self.store.save(job)
         log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
         self._enqueue(job)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from poulpe.flag_hints import HintingParser
+from poulpe.ops_actions import add_filter_flags, dead_action, filtered
 from poulpe.ops_client import (
     FAILED,
     FINAL,
@@ -171,6 +172,8 @@ def dead(client: Client, args: argparse.Namespace) -> int:
         if args.ids or args.all:
             raise CommandError("dead list takes no ids (see --page and --size)", REFUSED)
         return _dead_list(client, args)
+    if filtered(args):  # SPEC 10.4: one bulk action on the dead jobs the filters match
+        return dead_action(client, args)
     ids = list(args.ids)
     if args.all and args.action != "retry":
         raise CommandError("--all goes with retry only", REFUSED)
@@ -341,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("action", choices=["list", "retry", "rm"])
     sub.add_argument("ids", nargs="*", metavar="ID")
     sub.add_argument("--all", action="store_true", help="retry: every dead letter")
+    add_filter_flags(sub)
     sub.add_argument("--page", type=int, default=1)
     sub.add_argument("--size", type=int, default=50)
     sub.set_defaults(run=dead)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from poulpe.chains import Chains
 from poulpe.deadjobs import DeadJobs
 from poulpe.dispatch.events import Events, JobFinal
 from poulpe.dispatch.ready import Ready
@@ -52,6 +53,8 @@ class Finish:
         self.clock = clock
         self._recording: set[asyncio.Task[None]] = set()
         self._ended: list[Job] = []  # decided during this loop iteration, recorded together
+        self.chains: Chains | None = None  # a final job's children, written with its final state (chains.py)
+        self.batch_job_ended: Callable[[], None] = lambda: None  # a batch's job is final: its end may be owed
 
     def began(self, job: Job) -> None:
         """A worker's attempt began (`job.begin_attempt`): its start is stored without waiting, and counted."""
@@ -131,6 +134,10 @@ class Finish:
     async def _record_many(self, jobs: list[Job]) -> None:
         """Store the decided states together (dead letters first), then schedule retries or tell of final states.
         A job the store could not take now is retried on its own (`_record`)."""
+        if any(job.final and (job.then or job.on_failure) for job in jobs):  # written with its children, on its own
+            for job in [job for job in jobs if job.final and (job.then or job.on_failure)]:
+                self._track(self._record(job))
+            jobs = [job for job in jobs if not (job.final and (job.then or job.on_failure))]
         dead = [job for job in jobs if job.status is Status.DEAD]
         if dead:
             await asyncio.gather(*(self.write_dead_letter(job) for job in dead))
@@ -173,13 +180,19 @@ class Finish:
             self.feed.schedule(job)
         if job.final:
             self.events.emit(JobFinal(job))
+            if job.batch is not None:
+                self.batch_job_ended()
 
     async def _store_outcome(self, job: Job) -> bool:
         """Save an attempt's outcome, retrying while the store is away (a shutdown gives up after --grace)."""
         delay = 0.1
+        children = self._children(job)
         while True:
             try:
-                await self.store.save(job)
+                if children:
+                    self._started(await self.store.save_final(job, children))
+                else:
+                    await self.store.save(job)
                 return True
             except NotHeld:
                 self._not_held(job)
@@ -194,6 +207,17 @@ class Finish:
         self.ready.held.pop(job.id, None)
         log.warning("job %s: outcome of attempt %d dropped, another process holds it", job.id, job.attempts)
 
+    def _children(self, job: Job) -> list[Job]:
+        """A final job's children (SPEC 10.3), written with its final state."""
+        if self.chains is None or not job.final or not (job.then or job.on_failure):
+            return []
+        return self.chains.children_of(job)
+
+    def _started(self, stored: list[tuple[Job, bool]]) -> None:
+        if self.chains is not None:
+            self.metrics.accepted([child.method.value for child, duplicate in stored if not duplicate])
+            self.chains.started(stored, self.feed.schedule, self.events)
+
     async def write_dead_letter(self, job: Job) -> None:
         await self.dead_jobs.bury(job)  # never raises: a letter the directory refuses is owed and written later
 
@@ -205,7 +229,8 @@ class Finish:
         job.lease_holder = job.lease_until = None
         if job.status is Status.DEAD:
             await self.write_dead_letter(job)
-        if not await self.store.save_if_held(job, holder):
+        children = self._children(job)
+        if not await self.store.save_if_held(job, holder, children):
             if job.status is Status.DEAD:
                 # another process may have ended the same lease first, with the same dead letter: keep it then
                 current = await self.store.get(job.id)
@@ -213,6 +238,10 @@ class Finish:
                     await self.dead_jobs.letter_gone(job.id)
             return False
         self._count(job)
+        if children:  # the children this save wrote carry its acceptance numbers; a known id keeps its own
+            mine = {child.id: child.seq for child in children}
+            stored = await self.store.get_many(list(mine))
+            self._started([(child, child.seq != mine[child.id]) for child in stored])
         log.info(
             "job %s %s attempt=%d worker=%s%s",
             job.id,
@@ -223,4 +252,6 @@ class Finish:
         )
         if job.final:
             self.events.emit(JobFinal(job))
+            if job.batch is not None:
+                self.batch_job_ended()
         return True

@@ -6,13 +6,16 @@ store can change its shape (or move a count to an index) without any route knowi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Unpack
 
+from poulpe.batch_record import Batch
 from poulpe.deadjobs import DeadJobs
 from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.ready import Ready
 from poulpe.job import CallbackDelivery, Job, Status
+from poulpe.labels import JobFilter
 from poulpe.store.base import JobQuery, Page, Store
 from poulpe.workers import Workers
 
@@ -49,10 +52,30 @@ class Queries:
         """Record how a job's callback went (callbacks.py); False when the job is gone."""
         return await self.store.set_callback_delivery(job_id, delivery)
 
+    async def get_batch(self, batch_id: str) -> Batch | None:
+        """A batch's counters and what tells its end (SPEC 10.3); None when unknown."""
+        return await self.store.get_batch(batch_id)
+
     # --- dead jobs (deadjobs.py) -----------------------------------------------------------------------------
     async def dead_page(self, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         """A page of dead jobs and how many there are (GET /dead)."""
-        return await self.dead_jobs.page(page=page, size=size)
+        items, total = await self.dead_jobs.page(page=page, size=size)
+        labelled = {job.id: job.labels for job in await self.store.get_many([item["id"] for item in items])}
+        return [{**item, "labels": labelled.get(item["id"])} for item in items], total  # SPEC 10.4: chips
+
+    async def dead_matching(
+        self, narrow: JobFilter, *, page: int, size: int, id_prefix: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the dead jobs the store holds that meet the filters (GET /dead?label=...), newest first."""
+        found = await self.store.list_jobs(
+            status=Status.DEAD, match=narrow.matches, page=page, size=size, id_prefix=id_prefix
+        )
+        items = []
+        for job in found.jobs:
+            day = time.strftime("%Y-%m-%d", time.gmtime(job.finished_at or 0.0))
+            items.append({"id": job.id, "day": day, "file": f"{day}/{job.id}.json", "error": job.error,
+                          "labels": job.labels})  # fmt: skip
+        return items, found.total
 
     async def dead_job(self, job_id: str) -> Job | None:
         """A dead job, from the store or, once the store forgot it, from its letter."""

@@ -51,6 +51,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/keys/{key}"): ADMIN,
     ("POST", "/pause"): OPERATOR,
     ("POST", "/resume"): OPERATOR,
+    # chains, batches, labels and bulk actions (SPEC 10.3, 10.4): batches and actions are not scoped to a tenant yet,
+    # so a tenant's token is refused them (403)
+    ("POST", "/batches"): Rule("submit", whole=True),
+    ("GET", "/batches/{id}"): Rule("jobs", whole=True),
+    ("POST", "/actions"): OPERATOR,
+    ("GET", "/actions/{id}"): OPERATOR_READ,
     # the operator's view and the dashboard (its page and assets hold no data)
     ("GET", "/metrics"): READ,  # a tenant's token: its own gauges only (poulpe/tenants.py)
     ("GET", "/cron"): OPERATOR_READ,

@@ -145,6 +145,7 @@ class Service:
             node=self.node,
             metrics=metrics,
             key_defaults=key_defaults(settings),
+            limits=self.limits,
         )
         parts = self._parts = _Parts(manager, runners)
         parts.spans = manager.attempt.spans = _spans(settings, self.node)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from poulpe.chain_refs import descendants
 from poulpe.errors import BadRequest
 from poulpe.job import WAITING, Job, Status
 from poulpe.quotas import Buckets, TooMany
@@ -65,6 +66,10 @@ class Scoped:
             raise BadRequest(f"id must be at most {_MAX - len(self.prefix)} characters for tenant {self.tenant}", "id")
         assert self.tenant is not None
         job.key = own_key(self.tenant, job.key)
+        for child in descendants([*(job.then or ()), *(job.on_failure or ())]):  # a chain's children (SPEC 10.3)
+            if isinstance(child.get("id"), str):
+                child["id"] = self.own(child["id"])
+            child["key"] = own_key(self.tenant, child.get("key") if isinstance(child.get("key"), str) else None)
         if len(job.key) > _MAX:
             raise BadRequest(
                 f"key must be at most {_MAX - len(self.tenant) - 8} characters for tenant {self.tenant}", "key"
@@ -129,6 +134,13 @@ class Scoped:
         every, _ = await self._manager.dead_page(page=1, size=1 << 40)
         mine = [item for item in every if str(item["id"]).startswith(self.prefix)]
         return mine[(page - 1) * size : page * size], len(mine)
+
+    async def dead_matching(self, narrow: Any, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        """GET /dead with filters (SPEC 10.4): a tenant's own dead jobs only."""
+        found: tuple[list[dict[str, Any]], int] = await self._manager.dead_matching(
+            narrow, page=page, size=size, id_prefix=self.prefix or None
+        )
+        return found
 
     async def counts(self) -> dict[str, int]:
         if not self.tenant:

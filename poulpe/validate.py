@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from poulpe import chain_refs
 from poulpe.bursts import DebounceIn, UniqueIn, apply_windows, parse_moment
 from poulpe.checks import TYPE_PATTERN as TYPE_PATTERN  # where the schema (openapi*.py) reads it
 from poulpe.checks import TYPE_RULE, is_task_type, split_msgspec
@@ -19,6 +21,7 @@ from poulpe.checks import Limits as Limits  # what every intake hands the valida
 from poulpe.errors import BadRequest
 from poulpe.job import HTTP_METHODS, QUERY_METHODS, Job, Method, RetryPolicy, Status
 from poulpe.keys import KEY_WIRE
+from poulpe.labels import LABELS_DOC, Labels
 from poulpe.outbound import check_url
 from poulpe.runners.exec import check as check_exec
 from poulpe.runners.http import check as check_http
@@ -28,6 +31,8 @@ from poulpe.tracing import TRACEPARENT_PATTERN, valid_traceparent
 MAX_BATCH = 1000
 MAX_PARAMS = 512 * 1024
 MAX_META = 16 * 1024
+MAX_CHAIN = 1024 * 1024
+_CHILDREN = ["object", "array", "null"]
 MAX_SECONDS = 10 * 366 * 86400  # ten years: far enough for any schedule, small enough to stay exact
 MAX_UNIX = 253402300799  # 9999-12-31T23:59:59Z
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"  # as documented (ECMA regex: `$` is the very end)
@@ -146,6 +151,11 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
         Annotated[str, msgspec.Meta(pattern=TRACEPARENT_PATTERN, max_length=256)] | None,
         _doc("W3C trace context the job's attempts continue (else the request's traceparent header)."),
     ] = None
+    then: Annotated[msgspec.Raw, _doc(chain_refs.THEN, type=_CHILDREN)] = msgspec.field(default_factory=null_raw)
+    on_failure: Annotated[msgspec.Raw, _doc(chain_refs.ON_FAILURE, type=_CHILDREN)] = msgspec.field(
+        default_factory=null_raw
+    )
+    labels: Annotated[Labels | None, _doc(LABELS_DOC)] = None
     debounce: DebounceIn | None = None
     unique: UniqueIn | None = None
     deadline: Annotated[
@@ -193,7 +203,7 @@ def parse_body(body: bytes, limits: Limits, *, now: float | None = None) -> list
     return parse_job(body, limits, now=now)
 
 
-def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = None) -> Submission:
+def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = None, depth: int = 0) -> Submission:
     """One job object as JSON bytes → Submission; raises BadRequest naming the field."""
     try:
         wire = msgspec.json.decode(raw, type=JobIn)
@@ -203,7 +213,7 @@ def parse_job(raw: bytes | msgspec.Raw, limits: Limits, *, now: float | None = N
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
     _check_unique_keys(bytes(raw))
-    return _build(wire, limits, time.time() if now is None else now)
+    return _build(wire, limits, time.time() if now is None else now, depth)
 
 
 class _RandomPool:
@@ -261,12 +271,17 @@ def _unique(pairs: list[tuple[str, Any]], prefix: str) -> None:
         seen.add(key)
 
 
-def job_from_object(obj: Any, limits: Limits, *, now: float | None = None) -> Submission:
-    """The same validation for a job given as Python data (compat routes, cron, Kafka)."""
-    return parse_job(msgspec.json.encode(obj), limits, now=now)
+def job_from_object(obj: Any, limits: Limits, *, now: float | None = None, depth: int = 0) -> Submission:
+    """The same validation for a job given as Python data (compat routes, cron, Kafka, a chain's children)."""
+    return parse_job(msgspec.json.encode(obj), limits, now=now, depth=depth)
 
 
-def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
+def _children(field: str, raw: msgspec.Raw, job_id: str, *, limits: Limits, now: float, depth: int) -> Any:
+    parse = functools.partial(job_from_object, limits=limits, now=now)
+    return chain_refs.check(_decode_raw(raw, field, MAX_CHAIN), field, job_id, depth, parse)
+
+
+def _build(wire: JobIn, limits: Limits, now: float, depth: int = 0) -> Submission:
     method = _METHOD_OF.get(wire.method)
     if method is None:
         try:
@@ -289,8 +304,10 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
     _CHECKS[method](method, wire.name, params, limits)
     if wire.callback is not None:
         check_url(wire.callback, "callback", limits.allow_hosts)
+    job_id = wire.id if wire.id is not None else new_id()
+    check_child = functools.partial(_children, limits=limits, now=now, depth=depth)  # SPEC 10.3
     job = Job(
-        id=wire.id if wire.id is not None else new_id(),
+        id=job_id,
         method=method,
         name=wire.name,
         status=Status.QUEUED if run_at <= now else Status.SCHEDULED,
@@ -319,6 +336,14 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
         job.priority = wire.priority
     if wire.traceparent is not None:
         job.traceparent = valid_traceparent(wire.traceparent)
+    if wire.then is not _NULL:
+        job.then = check_child("then", wire.then, job_id)
+    if wire.on_failure is not _NULL:
+        job.on_failure = check_child("on_failure", wire.on_failure, job_id)
+    if wire.labels is not None:
+        job.labels = wire.labels
+    if depth:
+        job.depth = depth
     if wire.debounce is not None or wire.unique is not None or wire.deadline is not None:
         apply_windows(job, debounce=wire.debounce, unique=wire.unique, deadline=wire.deadline, now=now)
     return Submission(job=job, wait=wire.wait)

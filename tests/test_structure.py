@@ -28,12 +28,13 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
+        | {"chain_refs", "labels", "batch_record", "action_record"}
         | {"tracing", "tracing_otel", "history", "hangup", "quotas", "token_file", "cron_options", "aborts"},
     ),
     (
         "engine",
         {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
-        | {"alerts", "deadlines", "debounce"},
+        | {"alerts", "deadlines", "debounce", "chains", "batches", "actions"},
     ),
     (
         "intakes and routes",
@@ -43,6 +44,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "api",
             "api_workers",
             "keys_api",
+            "batches_api",
+            "actions_api",
             "ops_api",
             "auth",
             "tenants",
@@ -59,7 +62,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "assembly and entry points",
         {"app", "service", "server", "http_protocol", "cli", "cron_check", "ops_cli", "ops_client", "__main__"}
-        | {"token_cli", "cron_cli"},
+        | {"token_cli", "cron_cli", "ops_actions"},
     ),
 ]
 

@@ -12,7 +12,7 @@ const WAITING = new Set(["scheduled", "queued", "retrying"]);
 const JOB_PAGE = 20;
 const DEAD_PAGE = 20;
 
-const view = { jobsPage: 1, deadPage: 1, status: "", method: "", name: "", selected: null, timer: null };
+const view = { jobsPage: 1, deadPage: 1, status: "", method: "", name: "", labels: "", deadFilter: "", selected: null, timer: null };
 
 class NeedToken extends Error {}
 
@@ -55,6 +55,7 @@ async function api(path, options) {
   const headers = {};
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
+  if (options?.body) headers["Content-Type"] = "application/json";
   const response = await fetch(path, { cache: "no-store", ...options, headers });
   if (response.status === 401) {
     askToken();
@@ -108,6 +109,7 @@ async function showJobs() {
   if (view.status) query.set("status", view.status);
   if (view.method) query.set("method", view.method);
   if (view.name) query.set("name", view.name);
+  for (const label of view.labels.split(/\s+/).filter(Boolean)) query.append("label", label);
   const { status, body } = await api(`jobs?${query}`);
   if (status !== 200) {
     fill($("jobs").tBodies[0], [], body?.error ?? `error ${status}`, 7);
@@ -115,7 +117,7 @@ async function showJobs() {
   }
   const rows = body.jobs.map((job) => {
     const row = el("tr", { "data-id": job.id },
-      el("td", {}, job.id), el("td", {}, job.method), el("td", {}, job.name),
+      el("td", {}, job.id, ...chips(job.labels)), el("td", {}, job.method), el("td", {}, job.name),
       el("td", { class: `status-${job.status}` }, job.status), el("td", {}, job.attempts),
       el("td", {}, when(job.run_at)), el("td", {}, when(job.finished_at)));
     row.addEventListener("click", () => openJob(job.id));
@@ -164,8 +166,10 @@ async function showDetail() {
     ["created", when(body.created_at)], ["run at", when(body.run_at)], ["started", when(body.started_at)],
     ["finished", when(body.finished_at)], ["error", body.error ?? ""], ["meta", body.meta ? JSON.stringify(body.meta) : ""],
     ...windowFields(body),
+    ["labels", chips(body.labels)], ["parent", body.parent ? jobLink(body.parent) : ""],
+    ["children", (body.children ?? []).flatMap((id) => [jobLink(id), " "])], ["batch", body.batch ?? ""],
   ];
-  $("detail-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)]));
+  $("detail-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, ...[v].flat())]));
   const actions = [];
   if (WAITING.has(body.status)) {
     const cancel = el("button", { type: "button", id: "detail-cancel" }, "cancel job");
@@ -184,11 +188,16 @@ async function showDetail() {
 }
 
 async function showDead() {
-  const { status, body } = await api(`dead?page=${view.deadPage}&size=${DEAD_PAGE}`);
+  const query = deadQuery();
+  query.set("page", view.deadPage);
+  query.set("size", DEAD_PAGE);
+  const { status, body } = await api(`dead?${query}`);
   if (status !== 200) {
-    fill($("dead").tBodies[0], [], body?.error ?? `error ${status}`, 3);
+    fill($("dead").tBodies[0], [], body?.error ?? `error ${status}`, 4);
     return;
   }
+  $("dead-retry-all").hidden = !view.deadFilter || body.total === 0;
+  $("dead-retry-all").dataset.total = body.total;
   const rows = body.dead.map((item) => {
     const retry = el("button", { type: "button", class: "retry" }, "retry");
     retry.addEventListener("click", () => act(`dead/${encodeURIComponent(item.id)}/retry`, "POST"));
@@ -201,9 +210,10 @@ async function showDead() {
       }
     });
     const id = el("td", {}, jobLink(item.id));
-    return el("tr", { "data-dead": item.id }, id, el("td", {}, item.day), el("td", {}, retry, " ", remove));
+    return el("tr", { "data-dead": item.id }, id, el("td", {}, item.day), el("td", {}, ...chips(item.labels)),
+      el("td", {}, retry, " ", remove));
   });
-  fill($("dead").tBodies[0], rows, "none", 3);
+  fill($("dead").tBodies[0], rows, "none", 4);
   const pages = Math.max(1, Math.ceil(body.total / DEAD_PAGE));
   $("dead-total").textContent = `(${body.total})`;
   $("dead-page").textContent = `page ${view.deadPage} of ${pages}`;
@@ -302,6 +312,70 @@ async function act(path, method, json) {
     if (!(error instanceof NeedToken)) throw error;
   }
   await refresh();
+}
+
+// --- labels, the dead letters' filter and "retry all matching" (SPEC 10.4) ------------------------------------
+const FILTER_WORDS = { key: "key", since: "since", until: "until", error: "error_contains", name: "name_prefix", method: "method" };
+
+function chips(labels) {
+  return Object.entries(labels ?? {}).map(([k, v]) => {
+    const chip = el("button", { type: "button", class: "chip", title: "filter the dead letters by this label" }, `${k}:${v}`);
+    chip.addEventListener("click", (event) => {
+      event.stopPropagation();
+      const words = new Set(view.deadFilter.split(/\s+/).filter(Boolean));
+      words.add(`${k}:${v}`);
+      $("dead-filter").value = view.deadFilter = [...words].join(" ");
+      view.deadPage = 1;
+      refresh();
+    });
+    return chip;
+  });
+}
+
+function when_(text) {
+  // unix seconds, or a date / date-time (UTC when it names no zone)
+  if (/^\d+(\.\d+)?$/.test(text)) return text;
+  const moment = Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(text) || !text.includes("T") ? text : `${text}Z`);
+  return Number.isNaN(moment) ? text : String(moment / 1000);
+}
+
+function deadFilter() {
+  // "team:pay key=partner since=2026-12-01": labels are k:v words, the other filters word=value
+  const filter = { label: [] };
+  for (const word of view.deadFilter.split(/\s+/).filter(Boolean)) {
+    const eq = word.indexOf("=");
+    const name = eq > 0 ? FILTER_WORDS[word.slice(0, eq)] : undefined;
+    if (name) filter[name] = name === "since" || name === "until" ? when_(word.slice(eq + 1)) : word.slice(eq + 1);
+    else filter.label.push(word);
+  }
+  return filter;
+}
+
+function deadQuery() {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(deadFilter())) {
+    for (const one of [value].flat()) query.append(name, one);
+  }
+  return query;
+}
+
+async function retryAllMatching() {
+  const total = Number($("dead-retry-all").dataset.total);
+  if (!window.confirm(`Retry all ${total} dead jobs matching "${view.deadFilter}"?`)) return;
+  const filter = deadFilter();
+  for (const name of ["since", "until"]) if (name in filter) filter[name] = Number(filter[name]);
+  const { status, body } = await api("actions", { method: "POST", body: JSON.stringify({ action: "retry", filter: { ...filter, status: "dead" } }) });
+  if (status !== 202) {
+    $("dead-action").textContent = body?.error ?? `error ${status}`;
+    return;
+  }
+  const follow = async () => {
+    const { body: state } = await api(`actions/${encodeURIComponent(body.id)}`);
+    $("dead-action").textContent = `retry: ${state.done} of ${state.total} done, ${state.errors} errors${state.finished ? " (finished)" : ""}`;
+    if (!state.finished) setTimeout(follow, 500);
+    else refresh();
+  };
+  await follow();
 }
 
 // --- charts: drawn on canvases from GET /history (no library, no network) -----------------------------------
@@ -417,6 +491,7 @@ function setUp() {
     view.status = $("f-status").value;
     view.method = $("f-method").value;
     view.name = $("f-name").value.trim();
+    view.labels = $("f-labels").value.trim();
     view.jobsPage = 1;
     const id = $("f-id").value.trim();
     if (id) openJob(id);
@@ -428,6 +503,13 @@ function setUp() {
   $("cron-backfill").addEventListener("submit", backfill);
   $("dead-prev").addEventListener("click", () => { view.deadPage -= 1; refresh(); });
   $("dead-next").addEventListener("click", () => { view.deadPage += 1; refresh(); });
+  $("dead-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    view.deadFilter = $("dead-filter").value.trim();
+    view.deadPage = 1;
+    refresh();
+  });
+  $("dead-retry-all").addEventListener("click", retryAllMatching);
   $("pause-all").addEventListener("click", () => act("pause", "POST"));
   $("resume-all").addEventListener("click", () => act("resume", "POST"));
   $("detail-close").addEventListener("click", () => {

@@ -19,11 +19,12 @@ from poulpe import __version__
 from poulpe.openapi import build
 from poulpe.openapi.compat import EASYTASK, KINGTASK
 from poulpe.openapi.cron import CRON
+from poulpe.openapi.flows import FLOWS, with_filters
 from poulpe.openapi.observe import OBSERVE
 from poulpe.openapi.routes import JOBS, KEYS, WORKERS
 from poulpe.scopes import SCOPES, Rule, allowed, rule_of
 
-OPERATIONS = [*JOBS, *KINGTASK, *WORKERS, *EASYTASK, *KEYS, *OBSERVE, *CRON]
+OPERATIONS = [*with_filters(JOBS), *KINGTASK, *WORKERS, *EASYTASK, *KEYS, *OBSERVE, *CRON, *FLOWS]
 
 
 @functools.cache

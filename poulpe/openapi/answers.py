@@ -71,6 +71,10 @@ class Result(msgspec.Struct, kw_only=True):
         | UnsetType
     ) = UNSET
     callback_delivery: CallbackDeliveryOut | UnsetType = UNSET
+    labels: Annotated[dict[str, str], Meta(description="The job's labels (SPEC 10.4).")] | UnsetType = UNSET
+    parent: Annotated[str, Meta(description="The job whose then/on_failure made this one.")] | UnsetType = UNSET
+    children: Annotated[list[str], Meta(description="Ids of the children its final state made.")] | UnsetType = UNSET
+    batch: Annotated[str, Meta(description="The batch it belongs to (SPEC 10.3).")] | UnsetType = UNSET
     # bursts and windows (SPEC 10.2)
     deadline: Annotated[float, Meta(description="Not started by then, the job ends dead.")] | UnsetType = UNSET
     unique: Annotated[WindowOut, Meta(description="The unique window the job holds.")] | UnsetType = UNSET
@@ -139,6 +143,11 @@ class DeadRow(msgspec.Struct):
     id: str
     day: str
     file: Annotated[str | None, Meta(description="null: the letter is owed")]
+    error: Annotated[str | None, Meta(description="With a filter (SPEC 10.4): its last error.")] | UnsetType = UNSET
+    labels: (
+        Annotated[dict[str, str] | None, Meta(description="Its labels (null: none, or the job is forgotten).")]
+        | UnsetType
+    ) = UNSET
 
 
 class DeadPage(msgspec.Struct):

@@ -10,6 +10,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
+from poulpe.action_record import Action, Progress
+from poulpe.batch_record import Batch
 from poulpe.job import CallbackDelivery, Job, Status
 from poulpe.keys import KeyLimits
 
@@ -20,6 +22,7 @@ class JobQuery(TypedDict, total=False):
     status: Status | None
     method: str | None
     name: str | None
+    match: Callable[[Job], bool] | None  # filters no index answers (labels, SPEC 10.4): the jobs are read and tested
     id_prefix: str | None  # a tenant's jobs: ids `<tenant>:...` (poulpe/tenants.py)
     page: int
     size: int
@@ -53,6 +56,18 @@ class Claimed(NamedTuple):
 class Page(NamedTuple):
     jobs: list[Job]
     total: int
+
+
+def matching_page(jobs: Iterable[Job], match: Callable[[Job], bool], page: int, size: int) -> Page:
+    """The page of the jobs that match (read newest first), and how many match in all."""
+    found: list[Job] = []
+    total, skip = 0, (page - 1) * size
+    for job in jobs:
+        if match(job):
+            if skip <= total < skip + size:
+                found.append(job)
+            total += 1
+    return Page(found, total)
 
 
 class SharedSchedule(Protocol):
@@ -127,6 +142,11 @@ class Store(abc.ABC):
         """`save` each job, together (one commit where the backend groups them); for each, None once stored or
         the error its `save` raised."""
         return await asyncio.gather(*(self.save(job) for job in jobs), return_exceptions=True)
+
+    @abc.abstractmethod
+    async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
+        """`save` a final job and `add` its children (SPEC 10.3) in one transaction: both or neither are durable.
+        For each child, (the stored child, True if its id was already known: it is not written again)."""
 
     @abc.abstractmethod
     def save_soon(self, job: Job) -> None:
@@ -207,9 +227,10 @@ class Store(abc.ABC):
         handed to two callers: a job taken by one call is not due for any other until its state changes again."""
 
     @abc.abstractmethod
-    async def save_if_held(self, job: Job, holder: str) -> bool:
+    async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
         """Store `job` (as `save` does, day totals included) only if the stored job is still `running` under
-        `holder` in the same attempt (`attempts` equal). False, and nothing written, otherwise."""
+        `holder` in the same attempt (`attempts` equal). False, and nothing written, otherwise. `children` are
+        added in the same transaction (as `save_final`) when it is stored."""
 
     @abc.abstractmethod
     async def expired_leases(self, now: float, limit: int) -> list[Job]:
@@ -228,6 +249,48 @@ class Store(abc.ABC):
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Record how a final job's callback went. Only that field changes: never the status, never the day
         totals; a job that is no longer final (retried from the dead letters) or gone is left alone (False)."""
+
+    # --- batches (SPEC 10.3): a job whose `batch` is set moves its batch's counters in the same write as its final
+    # state (`save`, `save_final`, `save_if_held`); the write that brings `pending` to 0 makes the completion owed
+    @abc.abstractmethod
+    async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
+        """Store the batch and its (new) jobs in one transaction: None when stored; nothing written and the stored
+        batch when its id is known, or the first job id already known (a str)."""
+
+    @abc.abstractmethod
+    async def get_batch(self, batch_id: str) -> Batch | None: ...
+
+    @abc.abstractmethod
+    async def owed_batches(self, now: float, lease: float, limit: int = 20) -> list[str]:
+        """Batches whose completion is owed and not being told: held for the caller `lease` seconds (a caller that
+        dies lets another take it after that)."""
+
+    @abc.abstractmethod
+    async def batch_announced(self, batch_id: str) -> None:
+        """The completion was told (its jobs submitted): no longer owed."""
+
+    # --- bulk actions (SPEC 10.4): the record and its matched ids stored once, the progress moved chunk by chunk;
+    # an action whose hold runs out (its process stopped) is taken again by `open_actions`
+    @abc.abstractmethod
+    async def find_ids(self, status: Status | None, match: Callable[[Job], bool]) -> list[str]:
+        """Every id of a job (in `status`) that matches, oldest first (by acceptance order)."""
+
+    @abc.abstractmethod
+    async def add_action(self, action: Action, ids: Sequence[str], hold_until: float) -> None: ...
+
+    @abc.abstractmethod
+    async def get_action(self, action_id: str) -> Action | None: ...
+
+    @abc.abstractmethod
+    async def action_ids(self, action_id: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def action_progress(self, action_id: str, progress: Progress, hold_until: float) -> None:
+        """Store how far it got, and hold it for its runner until then (a finished action is no longer open)."""
+
+    @abc.abstractmethod
+    async def open_actions(self, now: float, hold: float) -> list[str]:
+        """Unfinished actions nobody holds (their hold ran out): held for the caller `hold` seconds."""
 
     # --- keys and the deployment-wide pause (SPEC 10.1): stored, so they survive restarts and every process sharing
     # the store applies the same ones

@@ -25,6 +25,7 @@ from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job,
 from poulpe.keys import KeyLimits
 from poulpe.store import redis_windows
 from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
+from poulpe.store.redis_batches import RedisBatches, added
 from poulpe.store.redis_link import RedisLink
 from poulpe.store.redis_windows import unique_args
 
@@ -38,7 +39,7 @@ _STOPPED = "interrupted: the poulpe process running it stopped"
 _UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
 
 
-class RedisStore(RedisLink, Store):
+class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisActions too
     kind = "redis"
     shared = True
 
@@ -59,15 +60,19 @@ class RedisStore(RedisLink, Store):
     def shared_schedule(self) -> RedisStore:
         return self
 
-    # --- writes ----------------------------------------------------------------------------------------------
-    async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+    @staticmethod
+    def _add_args(jobs: Sequence[Job]) -> list[Any]:
         args: list[Any] = []
-        for job in jobs:  # ADD_ARGS of them
+        for job in jobs:  # ADD's groups of 10
             args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
             args.append(_meta(job))
             args += unique_args(job)
-        known = await self._script("add", args)
-        return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
+        return args
+
+    # --- writes ----------------------------------------------------------------------------------------------
+    async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+        known = await self._script("add", self._add_args(jobs))
+        return added(jobs, known)
 
     def _save_args(self, job: Job, *, token: str | None = None, held: bool = False) -> list[Any]:
         day = ""
@@ -89,6 +94,7 @@ class RedisStore(RedisLink, Store):
             repr(job.lease_until) if job.status is Status.RUNNING and job.lease_until is not None else "",
             job.attempts,
             _meta(job),
+            job.batch or "",
         ]
 
     async def save(self, job: Job) -> None:
@@ -126,9 +132,12 @@ class RedisStore(RedisLink, Store):
         )
         return jobs
 
-    async def save_if_held(self, job: Job, holder: str) -> bool:
-        token = _external(holder, job.attempts)
-        return bool(await self._script("save", self._save_args(job, token=token, held=True)))
+    async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
+        args = self._save_args(job, token=_external(holder, job.attempts), held=True)
+        if children:
+            saved, *_ = await self._script("save_final", [*args, *self._add_args(children)])
+            return bool(saved)
+        return bool(await self._script("save", args))
 
     async def expired_leases(self, now: float, limit: int) -> list[Job]:
         records = await self._script("expired", [repr(now), limit])
@@ -282,12 +291,12 @@ class RedisStore(RedisLink, Store):
         return [_text(i) for i in found]
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
-        status, method, name = query.get("status"), query.get("method"), query.get("name")
+        status, method, name, match = query.get("status"), query.get("method"), query.get("name"), query.get("match")
         prefix = query.get("id_prefix") or ""
         page, size = query.get("page", 1), query.get("size", 50)
         index = self.base + ("st:" + status.value if status else "all")
         skip = (page - 1) * size
-        if method is None and name is None and not prefix:  # the index alone pages: one range read, then the records
+        if method is None and name is None and not prefix and match is None:  # the index alone pages: one range read
             async with self._reachable():
                 total = int(await self.redis.zcard(index))
             jobs = await self._in_order(await self._ids(index, skip, skip + size - 1))
@@ -304,6 +313,7 @@ class RedisStore(RedisLink, Store):
                     (method is None or job.method.value == method)
                     and (name is None or job.name == name)
                     and job.id.startswith(prefix)
+                    and (match is None or match(job))
                 ):
                     if skip <= total < skip + size:
                         matched.append(job)

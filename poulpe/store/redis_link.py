@@ -36,6 +36,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from poulpe.errors import OutcomeUnknown, StoreUnavailable
+from poulpe.store.redis_actions import ACTION_SCRIPTS
+from poulpe.store.redis_batches import BATCH_SCRIPTS
 from poulpe.store.redis_claim import CLAIM
 from poulpe.store.redis_clients import SlotOwner, connect, is_cluster
 from poulpe.store.redis_scripts import STORE_SCRIPTS
@@ -49,7 +51,7 @@ _MOVED = (MovedError, TryAgainError, ClusterError, ReadOnlyError)
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 10  # arguments per job of the `add` script
 REPLICA_WAIT_MS = 2000  # how long a batch waits for --redis_replicas before its new jobs are answered 503
-SCRIPTS = {**STORE_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE}
+SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, **ACTION_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE}
 
 
 class _NotSent(Exception):

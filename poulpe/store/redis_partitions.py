@@ -19,6 +19,8 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Unpack
 
+from poulpe.action_record import Action, Progress
+from poulpe.batch_record import Batch
 from poulpe.errors import OutcomeUnknown
 from poulpe.job import CallbackDelivery, Job, Method, Status
 from poulpe.keys import KeyLimits
@@ -48,6 +50,8 @@ class PartitionedStore(Store):
     def _for(self, job: Job) -> RedisStore:
         if job.key or job.method is Method.QUEUE or job.unique is not None or job.debounce is not None:
             return self.coordinator  # windows (SPEC 10.2) are looked at in one place too
+        if job.then or job.on_failure or job.parent or job.batch:
+            return self.coordinator  # a final state and its children, a batch and its jobs: one script each
         return self._where.get(job.id) or self.of(job.id)
 
     async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
@@ -183,8 +187,8 @@ class PartitionedStore(Store):
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
         return await self.coordinator.lease_queue(kind, n, holder, until, now)
 
-    async def save_if_held(self, job: Job, holder: str) -> bool:
-        return await self.coordinator.save_if_held(job, holder)
+    async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
+        return await self.coordinator.save_if_held(job, holder, children)
 
     async def expired_leases(self, now: float, limit: int) -> list[Job]:
         return await self.coordinator.expired_leases(now, limit)
@@ -198,6 +202,41 @@ class PartitionedStore(Store):
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         part = await self._holder(job_id)
         return part is not None and await part.set_callback_delivery(job_id, delivery)
+
+    # --- chains, batches and bulk actions (SPEC 10.3, 10.4): the coordinating partition -----------------------------
+    async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
+        self._where.pop(job.id, None)
+        return await self.coordinator.save_final(job, children)
+
+    async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
+        return await self.coordinator.add_batch(batch, jobs)
+
+    async def get_batch(self, batch_id: str) -> Batch | None:
+        return await self.coordinator.get_batch(batch_id)
+
+    async def owed_batches(self, now: float, lease: float, limit: int = 20) -> list[str]:
+        return await self.coordinator.owed_batches(now, lease, limit)
+
+    async def batch_announced(self, batch_id: str) -> None:
+        await self.coordinator.batch_announced(batch_id)
+
+    async def find_ids(self, status: Status | None, match: Callable[[Job], bool]) -> list[str]:
+        return [i for found in await self._each(lambda p: p.find_ids(status, match)) for i in found]
+
+    async def add_action(self, action: Action, ids: Sequence[str], hold_until: float) -> None:
+        await self.coordinator.add_action(action, ids, hold_until)
+
+    async def get_action(self, action_id: str) -> Action | None:
+        return await self.coordinator.get_action(action_id)
+
+    async def action_ids(self, action_id: str) -> list[str]:
+        return await self.coordinator.action_ids(action_id)
+
+    async def action_progress(self, action_id: str, progress: Progress, hold_until: float) -> None:
+        await self.coordinator.action_progress(action_id, progress, hold_until)
+
+    async def open_actions(self, now: float, hold: float) -> list[str]:
+        return await self.coordinator.open_actions(now, hold)
 
     # --- keys and the pause: the coordinating partition (the pause in every partition) -----------------------------
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:

@@ -33,6 +33,9 @@ Keys under a base B:
   B ks:<key>      zset   id -> start time          (starts in the last period: GET /keys `started_in_period`)
   B keys          hash   key -> limits JSON        (PUT /keys/{key})
   B flags         hash   paused -> 0|1             (POST /pause)
+  Batches (SPEC 10.3, redis_batches.py):
+  B batch:<id>    hash   record, total, pending, succeeded, dead, cancelled, created_at, finished_at
+  B batches_done  zset   id -> when it may be taken (a batch whose completion is owed; a teller holds it a while)
   Windows (SPEC 10.2), each a string that expires with its window (PX), so none outlives it:
   B u:<key>       string                           (the job holding a unique key's window)
   B d:<key>       string                           (the job waiting under a debounce key)
@@ -88,6 +91,21 @@ local function release(B, id)
   -- job ended would wake every process for nothing)
   if redis.call('HDEL', B..'kfull', key) == 1 then redis.call('PUBLISH', B..'work', '') end
 end
+-- a batch's counters (SPEC 10.3) move with its job's status; the write that brings `pending` to 0 makes its
+-- completion owed (`batches_done`, scored by when it may be taken), once
+local function count_batch(B, batch, old, new, finished_at)
+  local bk = B..'batch:'..batch
+  if old == 'succeeded' or old == 'dead' or old == 'cancelled' then
+    redis.call('HINCRBY', bk, old, -1)
+    redis.call('HINCRBY', bk, 'pending', 1)
+  end
+  if new == 'succeeded' or new == 'dead' or new == 'cancelled' then
+    redis.call('HINCRBY', bk, new, 1)
+    if redis.call('HINCRBY', bk, 'pending', -1) == 0 and redis.call('HSETNX', bk, 'finished_at', finished_at) == 1 then
+      redis.call('ZADD', B..'batches_done', 0, batch)
+    end
+  end
+end
 local function earliest(B)
   local first = redis.call('ZRANGE', B..'due', 0, 0, 'WITHSCORES')
   if first[2] then return tonumber(first[2]) end
@@ -99,9 +117,7 @@ end
 # unique key ('' for none), unique window in ms. Returns, per job, 0 when stored by this submission, or the stored
 # record when the id was known (a duplicate) or its unique key's window is held by a job that still exists.
 # "This submission" includes the same call sent again after its reply was lost: the stored job's seq is its own.
-ADD = (
-    MOVE
-    + """
+ADD_BODY = """
 local B = ARGV[1]
 local soonest = earliest(B)
 local wake = false
@@ -146,17 +162,16 @@ if wake then redis.call('PUBLISH', B..'work', '') end
 for kind in pairs(kinds) do redis.call('PUBLISH', B..'queued', kind) end
 return out
 """
-)
+ADD = MOVE + ADD_BODY
 
 # ARGV: base, id, record, status, run_at, seq, token, finished_at ('' if none), day column ('' or
 # '<date>:succeeded' / '<date>:failed'), place, held ('1': write only if `token` holds the job), external lease end
-# ('' unless a QUEUE job starts running for an external worker), attempts, meta ("<priority>|<seq>|<key>").
+# ('' unless a QUEUE job starts running for an external worker), attempts, meta ("<priority>|<seq>|<key>"), batch
+# ('' or the batch id whose counters the job's status moves).
 # Returns 1 when written, 0 when the job is held by someone else (nothing written).
 # The attempt count in `tries` follows the record: up to it when an attempt begins, back to it when the job waits
 # again (its writer held it, so no other attempt began meanwhile), gone when it is final.
-SAVE = (
-    MOVE
-    + """
+_SAVE_BODY = """
 local B, id, record, status, token, place = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], ARGV[10]
 local owner = redis.call('HGET', B..'owner', id)
 if ARGV[11] == '1' then
@@ -167,6 +182,7 @@ end
 redis.call('SET', B..'job:'..id, record)
 local old = move(B, id, status, ARGV[6])
 local final = status == 'succeeded' or status == 'dead' or status == 'cancelled'
+if ARGV[15] ~= '' and old ~= status then count_batch(B, ARGV[15], old, status, ARGV[8]) end
 local attempts = tonumber(ARGV[13])
 if final then
   redis.call('HDEL', B..'tries', id)
@@ -212,6 +228,27 @@ else
   end
 end
 return 1
+"""
+SAVE = MOVE + _SAVE_BODY
+
+# ARGV: base, SAVE's 14 arguments, then ADD's groups of 10 (a final job's children, SPEC 10.3): the job's final state
+# and its children in one script, so Redis holds both or neither. Returns {0} when the job is held by someone else
+# (nothing written), else {1, then ADD's answer for each child}.
+SAVE_FINAL = (
+    MOVE
+    + "local function save_job(ARGV)\n"
+    + _SAVE_BODY
+    + "end\nlocal function add_jobs(ARGV)\n"
+    + ADD_BODY
+    + """end
+local head = {}
+for i = 1, 15 do head[i] = ARGV[i] end
+if save_job(head) == 0 then return {0} end
+local rest = {ARGV[1]}
+for i = 16, #ARGV do rest[#rest + 1] = ARGV[i] end
+local out = add_jobs(rest)
+table.insert(out, 1, 1)
+return out
 """
 )
 
@@ -324,6 +361,7 @@ return 1
 STORE_SCRIPTS = {  # and `claim` (redis_claim.py)
     "add": ADD,
     "save": SAVE,
+    "save_final": SAVE_FINAL,
     "renew": RENEW,
     "purge": PURGE,
     "delete": DELETE,

@@ -20,10 +20,11 @@ from typing import Any, TypeVar, Unpack
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
+from poulpe.store import sqlite_flows
 from poulpe.store import sqlite_keys as keys
 from poulpe.store import sqlite_windows as windows
-from poulpe.store.base import JobQuery, Page, Pending, Store, id_range
-from poulpe.store.sqlite_writer import Insert, Op, Soon, Update, Writer, connect, disk_fault, probe, update_run
+from poulpe.store.base import JobQuery, Page, Pending, Store, id_range, matching_page
+from poulpe.store.sqlite_writer import Final, Insert, Op, Soon, Update, Writer, connect, disk_fault, probe, update_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class SqliteStore(Store):
+class SqliteStore(sqlite_flows.SqliteFlows, Store):
     kind = "sqlite"
 
     def __init__(self, path: Path | str) -> None:
@@ -81,7 +82,7 @@ class SqliteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
-            conn.executescript(SCHEMA + windows.SCHEMA)
+            conn.executescript(SCHEMA + windows.SCHEMA + sqlite_flows.SCHEMA)
         finally:
             conn.close()
         reader = connect(self.path)
@@ -226,8 +227,7 @@ class SqliteStore(Store):
             return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
         self._soon.drop(job_id)
-        deleted: bool = await self._write(remove)
-        return deleted
+        return bool(await self._write(remove))
 
     async def pending(self) -> list[Pending]:
         def scan(conn: sqlite3.Connection) -> list[Pending]:
@@ -244,7 +244,7 @@ class SqliteStore(Store):
         return await self.windows.debounce.submit(job, replace, self.reader, self._write)
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
-        status, method, name = query.get("status"), query.get("method"), query.get("name")
+        status, method, name, match = query.get("status"), query.get("method"), query.get("name"), query.get("match")
         page, size = query.get("page", 1), query.get("size", 50)
         where, args = [], []
         for column, value in (("status", status.value if status else None), ("method", method), ("name", name)):
@@ -257,6 +257,9 @@ class SqliteStore(Store):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
 
         def scan(conn: sqlite3.Connection) -> Page:
+            if match is not None:
+                found = conn.execute(f"SELECT data FROM jobs {clause} ORDER BY rowid DESC", args)
+                return matching_page((decode_job(row[0]) for row in found), match, page, size)
             total = conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()[0]
             rows = conn.execute(
                 f"SELECT data FROM jobs {clause} ORDER BY rowid DESC LIMIT ? OFFSET ?", [*args, size, (page - 1) * size]
@@ -299,8 +302,7 @@ class SqliteStore(Store):
                 f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({marks})", (finished_before, *final)
             ).rowcount
 
-        purged: int = await self._write(remove)
-        return purged
+        return int(await self._write(remove))
 
     async def max_seq(self) -> int:
         row = self.reader.execute("SELECT max(seq) FROM jobs").fetchone()
@@ -327,9 +329,9 @@ class SqliteStore(Store):
         taken: list[Job] = await self._write(take)
         return taken
 
-    async def save_if_held(self, job: Job, holder: str) -> bool:
+    async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
         self._soon.drop(job.id)
-        update = Update(job)
+        final = Final(job, children)
 
         def swap(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job.id,)).fetchone()
@@ -338,7 +340,7 @@ class SqliteStore(Store):
             stored = decode_job(row[0])
             if stored.status is not Status.RUNNING or stored.lease_holder != holder or stored.attempts != job.attempts:
                 return False
-            update_run(conn, [update])
+            final(conn)  # with the children of a final job (SPEC 10.3), if it has any
             return True
 
         held: bool = await self._write(swap)
@@ -377,8 +379,7 @@ class SqliteStore(Store):
             conn.execute("UPDATE jobs SET data = ? WHERE id = ?", (encode_job(job), job_id))
             return True
 
-        marked: bool = await self._write(mark)
-        return marked
+        return bool(await self._write(mark))
 
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
         return keys.read(self.reader)

@@ -25,6 +25,7 @@ from typing import Any
 
 from poulpe.errors import StoreUnavailable
 from poulpe.job import Job, Status, decode_job, encode_job
+from poulpe.store import sqlite_batches
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
@@ -102,20 +103,35 @@ class Insert:
 class Update:
     """A job's new state. A final state also counts the job in its UTC day's totals."""
 
-    __slots__ = ("day_column", "row")
+    __slots__ = ("batch", "day_column", "row")
 
     def __init__(self, job: Job) -> None:
         self.row = row_of(job)
+        self.batch = job.batch
         self.day_column: tuple[str, str] | None = None
         if job.finished_at is not None and job.status in (Status.SUCCEEDED, Status.DEAD):
             column = "succeeded" if job.status is Status.SUCCEEDED else "failed"
             self.day_column = (_utc_day(int(job.finished_at // 86400)), column)
 
 
+class Final:
+    """A final job's state and its children (SPEC 10.3): one op, so the writer applies both in one transaction.
+    Answers (child, duplicate) for each child."""
+
+    __slots__ = ("insert", "update")
+
+    def __init__(self, job: Job, children: Sequence[Job]) -> None:
+        self.update, self.insert = Update(job), Insert(children)
+
+    def __call__(self, conn: sqlite3.Connection) -> list[tuple[Job, bool]]:
+        update_run(conn, [self.update])
+        return insert_run(conn, [self.insert])[0]
+
+
 Op = Insert | Update | Callable[[sqlite3.Connection], Any]
 
 
-def _insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tuple[Job, bool]]]:
+def insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tuple[Job, bool]]]:
     rows = [row for insert in inserts for row in insert.rows]
     if _execute_rows(conn, rows, upsert=False) == len(rows):
         return [[(job, False) for job in insert.jobs] for insert in inserts]
@@ -138,7 +154,10 @@ def _insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tu
 
 
 def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
+    before = sqlite_batches.statuses_before(conn, updates) if any(u.batch for u in updates) else None
     _execute_rows(conn, [update.row for update in updates], upsert=True)  # a repeated id: the last row wins
+    if before is not None:  # the counters of batches (SPEC 10.3) move in the same transaction
+        sqlite_batches.count(conn, updates, before)
     days = Counter(update.day_column for update in updates if update.day_column is not None)
     for (day, column), count in days.items():
         conn.execute("INSERT INTO days VALUES (?, 0, 0) ON CONFLICT (day) DO NOTHING", (day,))
@@ -217,7 +236,7 @@ class Writer(threading.Thread):
             # One statement: SQLite commits it on its own (autocommit), so the thread leaves and re-takes the
             # GIL once for the whole write instead of three times (BEGIN, INSERT, COMMIT).
             try:
-                results = _insert_run(self.conn, inserts)
+                results = insert_run(self.conn, inserts)
                 self.fault = None
             except sqlite3.Error as exc:
                 results = self._failed(batch, exc)
@@ -257,7 +276,7 @@ class Writer(threading.Thread):
         """A run of ops of one kind: inserts and updates folded together, anything else one by one."""
         first = run[0]
         if isinstance(first, Insert):
-            return _insert_run(self.conn, run)  # type: ignore[arg-type]
+            return insert_run(self.conn, run)  # type: ignore[arg-type]
         if isinstance(first, Update):
             return update_run(self.conn, run)  # type: ignore[arg-type]
         assert callable(first)

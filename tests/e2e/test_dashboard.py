@@ -197,6 +197,36 @@ def test_alerts_show_as_a_badge_and_a_list(page: Page, client: httpx.Client) -> 
     shot(page, "alerts")
 
 
+def test_the_dead_letters_of_one_label_are_filtered_and_retried_all_at_once(
+    page: Page, client: httpx.Client, fresh_target: Target
+) -> None:
+    """The operator clicks a label chip, sees only that team's dead letters, and retries them all after a
+    confirmation that says how many."""
+    for n in range(3):
+        accepted(client, id=f"dash-pay-{n}", method="GET", name=fresh_target.url("/flaky/dash-pay-" + str(n), fail=1),
+                 labels={"team": "pay"})  # fmt: skip
+    accepted(client, id="dash-ops", method="GET", name=fresh_target.url("/status/500"), labels={"team": "ops"})
+    for job_id in ("dash-pay-0", "dash-pay-1", "dash-pay-2", "dash-ops"):
+        assert result(client, job_id)["status"] == "dead"
+    pay_row = page.locator('#dead tr[data-dead="dash-pay-0"]')
+    expect(pay_row).to_be_visible()
+    pay_row.locator("button.chip", has_text="team:pay").click()  # a label chip filters by its label
+    expect(page.locator("#dead-filter")).to_have_value("team:pay")
+    expect(page.locator('#dead tr[data-dead="dash-ops"]')).to_have_count(0)
+    expect(page.locator("#dead tbody tr")).to_have_count(3)
+    shot(page, "dead-filtered")
+
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.click("#dead-retry-all")
+    expect(page.locator("#dead-action")).to_contain_text("3 of 3 done, 0 errors (finished)")
+    assert asked == ['Retry all 3 dead jobs matching "team:pay"?']
+    for n in range(3):
+        eventually(lambda n=n: state(client, f"dash-pay-{n}")["status"] == "succeeded")
+    assert state(client, "dash-ops")["status"] == "dead"  # not matched, not retried
+    expect(page.locator("#dead tbody tr", has_text="dash-pay")).to_have_count(0)
+
+
 def test_a_jobs_windows_show_in_its_view(page: Page, client: httpx.Client, fresh_target: Target) -> None:
     url = fresh_target.url("/echo")
     window = {"deadline": 4102444800, "retry": {"max_duration": 90}, "delay": 3600}

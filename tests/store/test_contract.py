@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from poulpe.batch_record import Batch
 from poulpe.job import CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.store.base import Store
 from poulpe.store.redis import RedisStore
@@ -303,3 +304,61 @@ async def test_utf8_task_types_are_queues_of_their_own(store: Store) -> None:
     assert [j.id for j in await store.expired_leases(200.0, 10)] == ["zh"]
     assert [j.id for j in (await store.list_jobs(method="QUEUE", name="下载2")).jobs] == ["zh2"]
     assert [j.id for j in await store.lease_queue("下载2", 10, "工兵1", 160.0, 100.0)] == ["zh2"]
+
+
+async def test_a_final_job_and_its_children_are_written_together_and_once(store: Store) -> None:
+    await store.add([make("p", 1, then=[{"method": "GET", "name": "http://127.0.0.1/y"}])])
+    parent = await store.get("p")
+    assert parent is not None
+    parent.status, parent.finished_at, parent.children = Status.SUCCEEDED, 5.0, ["p.then.0"]
+    child = make("p.then.0", 2, parent="p")
+    assert await store.save_final(parent, [child]) == [(child, False)]
+    again = await store.save_final(parent, [make("p.then.0", 3, parent="p")])  # the same write sent twice
+    assert again[0][1] is True and again[0][0].seq == 2
+    assert (await store.get("p")).children == ["p.then.0"]  # type: ignore[union-attr]
+    assert [job.id for job in await store.pending()] == ["p.then.0"]
+    counts = await store.counts()
+    assert (counts["succeeded"], counts["queued"]) == (1, 1)
+
+
+async def test_a_report_refused_to_a_worker_that_lost_its_lease_writes_no_child(store: Store) -> None:
+    await store.add([task("a", 1)])
+    [job] = await store.lease_queue("resize", 1, "w1", 160.0, 100.0)
+    job.status, job.finished_at, job.lease_holder = Status.SUCCEEDED, 120.0, None
+    assert await store.save_if_held(job, "w2", [make("a.then.0", 5)]) is False
+    assert await store.get("a.then.0") is None
+    assert await store.save_if_held(job, "w1", [make("a.then.0", 5)]) is True
+    assert (await store.get("a.then.0")).status is Status.QUEUED  # type: ignore[union-attr]
+
+
+async def test_a_batch_is_stored_with_its_jobs_and_ends_once(store: Store) -> None:
+    jobs = [make(f"b{n}", n + 1, batch="B") for n in range(3)]
+    batch = Batch(id="B", total=3, pending=3, created_at=1.0, callback="http://127.0.0.1/", labels={"team": "pay"})
+    assert await store.add_batch(batch, jobs) is None
+    known = await store.add_batch(batch, [make("other", 9, batch="B")])
+    assert isinstance(known, Batch) and known.total == 3 and await store.get("other") is None
+    taken = await store.add_batch(Batch(id="C", total=2, pending=2, created_at=1.0), [make("c0", 10), make("b0", 11)])
+    assert taken == "b0" and await store.get_batch("C") is None and await store.get("c0") is None  # all or nothing
+
+    for n, status in enumerate((Status.SUCCEEDED, Status.DEAD)):
+        job = await store.get(f"b{n}")
+        assert job is not None
+        job.status, job.finished_at = status, 5.0 + n
+        await store.save(job)
+        await store.save(job)  # written twice: counted once
+    half = await store.get_batch("B")
+    assert half is not None and (half.pending, half.succeeded, half.dead, half.finished_at) == (1, 1, 1, None)
+    assert await store.owed_batches(10.0, 30.0) == []
+
+    last = await store.get("b2")
+    assert last is not None
+    last.status, last.finished_at = Status.CANCELLED, 7.0
+    await store.save_final(last, [])
+    done = await store.get_batch("B")
+    assert done is not None and (done.pending, done.cancelled, done.finished_at) == (0, 1, 7.0)
+    assert (done.callback, done.labels) == ("http://127.0.0.1/", {"team": "pay"})
+    assert await store.owed_batches(10.0, 30.0) == ["B"]
+    assert await store.owed_batches(10.0, 30.0) == []  # held by the first caller ...
+    assert await store.owed_batches(50.0, 30.0) == ["B"]  # ... until its hold runs out
+    await store.batch_announced("B")
+    assert await store.owed_batches(100.0, 30.0) == []
