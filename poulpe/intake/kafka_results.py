@@ -30,9 +30,14 @@ async def close_quietly(close: Callable[[], Awaitable[None]], within: float = 5.
     wait on requests that never end, and a cancellation inside it can escape as the caller's own."""
     task = asyncio.ensure_future(close())
     task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: never "never retrieved"
-    await asyncio.wait({task}, timeout=within)
-    if not task.done():
-        task.cancel()
+    try:
+        await asyncio.wait({task}, timeout=within)
+    except asyncio.CancelledError:  # the caller is cancelled (a stop): the client is closed all the same
+        await asyncio.wait({task}, timeout=within)
+        raise
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 class LinkState:
@@ -78,6 +83,7 @@ class Results:
         self.on_delivered = on_delivered
         self.link = LinkState("producer")
         self.producer: AIOKafkaProducer | None = None
+        self._opening = asyncio.Lock()  # the sender and a batch's errors may both need it: one producer, not two
         self._todo: dict[str, Job] = {}  # by id: a job pushed twice before it is sent goes once
         self._slim: set[str] = set()  # results too large for the topic: sent without `result` and `history`
         self._wake = asyncio.Event()
@@ -118,18 +124,21 @@ class Results:
         await asyncio.gather(*futures)
 
     async def _producer(self) -> AIOKafkaProducer:
-        if self.producer is None:
-            producer = AIOKafkaProducer(
-                **self.connection, acks="all", request_timeout_ms=REQUEST_TIMEOUT_MS, linger_ms=5
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                await close_quietly(producer.stop)
-                raise
-            self.producer = producer
-            self.link.set("connected")
-        return self.producer
+        """The one producer, started by whoever needs it first; a second caller meanwhile waits for that one (two
+        made at once, the first would be replaced and never closed)."""
+        async with self._opening:
+            if self.producer is None:
+                producer = AIOKafkaProducer(
+                    **self.connection, acks="all", request_timeout_ms=REQUEST_TIMEOUT_MS, linger_ms=5
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    await close_quietly(producer.stop)
+                    raise
+                self.producer = producer
+                self.link.set("connected")
+            return self.producer
 
     async def _close_producer(self) -> None:
         producer, self.producer = self.producer, None
