@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from poulpe.intake.kafka_results import Results
 from poulpe.job import Job, Method, Status
 from poulpe.service import Service
 from tests.kafka_broker import Broker
-from tests.kafka_client import Responses, Topics, produce
+from tests.kafka_client import Responses, Topics, create_topics, produce
 from tests.target import Target
 
 Client = AIOKafkaProducer | AIOKafkaConsumer
@@ -57,7 +58,16 @@ def left_open(clients: list[Client]) -> list[str]:
         inner = client.client if isinstance(client, AIOKafkaProducer) else client._client
         return inner._conns.values()
 
-    return [repr(c) for c in clients if c._closed is not True or any(conn.connected() for conn in connections(c))]
+    def tasks(client: Client) -> list[Any]:  # its metadata refresh, and a producer's sender
+        inner = client.client if isinstance(client, AIOKafkaProducer) else client._client
+        sender = client._sender.sender_task if isinstance(client, AIOKafkaProducer) else None
+        return [task for task in (inner._sync_task, sender) if task is not None and not task.done()]
+
+    return [
+        repr(c)
+        for c in clients
+        if c._closed is not True or any(conn.connected() for conn in connections(c)) or tasks(c)
+    ]
 
 
 def final_job(job_id: str) -> Job:
@@ -80,6 +90,40 @@ async def test_a_result_and_an_error_sent_at_once_share_one_producer_which_stop_
     await outbox.close()
     assert len(made) == 1, f"one producer for the response topic, not {len(made)}"
     assert left_open(made) == []
+
+
+@pytest.fixture
+def own_noida(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of the test's own, since the test stops it."""
+    server = Broker("noida", tmp_path / "own-noida").start()
+    yield server
+    server.stop()
+
+
+async def test_a_stop_while_a_result_waits_for_an_absent_broker_closes_the_producer_and_keeps_the_result(
+    own_noida: Broker, tmp_path: Path, made: list[Client]
+) -> None:
+    topics = Topics.fresh()
+    await create_topics(own_noida.servers, topics)
+    outbox = Outbox(tmp_path / "outbox.db")
+    await outbox.open()
+    await outbox.add(["r1", "r2"])
+    delivered = asyncio.Event()
+    results = Results(topics.results, outbox, {"bootstrap_servers": own_noida.servers}, on_delivered=delivered.set)
+    results.start()
+    results.push(final_job("r1"))
+    async with asyncio.timeout(30):
+        await delivered.wait()
+    own_noida.stop(graceful=True)
+    results.push(final_job("r2"))  # its send waits for a broker that does not come back before the stop
+    await asyncio.sleep(0.5)
+    began = time.monotonic()
+    await results.stop(flush_s=1)
+    stopped_in = time.monotonic() - began
+    assert outbox.ids == {"r2"}, "an unsent result stays in the outbox for the next start"
+    await outbox.close()
+    assert left_open(made) == [], "the producer's sender and metadata tasks would retry for ever"
+    assert stopped_in < 1 + 3, "the stop does not wait for the absent broker beyond its flush"
 
 
 async def test_stopping_poulpe_closes_every_kafka_client_it_made(
