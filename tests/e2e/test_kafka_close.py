@@ -169,3 +169,30 @@ async def test_a_client_being_closed_when_its_task_is_cancelled_is_closed_all_th
     with pytest.raises(asyncio.CancelledError):
         await closing
     assert closed.is_set()
+
+
+async def test_stopping_poulpe_while_the_broker_is_away_closes_every_kafka_client_it_made(
+    own_noida: Broker, tmp_path: Path, fresh_target: Target, made: list[Client]
+) -> None:
+    topics = Topics.fresh()
+    await create_topics(own_noida.servers, topics)
+    args = ["--data", str(tmp_path / "poulpe.db"), "--dead", str(tmp_path / "dead")]
+    service = Service(settings_from([*args, *topics.flags(own_noida.servers, own_noida.session_timeout_ms)]))
+    await service.start()
+    try:
+        await produce(own_noida.servers, topics.jobs, [{"id": "one", "method": "GET", "name": fresh_target.url()}])
+        async with Responses(own_noida.servers, topics.results) as responses:
+            await responses.read_until(lambda r: "one" in r.results())
+        own_noida.stop(graceful=True)
+        kafka = service.state()["reports"]["kafka"]
+        for _ in range(300):  # the consumer finds the broker gone within its probe (poulpe/intake/kafka.py)
+            if kafka()["consumer"]["state"] == "down":
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the consumer never said the broker is away")
+    finally:
+        began = time.monotonic()
+        await service.stop()
+    assert left_open(made) == []
+    assert time.monotonic() - began < 5 + 10 + 3, "the stop's flush and the consumer's 10 s, no more"
