@@ -28,7 +28,7 @@ from bench.procs import Procs, raise_nofile
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = (
     "intake", "loops", "clients", "servers", "e2e", "profile", "lateness", "million", "longpolls", "redis", "kafka",
-    "keys", "tokens", "cron", "scale",
+    "keys", "bursts", "tokens", "cron", "scale",
 )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.procs import cpu_seconds
 
 LUA = Path(__file__).with_name("post.lua")
+DISTINCT_LUA = Path(__file__).with_name("post_distinct.lua")
 
 
 @dataclasses.dataclass
@@ -82,6 +83,16 @@ def post(
     if pid:
         run.cpu_s = cpu_seconds(pid) - before
     return run
+
+
+def post_distinct(url: str, extra: str, *, start: int, connections: int = 64, seconds: float = 10) -> WrkRun:
+    """POST jobs that differ on every request (bench/post_distinct.lua), `extra` JSON appended to each."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    args += ["-s", str(DISTINCT_LUA), url, "--", extra, str(start)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    return _parse(done.stdout)
 
 
 def get(url: str, *, connections: int = 64, threads: int = 1, seconds: float = 5) -> WrkRun:

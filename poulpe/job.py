@@ -40,6 +40,7 @@ class Status(enum.StrEnum):
 FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
 WAITING = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING})
 INTERRUPTED = "interrupted: poulpe stopped during the attempt"
+DEADLINE_PASSED = "deadline passed before the job started"
 LEASE_LOST = "interrupted: the poulpe process running it stopped answering (its lease ran out)"
 # The words the Rust poulpe answered with; its clients read them.
 WORD_OK, WORD_TIMEOUT, WORD_FAIL = "OK", "Timeout", "Fail"
@@ -56,6 +57,11 @@ class RetryPolicy(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknow
     backoff: str = "fixed"
     max_interval: float = 3600.0
     intervals: tuple[float, ...] | None = None
+    max_duration: float | None = None  # no retry starts later than this many seconds after the first attempt began
+
+    def retry_allowed(self, first_started: float | None, run_at: float) -> bool:
+        """False when a retry at `run_at` would begin past the wall-clock budget (`max_duration`)."""
+        return self.max_duration is None or first_started is None or run_at <= first_started + self.max_duration
 
     @property
     def max_attempts(self) -> int:
@@ -116,6 +122,11 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     priority: int = 0  # higher starts first
     traceparent: str | None = None  # W3C trace context the job's attempts continue (SPEC 10.6, tracing.py)
     tracestate: str | None = None
+    deadline: float | None = None  # unix s: not started by then, the job ends dead without an attempt (windows.py)
+    unique: str | None = None  # the unique key; no other job with it is made until `unique_until`
+    unique_until: float | None = None
+    debounce: str | None = None  # the debounce key; submissions with it replace this job until it starts
+    debounce_until: float | None = None  # the latest run time a replacement may set (first submission + max_wait)
 
     status: Status = Status.QUEUED
     seq: int = 0
@@ -128,12 +139,14 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
     result: Any = None
     error: str | None = None
     history: list[Attempt] = msgspec.field(default_factory=list)
+    first_started_at: float | None = None  # the first attempt's start: retry.max_duration counts from it
     # QUEUE jobs: the external worker holding the running attempt, and when its lease ends (poulpe/external.py)
     lease_holder: str | None = None
     lease_until: float | None = None
     remark: str | None = None
     callback_delivery: CallbackDelivery | None = None
     held: str | None = None  # why a due job waits (its key's pause or limits): set on the copy a query answers
+    debounced: bool = False  # set on the copy an intake answers when a submission replaced this waiting job
 
     @property
     def final(self) -> bool:
@@ -147,6 +160,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
         self.attempts += 1
         self.status = Status.RUNNING
         self.started_at = now
+        if self.first_started_at is None:
+            self.first_started_at = now
         attempt = Attempt(n=self.attempts, started_at=now, worker=worker, node=node)
         self.history.append(attempt)
         del self.history[:-HISTORY_KEEP]
@@ -198,6 +213,16 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
             result["held"] = self.held
         if self.traceparent is not None:
             result["traceparent"] = self.traceparent
+        if self.deadline is not None:
+            result["deadline"] = self.deadline
+        if self.unique is not None:
+            result["unique"] = {"key": self.unique, "until": self.unique_until}
+        if self.debounce is not None:
+            result["debounce"] = {"key": self.debounce, "until": self.debounce_until}
+        if self.retry is not None and self.retry.max_duration is not None:
+            result["retry"] = msgspec.to_builtins(self.retry)
+        if self.debounced:
+            result["debounced"] = True
         return result
 
 

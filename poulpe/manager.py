@@ -20,6 +20,8 @@ import msgspec
 
 from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
+from poulpe.deadlines import Deadlines
+from poulpe.debounce import Debouncer
 from poulpe.dispatch.controls import Controls
 from poulpe.dispatch.events import Events, FinishedElsewhere, JobFinal, JobsQueued, LimitsChanged, Reconnected
 from poulpe.dispatch.limits import Limits
@@ -93,7 +95,11 @@ class JobManager(Queries):
             clock=clock,
         )
         self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
+        self.deadlines = attempt.deadlines = Deadlines(
+            store, self.ready, self.dead_jobs, self.events, self.metrics, clock=clock
+        )
         self.workers = Workers(self.ready, attempt.run)
+        self.debouncer = Debouncer(store, self.ready, self._enqueue, clock=clock)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it
         self._seq = 0
@@ -106,6 +112,7 @@ class JobManager(Queries):
             self._seq = await self.store.max_seq()
             await self.controls.load()
         await self.feed.start()
+        self.deadlines.start()
         self.workers.start()
         self._purger = asyncio.create_task(self._purge_forever(), name="poulpe-purge")
         self.dead_jobs.start()
@@ -124,6 +131,7 @@ class JobManager(Queries):
         await self.feed.put_back(await self.workers.stop(grace))  # claimed but not started: back to the schedule
         await self.finish.wait_recorded(grace)
         await self.feed.close()
+        self.deadlines.stop()
         await self.dead_jobs.stop()
         if self._purger is not None:
             self._purger.cancel()
@@ -139,12 +147,15 @@ class JobManager(Queries):
             # time-ordered, so acceptance order holds across processes sharing one store (µs since 1970)
             self._seq = max(self._seq + 1, int(self.clock() * 1_000_000))
             job.seq = self._seq
-        stored = await self.store.add(jobs)
+        debounced = any(job.debounce is not None for job in jobs)  # SPEC 10.2, debounce.py
+        stored = await (self.debouncer.add(jobs) if debounced else self.store.add(jobs))
         self.metrics.accepted([job.method.value for job, duplicate in stored if not duplicate])
         for job, duplicate in stored:
             if not duplicate:
                 log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
                 self._enqueue(job)
+                if job.deadline is not None:
+                    self.deadlines.watch(job)
         self._tell_queued([job for job, duplicate in stored if not duplicate])
         return stored
 
@@ -265,6 +276,7 @@ class JobManager(Queries):
             raise NotFound(f"no dead job with id {job_id}")
         job.status, job.failures, job.run_at = Status.QUEUED, 0, self.clock()
         job.finished_at, job.error, job.result = None, None, None
+        job.deadline = job.first_started_at = None  # fresh attempts: a fresh retry budget, and no start deadline
         await self.store.save(job)
         log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
         self._enqueue(job)

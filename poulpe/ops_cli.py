@@ -73,7 +73,10 @@ def submit(client: Client, args: argparse.Namespace) -> int:
         "cc": args.cc,
         "timeout": args.timeout,
         "callback": args.callback,
-        "retry": _json_flag(args.retry, "--retry"),
+        "retry": _retry(args),
+        "deadline": args.deadline,
+        "unique": _unique(args),
+        "debounce": _debounce(args),
         "meta": _json_flag(args.meta, "--meta"),
         "headers": _headers(args.header),
         "wait": args.wait,
@@ -90,11 +93,37 @@ def submit(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps(answer, indent=2))
     elif answer.get("duplicate"):
         print(f"{clean(answer['id'])}: already known, {answer['status']} (not submitted again)")
+    elif answer.get("debounced"):
+        print(f"{clean(answer['id'])}: debounced, runs at {when(answer['run_at'])}")
     elif status == 200 or answer.get("result") == "Timeout":
         print(show_job(answer))
     else:
         print(f"{clean(answer['id'])}: {answer['status']}, runs at {when(answer['run_at'])}")
     return _job_exit(answer, args.wait is not None)
+
+
+def _retry(args: argparse.Namespace) -> Any:
+    retry = _json_flag(args.retry, "--retry")
+    if args.max_duration is None:
+        return retry
+    return {**(retry if isinstance(retry, dict) else {}), "max_duration": args.max_duration}
+
+
+def _unique(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.unique_for is None:
+        if args.unique_key is not None:
+            raise CommandError("--unique_key goes with --unique_for SECONDS", REFUSED)
+        return None
+    return {"for": args.unique_for, **({"key": args.unique_key} if args.unique_key is not None else {})}
+
+
+def _debounce(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.debounce is None:
+        if args.debounce_delay is not None or args.debounce_max_wait is not None:
+            raise CommandError("--debounce_delay and --debounce_max_wait go with --debounce KEY", REFUSED)
+        return None
+    window = {"key": args.debounce, "delay": args.debounce_delay or 0.0}
+    return window if args.debounce_max_wait is None else {**window, "max_wait": args.debounce_max_wait}
 
 
 def _batch(answers: list[Any], raw: bool) -> int:
@@ -284,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--callback", help="URL that gets the result once the job is final")
     sub.add_argument("--meta", help="JSON object kept with the job")
     sub.add_argument("--wait", type=_seconds, nargs="?", const=30.0, help="wait up to this many seconds (30)")
+    sub.add_argument("--deadline", help="not started by then (unix seconds or ISO-8601 with offset), it ends dead")
+    sub.add_argument("--max_duration", "--max-duration", type=float, help="no retry after this many seconds")
+    sub.add_argument("--unique_for", "--unique-for", type=float, help="no other job with its unique key for S s")
+    sub.add_argument("--unique_key", "--unique-key", help="the unique key (default: method, name and params)")
+    sub.add_argument("--debounce", metavar="KEY", help="replace the job waiting under this debounce key")
+    sub.add_argument("--debounce_delay", "--debounce-delay", type=float, help="run S s after the last submission")
+    sub.add_argument("--debounce_max_wait", "--debounce-max-wait", type=float, help="at most S s after the first")
     sub.set_defaults(run=submit)
     sub = commands.add_parser(
         "status",

@@ -128,8 +128,12 @@ class Finish:
             elif outcome.final or job.failures >= policy.max_attempts:
                 job.status = Status.DEAD
             else:
-                job.status = Status.RETRYING
-                job.run_at = now + policy.delay_before_retry(job.failures, outcome.retry_after)
+                run_at = now + policy.delay_before_retry(job.failures, outcome.retry_after)
+                if policy.retry_allowed(job.first_started_at, run_at):
+                    job.status, job.run_at = Status.RETRYING, run_at
+                else:  # retry.max_duration: the budget is spent, the job ends now
+                    job.status = Status.DEAD
+                    job.error = f"{outcome.error}; no retry: retry.max_duration ({policy.max_duration:g} s) spent"
         self.ready.cancel_after.discard(job.id)
         if job.final:
             job.finished_at = now

@@ -160,6 +160,16 @@ class Service:
                 lambda: len(manager.dead_jobs.owed),
                 gauge=True,
             ),
+            metrics.watch(
+                "poulpe_jobs_debounced",
+                "Submissions that replaced the job waiting under their debounce key",
+                lambda: manager.debouncer.replaced,
+            ),
+            metrics.watch(
+                "poulpe_jobs_deadline_missed",
+                "Jobs that ended dead because their start deadline passed",
+                lambda: manager.deadlines.missed,
+            ),
         ]
         parts.alerts = Alerts(
             url=settings.alert_url,

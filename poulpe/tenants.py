@@ -69,6 +69,10 @@ class Scoped:
             raise BadRequest(
                 f"key must be at most {_MAX - len(self.tenant) - 8} characters for tenant {self.tenant}", "key"
             )
+        if job.unique is not None:  # windows (SPEC 10.2) are the tenant's own too: a twin job elsewhere is no duplicate
+            job.unique = self.prefix + job.unique
+        if job.debounce is not None:
+            job.debounce = self.prefix + job.debounce
 
     async def _within_quotas(self, n: int) -> None:
         principal = self.principal

@@ -8,11 +8,11 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from poulpe.bursts import DebounceIn, UniqueIn, apply_windows, parse_moment
 from poulpe.checks import TYPE_PATTERN as TYPE_PATTERN  # where the schema (openapi*.py) reads it
 from poulpe.checks import TYPE_RULE, is_task_type, split_msgspec
 from poulpe.checks import Limits as Limits  # what every intake hands the validator
@@ -66,6 +66,9 @@ class RetryIn(msgspec.Struct, forbid_unknown_fields=True):
     intervals: Annotated[
         Annotated[list[Seconds], msgspec.Meta(min_length=1, max_length=100)] | None,
         _doc("One retry after each listed interval (kingtask's time_interval); not with max/interval/backoff."),
+    ] = None
+    max_duration: Annotated[
+        Seconds | None, _doc("No retry starts later than this many seconds after the first attempt began.")
     ] = None
 
 
@@ -143,10 +146,21 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
         Annotated[str, msgspec.Meta(pattern=TRACEPARENT_PATTERN, max_length=256)] | None,
         _doc("W3C trace context the job's attempts continue (else the request's traceparent header)."),
     ] = None
+    debounce: DebounceIn | None = None
+    unique: UniqueIn | None = None
+    deadline: Annotated[
+        Annotated[float, msgspec.Meta(ge=0, le=MAX_UNIX)] | Annotated[str, msgspec.Meta(max_length=64)] | None,
+        _doc("Unix time or ISO-8601 time with a UTC offset: not started by then, the job ends dead, no attempt made."),
+    ] = None
 
 
 _FIELD_KEY = re.compile(
-    rb'"(' + b"|".join(name.encode() for name in {*JobIn.__struct_fields__, *RetryIn.__struct_fields__}) + rb')"'
+    rb'"('
+    + b"|".join(
+        name.encode()
+        for name in {*JobIn.__struct_fields__, *RetryIn.__struct_fields__, *DebounceIn.__struct_fields__, "for"}
+    )
+    + rb')"'
 )
 
 
@@ -232,8 +246,8 @@ def _check_unique_keys(raw: bytes) -> None:
         raise BadRequest(f"body is not valid JSON: {_reason(exc)}") from None
     _unique(pairs, "")
     for key, value in pairs:
-        if key == "retry" and isinstance(value, list):
-            _unique(value, "retry.")
+        if key in ("retry", "debounce", "unique") and isinstance(value, list):
+            _unique(value, f"{key}.")
 
 
 def _unique(pairs: list[tuple[str, Any]], prefix: str) -> None:
@@ -288,6 +302,8 @@ def _build(wire: JobIn, limits: Limits, now: float) -> Submission:
         created_at=now,
         run_at=run_at,
     )
+    if wire.debounce is not None or wire.unique is not None or wire.deadline is not None:
+        apply_windows(job, debounce=wire.debounce, unique=wire.unique, deadline=wire.deadline, now=now)
     return Submission(job=job, wait=wire.wait)
 
 
@@ -327,15 +343,7 @@ def _parse_cc(cc: str | None, workers: int) -> tuple[int, ...]:
 
 
 def _parse_at(at: float | str) -> float:
-    if isinstance(at, float | int):
-        return float(at)
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise BadRequest("at must be unix seconds or an ISO-8601 time with an offset", "at") from None
-    if moment.tzinfo is None:
-        raise BadRequest("at needs a UTC offset (e.g. 2030-01-01T09:00:00+01:00 or ...Z)", "at")
-    return moment.timestamp()
+    return parse_moment(at, "at")
 
 
 def _policy(retry: RetryIn | None, default: RetryPolicy) -> RetryPolicy | None:
@@ -349,6 +357,7 @@ def _policy(retry: RetryIn | None, default: RetryPolicy) -> RetryPolicy | None:
         backoff=retry.backoff or default.backoff,
         max_interval=default.max_interval if retry.max_interval is None else retry.max_interval,
         intervals=tuple(retry.intervals) if retry.intervals is not None else None,
+        max_duration=retry.max_duration,
     )
 
 

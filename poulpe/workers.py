@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from poulpe.alerts import Alerts
+from poulpe.deadlines import Deadlines
 from poulpe.dispatch.ready import Ready
 from poulpe.job import Job, Method
 from poulpe.outcome import Finish
@@ -88,6 +89,7 @@ class Attempt:
         # per worker, the records of its last two outcomes: see `run`
         self._records: dict[int, tuple[asyncio.Future[None] | None, asyncio.Future[None] | None]] = {}
         self.alerts: Alerts | None = None  # `late` at the start, `slow` while it runs (alerts.py)
+        self.deadlines: Deadlines | None = None  # a job past its start deadline ends dead here, unstarted
 
     async def run(self, job: Job, worker: int) -> None:
         # A worker runs ahead of the store by one outcome at most: it begins an attempt once its outcome before last
@@ -96,6 +98,9 @@ class Attempt:
         before_last, last = self._records.get(worker, (None, None))
         if before_last is not None and not before_last.done():
             await before_last
+        if job.deadline is not None and self.deadlines is not None and self.deadlines.passed(job):
+            await self.deadlines.end(job)
+            return
         job.begin_attempt(worker, self.node, self.clock())
         self.finish.began(job)
         # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.

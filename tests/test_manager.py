@@ -25,7 +25,7 @@ class SlowSaves(SqliteStore):
             await self.gate.wait()
         await super().save(job)
 
-    async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:  # outcomes, grouped (outcome.py)
+    async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
         if any(job.final for job in jobs):
             await self.gate.wait()
         return await super().save_many(jobs)

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "record and ground rules",
         {"poulpe", "job", "errors", "settings", "flags", "kafka_flags", "keys", "logs", "log_filters", "flag_hints"}
-        | {"flag_parser", "scopes", "tokens"},
+        | {"flag_parser", "scopes", "tokens", "bursts"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
     # tracing: trace context the runners pass on; tracing_otel: attempt spans (tracing on); history: the charts
@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "engine",
         {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
-        | {"alerts"},
+        | {"alerts", "deadlines", "debounce"},
     ),
     (
         "intakes and routes",

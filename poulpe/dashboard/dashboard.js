@@ -135,6 +135,17 @@ async function openJob(id) {
   $("detail").scrollIntoView({ block: "nearest" });
 }
 
+// Bursts and windows (SPEC 10.2): shown only when the job has them.
+function windowFields(body) {
+  const debounce = body.debounce;
+  return [
+    ["deadline", body.deadline ? when(body.deadline) : null],
+    ["unique", body.unique ? `${body.unique.key} until ${when(body.unique.until)}` : null],
+    ["debounce", debounce ? `${debounce.key}${debounce.until ? `, runs by ${when(debounce.until)}` : ""}` : null],
+    ["retry budget", body.retry?.max_duration != null ? `${body.retry.max_duration} s after the first attempt` : null],
+  ].filter(([, value]) => value !== null);
+}
+
 async function showDetail() {
   if (view.selected === null) return;
   const section = $("detail");
@@ -152,6 +163,7 @@ async function showDetail() {
     ["method", body.method], ["name", body.name], ["status", body.status], ["attempts", body.attempts],
     ["created", when(body.created_at)], ["run at", when(body.run_at)], ["started", when(body.started_at)],
     ["finished", when(body.finished_at)], ["error", body.error ?? ""], ["meta", body.meta ? JSON.stringify(body.meta) : ""],
+    ...windowFields(body),
   ];
   $("detail-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)]));
   const actions = [];

@@ -21,7 +21,8 @@ def accepted(job: Job) -> dict[str, Any]:
 
 
 def duplicate(job: Job) -> dict[str, Any]:
-    return {**job.to_result(), "duplicate": True}
+    """A known id or a held unique window (`duplicate: true`), or a debounced submission (`debounced: true`)."""
+    return job.to_result() if job.debounced else {**job.to_result(), "duplicate": True}
 
 
 async def answer_after_wait(manager: JobManager, job: Job, wait: float | None) -> tuple[int, dict[str, Any]]:

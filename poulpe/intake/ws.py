@@ -86,7 +86,7 @@ class _Session:
                 continue
             job, duplicate = next(stored)
             ack = {"type": "ack", "id": job.id, "status": job.status.value}
-            self.outbox.put({**ack, "duplicate": True} if duplicate else ack)
+            self.outbox.put({**ack, "debounced" if job.debounced else "duplicate": True} if duplicate else ack)
             if job.final:
                 self.outbox.offer(job.id, {"type": "result", **job.to_result()})
             else:

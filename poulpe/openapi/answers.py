@@ -27,6 +27,13 @@ class CallbackDeliveryOut(msgspec.Struct):
     delivered_at: float | None
 
 
+class WindowOut(msgspec.Struct):
+    """A unique window (`until`: its end) or a debounce window (`until`: the latest run time, or null)."""
+
+    key: str
+    until: float | None
+
+
 class Result(msgspec.Struct, kw_only=True):
     """A job as SPEC 3.1 shows it (Job.to_result)."""
 
@@ -64,6 +71,17 @@ class Result(msgspec.Struct, kw_only=True):
         | UnsetType
     ) = UNSET
     callback_delivery: CallbackDeliveryOut | UnsetType = UNSET
+    # bursts and windows (SPEC 10.2)
+    deadline: Annotated[float, Meta(description="Not started by then, the job ends dead.")] | UnsetType = UNSET
+    unique: Annotated[WindowOut, Meta(description="The unique window the job holds.")] | UnsetType = UNSET
+    debounce: Annotated[WindowOut, Meta(description="The job's debounce key and run-time ceiling.")] | UnsetType = UNSET
+    retry: Annotated[dict[str, Any], Meta(description="The job's retry policy, when it has a max_duration.")] | (
+        UnsetType
+    ) = UNSET
+    debounced: (
+        Annotated[bool, Meta(description="This submission replaced the job waiting under its debounce key.")]
+        | UnsetType
+    ) = UNSET
 
 
 class Ack(msgspec.Struct):

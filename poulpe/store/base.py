@@ -171,6 +171,26 @@ class Store(abc.ABC):
     async def purge(self, finished_before: float) -> int:
         """Forget final jobs that finished before this time (--result_ttl); how many went."""
 
+    async def deadlines(self) -> list[tuple[float, int, str]]:
+        """(deadline, seq, id) of every job still waiting for its first attempt with a `deadline` (SPEC 10.2): what a
+        restart watches again. This reads every waiting job; a backend may answer from an index instead."""
+        ids = [p.id for p in await self.pending() if p.status is not Status.RUNNING]
+        found = []
+        for start in range(0, len(ids), 500):
+            for job in await self.get_many(ids[start : start + 500]):
+                if job.deadline is not None and job.attempts == 0 and not job.final:
+                    found.append((job.deadline, job.seq, job.id))
+        return found
+
+    @abc.abstractmethod
+    async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        """Submit a job of a debounce window (`job.debounce`, SPEC 10.2), in one atomic step across every process.
+
+        While the window's job waits unstarted (`scheduled` or `queued`, no attempt, not claimed by a process),
+        `replace(that job)` gives its replacement (the same id), which is stored in its place: (replacement, True).
+        Otherwise, or when `replace` answers None (the job was handed to a worker), `job` is stored as the window's
+        new job: (job, False). `replace` may be called more than once (each time with the freshest waiting job)."""
+
     @abc.abstractmethod
     async def max_seq(self) -> int:
         """The highest acceptance number stored: a restarted process counts on from it."""

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Unpack
 
 import msgspec
@@ -23,8 +23,10 @@ from poulpe.dispatch.order import in_order
 from poulpe.errors import NotHeld
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
+from poulpe.store import redis_windows
 from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
 from poulpe.store.redis_link import RedisLink
+from poulpe.store.redis_windows import unique_args
 
 log = logging.getLogger(__name__)
 _limits_decoder = msgspec.json.Decoder(KeyLimits)
@@ -63,6 +65,7 @@ class RedisStore(RedisLink, Store):
         for job in jobs:  # ADD_ARGS of them
             args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
             args.append(_meta(job))
+            args += unique_args(job)
         known = await self._script("add", args)
         return [(job, False) if k == 0 else (decode_job(k), True) for job, k in zip(jobs, known, strict=True)]
 
@@ -94,6 +97,9 @@ class RedisStore(RedisLink, Store):
 
     def save_soon(self, job: Job) -> None:
         self._call("save", self._save_args(job), wait=False)
+
+    async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        return await redis_windows.debounce(self._script, job, replace)
 
     async def delete(self, job_id: str) -> bool:
         return bool(await self._script("delete", [job_id]))
@@ -376,7 +382,7 @@ def _count_unrecorded(job: Job, began: int, now: float) -> None:
 def _meta(job: Job) -> str:
     """Where a waiting job of poulpe's own goes once due: its priority, acceptance order (fixed width, so members
     of a key's ready set sort by it) and key."""
-    return f"{job.priority}|{job.seq:020d}|{job.key or ''}"
+    return redis_windows.meta_of(job)
 
 
 def _external(holder: str, attempt: int) -> str:

@@ -39,6 +39,7 @@ from poulpe.errors import OutcomeUnknown, StoreUnavailable
 from poulpe.store.redis_claim import CLAIM
 from poulpe.store.redis_clients import SlotOwner, connect, is_cluster
 from poulpe.store.redis_scripts import STORE_SCRIPTS
+from poulpe.store.redis_windows import DEBOUNCE
 
 log = logging.getLogger("poulpe.store.redis")
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError)
@@ -46,9 +47,9 @@ _DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError)
 _MOVED = (MovedError, TryAgainError, ClusterError, ReadOnlyError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
-ADD_ARGS = 8  # arguments per job of the `add` script
+ADD_ARGS = 10  # arguments per job of the `add` script
 REPLICA_WAIT_MS = 2000  # how long a batch waits for --redis_replicas before its new jobs are answered 503
-SCRIPTS = {**STORE_SCRIPTS, "claim": CLAIM}
+SCRIPTS = {**STORE_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE}
 
 
 class _NotSent(Exception):
@@ -386,6 +387,9 @@ class RedisLink:
 
 
 def _unknown(name: str, args: list[Any]) -> StoreUnavailable:
-    """What a write whose reply was lost tells its caller: for `add`, the ids it may have stored (SPEC 2.3)."""
+    """What a write whose reply was lost tells its caller: for `add` (and `debounce`), the ids it may have stored
+    (SPEC 2.3)."""
     message = "the job store (redis) went away before confirming the write; its outcome is unknown"
+    if name == "debounce":  # args: key, expected id, expected record, mode, then the id it stores
+        return OutcomeUnknown(message, [args[4]])
     return OutcomeUnknown(message, args[0::ADD_ARGS]) if name == "add" else StoreUnavailable(message)

@@ -3,7 +3,8 @@ slot, so that on a Redis Cluster they land on different shards (docs/scale.md).
 
 A job lives in the partition of its id (a hash of it), so a duplicate id is found in one place. Jobs with a key
 and jobs for external workers (QUEUE) are the exception: they live in partition 0, the coordinating partition, where
-keys' limits are counted (so parallelism and rates stay global) and external workers lease in one due order; a
+keys' limits are counted (so parallelism and rates stay global) and external workers lease in one due order; so do
+jobs with a unique or debounce window (SPEC 10.2), whose windows are found there whatever the job's id; a
 lookup by id tries the id's partition, then partition 0. The pause is written
 to every partition (each claim reads its own). Every partition is a RedisStore of its own (its own primary, its own
 fail-over); this class only routes, and claims from the partitions in turns.
@@ -45,9 +46,12 @@ class PartitionedStore(Store):
         return self.parts[zlib.crc32(job_id.encode()) % len(self.parts)]
 
     def _for(self, job: Job) -> RedisStore:
-        if job.key or job.method is Method.QUEUE:
-            return self.coordinator
+        if job.key or job.method is Method.QUEUE or job.unique is not None or job.debounce is not None:
+            return self.coordinator  # windows (SPEC 10.2) are looked at in one place too
         return self._where.get(job.id) or self.of(job.id)
+
+    async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        return await self.coordinator.debounce(job, replace)
 
     async def _each(self, call: Callable[[RedisStore], Any]) -> list[Any]:
         return list(await asyncio.gather(*(call(part) for part in self.parts)))

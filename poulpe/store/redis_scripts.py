@@ -33,6 +33,9 @@ Keys under a base B:
   B ks:<key>      zset   id -> start time          (starts in the last period: GET /keys `started_in_period`)
   B keys          hash   key -> limits JSON        (PUT /keys/{key})
   B flags         hash   paused -> 0|1             (POST /pause)
+  Windows (SPEC 10.2), each a string that expires with its window (PX), so none outlives it:
+  B u:<key>       string                           (the job holding a unique key's window)
+  B d:<key>       string                           (the job waiting under a debounce key)
 Channels: B work (a job came due sooner than any process knew, or a key got room), B limits (keys' limits or
 the pause changed), B done (payload: a job id that became final),
 B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
@@ -92,8 +95,9 @@ local function earliest(B)
 end
 """
 
-# ARGV: base, then groups of 8: id, record, status, run_at, seq, place, attempts, meta ("<priority>|<seq>|<key>").
-# Returns, per job, 0 when stored by this submission, or the stored record when the id was known (a duplicate).
+# ARGV: base, then groups of 10: id, record, status, run_at, seq, place, attempts, meta ("<priority>|<seq>|<key>"),
+# unique key ('' for none), unique window in ms. Returns, per job, 0 when stored by this submission, or the stored
+# record when the id was known (a duplicate) or its unique key's window is held by a job that still exists.
 # "This submission" includes the same call sent again after its reply was lost: the stored job's seq is its own.
 ADD = (
     MOVE
@@ -103,15 +107,23 @@ local soonest = earliest(B)
 local wake = false
 local kinds = {}
 local out = {}
-for i = 2, #ARGV, 8 do
+for i = 2, #ARGV, 10 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = B..'job:'..id
   local known = redis.call('GET', key)
+  local ukey, first = ARGV[i + 8], false
+  if not known and ukey ~= '' then  -- the window expires with its key (PX): nothing to clean up
+    local holder = redis.call('GET', B..'u:'..ukey)
+    if holder then first = redis.call('GET', B..'job:'..holder) end
+  end
   if known and tonumber(redis.call('ZSCORE', B..'all', id)) == tonumber(ARGV[i + 4]) then
     out[#out + 1] = 0
   elseif known then
     out[#out + 1] = known
+  elseif first then
+    out[#out + 1] = first
   else
+    if ukey ~= '' then redis.call('SET', B..'u:'..ukey, id, 'PX', ARGV[i + 9]) end
     redis.call('SET', key, record)
     redis.call('HSET', B..'tries', id, ARGV[i + 6])
     move(B, id, status, ARGV[i + 4])

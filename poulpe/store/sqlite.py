@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
-import msgspec
-
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
+from poulpe.store import sqlite_keys as keys
+from poulpe.store import sqlite_windows as windows
 from poulpe.store.base import JobQuery, Page, Pending, Store, id_range
 from poulpe.store.sqlite_writer import Insert, Op, Soon, Update, Writer, connect, disk_fault, probe, update_run
 
@@ -50,7 +50,6 @@ CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, succeeded INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, limits BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_limits_decoder = msgspec.json.Decoder(KeyLimits)
 
 
 class SqliteStore(Store):
@@ -64,6 +63,7 @@ class SqliteStore(Store):
         self._reader: sqlite3.Connection | None = None
         self._open_fault: str | None = None
         self._reopening: asyncio.Task[None] | None = None
+        self.windows = windows.Windows()  # unique and debounce windows
 
     async def open(self) -> None:
         """Open the file. A full or failing disk does not stop poulpe: the store answers 503 and opens once it can
@@ -81,7 +81,7 @@ class SqliteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + windows.SCHEMA)
         finally:
             conn.close()
         reader = connect(self.path)
@@ -91,6 +91,7 @@ class SqliteStore(Store):
             reader.close()
             raise
         writer.start()
+        self.windows.load(reader, time.time())
         self._writer, self._reader, self._open_fault = writer, reader, None
 
     async def _reopen_forever(self) -> None:
@@ -186,8 +187,9 @@ class SqliteStore(Store):
         return True
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        result: list[tuple[Job, bool]] = await self._write(Insert(jobs))
-        return result
+        if any(job.unique is not None for job in jobs):  # unique windows: sqlite_windows.py
+            return await self.windows.unique.add(jobs, self.reader, self._write)
+        return await self._write(Insert(jobs))  # type: ignore[no-any-return]
 
     async def save(self, job: Job) -> None:
         self._soon.drop(job.id)  # this write carries the newer state
@@ -234,6 +236,12 @@ class SqliteStore(Store):
             return [Pending(r[0], r[1], r[2], _STATUS_OF[r[3]]) for r in rows]
 
         return await self._scan(scan)
+
+    async def deadlines(self) -> list[tuple[float, int, str]]:
+        return await self._scan(windows.deadlines)
+
+    async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        return await self.windows.debounce.submit(job, replace, self.reader, self._write)
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         status, method, name = query.get("status"), query.get("method"), query.get("name")
@@ -373,27 +381,10 @@ class SqliteStore(Store):
         return marked
 
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
-        rows = self.reader.execute("SELECT key, limits FROM keys").fetchall()
-        paused = self.reader.execute("SELECT value FROM flags WHERE name = 'paused'").fetchone()
-        return {key: _limits_decoder.decode(data) for key, data in rows}, bool(paused and paused[0] == "1")
+        return keys.read(self.reader)
 
     async def set_key(self, key: str, limits: KeyLimits | None) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            if limits is None or limits.empty:
-                conn.execute("DELETE FROM keys WHERE key = ?", (key,))
-            else:
-                conn.execute(
-                    "INSERT INTO keys VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET limits = excluded.limits",
-                    (key, msgspec.json.encode(limits)),
-                )
-
-        await self._write(write)
+        await self._write(keys.write_key(key, limits))
 
     async def set_paused(self, paused: bool) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO flags VALUES ('paused', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                ("1" if paused else "0",),
-            )
-
-        await self._write(write)
+        await self._write(keys.write_paused(paused))

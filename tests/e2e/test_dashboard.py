@@ -195,3 +195,19 @@ def test_alerts_show_as_a_badge_and_a_list(page: Page, client: httpx.Client) -> 
     dead = client.get("/alerts").json()["counts"]["dead"]
     expect(page.locator("#alert-count")).to_have_text(re.compile(rf"^{dead}$|^{dead + 1}$"))
     shot(page, "alerts")
+
+
+def test_a_jobs_windows_show_in_its_view(page: Page, client: httpx.Client, fresh_target: Target) -> None:
+    url = fresh_target.url("/echo")
+    window = {"deadline": 4102444800, "retry": {"max_duration": 90}, "delay": 3600}
+    accepted(client, id="dash-windows", method="GET", name=url, unique={"key": "dash-report", "for": 600}, **window)
+    accepted(client, id="dash-debounce", method="GET", name=url, debounce={"key": "dash-hook", "delay": 3600})
+    page.locator('#jobs tr[data-id="dash-windows"]').click()
+    expect(page.locator('#detail-fields dd[data-field="deadline"]')).to_contain_text("2100")
+    expect(page.locator('#detail-fields dd[data-field="unique"]')).to_contain_text("dash-report until")
+    expect(page.locator('#detail-fields dd[data-field="retry budget"]')).to_have_text("90 s after the first attempt")
+    page.locator('#jobs tr[data-id="dash-debounce"]').click()
+    expect(page.locator('#detail-fields dd[data-field="debounce"]')).to_have_text("dash-hook")
+    expect(page.locator('#detail-fields dd[data-field="deadline"]')).to_have_count(0)
+    client.delete("/jobs/dash-windows")
+    client.delete("/jobs/dash-debounce")

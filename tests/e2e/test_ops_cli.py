@@ -127,3 +127,26 @@ def test_table_cells_cannot_drive_the_terminal() -> None:
     shown = table(["id", "name"], [["a", "\x1b[2J\x1b]0;owned\x07" + "x" * 100]])
     assert "\x1b" not in shown and "\x07" not in shown
     assert shown.splitlines()[1].endswith("…")
+
+
+def test_submit_with_windows_from_flags(proc: ServedPoulpe, client: httpx.Client, fresh_target: Target) -> None:
+    url = fresh_target.url("/echo")
+    first = run(proc, "submit", "-m", "GET", "-n", url, "--unique_for", "60", "--unique-key", "cli-report", "--json")
+    again = run(proc, "submit", "-m", "GET", "-n", url, "--unique_for", "60", "--unique_key", "cli-report")
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    first_id = json.loads(first.stdout)["id"]
+    assert again.stdout.startswith(f"{first_id}: already known")
+    flags = ["-m", "POST", "-n", url, "--debounce", "cli-hook", "--debounce_delay", "30", "--debounce-max-wait", "60"]
+    opened = run(proc, "submit", *flags, "-p", '{"n": 1}', "--json")
+    replaced = run(proc, "submit", *flags, "-p", '{"n": 2}')
+    pending = json.loads(opened.stdout)["id"]
+    assert replaced.stdout.startswith(f"{pending}: debounced, runs at"), replaced.stdout + replaced.stderr
+    job = client.get(f"/jobs/{pending}").json()
+    assert job["debounce"]["key"] == "cli-hook"
+    late = run(proc, "submit", "-m", "GET", "-n", url, "--deadline", "2000-01-01T00:00:00Z", "--max_duration", "5")
+    late_id = late.stdout.split(":")[0]
+    done = result(client, late_id)
+    assert done["status"] == "dead" and done["error"] == "deadline passed before the job started"
+    assert done["retry"]["max_duration"] == 5
+    refused = run(proc, "submit", "-m", "GET", "-n", url, "--debounce_delay", "1")
+    assert refused.returncode != 0 and "--debounce KEY" in refused.stderr

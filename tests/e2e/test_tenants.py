@@ -167,3 +167,20 @@ def test_a_tenant_sees_and_sets_only_its_own_keys(two_teams: tuple[ServedPoulpe,
         a.put("/keys/tenant:b", json={"paused": True})
         assert b.get("/keys/tenant:b").json()["paused"] is False and b.get("/keys/tenant:b").json()["parallelism"] == 3
         assert a.post("/pause").status_code == 403  # the whole deployment's pause is not a tenant's
+
+
+def test_unique_and_debounce_windows_are_a_tenants_own(
+    two_teams: tuple[ServedPoulpe, dict[str, str]], fresh_target: Target
+) -> None:
+    proc, tokens = two_teams
+    job = {"method": "GET", "name": fresh_target.url("/echo"), "delay": 3600}
+    ids = {}
+    for team in ("a", "b"):
+        with httpx.Client(base_url=proc.url, headers=bearer(tokens[team]), timeout=30) as client:
+            unique = client.post("/task_in_queue", json={**job, "unique": {"for": 60}})
+            debounced = client.post("/task_in_queue", json={**job, "debounce": {"key": "hook", "delay": 60}})
+            assert unique.status_code == 202 and debounced.status_code == 202, "the other team's windows are not its"
+            again = client.post("/task_in_queue", json={**job, "unique": {"for": 60}})
+            assert again.status_code == 200 and again.json()["id"] == unique.json()["id"]
+            ids[team] = unique.json()["id"]
+    assert ids["a"].startswith("a:") and ids["b"].startswith("b:")
