@@ -162,6 +162,7 @@ class Crontab:
         whose previous fire is not final; cancel that fire first with `overlap=replace`. Then store what each line
         did (a skipped fire is handled too: it is never run later)."""
         marks, jobs = [], []
+        before: Job | None = None
         previous = await self._previous([line for line, _ in due if line.options.overlap is not Overlap.ALLOW])
         for line, fire in due:
             job_id: str | None = line.job_id(fire)
@@ -175,6 +176,8 @@ class Crontab:
                     self.counts["skipped"] += 1
                 else:
                     await self._replace(before)
+            if job_id is not None and line.options.overlap is Overlap.REPLACE:
+                await self._replace_held(line, fire, before.id if before is not None else None)
             if job_id is not None:
                 jobs.append(self.fire_job(line, fire))
                 self.counts["fired"] += 1
@@ -193,6 +196,19 @@ class Crontab:
             if state.last_id is not None and (job := await self.manager.get(state.last_id)) is not None:
                 found[fp] = job
         return found
+
+    async def _replace_held(self, line: CronLine, fire: float, done: str | None) -> None:
+        """`replace` wherever the earlier fires run: every fire of the line from before this one that this process
+        holds (running, or waiting for a worker) ends here, whatever the stored latest fire says. On Redis the
+        latest fire read may already be this very fire (another process made it first) or the process that made
+        it may not hold the running one: each process ends what it holds, at each fire."""
+        prefix = f"cron:{line.fingerprint}:"
+        for job_id in [i for i in self.manager.ready.held if i.startswith(prefix) and i != done]:
+            if _fired_at(job_id, prefix) >= fire:
+                continue  # a later fire (this process is late): not this fire's to end
+            job = await self.manager.get(job_id)
+            if job is not None and not job.final:
+                await self._replace(job)
 
     async def _replace(self, before: Job) -> None:
         try:
@@ -355,6 +371,15 @@ class _Following:
         if key not in self.known:
             self.known[key] = next_fire(line, after, zone)
         return self.known[key]
+
+
+def _fired_at(job_id: str, prefix: str) -> float:
+    """A fire's time from its id: `<prefix><fire time>`, or `<prefix>run:<unix ms>` for a run now."""
+    rest = job_id.removeprefix(prefix)
+    try:
+        return int(rest.removeprefix("run:")) / 1000 if rest.startswith("run:") else float(rest)
+    except ValueError:
+        return math.inf  # not a fire of this line's making: never ended by it
 
 
 def _lead(line: CronLine) -> float:
