@@ -26,6 +26,11 @@ from poulpe.store.base import Store
 log = logging.getLogger("poulpe.jobs")
 
 
+def _settle(group: asyncio.Future[None]) -> None:
+    if not group.done():
+        group.set_result(None)
+
+
 class Schedule(Protocol):
     def schedule(self, job: Job) -> None: ...
 
@@ -55,6 +60,7 @@ class Finish:
         self._ended: list[Job] = []  # decided during this loop iteration, recorded together
         self.chains: Chains | None = None  # a final job's children, written with its final state (chains.py)
         self.batch_job_ended: Callable[[], None] = lambda: None  # a batch's job is final: its end may be owed
+        self._group: asyncio.Future[None] | None = None  # done once that group's record is over
 
     def began(self, job: Job) -> None:
         """A worker's attempt began (`job.begin_attempt`): its start is stored without waiting, and counted."""
@@ -62,24 +68,35 @@ class Finish:
             self.metrics.started(job.started_at - job.run_at)
         self.store.save_soon(job)
 
-    def attempt_ended(self, job: Job, outcome: Outcome) -> None:
+    def attempt_ended(self, job: Job, outcome: Outcome) -> asyncio.Future[None]:
         """A worker's attempt ended. The worker is free as soon as the outcome is decided; storing it (one group
         commit) and telling the others happen in a task of their own, which a shutdown waits for: one task for
-        every outcome decided in the same loop iteration, not one per job."""
+        every outcome decided in the same loop iteration, not one per job. Returns a future done once that group's
+        record is over (stored, or handed to the store's retries), which the worker's attempt after next waits
+        for (workers.py)."""
         self.decide(job, outcome)
         self._count(job)
-        if not self._ended:
-            asyncio.get_running_loop().call_soon(self._record_ended)
+        if self._group is None:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._record_ended)
+            self._group = loop.create_future()
         self._ended.append(job)
+        return self._group
 
     def _record_ended(self) -> None:
         jobs, self._ended = self._ended, []
-        self._track(self._record_many(jobs))
+        group, self._group = self._group, None
+        if jobs:
+            self._track(self._record_many(jobs), group)
+        elif group is not None:
+            group.set_result(None)
 
-    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _track(self, coro: Coroutine[Any, Any, None], group: asyncio.Future[None] | None = None) -> None:
         recording = asyncio.get_running_loop().create_task(coro)
         self._recording.add(recording)
         recording.add_done_callback(self._recording.discard)
+        if group is not None:  # however the record ends (a shutdown may cancel it): nobody waits for ever
+            recording.add_done_callback(lambda _: _settle(group))
 
     async def put_back(self, job: Job) -> None:
         """An attempt cut short by shutdown: the job goes back to queued and runs again after a restart."""

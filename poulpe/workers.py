@@ -86,10 +86,18 @@ class Attempt:
         self.job_timeout = job_timeout
         self.clock = clock
         self.spans: Spans | None = None  # tracing on (--otlp_endpoint): one span per attempt
+        # per worker, the records of its last two outcomes: see `run`
+        self._records: dict[int, tuple[asyncio.Future[None] | None, asyncio.Future[None] | None]] = {}
         self.alerts: Alerts | None = None  # `late` at the start, `slow` while it runs (alerts.py)
         self.deadlines: Deadlines | None = None  # a job past its start deadline ends dead here, unstarted
 
     async def run(self, job: Job, worker: int) -> None:
+        # A worker runs ahead of the store by one outcome at most: it begins an attempt once its outcome before last
+        # is recorded. So a kill -9 finds at most two attempts per worker whose outcome is not stored (the one
+        # running, the last one decided), and only those run again after a restart (docs/design.md, "Order").
+        before_last, last = self._records.get(worker, (None, None))
+        if before_last is not None and not before_last.done():
+            await before_last
         if job.deadline is not None and self.deadlines is not None and self.deadlines.passed(job):
             await self.deadlines.end(job)
             return
@@ -124,6 +132,6 @@ class Attempt:
             outcome = Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
         if slow is not None:
             slow.cancel()
-        self.finish.attempt_ended(job, outcome)
+        self._records[worker] = (last, self.finish.attempt_ended(job, outcome))
         if spans is not None:
             spans.end(span, job, outcome)

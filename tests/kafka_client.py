@@ -42,8 +42,8 @@ async def create_topics(servers: str, topics: Topics, partitions: int = 2) -> No
 async def produce(servers: str, topic: str, values: Iterable[dict[str, Any] | bytes | None]) -> None:
     """Send each value (a job object as JSON, or raw bytes) and wait until the broker has them all."""
     producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
-    await producer.start()
     try:
+        await producer.start()  # a failed start is stopped too: an unclosed producer warns, failing a later test
         futures = [
             await producer.send(topic, v if v is None or isinstance(v, bytes) else json.dumps(v).encode())
             for v in values

@@ -71,3 +71,40 @@ async def test_a_worker_takes_its_next_job_while_the_last_outcome_is_being_store
         store.gate.set()
         await manager.stop(1)
         await store.close()
+
+
+class HeldOutcomes(SqliteStore):
+    """Outcomes wait for a gate before they are written: a commit slower than any attempt (a loaded disk)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+
+    async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        await self.gate.wait()
+        return await super().save_many(jobs)
+
+
+async def test_workers_run_ahead_of_the_store_by_one_outcome_each_so_a_crash_reruns_two_jobs_per_worker_at_most(
+    tmp_path: Path,
+) -> None:
+    store = HeldOutcomes(tmp_path / "jobs.db")
+    await store.open()
+    runner = Recorder()
+    workers = 3
+    manager = JobManager(store, {Method.GET: runner}, DeadLetters(tmp_path / "dead"), workers=workers)
+    await manager.start()
+    try:
+        await manager.submit([job(f"j{n}") for n in range(40)])
+        await asyncio.sleep(0.3)
+        # run, outcome not stored: what a kill -9 now would run again. One running and one decided per worker.
+        assert len(runner.started) == 2 * workers, runner.started
+        store.gate.set()
+        for n in range(40):
+            done = await manager.wait(f"j{n}", 5)
+            assert done is not None and done.status is Status.SUCCEEDED
+        assert sorted(runner.started) == sorted(f"j{n}" for n in range(40))
+    finally:
+        store.gate.set()
+        await manager.stop(1)
+        await store.close()

@@ -65,6 +65,19 @@ def _outbox(path: Path, shared: Store | None) -> Outbox:
     return SharedOutbox(path, store)
 
 
+async def close_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer; with the brokers away its stop may be cut short (its coordinator still retrying) or fail, so
+    what it closes last, its fetcher and its client (metadata refresh, connections), is closed here all the same."""
+    await close_quietly(consumer.stop)
+    coordinator = consumer._coordinator
+    for task in (getattr(coordinator, "_coordination_task", None), getattr(coordinator, "_heartbeat_task", None)):
+        if task is not None and not task.done():
+            task.cancel()
+    if consumer._fetcher is not None:
+        await close_quietly(consumer._fetcher.close)
+    await close_quietly(consumer._client.close)
+
+
 class KafkaIntake:
     def __init__(self, settings: Settings, manager: JobManager, limits: Limits, *, shared: Store | None = None) -> None:
         """`shared`: the store, when other processes share it (the outbox is then shared too)."""
@@ -202,7 +215,7 @@ class KafkaIntake:
                 log.exception("kafka consumer failed")
                 self.link.set("down", exc)
             finally:
-                await close_quietly(consumer.stop)
+                await close_consumer(consumer)
             if not self._done:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):

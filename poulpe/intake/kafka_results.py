@@ -30,9 +30,33 @@ async def close_quietly(close: Callable[[], Awaitable[None]], within: float = 5.
     wait on requests that never end, and a cancellation inside it can escape as the caller's own."""
     task = asyncio.ensure_future(close())
     task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: never "never retrieved"
-    await asyncio.wait({task}, timeout=within)
-    if not task.done():
-        task.cancel()
+    try:
+        await asyncio.wait({task}, timeout=within)
+    except asyncio.CancelledError:  # the caller is cancelled (a stop): the client is closed all the same
+        await asyncio.wait({task}, timeout=within)
+        raise
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+async def _give_up_pending(producer: AIOKafkaProducer) -> None:
+    """Fail the batches an aiokafka producer still holds, so its `stop()` closes at once. aiokafka has no call for
+    this: its sender goes first (a batch failed under it breaks it), then every batch is failed through the
+    accumulator, as aiokafka itself does on a fatal error (tests/e2e/test_kafka_close.py sees it still works)."""
+    sender = producer._sender.sender_task
+    if sender is not None and not sender.done():
+        sender.cancel()
+        await asyncio.wait({sender})
+    accumulator = producer._message_accumulator
+    waiting = [batch for batches in accumulator._batches.values() for batch in batches]
+    accumulator._pending_batches.update(waiting)  # a batch sent again is not in it any more: failing it would raise
+    batches = list(accumulator._pending_batches)
+    accumulator.fail_all(KafkaError("poulpe is stopping"))
+    for batch in batches:  # retrieved: never "exception was never retrieved"
+        for future in (batch.future, batch._drain_waiter):
+            if future.done() and not future.cancelled():
+                future.exception()
 
 
 class LinkState:
@@ -78,6 +102,7 @@ class Results:
         self.on_delivered = on_delivered
         self.link = LinkState("producer")
         self.producer: AIOKafkaProducer | None = None
+        self._opening = asyncio.Lock()  # the sender and a batch's errors may both need it: one producer, not two
         self._todo: dict[str, Job] = {}  # by id: a job pushed twice before it is sent goes once
         self._slim: set[str] = set()  # results too large for the topic: sent without `result` and `history`
         self._wake = asyncio.Event()
@@ -108,7 +133,7 @@ class Results:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._close_producer()
+        await self._close_producer(give_up=True)
         self.link.set("stopped")
 
     async def send_errors(self, records: Sequence[dict[str, Any]]) -> None:
@@ -118,23 +143,32 @@ class Results:
         await asyncio.gather(*futures)
 
     async def _producer(self) -> AIOKafkaProducer:
-        if self.producer is None:
-            producer = AIOKafkaProducer(
-                **self.connection, acks="all", request_timeout_ms=REQUEST_TIMEOUT_MS, linger_ms=5
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                await close_quietly(producer.stop)
-                raise
-            self.producer = producer
-            self.link.set("connected")
-        return self.producer
+        """The one producer, started by whoever needs it first; a second caller meanwhile waits for that one (two
+        made at once, the first would be replaced and never closed)."""
+        async with self._opening:
+            if self.producer is None:
+                producer = AIOKafkaProducer(
+                    **self.connection, acks="all", request_timeout_ms=REQUEST_TIMEOUT_MS, linger_ms=5
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    await close_quietly(producer.stop)
+                    raise
+                self.producer = producer
+                self.link.set("connected")
+            return self.producer
 
-    async def _close_producer(self) -> None:
+    async def _close_producer(self, *, give_up: bool = False) -> None:
+        """`give_up` (a stop, after its flush): what the producer still holds is given up, since unacknowledged
+        results stay in the outbox for the next start. Its `stop()` would wait for them for as long as the brokers are
+        away, and a stop cut short leaves its sender and metadata tasks retrying for ever."""
         producer, self.producer = self.producer, None
-        if producer is not None:
-            await close_quietly(producer.stop)
+        if producer is None:
+            return
+        if give_up:
+            await _give_up_pending(producer)
+        await close_quietly(producer.stop)
 
     async def _send_forever(self) -> None:
         delay = 0.2

@@ -64,9 +64,12 @@ async def test_every_acknowledged_job_survives_kill_9(poulpe: Callable[..., Poul
     assert Counter(str(job["status"]) for job in results) == {"succeeded": 500}
     seen = fresh_target.count_by_job_id()
     assert set(acknowledged) <= set(seen), "the target never saw some acknowledged jobs"
-    # at least once: a job runs twice only when it was running at the kill (one per worker at most)
+    # at least once: a job runs twice only when its outcome was not stored at the kill. A worker runs ahead of the
+    # store by one outcome at most (docs/design.md, "Order"): one attempt running and one outcome decided but not yet
+    # committed per worker, that is the running attempts plus one commit group.
     twice = {job_id: n for job_id, n in seen.items() if n > 1}
-    assert len(twice) <= WORKERS, twice
+    bound = WORKERS + WORKERS
+    assert len(twice) <= bound, f"{len(twice)} jobs ran twice, more than {WORKERS} running + {WORKERS} decided: {twice}"
     assert all(n == 2 for n in twice.values()), twice
     for job_id in twice:
         first, _ = fresh_target.calls_for(job_id)

@@ -1,7 +1,8 @@
 """Kafka intake: a user produces jobs to a topic and reads each result, keyed by job id, from the response topic.
 
 Every test runs against two real Kafka-protocol brokers (noida-db and Tansu), so poulpe relies only on what the
-protocol promises.
+protocol promises. Where no process boundary is needed, poulpe is served in the test's process (every Kafka client it
+opens is closed when it stops: test_kafka_close.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.kafka_broker import Broker
 from tests.kafka_client import Responses, Topics, produce
 from tests.otlp_collector import Collector
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
@@ -49,9 +51,9 @@ async def test_500_jobs_from_the_topic_each_run_once_and_answer_on_the_response_
 
 
 async def test_malformed_messages_each_answer_an_error_and_the_consumer_goes_on(
-    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe], fresh_target: Target
 ) -> None:
-    proc = poulpe(*kafka_flags(broker, topics))
+    proc = served(*kafka_flags(broker, topics))
     bad: list[bytes | None] = []
     for n in range(50):
         kind = n % 5
@@ -113,9 +115,9 @@ async def test_kafka_state_shows_in_health_and_sys_info(
 
 
 async def test_a_job_sent_twice_runs_once_and_answers_each_time(
-    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe], fresh_target: Target
 ) -> None:
-    poulpe(*kafka_flags(broker, topics))
+    served(*kafka_flags(broker, topics))
     job = {"id": "twice", "method": "GET", "name": fresh_target.url("/echo")}
     async with Responses(broker.servers, topics.results) as responses:
         await produce(broker.servers, topics.jobs, [job])

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from tests.kafka_broker import KINDS, Broker
 from tests.kafka_client import Responses, Topics, create_topics, produce
@@ -52,7 +53,14 @@ async def test_kill_9_mid_stream_then_restart_every_message_ends_as_a_result(
 async def _produce_slowly(servers: str, topic: str, jobs: list[dict[str, object]], chunks: int, every: float) -> None:
     size = len(jobs) // chunks
     for start in range(0, len(jobs), size):
-        await produce(servers, topic, jobs[start : start + size])
+        for tries in range(10):  # noida-db's Kafka service may be restarting (see above): a user's producer retries
+            try:
+                await produce(servers, topic, jobs[start : start + size])
+                break
+            except KafkaError:
+                if tries == 9:
+                    raise
+                await asyncio.sleep(0.5)
         await asyncio.sleep(every)
 
 
