@@ -13,10 +13,10 @@ from starlette.responses import Response
 from poulpe import __version__
 from poulpe.errors import BadRequest, NotFound
 from poulpe.job import WORD_OK, Job, Method, Status
+from poulpe.job_in import ID_PATTERN
 from poulpe.labels import filter_from_query
 from poulpe.manager import JobManager, check_page
 from poulpe.responses import float_param, int_param, json_response
-from poulpe.validate import ID_PATTERN
 
 _ID = re.compile(ID_PATTERN)
 

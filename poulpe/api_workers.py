@@ -14,8 +14,8 @@ from poulpe.checks import TYPE_RULE, is_task_type, split_msgspec
 from poulpe.errors import BadRequest
 from poulpe.external import ExternalWorkers
 from poulpe.job import WORD_OK, Job
+from poulpe.job_in import null_raw
 from poulpe.responses import json_response, read_json_body
-from poulpe.validate import null_raw
 
 WORKER_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"  # any printable name: easyTask workers name themselves freely
 _WORKER_WIRE = WORKER_PATTERN.removesuffix("$") + r"\Z"  # Python's `$` would also match before a final newline

@@ -22,10 +22,11 @@ from poulpe.batch_record import MAX_JOBS, Batch
 from poulpe.checks import split_msgspec
 from poulpe.errors import BadRequest, Unavailable
 from poulpe.job import QUERY_METHODS, Job, Method
+from poulpe.job_in import null_raw
 from poulpe.labels import MAX_LABELS, Labels
 from poulpe.outbound import check_url
 from poulpe.store.base import Store
-from poulpe.validate import Limits, job_from_object, new_id, null_raw, parse_job
+from poulpe.validate import Limits, job_from_object, new_id, parse_job
 
 log = logging.getLogger("poulpe.jobs")
 BATCH_ID = r"^[A-Za-z0-9._:-]{1,100}\Z"  # room for `.complete` and `.callback` within a job id's 128

@@ -17,7 +17,8 @@ import pytest
 
 from poulpe.cron import CronError, CronLine, fire_times, load_cron, next_fire, parse_cron, report
 from poulpe.job import Method
-from poulpe.validate import ID_PATTERN, Limits, job_from_object
+from poulpe.job_in import ID_PATTERN
+from poulpe.validate import Limits, job_from_object
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "cron_task.example"

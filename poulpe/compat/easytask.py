@@ -26,9 +26,10 @@ from poulpe.compat.body import read_body
 from poulpe.errors import BadRequest, NotFound, PoulpeError
 from poulpe.external import ExternalWorkers
 from poulpe.job import Job, Method, Status
+from poulpe.job_in import ID_PATTERN
 from poulpe.manager import JobManager, check_page
 from poulpe.responses import json_response
-from poulpe.validate import ID_PATTERN, Limits, job_from_object
+from poulpe.validate import Limits, job_from_object
 
 _ID = re.compile(ID_PATTERN)
 _WORKER = re.compile(r"^[^\x00-\x1f\x7f]{1,128}\Z")

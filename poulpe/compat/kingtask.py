@@ -21,9 +21,10 @@ from starlette.responses import Response
 from poulpe.compat.body import read_fields
 from poulpe.errors import PoulpeError, Unavailable
 from poulpe.job import FINAL, Job, Method, Status
+from poulpe.job_in import ID_PATTERN, MAX_SECONDS, MAX_UNIX
 from poulpe.manager import JobManager
 from poulpe.responses import json_response
-from poulpe.validate import ID_PATTERN, MAX_SECONDS, MAX_UNIX, Limits, job_from_object
+from poulpe.validate import Limits, job_from_object
 
 _ID = re.compile(ID_PATTERN)
 _DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")

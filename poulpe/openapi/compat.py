@@ -12,9 +12,10 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from poulpe.api_workers import WORKER_PATTERN
+from poulpe.job_in import MAX_UNIX
 from poulpe.openapi.answers import Error
 from poulpe.openapi.build import Answer, Op, Param
-from poulpe.validate import MAX_UNIX, TYPE_PATTERN
+from poulpe.validate import TYPE_PATTERN
 
 _LENIENT = (
     "Fields the route does not use are ignored, as {who} ignored them. A body that opens with `{{` is read as JSON "

@@ -13,10 +13,10 @@ from poulpe.action_record import Kind
 from poulpe.actions import ActionIn
 from poulpe.batches import BATCH_ID, BatchIn
 from poulpe.job import Method
+from poulpe.job_in import any_case
 from poulpe.labels import LABEL_PAIR
 from poulpe.openapi.build import Answer, Op, Param
 from poulpe.openapi.routes import errors, query
-from poulpe.validate import any_case
 
 FILTERS = (
     query(

@@ -8,6 +8,7 @@ from msgspec import Meta
 
 from poulpe.api_workers import BeatIn, CompleteIn, FailIn, HelloIn, LeaseIn
 from poulpe.job import Method, Status
+from poulpe.job_in import MAX_BATCH, JobIn, any_case
 from poulpe.keys import KEY_PATTERN, KeyUpdate
 from poulpe.openapi.answers import (
     Ack,
@@ -29,7 +30,7 @@ from poulpe.openapi.answers import (
     Workers,
 )
 from poulpe.openapi.build import Answer, Op, Param, one_of
-from poulpe.validate import MAX_BATCH, TYPE_PATTERN, JobIn, any_case
+from poulpe.validate import TYPE_PATTERN
 
 _WORDS = {
     400: "Bad input: the field is named",

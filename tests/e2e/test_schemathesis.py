@@ -30,9 +30,9 @@ from schemathesis.specs.openapi.checks import (
 from starlette.routing import Route
 
 from poulpe.app import create_app
+from poulpe.job_in import JobIn, RetryIn
 from poulpe.openapi import document
 from poulpe.settings import Settings
-from poulpe.validate import JobIn, RetryIn
 from tests.poulpe_process import Poulpe
 
 EXAMPLES = int(os.environ.get("POULPE_FUZZ_EXAMPLES", "30"))
