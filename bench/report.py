@@ -43,7 +43,8 @@ def verdict(row: Row) -> str:
 
 
 def load(out: Path, order: Sequence[str]) -> list[Result]:
-    found = {path.stem: Result.load(path) for path in sorted(out.glob("*.json"))}
+    # only the measurements' own files: bench.flows and bench.traces write JSON of their own beside them
+    found = {path.stem: Result.load(path) for path in sorted(out.glob("*.json")) if path.stem in order}
     return [found[name] for name in order if name in found]
 
 
