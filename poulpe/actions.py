@@ -1,9 +1,10 @@
 """Bulk actions (SPEC 10.4): retry, cancel, delete or run now every job a filter matches, in the background.
 
 The matched ids are found once and stored with the action, in order. A runner acts on them a chunk at a time (the
-chunk's writes share commits), stores how far it got, and yields to intake between chunks. Each job it acts on is
-marked with the action's id in the same write as the change (`Job.acted_by`), so an action cut by a restart
-resumes from its last stored chunk and skips the jobs of that chunk it already did: each job is acted on once.
+chunk's writes share commits), stores how far it got, and rests between chunks three times as long as the chunk
+took, so intake keeps three quarters of the loop or more while an action runs. Each job it acts on is marked with
+the action's id in the same write as the change (`Job.acted_by`), so an action cut by a restart resumes from its
+last stored chunk and skips the jobs of that chunk it already did: each job is acted on once.
 An unfinished action is held by its runner; when the hold runs out (its process stopped), another process takes it.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -30,6 +32,7 @@ log = logging.getLogger("poulpe.jobs")
 CHUNK = 200
 AT_ONCE = 32  # jobs of a chunk acted on at once: their writes share commits, within a Redis client's connections
 PAUSE = 0.005  # between chunks: intake and workers go first
+REST = 3.0  # and after a chunk, this many times the chunk's own time: an action takes at most a quarter of the loop
 SWEEP = 2.0  # how often a process sharing the store looks for actions left by a process that stopped
 IMPLIED = {"retry": Status.DEAD, "delete": Status.DEAD}  # the dead-letter retry and delete act on dead jobs
 
@@ -126,7 +129,7 @@ class Actions:
         progress = Progress(action.done, action.errors, None, action.last_error)
         room = asyncio.Semaphore(AT_ONCE)
         while progress.finished_at is None:
-            chunk = ids[progress.done : progress.done + CHUNK]
+            chunk, began = ids[progress.done : progress.done + CHUNK], time.monotonic()
             try:
                 failed = [why for why in await asyncio.gather(*(self._act(action, i, room) for i in chunk)) if why]
             except Unavailable as exc:  # the chunk again once the store answers: its jobs done already are skipped
@@ -141,7 +144,7 @@ class Actions:
             if progress.done >= len(ids):
                 progress.finished_at = self.clock()
             await self.store.action_progress(action_id, progress, self.clock() + self.hold)
-            await asyncio.sleep(PAUSE)
+            await asyncio.sleep(max(PAUSE, REST * (time.monotonic() - began)))
         log.info("action %s %s done=%d errors=%d", action_id, action.action, progress.done, progress.errors)
 
     async def _act(self, action: Action, job_id: str, room: asyncio.Semaphore) -> str | None:
