@@ -15,7 +15,7 @@ from tests.mounts import Mounts
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
 from tests.serving import ServedPoulpe
-from tests.started import Started
+from tests.started import P, Started
 from tests.target import Target
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -97,9 +97,7 @@ def module_poulpe(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Started[Poulpe]]:
     """Like `poulpe`, for a process the tests of one module share (each test uses job ids of its own)."""
-    started = Started(Poulpe, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
-    yield started
-    started.stop_all()
+    yield from _shared_by_module(Poulpe, request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +105,13 @@ def module_served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Started[ServedPoulpe]]:
     """Like `served`, for a poulpe the tests of one module share (each test uses job ids of its own)."""
-    started = Started(ServedPoulpe, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    yield from _shared_by_module(ServedPoulpe, request, tmp_path_factory)
+
+
+def _shared_by_module(
+    kind: type[P], request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Started[P]]:
+    started = Started(kind, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
     yield started
     started.stop_all()
 
