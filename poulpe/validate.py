@@ -171,7 +171,6 @@ def _build(wire: JobIn, limits: Limits, now: float, depth: int = 0) -> Submissio
     if wire.callback is not None:
         check_url(wire.callback, "callback", limits.allow_hosts)
     job_id = wire.id if wire.id is not None else new_id()
-    check_child = functools.partial(_children, limits=limits, now=now, depth=depth)  # SPEC 10.3
     job = Job(
         id=job_id,
         method=method,
@@ -203,9 +202,9 @@ def _build(wire: JobIn, limits: Limits, now: float, depth: int = 0) -> Submissio
     if wire.traceparent is not None:
         job.traceparent = valid_traceparent(wire.traceparent)
     if wire.then is not NULL:
-        job.then = check_child("then", wire.then, job_id)
+        job.then = _children("then", wire.then, job_id, limits=limits, now=now, depth=depth)  # SPEC 10.3
     if wire.on_failure is not NULL:
-        job.on_failure = check_child("on_failure", wire.on_failure, job_id)
+        job.on_failure = _children("on_failure", wire.on_failure, job_id, limits=limits, now=now, depth=depth)
     if wire.labels is not None:
         job.labels = wire.labels
     if depth:
