@@ -174,7 +174,7 @@ def test_sys_info_shows_workers_queues_and_counts(served: Callable[..., ServedPo
             submit(client, id=f"ok-{n}", method="GET", name=fresh_target.url("/echo"), wait=20)
         submit(client, id="bad", method="GET", name=fresh_target.url("/status/500"), retry={"max": 0}, wait=20)
         accepted(client, id="tomorrow", method="GET", name=fresh_target.url("/echo"), delay=3600)
-        accepted(client, id="slowjob", method="GET", name=fresh_target.url("/slow", ms=3000), cc="1")
+        accepted(client, id="slowjob", method="GET", name=fresh_target.url("/slow", ms=2000), cc="1")
         eventually(lambda: running(client, "slowjob"))
         # counts are read from the store, where the running mark lands a moment after the worker took the job
         eventually(lambda: client.get("/sys_info").json()["counts"]["running"] == 1)
