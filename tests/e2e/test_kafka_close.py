@@ -92,14 +92,6 @@ async def test_a_result_and_an_error_sent_at_once_share_one_producer_which_stop_
     assert left_open(made) == []
 
 
-@pytest.fixture
-def own_noida(tmp_path: Path) -> Iterator[Broker]:
-    """A broker of the test's own, since the test stops it."""
-    server = Broker("noida", tmp_path / "own-noida").start()
-    yield server
-    server.stop()
-
-
 async def test_a_stop_while_a_result_waits_for_an_absent_broker_closes_the_producer_and_keeps_the_result(
     own_noida: Broker, tmp_path: Path, made: list[Client]
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,16 +86,6 @@ async def test_the_consumer_pauses_above_max_pending_and_resumes(
     assert paused
     assert max(seen_pending) <= 5
     assert "kafka consumer paused" in proc.log()
-
-
-@pytest.fixture
-def own_noida(tmp_path: Path) -> Iterator[Broker]:
-    """A noida-db broker of the test's own, since the test stops it. Only noida-db: Tansu keeps everything in memory,
-    so a restarted Tansu has no topics, messages or committed offsets, and the story of a broker that comes back
-    cannot be told on it."""
-    server = Broker("noida", tmp_path / "own-noida").start()
-    yield server
-    server.stop()
 
 
 async def test_broker_away_for_10_s_poulpe_serves_http_and_resumes_consuming(

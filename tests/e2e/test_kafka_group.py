@@ -5,8 +5,6 @@ message still ends as one job that ran and a result on the response topic."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,24 +18,20 @@ from tests.started import Started
 from tests.target import Target
 
 
-@pytest.fixture
-def tansu(tmp_path: Path) -> Iterator[Broker]:
-    """Tansu: a dead member leaves its group after the session timeout (noida-db keeps it as leader, see
-    tests/kafka_broker.py), which is what a rebalance after kill -9 needs."""
-    broker = Broker("tansu", tmp_path / "tansu").start()
-    yield broker
-    broker.stop()
-
-
 def kafka_state(proc: Poulpe) -> dict[str, object]:
     with httpx.Client(base_url=proc.url, timeout=10) as client:
         state: dict[str, object] = client.get("/sys_info").json()["kafka"]
     return state
 
 
+# Tansu only: a dead member leaves its group after the session timeout (noida-db keeps it as leader, see
+# tests/kafka_broker.py), which is what a rebalance after kill -9 needs. The broker is the one the Kafka tests share:
+# the test kills a poulpe, never the broker, and its topics and group are its own.
+@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
 async def test_three_processes_in_one_group_share_the_topic_and_survive_one_killed_midway(
-    tansu: Broker, poulpe: Started[Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+    broker: Broker, poulpe: Started[Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
+    tansu = broker
     topics = Topics.fresh()
     await create_topics(tansu.servers, topics, partitions=6)
     flags = [*topics.flags(tansu.servers, tansu.session_timeout_ms), "--redis", redis_server.url]
