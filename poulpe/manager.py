@@ -4,7 +4,7 @@ from the ready structure (dispatch/ready.py), the finish step (outcome.py) store
 react to goes through the event bus (dispatch/events.py).
 
 intake → validate → submit → store → feed (dispatch/local.py or shared.py) → ready → workers → runner → finish
-→ store → events (waiters, callbacks, Kafka results).
+→ store → events (long-polls and `wait`, callbacks, Kafka results).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from poulpe.outcome import Finish
 from poulpe.queries import Queries
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
-from poulpe.waiters import Waiters
 from poulpe.workers import Attempt, Workers
 
 log = logging.getLogger("poulpe.jobs")
@@ -76,8 +75,6 @@ class JobManager(Queries):
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.events = Events()
-        self.waiters = Waiters()
-        self.events.on(JobFinal, self.waiters.on_final)  # first: before any other listener
         self.events.on(FinishedElsewhere, lambda event: self._finished_elsewhere(event.job_id))
         self.events.on(Reconnected, lambda event: self._recheck_waiters())
         self.ready = Ready(workers, limits=Limits(key_defaults, clock=clock), clock=clock)
@@ -139,7 +136,7 @@ class JobManager(Queries):
         """First step of a drain: new jobs get 503 and every long-poll answers with the current state."""
         self.accepting = False
         self.draining.set()
-        self.waiters.release_all()
+        self.events.release_all()
 
     async def stop(self, grace: float) -> None:
         """Drain: running attempts get `grace` seconds; what is left stays stored and runs after a restart."""
@@ -211,12 +208,12 @@ class JobManager(Queries):
     # --- what the other processes tell (a shared store) ------------------------------------------------------
     def _finished_elsewhere(self, job_id: str) -> None:
         """Another process finished a job: wake the long-polls waiting for it here."""
-        if self.waiters.waiting(job_id) and job_id not in self.ready.held:
+        if self.events.waited(job_id) and job_id not in self.ready.held:
             asyncio.get_running_loop().create_task(self._wake_waiters([job_id]))
 
     def _recheck_waiters(self) -> None:
         """After a reconnection: jobs waited on here may have finished while messages could not arrive."""
-        ids = [job_id for job_id in self.waiters.waited_ids() if job_id not in self.ready.held]
+        ids = [job_id for job_id in self.events.waited_ids() if job_id not in self.ready.held]
         if ids:
             asyncio.get_running_loop().create_task(self._wake_waiters(ids))
 
@@ -224,7 +221,7 @@ class JobManager(Queries):
         with contextlib.suppress(Unavailable):
             for job in await self.store.get_many(ids):
                 if job.final:
-                    self.waiters.wake(job)
+                    self.events.finished(job)
 
     # --- queries and commands --------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
@@ -264,7 +261,7 @@ class JobManager(Queries):
         """The job once final, or its state when `timeout` passes first (or poulpe drains); None when unknown."""
         if timeout <= 0 or not self.accepting:
             return await self.get(job_id)
-        fut = self.waiters.subscribe(job_id)
+        fut = self.events.final(job_id)
         try:
             job = await self.get(job_id)
             if job is None or job.final:
@@ -275,7 +272,7 @@ class JobManager(Queries):
                     if done is not None:
                         return done
         finally:
-            self.waiters.unsubscribe(job_id, fut)
+            self.events.forget(job_id, fut)
         return await self.get(job_id)
 
     async def cancel(self, job_id: str, mark: str | None = None) -> Job:
