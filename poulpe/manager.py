@@ -3,8 +3,8 @@ letters, and the queries. It builds the dispatch engine and never hears from it 
 from the ready structure (dispatch/ready.py), the finish step (outcome.py) stores and tells, and what other parts
 react to goes through the event bus (dispatch/events.py).
 
-intake → validate → submit → store → feed (dispatch/local.py or shared.py) → ready → workers → runner → finish
-→ store → events (long-polls and `wait`, callbacks, Kafka results).
+intake → validate → submit → store → ready (a job due now, embedded store; any other waits in dispatch/local.py
+or shared.py first) → workers → runner → finish → store → events (long-polls and `wait`, callbacks, Kafka results).
 """
 
 from __future__ import annotations
@@ -195,9 +195,12 @@ class JobManager(Queries):
         return self._seq
 
     def _enqueue(self, job: Job) -> None:
+        """A job due now goes straight to the ready structure when this process owns the schedule and there is
+        room; any other waits in the feed (its time, its key's room, or a claim from the shared schedule)."""
         if job.method is Method.QUEUE:
             return  # held in the store for external workers
-        self.feed.schedule(job)
+        if not (self.feed.owns_schedule and self.ready.admit(job)):
+            self.feed.schedule(job)
 
     def _tell_queued(self, jobs: list[Job]) -> None:
         """External workers waiting for QUEUE jobs hear of the new ones (external.py)."""
