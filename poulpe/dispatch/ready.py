@@ -5,8 +5,9 @@ ready jobs its number may run (`cc`): the highest priority; among equal prioriti
 served longest ago goes first, so a key with 100,000 ready jobs delays another key's job by one turn at most);
 within a key, the job's rank (order.py: due time, then acceptance order). Jobs without a key are one group.
 
-Ready jobs sit in lanes: priority → key → `cc` set → a heap by rank. A job with `cc` waits for a free worker among
-those it names; a job without `cc` goes to the lowest-numbered free worker.
+Jobs come in by `admit` (a job due now, when this process owns its schedule: from the manager or the local feed)
+or `take` (what a feed brings). Ready jobs sit in lanes: priority → key → `cc` set → a heap by rank. A job with `cc`
+waits for a free worker among those it names; a job without `cc` goes to the lowest-numbered free worker.
 """
 
 from __future__ import annotations
