@@ -70,10 +70,9 @@ class Limited(Poulpe):
         return [sys.executable, "-c", f"{limit}; os.execvp(sys.argv[1], sys.argv[1:])", *super().args()]
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Limited]:
-    """One poulpe under the limit for the module's tests: each leaves it with its connections closed."""
-    proc = Limited(tmp_path_factory.mktemp("limited"))
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Limited]:
+    proc = Limited(tmp_path / "limited")
     proc.start()
     yield proc
     proc.stop()
