@@ -30,7 +30,7 @@ TODAY_SCAN = 10_000
 class Scoped:
     """Wraps a JobManager for one request; what it does not override is the manager's own."""
 
-    __slots__ = ("_manager", "buckets", "prefix", "principal", "tenant")
+    __slots__ = ("_manager", "buckets", "home", "prefix", "principal", "quotas", "tenant")
 
     def __init__(self, manager: Any, principal: Principal, buckets: Buckets) -> None:
         self._manager = manager
@@ -38,9 +38,15 @@ class Scoped:
         self.buckets = buckets
         self.tenant = principal.tenant
         self.prefix = f"{principal.tenant}:" if principal.tenant else ""
+        self.home = f"tenant:{principal.tenant}"  # its jobs' default key
+        self.quotas = principal.rate is not None or principal.max_pending is not None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
+
+    def over(self, manager: Any, buckets: Buckets) -> bool:
+        """Whether this view wraps these (one view serves every request of its token: poulpe/token_file.py)."""
+        return self._manager is manager and self.buckets is buckets
 
     @property
     def controls(self) -> Any:
@@ -56,7 +62,8 @@ class Scoped:
         if self.tenant:
             for job in jobs:
                 self._claim(job)
-        await self._within_quotas(len(jobs))
+        if self.quotas:
+            await self._within_quotas(len(jobs))
         result: list[tuple[Job, bool]] = await self._manager.submit(jobs)
         return result
 
@@ -65,11 +72,12 @@ class Scoped:
         if len(job.id) > _MAX:
             raise BadRequest(f"id must be at most {_MAX - len(self.prefix)} characters for tenant {self.tenant}", "id")
         assert self.tenant is not None
-        job.key = own_key(self.tenant, job.key)
-        for child in descendants([*(job.then or ()), *(job.on_failure or ())]):  # a chain's children (SPEC 10.3)
-            if isinstance(child.get("id"), str):
-                child["id"] = self.own(child["id"])
-            child["key"] = own_key(self.tenant, child.get("key") if isinstance(child.get("key"), str) else None)
+        job.key = self.home if job.key is None else own_key(self.tenant, job.key)
+        if job.then or job.on_failure:
+            for child in descendants([*(job.then or ()), *(job.on_failure or ())]):  # a chain's children (SPEC 10.3)
+                if isinstance(child.get("id"), str):
+                    child["id"] = self.own(child["id"])
+                child["key"] = own_key(self.tenant, child.get("key") if isinstance(child.get("key"), str) else None)
         if len(job.key) > _MAX:
             raise BadRequest(
                 f"key must be at most {_MAX - len(self.tenant) - 8} characters for tenant {self.tenant}", "key"
