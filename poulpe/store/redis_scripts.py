@@ -66,6 +66,36 @@ local function move(B, id, new, seq)
   redis.call('HSET', B..'stat', id, new)
   return old
 end
+-- one command for many members or fields (1,000 arguments a call, pairs kept whole)
+local function bulk(command, key, list)
+  for s = 1, #list, 1000 do redis.call(command, key, unpack(list, s, math.min(s + 999, #list))) end
+end
+-- move() for jobs new to the indexes, all of one status (list: id, seq, id, seq...): a few commands in all
+local function move_new(B, status, list)
+  local ids, stats, scored = {}, {}, {}
+  for s = 1, #list, 2 do ids[#ids + 1] = list[s] end
+  local olds = {}
+  for s = 1, #ids, 1000 do
+    for _, old in ipairs(redis.call('HMGET', B..'stat', unpack(ids, s, math.min(s + 999, #ids)))) do
+      olds[#olds + 1] = old
+    end
+  end
+  for j, id in ipairs(ids) do
+    if olds[j] then
+      move(B, id, status, list[2 * j])  -- (an index entry without its record: moved as any other)
+    else
+      stats[#stats + 1] = id
+      stats[#stats + 1] = status
+      scored[#scored + 1] = list[2 * j]
+      scored[#scored + 1] = id
+    end
+  end
+  if #stats == 0 then return end
+  bulk('ZADD', B..'all', scored)
+  bulk('ZADD', B..'st:'..status, scored)
+  redis.call('HINCRBY', B..'count', status, #stats / 2)
+  bulk('HSET', B..'stat', stats)
+end
 -- flow control: where a due job waits (its key's ready set), and the key slot a leased job holds
 local function split_meta(meta)
   local a = string.find(meta, '|', 1, true)
@@ -123,16 +153,41 @@ local soonest = earliest(B)
 local wake = false
 local kinds = {}
 local out = {}
+local names = {}
+for i = 2, #ARGV, 10 do names[#names + 1] = B..'job:'..ARGV[i] end
+local found = {}
+for s = 1, #names, 1000 do
+  for _, record in ipairs(redis.call('MGET', unpack(names, s, math.min(s + 999, #names)))) do
+    found[#found + 1] = record
+  end
+end
+-- the indexes of the new jobs are written after the loop, a command for each index rather than for each job
+local mine, lists, statuses, places = {}, {}, {}, {}
+local function push(lists, name, a, b)
+  local list = lists[name]
+  if list == nil then
+    list = {}
+    lists[name] = list
+  end
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
 for i = 2, #ARGV, 10 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = B..'job:'..id
-  local known = redis.call('GET', key)
+  local known = found[(i + 8) / 10]
+  local seq = mine[id]  -- stored earlier in this call
+  if seq then
+    known = redis.call('GET', key)
+  elseif known then
+    seq = redis.call('ZSCORE', B..'all', id)
+  end
   local ukey, first = ARGV[i + 8], false
   if not known and ukey ~= '' then  -- the window expires with its key (PX): nothing to clean up
     local holder = redis.call('GET', B..'u:'..ukey)
     if holder then first = redis.call('GET', B..'job:'..holder) end
   end
-  if known and tonumber(redis.call('ZSCORE', B..'all', id)) == tonumber(ARGV[i + 4]) then
+  if known and tonumber(seq) == tonumber(ARGV[i + 4]) then
     out[#out + 1] = 0
   elseif known then
     out[#out + 1] = known
@@ -141,13 +196,14 @@ for i = 2, #ARGV, 10 do
   else
     if ukey ~= '' then redis.call('SET', B..'u:'..ukey, id, 'PX', ARGV[i + 9]) end
     redis.call('SET', key, record)
-    redis.call('HSET', B..'tries', id, ARGV[i + 6])
-    move(B, id, status, ARGV[i + 4])
+    mine[id] = ARGV[i + 4]
+    push(lists, 'tries', id, ARGV[i + 6])
+    push(statuses, status, id, ARGV[i + 4])
     local place = ARGV[i + 5]
     if place ~= '' then
       local at = tonumber(run_at)
-      redis.call('ZADD', B..place, at, id)
-      if place == 'due' then redis.call('HSET', B..'jmeta', id, ARGV[i + 7]) end
+      push(places, place, run_at, id)
+      if place == 'due' then push(lists, 'jmeta', id, ARGV[i + 7]) end
       if place == 'due' and (soonest == nil or at < soonest) then
         soonest = at
         wake = true
@@ -157,6 +213,12 @@ for i = 2, #ARGV, 10 do
     end
     out[#out + 1] = 0
   end
+end
+if lists.tries then
+  bulk('HSET', B..'tries', lists.tries)
+  for status, list in pairs(statuses) do move_new(B, status, list) end
+  bulk('HSET', B..'jmeta', lists.jmeta or {})
+  for place, list in pairs(places) do bulk('ZADD', B..place, list) end
 end
 if wake then redis.call('PUBLISH', B..'work', '') end
 for kind in pairs(kinds) do redis.call('PUBLISH', B..'queued', kind) end
