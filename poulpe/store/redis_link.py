@@ -50,6 +50,8 @@ _MOVED = (MovedError, TryAgainError, ClusterError, ReadOnlyError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 10  # arguments per job of the `add` script
+SAVE_ARGS = 14  # arguments of a `save`
+SAVES_MAX = 500  # saves in one `saves` call at most
 REPLICA_WAIT_MS = 2000  # how long a batch waits for --redis_replicas before its new jobs are answered 503
 SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, **ACTION_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE}
 
@@ -293,17 +295,19 @@ class RedisLink:
             raise _NotSent() from exc
         pipe = once.pipeline(transaction=False)
         pipe.connection = connection  # released by the pipeline when it is done
-        for name, args, _ in ops:
+        runs = _runs(ops)
+        for name, args in runs:
             pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
         if self.replicas:
             pipe.execute_command("WAIT", self.replicas, REPLICA_WAIT_MS)
         try:
-            results = list(await pipe.execute(raise_on_error=False))
+            answers = list(await pipe.execute(raise_on_error=False))
         except BaseException:  # cancelled mid-read too: a late reply must not reach the connection's next user
             await connection.disconnect(nowait=True)
             await self._lost_owner()
             raise
-        await self._lost_owner(results)
+        await self._lost_owner(answers)
+        results = _unrun(runs, answers)
         for result in results:
             if isinstance(result, _DOWN):
                 raise result
@@ -386,6 +390,40 @@ class RedisLink:
                 await owner.forget()
             elif client is not None:
                 await client.aclose()
+
+
+def _runs(ops: Sequence[tuple[str, list[Any], Any]]) -> list[tuple[str, list[Any]]]:
+    """The script calls of a pipeline: each run of two or more `save`s in a row goes as one `saves` call (Redis
+    writes their index entries together), the other writes as they are."""
+    runs: list[tuple[str, list[Any]]] = []
+    i = 0
+    while i < len(ops):
+        name, args, _ = ops[i]
+        end = i + 1
+        if name == "save":
+            while end < len(ops) and ops[end][0] == "save" and end - i < SAVES_MAX:
+                end += 1
+        if end - i > 1:
+            runs.append(("saves", [arg for op in ops[i:end] for arg in op[1]]))
+        else:
+            runs.append((name, args))
+        i = end
+    return runs
+
+
+def _unrun(runs: list[tuple[str, list[Any]]], answers: list[Any]) -> list[Any]:
+    """Each write's own answer, from the answers of the calls `_runs` made (a failed `saves` fails each of its
+    saves; WAIT's answer, after them, stays last)."""
+    results: list[Any] = []
+    for (name, args), answer in zip(runs, answers, strict=False):
+        if name != "saves":
+            results.append(answer)
+        elif isinstance(answer, Exception):
+            results.extend([answer] * (len(args) // SAVE_ARGS))
+        else:
+            results.extend(answer)
+    results.extend(answers[len(runs) :])
+    return results
 
 
 def _unknown(name: str, args: list[Any]) -> StoreUnavailable:

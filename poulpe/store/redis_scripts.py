@@ -40,7 +40,7 @@ Keys under a base B:
   B u:<key>       string                           (the job holding a unique key's window)
   B d:<key>       string                           (the job waiting under a debounce key)
 Channels: B work (a job came due sooner than any process knew, or a key got room), B limits (keys' limits or
-the pause changed), B done (payload: a job id that became final),
+the pause changed), B done (payload: the ids of jobs that became final, separated by spaces),
 B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
 job waiting), B xlease (payload: an external lease's end).
 
@@ -314,6 +314,125 @@ return out
 """
 )
 
+# ARGV: base, then SAVE's 14 arguments for each job (one pipeline's run of saves, in the order they were issued).
+# Returns SAVE's answer for each. The common ones (an attempt's start or end on the process holding the job) write
+# their index entries together at the end, a command for each index rather than for each job; any other runs as
+# SAVE, after what the ones before it left is written. A job saved twice in a run is written in between too.
+SAVES = (
+    MOVE
+    + "local function save_job(ARGV)\n"
+    + _SAVE_BODY
+    + """end
+local B = ARGV[1]
+local later = {}  -- index writes owed: {command, key} -> flat arguments; counts: hash key -> field -> delta
+local counts, owing, finished = {}, {}, {}  -- owing: the ids whose writes are owed
+local function owe(command, key, a, b)
+  local name = command..' '..key
+  local list = later[name]
+  if list == nil then
+    list = {command = command, key = key}
+    later[name] = list
+  end
+  list[#list + 1] = a
+  if b ~= nil then list[#list + 1] = b end
+end
+local function count(key, field, delta)
+  local fields = counts[key]
+  if fields == nil then
+    fields = {}
+    counts[key] = fields
+  end
+  fields[field] = (fields[field] or 0) + delta
+end
+local function pay()
+  for _, list in pairs(later) do
+    for s = 1, #list, 1000 do
+      if list.key == '' then
+        redis.call(list.command, unpack(list, s, math.min(s + 999, #list)))
+      else
+        redis.call(list.command, list.key, unpack(list, s, math.min(s + 999, #list)))
+      end
+    end
+  end
+  for key, fields in pairs(counts) do
+    for field, delta in pairs(fields) do
+      if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
+    end
+  end
+  if #finished > 0 then redis.call('PUBLISH', B..'done', table.concat(finished, ' ')) end
+  later, counts, owing, finished = {}, {}, {}, {}
+end
+-- what the saves read of their jobs, read at once: a job saved twice in the run is read again the second time
+local ids = {}
+for i = 2, #ARGV, 14 do ids[#ids + 1] = ARGV[i] end
+local owners = redis.call('HMGET', B..'owner', unpack(ids))
+local stats = redis.call('HMGET', B..'stat', unpack(ids))
+local counted = redis.call('HMGET', B..'tries', unpack(ids))
+local seen = {}
+local out = {}
+local one = {B}
+for i = 2, #ARGV, 14 do
+  local id, record, status, token = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
+  local held, attempts = ARGV[i + 9], ARGV[i + 11]
+  local k = (i + 12) / 14
+  local again = seen[id]
+  seen[id] = true
+  if owing[id] then pay() end
+  owing[id] = true
+  local final = status == 'succeeded' or status == 'dead' or status == 'cancelled'
+  local owner = false
+  local quick = held == '0' and ARGV[i + 10] == '' and ARGV[i + 13] == '' and (final or status == 'running')
+    and string.sub(token, 1, 2) ~= 'x:'
+  if quick then
+    if again then owner = redis.call('HGET', B..'owner', id) else owner = owners[k] end
+    quick = owner == token
+  end
+  if not quick then
+    pay()
+    for j = 0, 13 do one[j + 2] = ARGV[i + j] end
+    out[#out + 1] = save_job(one)
+  else
+    owe('MSET', '', B..'job:'..id, record)
+    local old = stats[k]
+    if again then old = redis.call('HGET', B..'stat', id) end
+    if old ~= status then
+      if old then
+        owe('ZREM', B..'st:'..old, id)
+        count(B..'count', old, -1)
+      else
+        owe('ZADD', B..'all', ARGV[i + 4], id)
+      end
+      owe('ZADD', B..'st:'..status, ARGV[i + 4], id)
+      count(B..'count', status, 1)
+      owe('HSET', B..'stat', id, status)
+    end
+    if final then
+      owe('HDEL', B..'tries', id)
+      owe('ZREM', B..'lease', id)
+      owe('HDEL', B..'owner', id)
+      local _, _, key = split_meta(ARGV[i + 12])
+      if key ~= '' then release(B, id) end  -- (only a job with a key counts against one)
+      owe('HDEL', B..'jmeta', id)
+      owe('ZADD', B..'done', ARGV[i + 6], id)
+      local was_final = old == 'succeeded' or old == 'dead' or old == 'cancelled'
+      if ARGV[i + 7] ~= '' and not was_final then
+        local sep = string.find(ARGV[i + 7], ':', 1, true)
+        count(B..'day:'..string.sub(ARGV[i + 7], 1, sep - 1), string.sub(ARGV[i + 7], sep + 1), 1)
+      end
+      finished[#finished + 1] = id
+    else
+      local began = counted[k]
+      if again then began = redis.call('HGET', B..'tries', id) end
+      if tonumber(attempts) > tonumber(began or '0') then owe('HSET', B..'tries', id, attempts) end
+    end
+    out[#out + 1] = 1
+  end
+end
+pay()
+return out
+"""
+)
+
 # ARGV: base, lease end, token, ids... Extends the leases this process still holds; returns the ids another poulpe
 # process holds now. A job nobody holds is not among them: it ended (or went back to wait) since the caller listed
 # it, or its lease ran out and no process claimed it yet (its outcome may still be saved).
@@ -424,6 +543,7 @@ STORE_SCRIPTS = {  # and `claim` (redis_claim.py)
     "add": ADD,
     "save": SAVE,
     "save_final": SAVE_FINAL,
+    "saves": SAVES,
     "renew": RENEW,
     "purge": PURGE,
     "delete": DELETE,
