@@ -296,7 +296,7 @@ class RedisLink:
         pipe = once.pipeline(transaction=False)
         pipe.connection = connection  # released by the pipeline when it is done
         runs = _runs(ops)
-        for name, args in runs:
+        for name, args, _ in runs:
             pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
         if self.replicas:
             pipe.execute_command("WAIT", self.replicas, REPLICA_WAIT_MS)
@@ -307,7 +307,7 @@ class RedisLink:
             await self._lost_owner()
             raise
         await self._lost_owner(answers)
-        results = _unrun(runs, answers)
+        results = _unrun(runs, answers, len(ops))
         for result in results:
             if isinstance(result, _DOWN):
                 raise result
@@ -392,36 +392,49 @@ class RedisLink:
                 await client.aclose()
 
 
-def _runs(ops: Sequence[tuple[str, list[Any], Any]]) -> list[tuple[str, list[Any]]]:
-    """The script calls of a pipeline: each run of two or more `save`s in a row goes as one `saves` call (Redis
-    writes their index entries together), the other writes as they are."""
-    runs: list[tuple[str, list[Any]]] = []
-    i = 0
-    while i < len(ops):
-        name, args, _ = ops[i]
-        end = i + 1
-        if name == "save":
-            while end < len(ops) and ops[end][0] == "save" and end - i < SAVES_MAX:
+def _runs(ops: Sequence[tuple[str, list[Any], Any]]) -> list[tuple[str, list[Any], list[int]]]:
+    """The script calls of a pipeline, each with the writes it carries: a run of two or more `save`s in a row goes
+    as one `saves` call (Redis writes their index entries together), the other writes as they are. A save nobody
+    waits for (an attempt's start) is left out when a later save of the same job by this process follows: that one
+    writes the whole record and its indexes again, so nothing of the first would outlive the pipeline."""
+    kept: list[int] = []
+    later: set[tuple[str, str]] = set()
+    for i in range(len(ops) - 1, -1, -1):
+        name, args, fut = ops[i]
+        if name == "save" and args[9] == "0":
+            mine = (args[0], args[5])  # the job, and the token it is written for
+            if fut is None and mine in later:
+                continue
+            later.add(mine)
+        kept.append(i)
+    kept.reverse()
+    runs: list[tuple[str, list[Any], list[int]]] = []
+    at = 0
+    while at < len(kept):
+        end = at + 1
+        if ops[kept[at]][0] == "save":
+            while end < len(kept) and ops[kept[end]][0] == "save" and end - at < SAVES_MAX:
                 end += 1
-        if end - i > 1:
-            runs.append(("saves", [arg for op in ops[i:end] for arg in op[1]]))
+        carried = kept[at:end]
+        if len(carried) > 1:
+            runs.append(("saves", [arg for i in carried for arg in ops[i][1]], carried))
         else:
-            runs.append((name, args))
-        i = end
+            runs.append((ops[carried[0]][0], ops[carried[0]][1], carried))
+        at = end
     return runs
 
 
-def _unrun(runs: list[tuple[str, list[Any]]], answers: list[Any]) -> list[Any]:
-    """Each write's own answer, from the answers of the calls `_runs` made (a failed `saves` fails each of its
-    saves; WAIT's answer, after them, stays last)."""
-    results: list[Any] = []
-    for (name, args), answer in zip(runs, answers, strict=False):
-        if name != "saves":
-            results.append(answer)
-        elif isinstance(answer, Exception):
-            results.extend([answer] * (len(args) // SAVE_ARGS))
+def _unrun(runs: list[tuple[str, list[Any], list[int]]], answers: list[Any], n: int) -> list[Any]:
+    """Each of the `n` writes' own answer (None for a save left out), from the answers of the calls `_runs` made (a
+    failed `saves` fails each of its saves); WAIT's answer, after them, stays last."""
+    results: list[Any] = [None] * n
+    for (name, _, carried), answer in zip(runs, answers, strict=False):
+        if name == "saves" and not isinstance(answer, Exception):
+            for i, one in zip(carried, answer, strict=True):
+                results[i] = one
         else:
-            results.extend(answer)
+            for i in carried:
+                results[i] = answer
     results.extend(answers[len(runs) :])
     return results
 

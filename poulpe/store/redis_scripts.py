@@ -161,8 +161,8 @@ for s = 1, #names, 1000 do
     found[#found + 1] = record
   end
 end
--- the indexes of the new jobs are written after the loop, a command for each index rather than for each job
-local mine, lists, statuses, places = {}, {}, {}, {}
+-- the new jobs and their indexes are written after the loop, a command for each index rather than for each job
+local mine, records, lists, statuses, places = {}, {}, {}, {}, {}
 local function push(lists, name, a, b)
   local list = lists[name]
   if list == nil then
@@ -178,14 +178,14 @@ for i = 2, #ARGV, 10 do
   local known = found[(i + 8) / 10]
   local seq = mine[id]  -- stored earlier in this call
   if seq then
-    known = redis.call('GET', key)
+    known = records[id]
   elseif known then
     seq = redis.call('ZSCORE', B..'all', id)
   end
   local ukey, first = ARGV[i + 8], false
   if not known and ukey ~= '' then  -- the window expires with its key (PX): nothing to clean up
     local holder = redis.call('GET', B..'u:'..ukey)
-    if holder then first = redis.call('GET', B..'job:'..holder) end
+    if holder then first = records[holder] or redis.call('GET', B..'job:'..holder) end
   end
   if known and tonumber(seq) == tonumber(ARGV[i + 4]) then
     out[#out + 1] = 0
@@ -195,7 +195,8 @@ for i = 2, #ARGV, 10 do
     out[#out + 1] = first
   else
     if ukey ~= '' then redis.call('SET', B..'u:'..ukey, id, 'PX', ARGV[i + 9]) end
-    redis.call('SET', key, record)
+    records[id] = record
+    push(lists, 'records', key, record)
     mine[id] = ARGV[i + 4]
     push(lists, 'tries', id, ARGV[i + 6])
     push(statuses, status, id, ARGV[i + 4])
@@ -215,6 +216,7 @@ for i = 2, #ARGV, 10 do
   end
 end
 if lists.tries then
+  for s = 1, #lists.records, 1000 do redis.call('MSET', unpack(lists.records, s, math.min(s + 999, #lists.records))) end
   bulk('HSET', B..'tries', lists.tries)
   for status, list in pairs(statuses) do move_new(B, status, list) end
   bulk('HSET', B..'jmeta', lists.jmeta or {})

@@ -11,7 +11,7 @@ from typing import Any
 from poulpe.errors import NotHeld
 from poulpe.job import Job, Method, Status
 from poulpe.store.redis import RedisStore
-from poulpe.store.redis_link import namespace
+from poulpe.store.redis_link import _runs, _unrun, namespace
 from tests.redis_server import RedisServer
 
 NOW = 1_700_000_000.0
@@ -116,3 +116,21 @@ async def test_saves_sent_together_leave_redis_as_saves_sent_one_by_one(
     assert alone["count"] == {b"succeeded": b"3", b"dead": b"1", b"retrying": b"1", b"running": b"1", b"queued": b"1"}
     assert "krun" not in alone and "jkey" not in alone  # j5 and j6 ended: their key holds nothing now
     assert heard[True] == heard[False] == ["j1", "j3", "j5", "j6"]
+
+
+def test_an_attempts_start_is_not_sent_when_its_end_follows_in_the_same_pipeline() -> None:
+    def save(job_id: str, token: str = "a", held: str = "0") -> list[Any]:
+        return [job_id, b"{}", "running", "0", 1, token, "", "", "due", held, "", 1, "0|1|", ""]
+
+    ops: list[tuple[str, list[Any], Any]] = [
+        ("save", save("j1"), None),  # j1's start: its end follows
+        ("save", save("j2"), None),
+        ("add", ["j9"], None),
+        ("save", save("j1"), "waited"),
+        ("save", save("j2", token="x:w:1"), None),  # another holder's write: both stay
+        ("save", save("j3", held="1"), None),
+        ("save", save("j3", held="1"), None),  # held writes (external workers) are compared in Redis: both stay
+    ]
+    runs = _runs(ops)
+    assert [(name, carried) for name, _, carried in runs] == [("save", [1]), ("add", [2]), ("saves", [3, 4, 5, 6])]
+    assert _unrun(runs, [1, "added", [1, 0, 1, 1]], len(ops)) == [None, 1, "added", 1, 0, 1, 1]
