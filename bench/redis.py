@@ -61,14 +61,23 @@ async def wait_redis(url: str) -> aioredis.Redis:
 
 
 async def redis_counts(admin: aioredis.Redis) -> dict[str, int]:
-    """Redis's own counters: commands (a script's EVALSHA is one) and socket reads (one per request or pipeline
-    a client sends: its round trips)."""
+    """Redis's own counters: commands (a script's EVALSHA is one, and so is each command the script calls) and
+    socket reads (one per request or pipeline a client sends: its round trips); then the calls of each command."""
     stats = await admin.info("stats")
-    return {"commands": int(stats["total_commands_processed"]), "reads": int(stats["total_reads_processed"])}
+    counts = {"commands": int(stats["total_commands_processed"]), "reads": int(stats["total_reads_processed"])}
+    for name, figures in (await admin.info("commandstats")).items():
+        counts[name.removeprefix("cmdstat_")] = int(figures["calls"])
+    return counts
 
 
 def per_job(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
-    return {name: (after[name] - before[name]) / n for name in before}
+    return {name: (after[name] - before.get(name, 0)) / n for name in after}
+
+
+def commands_note(trips: dict[str, float]) -> str:
+    """The commands a job cost, most called first (those called at least once per 20 jobs)."""
+    named = sorted(((v, k) for k, v in trips.items() if k not in ("commands", "reads") and v >= 0.05), reverse=True)
+    return ", ".join(f"{k} {v:.2f}" for v, k in named)
 
 
 async def poulpe_run(ctx: Context, redis_url: str, target: str, processes: int, n: int, notes: list[str]) -> float:
@@ -149,7 +158,8 @@ async def measure(ctx: Context) -> Result:
             result.raw[f"poulpe_{processes}_redis_per_job"] = trips
             result.notes.append(
                 f"poulpe x{processes}: {trips['reads']:.2f} Redis round trips per job (requests and pipelines Redis"
-                f" read, start-up, /sys_info polls and pub/sub included), {trips['commands']:.2f} commands."
+                f" read, start-up, /sys_info polls and pub/sub included), {trips['commands']:.2f} commands"
+                f" ({commands_note(trips)})."
             )
             for poll in ARQ_POLLS:
                 await admin.flushall()
@@ -161,7 +171,7 @@ async def measure(ctx: Context) -> Result:
                 result.raw[f"arq_{processes}_{poll}_redis_per_job"] = peer_trips
                 result.notes.append(
                     f"arq x{processes} poll_delay {poll}: {peer_trips['reads']:.2f} Redis round trips per job,"
-                    f" {peer_trips['commands']:.2f} commands."
+                    f" {peer_trips['commands']:.2f} commands ({commands_note(peer_trips)})."
                 )
                 main = poll == ARQ_POLLS[-1]
                 result.add(
