@@ -39,6 +39,7 @@ class SpanPipe:
         self._pending: list[Record] = []
         self._wake = threading.Event()
         self._closing = False
+        self._killed = False  # by close(): not to be started again
         self._child: subprocess.Popen[bytes] | None = None
         self._started_at = 0.0
         self.dropped = 0
@@ -65,7 +66,13 @@ class SpanPipe:
         """The last batch is written, then the export process sends what it holds and ends (bounded wait)."""
         self._closing = True
         self._wake.set()
-        self._thread.join()
+        self._thread.join(STOP_WAIT + 5)
+        child = self._child
+        if self._thread.is_alive() and child is not None:  # a write blocked by an export process that reads no more
+            log.warning("the span export process took no spans for %.0f s: killed", STOP_WAIT)
+            self._killed = True
+            child.kill()
+            self._thread.join(5)
 
     def _run(self) -> None:
         while True:
@@ -89,6 +96,8 @@ class SpanPipe:
         for _ in range(2):  # once more to a new export process when the first has died
             child = self._child
             if child is None or child.poll() is not None:
+                if self._killed:
+                    break
                 child = self._restart()
                 if child is None:
                     break

@@ -135,3 +135,19 @@ def test_the_export_process_sends_what_it_has_and_ends_when_poulpe_is_killed(col
         poulpe.stdout.close()  # type: ignore[union-attr]
     collector.wait_for("killed")  # the SDK's 5 s schedule not waited for: the export process's input ended
     wait_until(lambda: not Path(f"/proc/{export}").exists() or "Z" in Path(f"/proc/{export}/stat").read_text())
+
+
+def test_a_stop_is_bounded_when_the_export_process_reads_no_more(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("poulpe.span_pipe.STOP_WAIT", 1.0)
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    export = spans.pipe.pid
+    assert export is not None
+    os.kill(export, signal.SIGSTOP)  # alive, reading nothing: the pipe fills and the write blocks
+    for n in range(3000):
+        attempt(spans, f"job-{n}")
+    started = time.monotonic()
+    spans.close()
+    assert time.monotonic() - started < 15
+    assert not Path(f"/proc/{export}").exists() or "Z" in Path(f"/proc/{export}/stat").read_text()
