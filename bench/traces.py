@@ -1,8 +1,9 @@
 """Tracing's cost end to end: HTTP-call jobs/s with tracing off, with tracing on (exporting every attempt's span
 to a local OTLP/HTTP collector), and the previous release (a `git archive` of main before tracing came in, or of
 --previous), in the same run, rounds interleaved so that the machine's drift hits the three alike. The CPU each
-case costs per job (poulpe's event loop thread, its other threads: the SQLite writer and, tracing on, the span
-exporter; the collector) is read from /proc: on a busy machine it moves far less than jobs/s.
+case costs per job (poulpe's event loop thread; its other threads: the SQLite writer and, tracing on, the thread
+that hands spans on; its child processes: tracing on, the span export process; the collector) is read from /proc:
+on a busy machine it moves far less than jobs/s.
 
     python -m bench.traces [--jobs 5000] [--rounds 3] [--workers 64] [--previous REVISION]
 
