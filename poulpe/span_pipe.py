@@ -127,7 +127,8 @@ class SpanPipe:
     def _start(self) -> subprocess.Popen[bytes] | None:
         self._started_at = time.monotonic()
         try:
-            self._child = subprocess.Popen(self._command, stdin=subprocess.PIPE)
+            # its stderr is poulpe's (the SDK's warnings); it prints nothing on stdout, which it leaves to poulpe alone
+            self._child = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         except OSError as error:
             log.error("the span export process could not be started: %s", error)
             self._child = None
