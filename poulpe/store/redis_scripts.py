@@ -40,7 +40,7 @@ Keys under a base B:
   B u:<key>       string                           (the job holding a unique key's window)
   B d:<key>       string                           (the job waiting under a debounce key)
 Channels: B work (a job came due sooner than any process knew, or a key got room), B limits (keys' limits or
-the pause changed), B done (payload: a job id that became final),
+the pause changed), B done (payload: the ids of jobs that became final, separated by spaces),
 B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
 job waiting), B xlease (payload: an external lease's end).
 
@@ -65,6 +65,36 @@ local function move(B, id, new, seq)
   redis.call('HINCRBY', B..'count', new, 1)
   redis.call('HSET', B..'stat', id, new)
   return old
+end
+-- one command for many members or fields (1,000 arguments a call, pairs kept whole)
+local function bulk(command, key, list)
+  for s = 1, #list, 1000 do redis.call(command, key, unpack(list, s, math.min(s + 999, #list))) end
+end
+-- move() for jobs new to the indexes, all of one status (list: id, seq, id, seq...): a few commands in all
+local function move_new(B, status, list)
+  local ids, stats, scored = {}, {}, {}
+  for s = 1, #list, 2 do ids[#ids + 1] = list[s] end
+  local olds = {}
+  for s = 1, #ids, 1000 do
+    for _, old in ipairs(redis.call('HMGET', B..'stat', unpack(ids, s, math.min(s + 999, #ids)))) do
+      olds[#olds + 1] = old
+    end
+  end
+  for j, id in ipairs(ids) do
+    if olds[j] then
+      move(B, id, status, list[2 * j])  -- (an index entry without its record: moved as any other)
+    else
+      stats[#stats + 1] = id
+      stats[#stats + 1] = status
+      scored[#scored + 1] = list[2 * j]
+      scored[#scored + 1] = id
+    end
+  end
+  if #stats == 0 then return end
+  bulk('ZADD', B..'all', scored)
+  bulk('ZADD', B..'st:'..status, scored)
+  redis.call('HINCRBY', B..'count', status, #stats / 2)
+  bulk('HSET', B..'stat', stats)
 end
 -- flow control: where a due job waits (its key's ready set), and the key slot a leased job holds
 local function split_meta(meta)
@@ -123,16 +153,41 @@ local soonest = earliest(B)
 local wake = false
 local kinds = {}
 local out = {}
+local names = {}
+for i = 2, #ARGV, 10 do names[#names + 1] = B..'job:'..ARGV[i] end
+local found = {}
+for s = 1, #names, 1000 do
+  for _, record in ipairs(redis.call('MGET', unpack(names, s, math.min(s + 999, #names)))) do
+    found[#found + 1] = record
+  end
+end
+-- the new jobs and their indexes are written after the loop, a command for each index rather than for each job
+local mine, records, lists, statuses, places = {}, {}, {}, {}, {}
+local function push(lists, name, a, b)
+  local list = lists[name]
+  if list == nil then
+    list = {}
+    lists[name] = list
+  end
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
 for i = 2, #ARGV, 10 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = B..'job:'..id
-  local known = redis.call('GET', key)
+  local known = found[(i + 8) / 10]
+  local seq = mine[id]  -- stored earlier in this call
+  if seq then
+    known = records[id]
+  elseif known then
+    seq = redis.call('ZSCORE', B..'all', id)
+  end
   local ukey, first = ARGV[i + 8], false
   if not known and ukey ~= '' then  -- the window expires with its key (PX): nothing to clean up
     local holder = redis.call('GET', B..'u:'..ukey)
-    if holder then first = redis.call('GET', B..'job:'..holder) end
+    if holder then first = records[holder] or redis.call('GET', B..'job:'..holder) end
   end
-  if known and tonumber(redis.call('ZSCORE', B..'all', id)) == tonumber(ARGV[i + 4]) then
+  if known and tonumber(seq) == tonumber(ARGV[i + 4]) then
     out[#out + 1] = 0
   elseif known then
     out[#out + 1] = known
@@ -140,14 +195,16 @@ for i = 2, #ARGV, 10 do
     out[#out + 1] = first
   else
     if ukey ~= '' then redis.call('SET', B..'u:'..ukey, id, 'PX', ARGV[i + 9]) end
-    redis.call('SET', key, record)
-    redis.call('HSET', B..'tries', id, ARGV[i + 6])
-    move(B, id, status, ARGV[i + 4])
+    records[id] = record
+    push(lists, 'records', key, record)
+    mine[id] = ARGV[i + 4]
+    push(lists, 'tries', id, ARGV[i + 6])
+    push(statuses, status, id, ARGV[i + 4])
     local place = ARGV[i + 5]
     if place ~= '' then
       local at = tonumber(run_at)
-      redis.call('ZADD', B..place, at, id)
-      if place == 'due' then redis.call('HSET', B..'jmeta', id, ARGV[i + 7]) end
+      push(places, place, run_at, id)
+      if place == 'due' then push(lists, 'jmeta', id, ARGV[i + 7]) end
       if place == 'due' and (soonest == nil or at < soonest) then
         soonest = at
         wake = true
@@ -157,6 +214,13 @@ for i = 2, #ARGV, 10 do
     end
     out[#out + 1] = 0
   end
+end
+if lists.tries then
+  for s = 1, #lists.records, 1000 do redis.call('MSET', unpack(lists.records, s, math.min(s + 999, #lists.records))) end
+  bulk('HSET', B..'tries', lists.tries)
+  for status, list in pairs(statuses) do move_new(B, status, list) end
+  bulk('HSET', B..'jmeta', lists.jmeta or {})
+  for place, list in pairs(places) do bulk('ZADD', B..place, list) end
 end
 if wake then redis.call('PUBLISH', B..'work', '') end
 for kind in pairs(kinds) do redis.call('PUBLISH', B..'queued', kind) end
@@ -248,6 +312,125 @@ local rest = {ARGV[1]}
 for i = 16, #ARGV do rest[#rest + 1] = ARGV[i] end
 local out = add_jobs(rest)
 table.insert(out, 1, 1)
+return out
+"""
+)
+
+# ARGV: base, then SAVE's 14 arguments for each job (one pipeline's run of saves, in the order they were issued).
+# Returns SAVE's answer for each. The common ones (an attempt's start or end on the process holding the job) write
+# their index entries together at the end, a command for each index rather than for each job; any other runs as
+# SAVE, after what the ones before it left is written. A job saved twice in a run is written in between too.
+SAVES = (
+    MOVE
+    + "local function save_job(ARGV)\n"
+    + _SAVE_BODY
+    + """end
+local B = ARGV[1]
+local later = {}  -- index writes owed: {command, key} -> flat arguments; counts: hash key -> field -> delta
+local counts, owing, finished = {}, {}, {}  -- owing: the ids whose writes are owed
+local function owe(command, key, a, b)
+  local name = command..' '..key
+  local list = later[name]
+  if list == nil then
+    list = {command = command, key = key}
+    later[name] = list
+  end
+  list[#list + 1] = a
+  if b ~= nil then list[#list + 1] = b end
+end
+local function count(key, field, delta)
+  local fields = counts[key]
+  if fields == nil then
+    fields = {}
+    counts[key] = fields
+  end
+  fields[field] = (fields[field] or 0) + delta
+end
+local function pay()
+  for _, list in pairs(later) do
+    for s = 1, #list, 1000 do
+      if list.key == '' then
+        redis.call(list.command, unpack(list, s, math.min(s + 999, #list)))
+      else
+        redis.call(list.command, list.key, unpack(list, s, math.min(s + 999, #list)))
+      end
+    end
+  end
+  for key, fields in pairs(counts) do
+    for field, delta in pairs(fields) do
+      if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
+    end
+  end
+  if #finished > 0 then redis.call('PUBLISH', B..'done', table.concat(finished, ' ')) end
+  later, counts, owing, finished = {}, {}, {}, {}
+end
+-- what the saves read of their jobs, read at once: a job saved twice in the run is read again the second time
+local ids = {}
+for i = 2, #ARGV, 14 do ids[#ids + 1] = ARGV[i] end
+local owners = redis.call('HMGET', B..'owner', unpack(ids))
+local stats = redis.call('HMGET', B..'stat', unpack(ids))
+local counted = redis.call('HMGET', B..'tries', unpack(ids))
+local seen = {}
+local out = {}
+local one = {B}
+for i = 2, #ARGV, 14 do
+  local id, record, status, token = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
+  local held, attempts = ARGV[i + 9], ARGV[i + 11]
+  local k = (i + 12) / 14
+  local again = seen[id]
+  seen[id] = true
+  if owing[id] then pay() end
+  owing[id] = true
+  local final = status == 'succeeded' or status == 'dead' or status == 'cancelled'
+  local owner = false
+  local quick = held == '0' and ARGV[i + 10] == '' and ARGV[i + 13] == '' and (final or status == 'running')
+    and string.sub(token, 1, 2) ~= 'x:'
+  if quick then
+    if again then owner = redis.call('HGET', B..'owner', id) else owner = owners[k] end
+    quick = owner == token
+  end
+  if not quick then
+    pay()
+    for j = 0, 13 do one[j + 2] = ARGV[i + j] end
+    out[#out + 1] = save_job(one)
+  else
+    owe('MSET', '', B..'job:'..id, record)
+    local old = stats[k]
+    if again then old = redis.call('HGET', B..'stat', id) end
+    if old ~= status then
+      if old then
+        owe('ZREM', B..'st:'..old, id)
+        count(B..'count', old, -1)
+      else
+        owe('ZADD', B..'all', ARGV[i + 4], id)
+      end
+      owe('ZADD', B..'st:'..status, ARGV[i + 4], id)
+      count(B..'count', status, 1)
+      owe('HSET', B..'stat', id, status)
+    end
+    if final then
+      owe('HDEL', B..'tries', id)
+      owe('ZREM', B..'lease', id)
+      owe('HDEL', B..'owner', id)
+      local _, _, key = split_meta(ARGV[i + 12])
+      if key ~= '' then release(B, id) end  -- (only a job with a key counts against one)
+      owe('HDEL', B..'jmeta', id)
+      owe('ZADD', B..'done', ARGV[i + 6], id)
+      local was_final = old == 'succeeded' or old == 'dead' or old == 'cancelled'
+      if ARGV[i + 7] ~= '' and not was_final then
+        local sep = string.find(ARGV[i + 7], ':', 1, true)
+        count(B..'day:'..string.sub(ARGV[i + 7], 1, sep - 1), string.sub(ARGV[i + 7], sep + 1), 1)
+      end
+      finished[#finished + 1] = id
+    else
+      local began = counted[k]
+      if again then began = redis.call('HGET', B..'tries', id) end
+      if tonumber(attempts) > tonumber(began or '0') then owe('HSET', B..'tries', id, attempts) end
+    end
+    out[#out + 1] = 1
+  end
+end
+pay()
 return out
 """
 )
@@ -362,6 +545,7 @@ STORE_SCRIPTS = {  # and `claim` (redis_claim.py)
     "add": ADD,
     "save": SAVE,
     "save_final": SAVE_FINAL,
+    "saves": SAVES,
     "renew": RENEW,
     "purge": PURGE,
     "delete": DELETE,
