@@ -12,7 +12,7 @@ live under `tenant:<name>/`, so tenants take turns for the workers (SPEC 10.1) a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from poulpe.chain_refs import descendants
@@ -58,12 +58,19 @@ class Scoped:
         return job_id if job_id.startswith(self.prefix) else self.prefix + job_id
 
     # --- submissions -----------------------------------------------------------------------------------------
-    async def submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+    def submit(self, jobs: Sequence[Job]) -> Awaitable[list[tuple[Job, bool]]]:
+        """The manager's submit, awaited as it is, after the tenant's ids and keys are claimed (a plain function:
+        every submission of a tenant's token comes through here, and a coroutine of its own costs each one)."""
         if self.tenant:
             for job in jobs:
                 self._claim(job)
         if self.quotas:
-            await self._within_quotas(len(jobs))
+            return self._submit_within_quotas(jobs)
+        submitted: Awaitable[list[tuple[Job, bool]]] = self._manager.submit(jobs)
+        return submitted
+
+    async def _submit_within_quotas(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+        await self._within_quotas(len(jobs))
         result: list[tuple[Job, bool]] = await self._manager.submit(jobs)
         return result
 
