@@ -18,7 +18,8 @@ from typing import Any
 
 import msgspec
 
-from poulpe.actions import Actions
+from poulpe.action_pace import Signals
+from poulpe.actions import CHUNK, Actions
 from poulpe.batch_record import Batch
 from poulpe.batches import BatchTeller
 from poulpe.chains import Chains
@@ -106,8 +107,10 @@ class JobManager(Queries):
             store, self.submit, limits, clock=clock, registry=self.metrics.registry
         )  # batches' ends (SPEC 10.3)
         self.finish.batch_job_ended = self.batch_teller.poke
+        self.submitted = 0  # jobs submitted here so far: bulk actions yield while it moves (action_pace.py)
+        load = Signals(lambda: self.submitted, lambda: 0 if self.ready.limits.paused_all else len(self.ready), CHUNK)
         self.actions = Actions(
-            store, self, hold=lease, clock=clock, registry=self.metrics.registry
+            store, self, hold=lease, clock=clock, registry=self.metrics.registry, signals=load
         )  # bulk actions (SPEC 10.4)
         self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
         self.deadlines = attempt.deadlines = Deadlines(
@@ -162,6 +165,7 @@ class JobManager(Queries):
         """Store the jobs, then schedule them. Returns (job, duplicate) for each; a duplicate is never run twice."""
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the job was not accepted")
+        self.submitted += len(jobs)
         for job in jobs:
             job.seq = self._number()
         debounced = any(job.debounce is not None for job in jobs)  # SPEC 10.2, debounce.py
@@ -181,6 +185,7 @@ class JobManager(Queries):
         stored and the known batch when its id is known, or the first job id already known."""
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the batch was not accepted")
+        self.submitted += len(jobs)
         for job in jobs:
             job.seq = self._number()
         known = await self.store.add_batch(batch, jobs)
