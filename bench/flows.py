@@ -2,8 +2,9 @@
 
 1. 100,000 dead jobs (a batch of 10,000 at a time, each calling a closed port, --max_retry 0), then with the
    deployment paused (so what is measured is the action, not the 100,000 jobs it queues running again): intake
-   alone for a few seconds, then intake while `POST /actions {"action": "retry"}` retries all of them. The ratio
-   of the two rates, and how long the action took.
+   alone for a few seconds, then intake while `POST /actions {"action": "retry"}` retries all of them, then intake
+   alone again for a few seconds (on the store the intake during the action filled). The ratio of the rate during
+   the action to the first rate alone (and to the second), and how long the action took.
 2. Batches of 10,000 jobs to a fast target, each with an on_complete: how long after its last job ended (the
    batch's `finished_at`) its on_complete started.
 
@@ -101,6 +102,9 @@ async def bulk_retry(dead: int) -> dict[str, Any]:
                 took = time.monotonic() - began
                 stop.set()
                 during = await measuring
+                stop = asyncio.Event()  # alone again, on the store the intake during the action filled
+                asyncio.get_running_loop().call_later(5.0, stop.set)
+                after = await intake(session, url, stop)
         finally:
             proc.kill()
     return {
@@ -111,7 +115,9 @@ async def bulk_retry(dead: int) -> dict[str, Any]:
         "action_s": round(took, 1),
         "intake_alone_per_s": round(alone),
         "intake_during_per_s": round(during),
+        "intake_after_per_s": round(after),
         "ratio": round(during / alone, 3),
+        "ratio_to_after": round(during / after, 3),
     }
 
 
