@@ -2,14 +2,15 @@
 
 An action is background work: it goes at full speed while nothing else asks for the process, and waits while jobs
 are being submitted or while the jobs it queued have not been taken by workers yet. After each chunk it waits in
-short steps, and goes on at the first step in which no job was submitted and the ready backlog is within its room.
+short steps, and goes on at the first step in which no job was submitted, none is being submitted (a submission
+waiting for its commit is intake at work too) and the ready backlog is within its room.
 Two bounds keep it moving whatever the load: under steady intake it still takes `SHARE` of the time (it rests at
 most (1 - SHARE) / SHARE times the chunk's own time, so it finishes), and a backlog that does not drain (keys held
 back) holds a chunk at most `DRAIN_WAIT` seconds.
 
-The signals are cheap counters the process keeps anyway: the jobs submitted here so far, and the due jobs waiting
-for a worker here (0 while the deployment is paused: then nothing drains and nothing runs, by the operator's
-choice, so the retried jobs only wait).
+The signals are cheap counts: the submissions to this process (`Intake`, kept by JobManager.submit), and the due
+jobs waiting for a worker here (0 while the deployment is paused: then nothing drains and nothing runs, by the
+operator's choice, so the retried jobs only wait).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import TracebackType
 
 SHARE = 0.1  # of the time, an action's least under steady intake: intake keeps nine tenths of the loop
-QUIET = 0.02  # a step of the wait: a step without a submission means intake is idle
+QUIET = 0.02  # a step of the wait: a step without a submission, and none under way, means intake is idle
 DRAIN_WAIT = 2.0  # the longest a chunk waits for the ready backlog to drain
 PAUSE = 0.005  # the least rest between chunks: what was woken meanwhile goes first
 
@@ -29,11 +31,32 @@ def _none() -> int:
     return 0
 
 
+class Intake:
+    """Submissions to a process: how many began (only the increase matters), how many are not answered yet. A
+    submission is counted with `with intake.one(jobs):` around it."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.in_flight = 0
+        self._jobs = 0
+
+    def one(self, jobs: int) -> Intake:
+        self._jobs = jobs
+        return self
+
+    def __enter__(self) -> None:
+        self.submitted += self._jobs
+        self.in_flight += 1
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.in_flight -= 1
+
+
 @dataclass(frozen=True)
 class Signals:
     """What the process tells an action about its load."""
 
-    submitted: Callable[[], int] = _none  # jobs submitted to this process so far (only its increase matters)
+    intake: Intake = field(default_factory=Intake)
     backlog: Callable[[], int] = _none  # due jobs waiting for a worker here; 0 while the deployment is paused
     room: int = 200  # the backlog an action may leave for the workers before it waits for them
 
@@ -51,13 +74,13 @@ class Pace:
         self.signals = signals
         self.clock = clock
         self.sleep = sleep
-        self._seen = signals.submitted()  # submissions counted from the action's start
+        self._seen = signals.intake.submitted  # submissions counted from the action's start
 
-    def step(self, took: float, waited: float, arrived: int, backlog: int) -> float:
-        """How long to wait next after a chunk that took `took` seconds, having waited `waited` since it ended,
-        `arrived` jobs submitted during the last step (or the chunk), and `backlog` due jobs waiting for a worker.
-        0: go on with the next chunk."""
-        left = took * (1 - SHARE) / SHARE - waited if arrived else 0.0
+    def step(self, took: float, waited: float, busy: bool, backlog: int) -> float:
+        """How long to wait next after a chunk that took `took` seconds, having waited `waited` since it ended;
+        `busy`: jobs were submitted during the last step (or the chunk), or are being submitted; `backlog`: due jobs
+        waiting for a worker. 0: go on with the next chunk."""
+        left = took * (1 - SHARE) / SHARE - waited if busy else 0.0
         if backlog > self.signals.room:
             left = max(left, DRAIN_WAIT - waited)
         return min(QUIET, left) if left > PAUSE else 0.0  # the last few ms go with the pause every chunk ends with
@@ -66,14 +89,14 @@ class Pace:
         """Wait after a chunk as `step` says; the time waited."""
         began = self.clock()
         waited = 0.0
-        while (wait := self.step(took, waited, self._arrived(), self.signals.backlog())) > 0:
+        while (wait := self.step(took, waited, self._busy(), self.signals.backlog())) > 0:
             await self.sleep(wait)
             waited = self.clock() - began
         await self.sleep(PAUSE)
-        self._arrived()  # the next chunk's count starts here
+        self._seen = self.signals.intake.submitted  # the next chunk's count starts here
         return self.clock() - began
 
-    def _arrived(self) -> int:
-        seen = self.signals.submitted()
-        arrived, self._seen = seen - self._seen, seen
-        return arrived
+    def _busy(self) -> bool:
+        intake = self.signals.intake
+        arrived, self._seen = intake.submitted != self._seen, intake.submitted
+        return arrived or intake.in_flight > 0

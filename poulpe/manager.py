@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from poulpe.action_pace import Signals
+from poulpe.action_pace import Intake, Signals
 from poulpe.actions import CHUNK, Actions
 from poulpe.batch_record import Batch
 from poulpe.batches import BatchTeller
@@ -107,8 +107,8 @@ class JobManager(Queries):
             store, self.submit, limits, clock=clock, registry=self.metrics.registry
         )  # batches' ends (SPEC 10.3)
         self.finish.batch_job_ended = self.batch_teller.poke
-        self.submitted = 0  # jobs submitted here so far: bulk actions yield while it moves (action_pace.py)
-        load = Signals(lambda: self.submitted, lambda: 0 if self.ready.limits.paused_all else len(self.ready), CHUNK)
+        self.intake = Intake()  # submissions here: bulk actions yield to them (action_pace.py)
+        load = Signals(self.intake, lambda: 0 if self.ready.limits.paused_all else len(self.ready), CHUNK)
         self.actions = Actions(
             store, self, hold=lease, clock=clock, registry=self.metrics.registry, signals=load
         )  # bulk actions (SPEC 10.4)
@@ -163,9 +163,12 @@ class JobManager(Queries):
     # --- intake ----------------------------------------------------------------------------------------------
     async def submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         """Store the jobs, then schedule them. Returns (job, duplicate) for each; a duplicate is never run twice."""
+        with self.intake.one(len(jobs)):
+            return await self._submit(jobs)
+
+    async def _submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the job was not accepted")
-        self.submitted += len(jobs)
         for job in jobs:
             job.seq = self._number()
         debounced = any(job.debounce is not None for job in jobs)  # SPEC 10.2, debounce.py
@@ -183,9 +186,12 @@ class JobManager(Queries):
     async def submit_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
         """Store a batch and its jobs, all or none, then schedule them (SPEC 10.3). None when stored; nothing
         stored and the known batch when its id is known, or the first job id already known."""
+        with self.intake.one(len(jobs)):
+            return await self._submit_batch(batch, jobs)
+
+    async def _submit_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the batch was not accepted")
-        self.submitted += len(jobs)
         for job in jobs:
             job.seq = self._number()
         known = await self.store.add_batch(batch, jobs)

@@ -4,37 +4,53 @@ only when the action waits, and signals the story sets: no timing of this machin
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from pytest import approx
 
-from poulpe.action_pace import DRAIN_WAIT, PAUSE, QUIET, SHARE, Pace, Signals
+from poulpe.action_pace import DRAIN_WAIT, PAUSE, QUIET, SHARE, Intake, Pace, Signals
+from poulpe.batch_record import Batch
+from poulpe.deadletter import DeadLetters
+from poulpe.job import Job, Method
+from poulpe.manager import JobManager
+from poulpe.store.sqlite import SqliteStore
 
 
 class Story:
-    """A clock moved by the pace's own waits; `during(t)` says how many jobs are submitted per second at time t."""
+    """A clock moved by the pace's own waits; `during(t)` says how many jobs are submitted per second at time t,
+    `backlog(t)` how many due jobs wait for a worker."""
 
     def __init__(self, during: Callable[[float], float] = lambda t: 0.0, backlog: Callable[[float], int] = lambda t: 0):
         self.now = 0.0
         self.during = during
         self.waits: list[float] = []
+        self.intake = Intake()
         self._backlog = backlog
         self._submitted = 0.0
 
     async def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
-        for _ in range(10):  # submissions arrive while the action waits
-            self._submitted += self.during(self.now) * seconds / 10
-            self.now += seconds / 10
+        self.passes(seconds)
 
     def chunk(self, took: float) -> None:
         """The action works for `took` seconds; intake goes on meanwhile."""
-        self._submitted += self.during(self.now) * took
-        self.now += took
+        self.passes(took)
+
+    def passes(self, seconds: float) -> None:
+        for _ in range(10):
+            self._submitted += self.during(self.now) * seconds / 10
+            self.now += seconds / 10
+        while self.intake.submitted < int(self._submitted):
+            with self.intake.one(1):  # submitted and answered
+                pass
 
     def pace(self, room: int = 200) -> Pace:
-        signals = Signals(lambda: int(self._submitted), lambda: self._backlog(self.now), room)
-        return Pace(signals, clock=lambda: self.now, sleep=self.sleep)
+        return Pace(
+            Signals(self.intake, lambda: self._backlog(self.now), room), clock=lambda: self.now, sleep=self.sleep
+        )
 
 
 async def test_with_no_job_submitted_an_action_goes_at_full_speed() -> None:
@@ -83,6 +99,17 @@ async def test_an_action_waits_for_workers_to_take_the_jobs_it_queued() -> None:
     assert 1.0 <= rested <= 1.0 + QUIET + PAUSE + 1e-9  # no job submitted: only the backlog held it
 
 
+async def test_a_submission_waiting_for_its_commit_holds_an_action_too() -> None:
+    story = Story()
+    pace = story.pace()
+    story.chunk(0.1)
+    with story.intake.one(1):  # submitted during the chunk, its commit slow: not answered for the whole rest
+        rested = await pace.rest(0.1)
+    assert rested == approx(0.1 * (1 - SHARE) / SHARE + PAUSE)
+    story.chunk(0.1)
+    assert await pace.rest(0.1) == approx(PAUSE)  # answered, and nothing since: full speed
+
+
 async def test_a_backlog_that_never_drains_holds_each_chunk_a_bounded_time() -> None:
     story = Story(backlog=lambda t: 10_000)  # a key held back: its jobs stay ready
     pace = story.pace(room=200)
@@ -95,11 +122,30 @@ async def test_a_backlog_that_never_drains_holds_each_chunk_a_bounded_time() -> 
 def test_the_rule_in_one_table() -> None:
     pace = Pace(Signals(room=200))
     took = 0.1
-    assert pace.step(took, 0.0, 0, 0) == 0.0  # idle: go
-    assert pace.step(took, 0.0, 3, 0) == QUIET  # submissions during the chunk: a quiet step first
-    assert pace.step(took, 0.5, 3, 0) == QUIET  # still arriving: wait on
-    assert pace.step(took, 0.89, 3, 0) == approx(0.01)  # the last step only to the share's end
-    assert pace.step(took, 0.9, 3, 0) == 0.0  # the action's share reached: go whatever the intake
-    assert pace.step(took, 0.0, 0, 201) == QUIET  # the backlog over the room: wait for workers
-    assert pace.step(took, DRAIN_WAIT, 0, 201) == 0.0  # but not forever
-    assert pace.step(took, 0.0, 0, 200) == 0.0
+    assert pace.step(took, 0.0, False, 0) == 0.0  # idle: go
+    assert pace.step(took, 0.0, True, 0) == QUIET  # submissions during the chunk: a quiet step first
+    assert pace.step(took, 0.5, True, 0) == QUIET  # still arriving: wait on
+    assert pace.step(took, 0.89, True, 0) == approx(0.01)  # the last step only to the share's end
+    assert pace.step(took, 0.9, True, 0) == 0.0  # the action's share reached: go whatever the intake
+    assert pace.step(took, 0.0, False, 201) == QUIET  # the backlog over the room: wait for workers
+    assert pace.step(took, DRAIN_WAIT, False, 201) == 0.0  # but not forever
+    assert pace.step(took, 0.0, False, 200) == 0.0
+
+
+async def test_a_poulpe_counts_its_submissions_for_its_actions(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "jobs.db")
+    await store.open()
+    manager = JobManager(store, {}, DeadLetters(tmp_path / "dead"), workers=1)
+    await manager.start()
+    try:
+        now = time.time()
+        jobs = [Job(id=f"j{n}", method=Method.QUEUE, name="resize", created_at=now, run_at=now) for n in range(3)]
+        submitting = asyncio.ensure_future(manager.submit(jobs[:2]))
+        await asyncio.sleep(0)
+        assert (manager.intake.submitted, manager.intake.in_flight) == (2, 1)  # under way: intake is busy
+        await submitting
+        await manager.submit_batch(Batch(id="b", total=1, pending=1, created_at=now), jobs[2:])
+        assert (manager.intake.submitted, manager.intake.in_flight) == (3, 0)
+    finally:
+        await manager.stop(1)
+        await store.close()
