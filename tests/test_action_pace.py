@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pytest import approx
 
-from poulpe.action_pace import DRAIN_WAIT, PAUSE, QUIET, SHARE, Intake, Pace, Signals
+from poulpe.action_pace import DRAIN_WAIT, PAUSE, QUIET, SHARE, STEP, Intake, Pace, Signals
 from poulpe.batch_record import Batch
 from poulpe.deadletter import DeadLetters
 from poulpe.job import Job, Method
@@ -23,8 +23,14 @@ class Story:
     """A clock moved by the pace's own waits; `during(t)` says how many jobs are submitted per second at time t,
     `backlog(t)` how many due jobs wait for a worker."""
 
-    def __init__(self, during: Callable[[float], float] = lambda t: 0.0, backlog: Callable[[float], int] = lambda t: 0):
+    def __init__(
+        self,
+        during: Callable[[float], float] = lambda t: 0.0,
+        backlog: Callable[[float], int] = lambda t: 0,
+        late: float = 0.0,
+    ) -> None:
         self.now = 0.0
+        self.late = late  # each wait ends this much later than asked: the loop had other work
         self.during = during
         self.waits: list[float] = []
         self.intake = Intake()
@@ -33,7 +39,7 @@ class Story:
 
     async def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
-        self.passes(seconds)
+        self.passes(seconds + self.late)
 
     def chunk(self, took: float) -> None:
         """The action works for `took` seconds; intake goes on meanwhile."""
@@ -71,15 +77,15 @@ async def test_under_steady_intake_an_action_takes_its_share_of_the_time_and_no_
         await pace.rest(0.1)
     share = 10 * 0.1 / (story.now - began)
     assert SHARE * 0.95 <= share <= SHARE * 1.05  # the action still finishes, in about ten times its own time
-    assert max(story.waits) <= QUIET  # it waits in short steps, so it sees intake stop
+    assert max(story.waits) <= STEP  # it waits in short steps, so it sees intake stop
 
 
-async def test_an_action_goes_on_at_the_first_quiet_step_once_intake_stops() -> None:
+async def test_an_action_goes_on_once_intake_has_been_quiet_a_while() -> None:
     story = Story(during=lambda t: 2000.0 if t < 0.25 else 0.0)  # a burst of submissions that ends at 0.25 s
     pace = story.pace()
     story.chunk(0.1)
     rested = await pace.rest(0.1)
-    assert 0.15 <= rested <= 0.15 + 2 * QUIET + PAUSE + 1e-9  # not the 0.9 s a steady intake would hold it
+    assert 0.15 + QUIET <= rested <= 0.15 + QUIET + 2 * STEP + PAUSE + 1e-9  # not the 0.9 s steady intake holds it
     story.chunk(0.1)
     assert await pace.rest(0.1) == approx(PAUSE)  # idle again: full speed
 
@@ -88,7 +94,7 @@ async def test_a_few_submissions_hold_an_action_only_until_intake_is_quiet() -> 
     story = Story(during=lambda t: 100.0 if t < 0.1 else 0.0)  # jobs submitted while the chunk ran, then none
     pace = story.pace()
     story.chunk(0.1)
-    assert await pace.rest(0.1) == approx(QUIET + PAUSE)  # one quiet step, then on
+    assert await pace.rest(0.1) == approx(QUIET + PAUSE)  # quiet a while, then on
 
 
 async def test_an_action_waits_for_workers_to_take_the_jobs_it_queued() -> None:
@@ -96,7 +102,7 @@ async def test_an_action_waits_for_workers_to_take_the_jobs_it_queued() -> None:
     pace = story.pace(room=200)
     story.chunk(0.1)
     rested = await pace.rest(0.1)
-    assert 1.0 <= rested <= 1.0 + QUIET + PAUSE + 1e-9  # no job submitted: only the backlog held it
+    assert 1.0 <= rested <= 1.0 + STEP + PAUSE + 1e-9  # no job submitted: only the backlog held it
 
 
 async def test_a_submission_waiting_for_its_commit_holds_an_action_too() -> None:
@@ -110,26 +116,33 @@ async def test_a_submission_waiting_for_its_commit_holds_an_action_too() -> None
     assert await pace.rest(0.1) == approx(PAUSE)  # answered, and nothing since: full speed
 
 
+async def test_a_loop_that_wakes_late_is_busy_though_no_submission_is_counted_yet() -> None:
+    story = Story(during=lambda t: 100.0 if t < 0.1 else 0.0, late=0.008)  # requests read late, if at all
+    pace = story.pace()
+    story.chunk(0.1)
+    assert await pace.rest(0.1) == approx(0.1 * (1 - SHARE) / SHARE + PAUSE, abs=STEP)  # the action's share only
+
+
 async def test_a_backlog_that_never_drains_holds_each_chunk_a_bounded_time() -> None:
     story = Story(backlog=lambda t: 10_000)  # a key held back: its jobs stay ready
     pace = story.pace(room=200)
     for _ in range(3):
         story.chunk(0.1)
         rested = await pace.rest(0.1)
-        assert DRAIN_WAIT <= rested <= DRAIN_WAIT + QUIET + PAUSE + 1e-9
+        assert DRAIN_WAIT <= rested <= DRAIN_WAIT + STEP + PAUSE + 1e-9
 
 
 def test_the_rule_in_one_table() -> None:
     pace = Pace(Signals(room=200))
     took = 0.1
-    assert pace.step(took, 0.0, False, 0) == 0.0  # idle: go
-    assert pace.step(took, 0.0, True, 0) == QUIET  # submissions during the chunk: a quiet step first
-    assert pace.step(took, 0.5, True, 0) == QUIET  # still arriving: wait on
-    assert pace.step(took, 0.89, True, 0) == approx(0.01)  # the last step only to the share's end
-    assert pace.step(took, 0.9, True, 0) == 0.0  # the action's share reached: go whatever the intake
-    assert pace.step(took, 0.0, False, 201) == QUIET  # the backlog over the room: wait for workers
-    assert pace.step(took, DRAIN_WAIT, False, 201) == 0.0  # but not forever
-    assert pace.step(took, 0.0, False, 200) == 0.0
+    assert pace.step(took, 0.0, took, 0) == 0.0  # nothing submitted during the chunk: go
+    assert pace.step(took, 0.0, 0.0, 0) == STEP  # submissions during the chunk: wait
+    assert pace.step(took, 0.5, QUIET - STEP, 0) == STEP  # not quiet long enough yet: wait on
+    assert pace.step(took, 0.5, QUIET, 0) == 0.0  # quiet long enough: go
+    assert pace.step(took, 0.896, 0.0, 0) == 0.0  # the action's share reached (to the last few ms): go
+    assert pace.step(took, 0.0, QUIET, 201) == STEP  # the backlog over the room: wait for workers
+    assert pace.step(took, DRAIN_WAIT, QUIET, 201) == 0.0  # but not forever
+    assert pace.step(took, 0.0, QUIET, 200) == 0.0
 
 
 async def test_a_poulpe_counts_its_submissions_for_its_actions(tmp_path: Path) -> None:
