@@ -17,6 +17,7 @@ operator's choice, so the retried jobs only wait).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,8 +74,10 @@ class Pace:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        longest: float = math.inf,
     ) -> None:
         self.signals = signals
+        self.longest = longest  # a rest never outlasts the action's hold, renewed at each chunk
         self.clock = clock
         self.sleep = sleep
         self._seen = signals.intake.submitted  # submissions counted from the action's start
@@ -86,6 +89,7 @@ class Pace:
         left = took * (1 - SHARE) / SHARE - waited if quiet < QUIET else 0.0
         if backlog > self.signals.room:
             left = max(left, DRAIN_WAIT - waited)
+        left = min(left, self.longest - waited)
         return min(STEP, left) if left > PAUSE else 0.0  # the last few ms go with the pause every chunk ends with
 
     async def rest(self, took: float) -> float:

@@ -3,9 +3,9 @@
 The matched ids are found once and stored with the action, in order. A runner acts on them a chunk at a time (the
 chunk's writes share commits), stores how far it got, and between chunks yields to intake and workers
 (action_pace.py: full speed while no job is submitted and the jobs it queued are taken, a tenth of the time under
-steady intake). Each job it acts on is marked with
-the action's id in the same write as the change (`Job.acted_by`), so an action cut by a restart resumes from its
-last stored chunk and skips the jobs of that chunk it already did: each job is acted on once.
+steady intake). Each job it acts on is marked with the action's id in the same write as the change
+(`Job.acted_by`), so an action cut by a restart resumes from its last stored chunk and skips the jobs of that chunk
+it already did: each job is acted on once.
 An unfinished action is held by its runner; when the hold runs out (its process stopped), another process takes it.
 """
 
@@ -130,7 +130,7 @@ class Actions:
         ids = await self.store.action_ids(action_id)
         progress = Progress(action.done, action.errors, None, action.last_error)
         room = asyncio.Semaphore(AT_ONCE)
-        pace = Pace(self.signals)
+        pace = Pace(self.signals, longest=self.hold / 2)
         while progress.finished_at is None:
             chunk, began = ids[progress.done : progress.done + CHUNK], time.monotonic()
             try:

@@ -132,6 +132,14 @@ async def test_a_backlog_that_never_drains_holds_each_chunk_a_bounded_time() -> 
         assert DRAIN_WAIT <= rested <= DRAIN_WAIT + STEP + PAUSE + 1e-9
 
 
+async def test_a_rest_never_outlasts_the_hold_the_action_renews_at_each_chunk() -> None:
+    story = Story(during=lambda t: 5000.0, backlog=lambda t: 10_000)  # a slow store: a chunk took 20 s
+    pace = Pace(Signals(story.intake, lambda: story._backlog(story.now)), clock=lambda: story.now, sleep=story.sleep,
+                longest=30.0)  # fmt: skip
+    story.chunk(20.0)
+    assert await pace.rest(20.0) == approx(30.0 + PAUSE, abs=STEP)  # not 180 s: another process would take over
+
+
 def test_the_rule_in_one_table() -> None:
     pace = Pace(Signals(room=200))
     took = 0.1
