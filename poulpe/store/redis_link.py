@@ -1,10 +1,9 @@
-"""The Redis store's link to Redis (redis.py builds the store's operations on it): the clients, sentinel included,
-the Lua scripts, the write pipeline and pub/sub.
+"""The Redis store's link to Redis (redis.py builds the store's operations on it): the clients, sentinel included, the
+Lua scripts, the write pipeline (its saves folded by redis_saves_fold.py) and pub/sub.
 
 Writes go through one pipeline at a time (`_flush_forever`): what is issued while a round trip is under way leaves
-together in the next one, in issue order. That is Redis's group commit: a busy process pays one round trip for
-many writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py, redis_claim.py), loaded once and
-called by sha.
+together in the next one, in issue order. That is Redis's group commit: a busy process pays one round trip for many
+writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py, redis_claim.py), called by sha.
 
 A pipeline that could not even connect stored nothing (intake answers a plain 503). One whose reply was lost may
 have been applied: it is sent again, on a new connection, once Redis answers again (`_settle`). Every write is
@@ -40,6 +39,7 @@ from poulpe.store.redis_actions import ACTION_SCRIPTS
 from poulpe.store.redis_batches import BATCH_SCRIPTS
 from poulpe.store.redis_claim import CLAIM
 from poulpe.store.redis_clients import SlotOwner, connect, is_cluster
+from poulpe.store.redis_saves_fold import SAVES, fold_saves, unfold_answers
 from poulpe.store.redis_scripts import STORE_SCRIPTS
 from poulpe.store.redis_windows import DEBOUNCE
 
@@ -51,9 +51,8 @@ _MOVED = (MovedError, TryAgainError, ClusterError, ReadOnlyError)
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 10  # arguments per job of the `add` script
 SAVE_ARGS = 14  # arguments of a `save`
-SAVES_MAX = 500  # saves in one `saves` call at most
 REPLICA_WAIT_MS = 2000  # how long a batch waits for --redis_replicas before its new jobs are answered 503
-SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, **ACTION_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE}
+SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, **ACTION_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE, "saves": SAVES}
 
 
 class _NotSent(Exception):
@@ -295,7 +294,7 @@ class RedisLink:
             raise _NotSent() from exc
         pipe = once.pipeline(transaction=False)
         pipe.connection = connection  # released by the pipeline when it is done
-        runs = _runs(ops)
+        runs = fold_saves(ops)
         for name, args, _ in runs:
             pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
         if self.replicas:
@@ -307,7 +306,7 @@ class RedisLink:
             await self._lost_owner()
             raise
         await self._lost_owner(answers)
-        results = _unrun(runs, answers, len(ops))
+        results = unfold_answers(runs, answers, len(ops))
         for result in results:
             if isinstance(result, _DOWN):
                 raise result
@@ -390,53 +389,6 @@ class RedisLink:
                 await owner.forget()
             elif client is not None:
                 await client.aclose()
-
-
-def _runs(ops: Sequence[tuple[str, list[Any], Any]]) -> list[tuple[str, list[Any], list[int]]]:
-    """The script calls of a pipeline, each with the writes it carries: a run of two or more `save`s in a row goes
-    as one `saves` call (Redis writes their index entries together), the other writes as they are. A save nobody
-    waits for (an attempt's start) is left out when a later save of the same job by this process follows: that one
-    writes the whole record and its indexes again, so nothing of the first would outlive the pipeline."""
-    kept: list[int] = []
-    later: set[tuple[str, str]] = set()
-    for i in range(len(ops) - 1, -1, -1):
-        name, args, fut = ops[i]
-        if name == "save" and args[9] == "0":
-            mine = (args[0], args[5])  # the job, and the token it is written for
-            if fut is None and mine in later:
-                continue
-            later.add(mine)
-        kept.append(i)
-    kept.reverse()
-    runs: list[tuple[str, list[Any], list[int]]] = []
-    at = 0
-    while at < len(kept):
-        end = at + 1
-        if ops[kept[at]][0] == "save":
-            while end < len(kept) and ops[kept[end]][0] == "save" and end - at < SAVES_MAX:
-                end += 1
-        carried = kept[at:end]
-        if len(carried) > 1:
-            runs.append(("saves", [arg for i in carried for arg in ops[i][1]], carried))
-        else:
-            runs.append((ops[carried[0]][0], ops[carried[0]][1], carried))
-        at = end
-    return runs
-
-
-def _unrun(runs: list[tuple[str, list[Any], list[int]]], answers: list[Any], n: int) -> list[Any]:
-    """Each of the `n` writes' own answer (None for a save left out), from the answers of the calls `_runs` made (a
-    failed `saves` fails each of its saves); WAIT's answer, after them, stays last."""
-    results: list[Any] = [None] * n
-    for (name, _, carried), answer in zip(runs, answers, strict=False):
-        if name == "saves" and not isinstance(answer, Exception):
-            for i, one in zip(carried, answer, strict=True):
-                results[i] = one
-        else:
-            for i in carried:
-                results[i] = answer
-    results.extend(answers[len(runs) :])
-    return results
 
 
 def _unknown(name: str, args: list[Any]) -> StoreUnavailable:

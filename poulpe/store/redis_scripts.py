@@ -50,6 +50,8 @@ QUEUE job, or '' (nowhere: it is final).
 
 from __future__ import annotations
 
+from poulpe.store.redis_queue_scripts import EXPIRED, LEASE_QUEUE
+
 # Moves a job between status indexes and counts; shared by the scripts below.
 MOVE = """
 local function move(B, id, new, seq)
@@ -235,7 +237,7 @@ ADD = MOVE + ADD_BODY
 # Returns 1 when written, 0 when the job is held by someone else (nothing written).
 # The attempt count in `tries` follows the record: up to it when an attempt begins, back to it when the job waits
 # again (its writer held it, so no other attempt began meanwhile), gone when it is final.
-_SAVE_BODY = """
+SAVE_BODY = """
 local B, id, record, status, token, place = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], ARGV[10]
 local owner = redis.call('HGET', B..'owner', id)
 if ARGV[11] == '1' then
@@ -293,7 +295,7 @@ else
 end
 return 1
 """
-SAVE = MOVE + _SAVE_BODY
+SAVE = MOVE + SAVE_BODY
 
 # ARGV: base, SAVE's 14 arguments, then ADD's groups of 10 (a final job's children, SPEC 10.3): the job's final state
 # and its children in one script, so Redis holds both or neither. Returns {0} when the job is held by someone else
@@ -301,7 +303,7 @@ SAVE = MOVE + _SAVE_BODY
 SAVE_FINAL = (
     MOVE
     + "local function save_job(ARGV)\n"
-    + _SAVE_BODY
+    + SAVE_BODY
     + "end\nlocal function add_jobs(ARGV)\n"
     + ADD_BODY
     + """end
@@ -312,125 +314,6 @@ local rest = {ARGV[1]}
 for i = 16, #ARGV do rest[#rest + 1] = ARGV[i] end
 local out = add_jobs(rest)
 table.insert(out, 1, 1)
-return out
-"""
-)
-
-# ARGV: base, then SAVE's 14 arguments for each job (one pipeline's run of saves, in the order they were issued).
-# Returns SAVE's answer for each. The common ones (an attempt's start or end on the process holding the job) write
-# their index entries together at the end, a command for each index rather than for each job; any other runs as
-# SAVE, after what the ones before it left is written. A job saved twice in a run is written in between too.
-SAVES = (
-    MOVE
-    + "local function save_job(ARGV)\n"
-    + _SAVE_BODY
-    + """end
-local B = ARGV[1]
-local later = {}  -- index writes owed: {command, key} -> flat arguments; counts: hash key -> field -> delta
-local counts, owing, finished = {}, {}, {}  -- owing: the ids whose writes are owed
-local function owe(command, key, a, b)
-  local name = command..' '..key
-  local list = later[name]
-  if list == nil then
-    list = {command = command, key = key}
-    later[name] = list
-  end
-  list[#list + 1] = a
-  if b ~= nil then list[#list + 1] = b end
-end
-local function count(key, field, delta)
-  local fields = counts[key]
-  if fields == nil then
-    fields = {}
-    counts[key] = fields
-  end
-  fields[field] = (fields[field] or 0) + delta
-end
-local function pay()
-  for _, list in pairs(later) do
-    for s = 1, #list, 1000 do
-      if list.key == '' then
-        redis.call(list.command, unpack(list, s, math.min(s + 999, #list)))
-      else
-        redis.call(list.command, list.key, unpack(list, s, math.min(s + 999, #list)))
-      end
-    end
-  end
-  for key, fields in pairs(counts) do
-    for field, delta in pairs(fields) do
-      if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
-    end
-  end
-  if #finished > 0 then redis.call('PUBLISH', B..'done', table.concat(finished, ' ')) end
-  later, counts, owing, finished = {}, {}, {}, {}
-end
--- what the saves read of their jobs, read at once: a job saved twice in the run is read again the second time
-local ids = {}
-for i = 2, #ARGV, 14 do ids[#ids + 1] = ARGV[i] end
-local owners = redis.call('HMGET', B..'owner', unpack(ids))
-local stats = redis.call('HMGET', B..'stat', unpack(ids))
-local counted = redis.call('HMGET', B..'tries', unpack(ids))
-local seen = {}
-local out = {}
-local one = {B}
-for i = 2, #ARGV, 14 do
-  local id, record, status, token = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
-  local held, attempts = ARGV[i + 9], ARGV[i + 11]
-  local k = (i + 12) / 14
-  local again = seen[id]
-  seen[id] = true
-  if owing[id] then pay() end
-  owing[id] = true
-  local final = status == 'succeeded' or status == 'dead' or status == 'cancelled'
-  local owner = false
-  local quick = held == '0' and ARGV[i + 10] == '' and ARGV[i + 13] == '' and (final or status == 'running')
-    and string.sub(token, 1, 2) ~= 'x:'
-  if quick then
-    if again then owner = redis.call('HGET', B..'owner', id) else owner = owners[k] end
-    quick = owner == token
-  end
-  if not quick then
-    pay()
-    for j = 0, 13 do one[j + 2] = ARGV[i + j] end
-    out[#out + 1] = save_job(one)
-  else
-    owe('MSET', '', B..'job:'..id, record)
-    local old = stats[k]
-    if again then old = redis.call('HGET', B..'stat', id) end
-    if old ~= status then
-      if old then
-        owe('ZREM', B..'st:'..old, id)
-        count(B..'count', old, -1)
-      else
-        owe('ZADD', B..'all', ARGV[i + 4], id)
-      end
-      owe('ZADD', B..'st:'..status, ARGV[i + 4], id)
-      count(B..'count', status, 1)
-      owe('HSET', B..'stat', id, status)
-    end
-    if final then
-      owe('HDEL', B..'tries', id)
-      owe('ZREM', B..'lease', id)
-      owe('HDEL', B..'owner', id)
-      local _, _, key = split_meta(ARGV[i + 12])
-      if key ~= '' then release(B, id) end  -- (only a job with a key counts against one)
-      owe('HDEL', B..'jmeta', id)
-      owe('ZADD', B..'done', ARGV[i + 6], id)
-      local was_final = old == 'succeeded' or old == 'dead' or old == 'cancelled'
-      if ARGV[i + 7] ~= '' and not was_final then
-        local sep = string.find(ARGV[i + 7], ':', 1, true)
-        count(B..'day:'..string.sub(ARGV[i + 7], 1, sep - 1), string.sub(ARGV[i + 7], sep + 1), 1)
-      end
-      finished[#finished + 1] = id
-    else
-      local began = counted[k]
-      if again then began = redis.call('HGET', B..'tries', id) end
-      if tonumber(attempts) > tonumber(began or '0') then owe('HSET', B..'tries', id, attempts) end
-    end
-    out[#out + 1] = 1
-  end
-end
-pay()
 return out
 """
 )
@@ -487,51 +370,6 @@ return #ids
 # ARGV: base, id. Forgets one job; returns 1 when it existed.
 DELETE = MOVE + _FORGET + "return forget(ARGV[1], ARGV[2])\n"
 
-# ARGV: base, type, now, n, lease end, worker. Reserves up to n due QUEUE jobs of the type for the worker: out of
-# `q:<type>`, into `xlease`, owner `x:?:<type>` until the caller's follow-up `save` records the attempt (a
-# reservation whose save never came is put back by EXPIRED). Returns the records.
-LEASE_QUEUE = """
-local B, kind, now, n, until_ = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local ids = redis.call('ZRANGEBYSCORE', B..'q:'..kind, '-inf', now, 'LIMIT', 0, n)
-local records = {}
-for _, id in ipairs(ids) do
-  redis.call('ZREM', B..'q:'..kind, id)
-  local record = redis.call('GET', B..'job:'..id)
-  if record then
-    redis.call('ZADD', B..'xlease', until_, id)
-    redis.call('HSET', B..'owner', id, 'x:?:'..kind)
-    records[#records + 1] = record
-  end
-end
-return records
-"""
-
-# ARGV: base, now, limit. External leases that ended: reservations never completed go straight back to their queue;
-# the others are returned (their records), for the caller to end with `save` held by the lease's worker (only one
-# caller's save can succeed).
-EXPIRED = """
-local B, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', B..'xlease', '-inf', now, 'LIMIT', 0, limit)
-local records = {}
-for _, id in ipairs(ids) do
-  local owner = redis.call('HGET', B..'owner', id) or ''
-  if string.sub(owner, 1, 4) == 'x:?:' then
-    redis.call('ZREM', B..'xlease', id)
-    redis.call('HDEL', B..'owner', id)
-    redis.call('ZADD', B..'q:'..string.sub(owner, 5), now, id)
-    redis.call('PUBLISH', B..'queued', string.sub(owner, 5))
-  else
-    local record = redis.call('GET', B..'job:'..id)
-    if record then
-      records[#records + 1] = record
-    else
-      redis.call('ZREM', B..'xlease', id)
-    end
-  end
-end
-return records
-"""
-
 # ARGV: base, id, expected record, new record. A single-key compare-and-set: the record changes only if nobody
 # wrote it since the caller read it.
 SWAP = """
@@ -541,11 +379,10 @@ redis.call('SET', key, ARGV[4])
 return 1
 """
 
-STORE_SCRIPTS = {  # and `claim` (redis_claim.py)
+STORE_SCRIPTS = {  # and `claim` (redis_claim.py) and `saves` (redis_saves_fold.py)
     "add": ADD,
     "save": SAVE,
     "save_final": SAVE_FINAL,
-    "saves": SAVES,
     "renew": RENEW,
     "purge": PURGE,
     "delete": DELETE,

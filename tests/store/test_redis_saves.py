@@ -11,7 +11,8 @@ from typing import Any
 from poulpe.errors import NotHeld
 from poulpe.job import Job, Method, Status
 from poulpe.store.redis import RedisStore
-from poulpe.store.redis_link import _runs, _unrun, namespace
+from poulpe.store.redis_link import namespace
+from poulpe.store.redis_saves_fold import fold_saves, unfold_answers
 from tests.redis_server import RedisServer
 
 NOW = 1_700_000_000.0
@@ -131,6 +132,6 @@ def test_an_attempts_start_is_not_sent_when_its_end_follows_in_the_same_pipeline
         ("save", save("j3", held="1"), None),
         ("save", save("j3", held="1"), None),  # held writes (external workers) are compared in Redis: both stay
     ]
-    runs = _runs(ops)
+    runs = fold_saves(ops)
     assert [(name, carried) for name, _, carried in runs] == [("save", [1]), ("add", [2]), ("saves", [3, 4, 5, 6])]
-    assert _unrun(runs, [1, "added", [1, 0, 1, 1]], len(ops)) == [None, 1, "added", 1, 0, 1, 1]
+    assert unfold_answers(runs, [1, "added", [1, 0, 1, 1]], len(ops)) == [None, 1, "added", 1, 0, 1, 1]
