@@ -5,10 +5,9 @@ come between the look and the take, and recorded in the job's own record."""
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -103,7 +102,7 @@ class UniqueWindows:
         try:
             stored: list[tuple[Job, bool]] = await write(Insert(rest)) if rest else []
         except BaseException:
-            self.settle(rest, itertools.repeat(True))
+            self.settle(rest, None)
             raise
         self.settle(rest, [known for _, known in stored])
         if not held:
@@ -115,33 +114,35 @@ class UniqueWindows:
         """Decide, in order, which new jobs take their window (to `settle` once their insert is answered); the
         others by id, with the job holding their window (None: every job took its window, or had none)."""
         held: dict[str, Job] | None = None
+        open_, holders, ends = self.open, self.holders, self._ends
         for job in jobs:
-            key = job.unique
+            key, now = job.unique, job.created_at
             if key is None:
                 continue
-            if self._ends.first <= job.created_at:
-                self._forget_ended(job.created_at)
-            end = self.open.get(key)
-            if end is not None and end > job.created_at and self.holders[key] != job.id:
-                holder = self.holders[key]
-                first = self.accepting.get(holder) or _job(reader, holder)
+            if ends.first <= now:
+                self._forget_ended(now)
+            end = open_.get(key)
+            if end is not None and end > now and holders[key] != job.id:
+                first = self.accepting.get(holders[key]) or _job(reader, holders[key])
                 if first is not None:
                     held = held or {}
                     held[job.id] = first
                     continue
-            self._open(key, job.id, job.unique_until or job.created_at)
+            end = job.unique_until or now
+            open_[key], holders[key] = end, job.id
+            ends.add(end, key)
             self.accepting[job.id] = job
         return held
 
-    def settle(self, jobs: Sequence[Job], known: Iterable[bool]) -> None:
+    def settle(self, jobs: Sequence[Job], known: Sequence[bool] | None) -> None:
         """The insert of the jobs that took their window was answered: a window stays with its job once stored, and
-        goes when its job was not (`known`: the write failed, or the id was known already, and the answer is that
-        job, which took no window)."""
-        for job, was_known in zip(jobs, known, strict=False):  # known: as long as jobs, or endless
+        goes when its job was not (`known`: the id was known already, and the answer is that job, which took no
+        window; None: the write failed)."""
+        for i, job in enumerate(jobs):
             if job.unique is None:
                 continue
             self.accepting.pop(job.id, None)
-            if was_known and self.holders.get(job.unique) == job.id:
+            if (known is None or known[i]) and self.holders.get(job.unique) == job.id:
                 del self.open[job.unique], self.holders[job.unique]
 
     def _open(self, key: str, job_id: str, end: float) -> None:
