@@ -33,6 +33,8 @@ CLAIM_MAX = 500  # jobs leased in one claim at most
 
 
 class SharedFeed:
+    owns_schedule = False  # every job is claimed from the shared schedule, a due one too: none goes straight to ready
+
     def __init__(
         self, ready: Ready, store: SharedSchedule, events: Events, *, lease: float, clock: Callable[[], float]
     ) -> None:
@@ -180,8 +182,9 @@ class SharedFeed:
     def _on_message(self, channel: str, payload: str) -> None:
         if channel == "work":
             self._wake.set()
-        elif channel == "done":
-            self.events.emit(FinishedElsewhere(payload))
+        elif channel == "done":  # one message for the jobs a write ended
+            for job_id in payload.split(" "):
+                self.events.emit(FinishedElsewhere(job_id))
         elif channel == "cancel":  # a cancel asked on another process, for a job running here
             job = self.ready.held.get(payload)
             if job is not None and job.status is Status.RUNNING:
