@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
-        | {"chain_refs", "labels", "batch_record", "action_record", "job_in"}
+        | {"chain_refs", "labels", "batch_record", "action_record", "action_pace", "job_in"}
         | {"tracing", "tracing_otel", "span_pipe", "span_export", "history", "hangup", "quotas", "token_file"}
         | {"cron_options", "aborts"},
     ),
