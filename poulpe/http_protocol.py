@@ -5,8 +5,10 @@
 - A request head must arrive whole within HEAD_TIMEOUT seconds and stay under HEAD_LIMIT bytes (431 otherwise,
   answered as soon as the limit is passed: httptools grows a header value without bound, in quadratic time).
 - Open connections stay under a cap below the open-file limit. At the cap a newcomer closes the connection that
-  has been idle longest (no request in progress: long-polls and WebSockets are never idle); only when every
-  connection is busy does the newcomer get a 503.
+  has been idle longest (no request in progress: long-polls and WebSockets are never idle), if it has been idle
+  IDLE_GRACE seconds at least; only when none has does the newcomer get a 503. The grace keeps a burst of
+  newcomers from closing each other: asyncio accepts a burst of sockets before it reads any, so a connection whose
+  request is already on its way looks idle for a moment.
 - Errors written before the app runs (400, 408, 431, 503) are JSON in poulpe's error shape.
 """
 
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 HEAD_LIMIT = 64 * 1024  # request line and headers, bytes
 HEAD_TIMEOUT = 5.0  # seconds from the connection (or the next request's first byte) to the end of its head
+IDLE_GRACE = 0.25  # seconds a connection must have been idle before a newcomer at the cap may close it
 LINGER = 2.0  # seconds a refused client gets to read its answer while poulpe discards what it still sends
 MAX_CONNECTIONS = 65_536  # a ceiling even when the open-file limit is far higher
 _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
@@ -50,12 +53,13 @@ def raise_open_files() -> int:
 
 
 class Limits:
-    """What the connections of one server share: the cap, and the idle ones, longest idle first."""
+    """What the connections of one server share: the cap, and the idle ones (since when: the loop's time), longest
+    idle first."""
 
     def __init__(self, cap: int, backlog: int = 2048) -> None:
         self.cap = cap
         self.backlog = backlog
-        self.idle: dict[BoundedHttpProtocol, None] = {}
+        self.idle: dict[BoundedHttpProtocol, float] = {}
 
     @classmethod
     def for_open_files(cls, open_files: int, workers: int) -> Limits:
@@ -108,7 +112,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_started = True
         self._head_deadline = self.loop.time() + HEAD_TIMEOUT
         self._head_timer: asyncio.TimerHandle | None = self.loop.call_at(self._head_deadline, self._head_too_slow)
-        self.limits.idle[self] = None
+        self.limits.idle[self] = self.loop.time()
         if len(self.connections) > self.limits.cap:
             self._make_room()
 
@@ -118,7 +122,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _make_room(self) -> None:
-        for victim in self.limits.idle:
+        idle_since = self.loop.time() - IDLE_GRACE
+        for victim, since in self.limits.idle.items():
+            if since > idle_since:
+                break  # idle only a moment, as every one after it: perhaps a request not read yet
             if victim is not self and not victim.transport.is_closing():
                 del self.limits.idle[victim]
                 logger.warning("at the connection limit (%d): closing the connections idle longest", self.limits.cap)
@@ -188,7 +195,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.timeout_keep_alive_task is not None:  # kept alive and nothing pipelined: idle again
-            self.limits.idle[self] = None
+            self.limits.idle.pop(self, None)  # (at the end: the order is the order of becoming idle)
+            self.limits.idle[self] = self.loop.time()
 
     def handle_websocket_upgrade(self) -> None:
         self.limits.idle.pop(self, None)

@@ -163,6 +163,12 @@ class ServedPoulpe:
         self._aiokafka_level = logging.getLogger("aiokafka").level
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
+    def hold(self, seconds: float) -> None:
+        """Keep poulpe's event loop busy for `seconds` from now, as a loaded machine does: connections made meanwhile
+        wait in the kernel's listen queue, their requests with them, and are accepted in one burst afterwards."""
+        assert self._server is not None
+        self._server.servers[0].get_loop().call_soon_threadsafe(time.sleep, seconds)
+
     @property
     def pid(self) -> int:
         """The process poulpe runs in (the test's own), which its node name ends with."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import socket
 import sys
 import threading
@@ -143,6 +144,43 @@ def test_a_head_that_does_not_arrive_in_time_closes_the_connection(
         assert (status, headers["content-type"]) == (408, "application/json")
         assert silent.recv(1) == b""  # a connection that never spoke is simply closed
         assert time.monotonic() - started < 15
+
+
+def test_a_burst_of_requests_at_the_cap_is_answered_503_never_cut_off_unanswered(
+    served: Callable[..., ServedPoulpe], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_protocol, "raise_open_files", lambda: 200)  # a cap of 64 connections
+    p = served()
+    address = ("127.0.0.1", p.port)
+    with p.client() as client:
+        job = client.post("/task_in_queue", json={"method": "QUEUE", "name": "later", "delay": 3600}).json()["id"]
+    poll = get(f"/task_resp/{job}?timeout=60")
+    early = [socket.create_connection(address, timeout=10) for _ in range(60)]
+    late: list[socket.socket] = []
+    try:
+        for sock in early:
+            sock.sendall(poll)
+        eventually_all_read = time.monotonic() + 10
+        while time.monotonic() < eventually_all_read and httpx.get(f"{p.url}/sys_info", timeout=5).status_code != 200:
+            time.sleep(0.05)  # (a request answered after the 60 long-polls: they were read)
+        # poulpe is held busy while 10 more clients connect and send their long-poll: it accepts the 10 in one burst,
+        # before it has read a byte of any, and 4 of them fit under the cap
+        p.hold(1.0)
+        for _ in range(10):
+            sock = socket.create_connection(address, timeout=10)
+            sock.sendall(poll)
+            late.append(sock)
+        got: dict[socket.socket, bytes] = {}
+        waited_for = time.monotonic() + 5  # the 503s come at once once poulpe is back; 4 s more shows the rest wait
+        while len(got) < len(late) and time.monotonic() < waited_for:
+            readable, _, _ = select.select([s for s in late if s not in got], [], [], 0.2)
+            for sock in readable:
+                got[sock] = sock.recv(1024)[:12]  # b"" when closed without an answer
+        answers = [got.get(sock, b"long-polling") for sock in late]
+        assert sorted(answers) == [b"HTTP/1.1 503"] * 6 + [b"long-polling"] * 4, answers
+    finally:
+        for sock in early + late:
+            sock.close()
 
 
 def test_1100_idle_connections_under_a_1024_file_limit_leave_health_answering(limited: Limited) -> None:
