@@ -51,4 +51,6 @@ async def test_three_processes_in_one_group_share_the_topic_and_survive_one_kill
     assert all(r["status"] == "succeeded" for rs in results.values() for r in rs)
     runs = fresh_target.count_by_job_id()
     assert all(runs[str(job["id"])] >= 1 for job in jobs)
-    assert sum(n > 1 for n in runs.values()) <= 5, "only the jobs the killed process held ran twice"
+    # only the jobs the killed process held ran twice: per worker, one attempt running and one outcome decided but
+    # not yet stored (docs/design.md, "Order"; test_durability.py holds SQLite to the same bound)
+    assert sum(n > 1 for n in runs.values()) <= 4 + 4, "only the jobs the killed process held ran twice"
