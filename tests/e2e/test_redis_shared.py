@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,18 +42,21 @@ def test_three_processes_run_a_thousand_jobs_each_exactly_once(
 ) -> None:
     procs = poulpe.many(*on_redis(redis_server, redis_prefix, "--workers", "8"), homes=["p0", "p1", "p2"])
     ids = [f"rr-{n}" for n in range(1000)]
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(len(procs)) as pool:
         clients = [stack.enter_context(p.client()) for p in procs]
-        for job_id, client in zip(ids, itertools.cycle(clients), strict=False):
-            accepted(client, id=job_id, method="GET", name=fresh_target.url("/echo"))
+
+        def post_share(n: int) -> None:  # one at a time to each process, the three processes side by side
+            for job_id in ids[n :: len(clients)]:
+                accepted(clients[n], id=job_id, method="GET", name=fresh_target.url("/echo"))
+
+        list(pool.map(post_share, range(len(clients))))
         eventually(lambda: counts(procs[0])["succeeded"] == 1000, timeout=60)
         seen = fresh_target.count_by_job_id()
         assert sorted(seen) == sorted(ids)
         assert set(seen.values()) == {1}  # no job ran twice
         ran_by = {p.proc.pid: 0 for p in procs if p.proc is not None}
-        for job_id in ids[:300]:
-            node = clients[0].get(f"/jobs/{job_id}").json()["history"][-1]["node"]
-            ran_by[int(node.rsplit(":", 1)[1])] += 1
+        for job in pool.map(lambda job_id: state(clients[0], job_id), ids[:300]):
+            ran_by[int(job["history"][-1]["node"].rsplit(":", 1)[1])] += 1
     assert all(ran_by.values()), f"every process took a share: {ran_by}"
 
 
@@ -105,11 +109,10 @@ def test_two_processes_fire_each_cron_time_once(
     cron = tmp_path / "cron_task"
     cron.write_text(f"* * * * * * *  {fresh_target.url('/echo', key='tick')}  GET\n")
     flags = on_redis(redis_server, redis_prefix, "--cron", str(cron))
-    poulpe(*flags, home="a")
-    poulpe(*flags, home="b")
-    time.sleep(4.5)
+    poulpe.many(*flags, homes=["a", "b"])
+    eventually(lambda: len([call for call in fresh_target.calls if call.query.get("key") == "tick"]) >= 3)
+    time.sleep(0.5)  # the other process's run of a fire, had it made one, would have come by now
     ticks = [call for call in fresh_target.calls if call.query.get("key") == "tick"]
-    assert len(ticks) >= 3
     per_fire = fresh_target.count_by_job_id()
     assert all(per_fire[call.job_id] == 1 for call in ticks), per_fire
 
@@ -174,9 +177,9 @@ def test_redis_restarted_during_a_stream_loses_no_acknowledged_job(
             thread.join()
         assert refused or waited, "submissions while Redis was down were refused with 503, or held until it was back"
         assert len(acknowledged) > 100
-        with procs[0].client() as client:
-            for job_id in acknowledged:
-                assert result(client, job_id, timeout=30)["status"] == "succeeded"
+        with procs[0].client() as client, ThreadPoolExecutor(8) as pool:
+            finals = pool.map(lambda job_id: result(client, job_id, timeout=30)["status"], acknowledged)
+            assert set(finals) == {"succeeded"}
     finally:
         redis.stop()
 
@@ -221,13 +224,18 @@ def test_a_drained_process_gives_back_the_jobs_it_held_ready_at_once(
 ) -> None:
     a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
     with a.client() as on_a:
-        # the first is slow enough that a still holds the second ready however slowly b starts on a loaded machine;
-        # the second's own length does not matter
-        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=ms))["id"] for ms in (8000, 200)]
+        # the first runs until a got SIGTERM, so a still holds the second ready however slowly b starts on a loaded
+        # machine; the second's own length does not matter
+        urls = [fresh_target.url("/hold", gate="drain"), fresh_target.url("/slow", ms=200)]
+        ids = [accepted(on_a, method="GET", name=url)["id"] for url in urls]
         eventually(lambda: counts(a)["running"] == 1)  # one running, one held ready by a
         assert state(on_a, ids[0])["status"] == "running"
         b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "2"), home="b")
-        assert a.terminate() == 0  # SIGTERM: a finishes its attempt, and gives the other job back, not after --lease
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGTERM)  # a finishes its attempt, and gives the other job back, not after --lease
+        time.sleep(0.2)  # the drain has begun with the attempt still running
+        fresh_target.open("drain")
+        assert a.proc.wait(30) == 0
     with b.client() as on_b:
         done = [result(on_b, job_id, timeout=30) for job_id in ids]
     assert [job["status"] for job in done] == ["succeeded", "succeeded"]
@@ -239,14 +247,16 @@ def test_a_cancel_asked_on_one_process_reaches_the_process_running_the_job(
 ) -> None:
     b = poulpe(*on_redis(redis_server, redis_prefix), home="b")
     with b.client() as on_b:
-        job = {"method": "GET", "name": fresh_target.url("/slow", ms=10000), "timeout": 6, "retry": {"max": 3}}
+        # the attempt runs until a has started and asked (6 s at most), then fails: a retry would follow
+        failing = fresh_target.url("/hold", gate="cancel", status=500)
+        job = {"method": "GET", "name": failing, "timeout": 6, "retry": {"max": 3}}
         job_id = accepted(on_b, **job)["id"]
         eventually(lambda: state(on_b, job_id)["status"] == "running")
-        # the attempt runs 6 s: long enough for a to start and ask, however loaded the machine
         a = poulpe(*on_redis(redis_server, redis_prefix), home="a")
         with a.client() as on_a:
             answer = on_a.delete(f"/jobs/{job_id}")
             assert answer.status_code == 409 and "after this attempt" in answer.json()["error"]
+            fresh_target.open("cancel")
             ended = result(on_a, job_id, timeout=20)
     assert ended["status"] == "cancelled" and ended["attempts"] == 1  # not retried: the cancel reached b
     assert ran_on(ended, b)
