@@ -52,7 +52,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("worker and attempt", ("poulpe/workers.py", "poulpe/alerts.py", "poulpe/tracing.py")),
     ("runner (poulpe's part)", ("poulpe/runners/",)),
     ("outcome record", ("poulpe/outcome.py", "poulpe/deadjobs.py")),
-    ("events and waiters", ("poulpe/waiters.py", "poulpe/callbacks.py", "poulpe/dispatch/events.py")),
+    ("events and waiters", ("poulpe/callbacks.py", "poulpe/dispatch/events.py")),
 )  # fmt: skip
 LOOP, OTHER = "event loop (asyncio, not attributed)", "other"
 POLLS = "the bench's /sys_info polls (every 0.2 s: not a job's cost)"

@@ -3,8 +3,8 @@ letters, and the queries. It builds the dispatch engine and never hears from it 
 from the ready structure (dispatch/ready.py), the finish step (outcome.py) stores and tells, and what other parts
 react to goes through the event bus (dispatch/events.py).
 
-intake → validate → submit → store → feed (dispatch/local.py or shared.py) → ready → workers → runner → finish
-→ store → events (waiters, callbacks, Kafka results).
+intake → validate → submit → store → ready (a job due now, embedded store; any other waits in dispatch/local.py
+or shared.py first) → workers → runner → finish → store → events (long-polls and `wait`, callbacks, Kafka results).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from poulpe.outcome import Finish
 from poulpe.queries import Queries
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
-from poulpe.waiters import Waiters
 from poulpe.workers import Attempt, Workers
 
 log = logging.getLogger("poulpe.jobs")
@@ -76,8 +75,6 @@ class JobManager(Queries):
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.events = Events()
-        self.waiters = Waiters()
-        self.events.on(JobFinal, self.waiters.on_final)  # first: before any other listener
         self.events.on(FinishedElsewhere, lambda event: self._finished_elsewhere(event.job_id))
         self.events.on(Reconnected, lambda event: self._recheck_waiters())
         self.ready = Ready(workers, limits=Limits(key_defaults, clock=clock), clock=clock)
@@ -139,7 +136,7 @@ class JobManager(Queries):
         """First step of a drain: new jobs get 503 and every long-poll answers with the current state."""
         self.accepting = False
         self.draining.set()
-        self.waiters.release_all()
+        self.events.release_all()
 
     async def stop(self, grace: float) -> None:
         """Drain: running attempts get `grace` seconds; what is left stays stored and runs after a restart."""
@@ -198,9 +195,12 @@ class JobManager(Queries):
         return self._seq
 
     def _enqueue(self, job: Job) -> None:
+        """A job due now goes straight to the ready structure when this process owns the schedule and there is
+        room; any other waits in the feed (its time, its key's room, or a claim from the shared schedule)."""
         if job.method is Method.QUEUE:
             return  # held in the store for external workers
-        self.feed.schedule(job)
+        if not (self.feed.owns_schedule and self.ready.admit(job)):
+            self.feed.schedule(job)
 
     def _tell_queued(self, jobs: list[Job]) -> None:
         """External workers waiting for QUEUE jobs hear of the new ones (external.py)."""
@@ -211,12 +211,12 @@ class JobManager(Queries):
     # --- what the other processes tell (a shared store) ------------------------------------------------------
     def _finished_elsewhere(self, job_id: str) -> None:
         """Another process finished a job: wake the long-polls waiting for it here."""
-        if self.waiters.waiting(job_id) and job_id not in self.ready.held:
+        if self.events.waited(job_id) and job_id not in self.ready.held:
             asyncio.get_running_loop().create_task(self._wake_waiters([job_id]))
 
     def _recheck_waiters(self) -> None:
         """After a reconnection: jobs waited on here may have finished while messages could not arrive."""
-        ids = [job_id for job_id in self.waiters.waited_ids() if job_id not in self.ready.held]
+        ids = [job_id for job_id in self.events.waited_ids() if job_id not in self.ready.held]
         if ids:
             asyncio.get_running_loop().create_task(self._wake_waiters(ids))
 
@@ -224,7 +224,7 @@ class JobManager(Queries):
         with contextlib.suppress(Unavailable):
             for job in await self.store.get_many(ids):
                 if job.final:
-                    self.waiters.wake(job)
+                    self.events.finished(job)
 
     # --- queries and commands --------------------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
@@ -264,7 +264,7 @@ class JobManager(Queries):
         """The job once final, or its state when `timeout` passes first (or poulpe drains); None when unknown."""
         if timeout <= 0 or not self.accepting:
             return await self.get(job_id)
-        fut = self.waiters.subscribe(job_id)
+        fut = self.events.final(job_id)
         try:
             job = await self.get(job_id)
             if job is None or job.final:
@@ -275,7 +275,7 @@ class JobManager(Queries):
                     if done is not None:
                         return done
         finally:
-            self.waiters.unsubscribe(job_id, fut)
+            self.events.forget(job_id, fut)
         return await self.get(job_id)
 
     async def cancel(self, job_id: str, mark: str | None = None) -> Job:

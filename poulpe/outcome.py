@@ -2,7 +2,7 @@
 
 One path for poulpe's own workers and for external workers' reports: decide by the retry policy, write the dead
 letter (before the job is marked dead, so a crash in between re-runs the job rather than losing its letter), store,
-then schedule a retry or publish `JobFinal` (waiters, callbacks, Kafka results subscribe to it).
+then schedule a retry or publish `JobFinal` (long-polls and `wait` have it first, then callbacks and Kafka results).
 """
 
 from __future__ import annotations

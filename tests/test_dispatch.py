@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from poulpe.dispatch.limits import Limits
-from poulpe.dispatch.ready import Ready
-from poulpe.job import Job, Method
+from poulpe.dispatch.ready import KEY_READY_CAP, READY_CAP, Ready
+from poulpe.job import Job, Method, Status
 from poulpe.keys import KeyLimits
 
 
@@ -55,6 +55,21 @@ async def test_a_key_with_thousands_of_ready_jobs_delays_another_keys_job_by_one
     got = [await take(ready) for _ in range(4)]
     # B joins the turns behind A (A's turn in progress ends first), then they alternate; within a key, acceptance order
     assert got == ["a1", "b0", "a2", "b1"]
+
+
+async def test_a_job_due_now_is_admitted_at_once_while_there_is_room_for_it_and_for_its_key() -> None:
+    clock = Clock()
+    ready = ready_with(*(job(f"a{n}", key="A", seq=n) for n in range(KEY_READY_CAP)), clock=clock)
+    later = job("later")
+    later.run_at = clock.now + 60
+    assert not ready.admit(later)  # not due: it waits in the feed for its time
+    assert not ready.admit(job("a-more", key="A"))  # its key has KEY_READY_CAP ready: the feed parks it
+    scheduled = job("b", key="B")
+    scheduled.status = Status.SCHEDULED
+    assert ready.admit(scheduled) and scheduled.status is Status.QUEUED and len(ready) == KEY_READY_CAP + 1
+    for n in range(READY_CAP - len(ready)):
+        ready.take(job(f"c{n}", key=f"C{n // KEY_READY_CAP}"))
+    assert not ready.admit(job("d", key="D"))  # READY_CAP in all: the rest wait in the feed until workers catch up
 
 
 async def test_jobs_without_a_key_are_one_group_that_takes_turns_with_the_keys() -> None:

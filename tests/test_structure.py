@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     (
         "engine",
-        {"dispatch", "waiters", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
+        {"dispatch", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
         | {"alerts", "deadlines", "debounce", "chains", "batches", "actions"},
     ),
     (

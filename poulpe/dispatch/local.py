@@ -1,8 +1,9 @@
 """LocalFeed: the embedded store's schedule, owned by this process alone.
 
-Due times wait in the in-memory heap (timer.py); a job that comes due is read from the store and put in the ready
-structure. A restart rebuilds the heap from the store: scheduled jobs keep their time, queued ones run, running
-ones (their attempt was cut by the stop) run again.
+A job due now is ready at once when there is room (`Ready.admit`: the manager hands it over itself, so it never
+passes here). Later ones wait in the in-memory heap (timer.py); a job that comes due is read from the store and put
+in the ready structure. A restart rebuilds the heap from the store: scheduled jobs keep their time, queued ones run,
+running ones (their attempt was cut by the stop) run again.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import logging
 from collections.abc import Callable
 
 from poulpe.dispatch.order import rank, rank_at
-from poulpe.dispatch.ready import KEY_READY_CAP, Ready, key_of
+from poulpe.dispatch.ready import KEY_READY_CAP, READY_CAP, Ready, key_of
 from poulpe.dispatch.timer import Entry, Timer
 from poulpe.errors import Unavailable
 from poulpe.job import INTERRUPTED, WAITING, Job, Method, Status
 from poulpe.store.base import Store
 
 log = logging.getLogger("poulpe.jobs")
-READY_CAP = 10_000  # due jobs held in memory at once; the rest wait in the heap until workers catch up
 
 
 class LocalFeed:
+    owns_schedule = True  # a job due now may go straight to the ready structure (`Ready.admit`)
+
     def __init__(self, ready: Ready, store: Store, *, clock: Callable[[], float]) -> None:
         self.ready = ready
         self.store = store
@@ -80,8 +82,11 @@ class LocalFeed:
         pass
 
     def schedule(self, job: Job) -> None:
-        """A stored job that waits: run it now if it is due and there is room, else at its time."""
-        if job.run_at <= self.clock() and len(self.ready) < READY_CAP:
+        """A stored job that waits: ready now if it is due and there is room, parked while its key has
+        KEY_READY_CAP jobs ready, else at its time."""
+        if self.ready.admit(job):
+            return
+        if job.run_at <= self.clock() and len(self.ready) < READY_CAP and self.ready.key_full(job):
             job.status = Status.QUEUED
             self._make_one_ready(job)
         else:
@@ -102,9 +107,8 @@ class LocalFeed:
         return self.ready.limits.held(key)
 
     def _make_one_ready(self, job: Job) -> None:
-        key = key_of(job)
-        if self.ready.waiting[key] >= KEY_READY_CAP:
-            heapq.heappush(self._parked.setdefault(key, []), rank(job))
+        if self.ready.key_full(job):
+            heapq.heappush(self._parked.setdefault(key_of(job), []), rank(job))
         else:
             self.ready.take(job)
 

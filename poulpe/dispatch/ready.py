@@ -5,8 +5,9 @@ ready jobs its number may run (`cc`): the highest priority; among equal prioriti
 served longest ago goes first, so a key with 100,000 ready jobs delays another key's job by one turn at most);
 within a key, the job's rank (order.py: due time, then acceptance order). Jobs without a key are one group.
 
-Ready jobs sit in lanes: priority → key → `cc` set → a heap by rank. A job with `cc` waits for a free worker among
-those it names; a job without `cc` goes to the lowest-numbered free worker.
+Jobs come in by `admit` (a job due now, when this process owns its schedule: from the manager or the local feed)
+or `take` (what a feed brings). Ready jobs sit in lanes: priority → key → `cc` set → a heap by rank. A job with `cc`
+waits for a free worker among those it names; a job without `cc` goes to the lowest-numbered free worker.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from collections.abc import Callable
 
 from poulpe.dispatch.limits import NO_KEY, RATE, Limits
 from poulpe.dispatch.order import Rank, rank
-from poulpe.job import Job
+from poulpe.job import Job, Status
 
 Lane = list[tuple[Rank, int, Job]]
+READY_CAP = 10_000  # due jobs held in memory at once; the rest wait in the feed until workers catch up
 KEY_READY_CAP = 1_000  # ready jobs of one key held in memory at once: a key's backlog cannot crowd out the others
 
 
@@ -65,6 +67,19 @@ class Ready:
         return sum(len(lanes.get((worker,), ())) for keys in self._lanes.values() for lanes in keys.values())
 
     # --- filling ---------------------------------------------------------------------------------------------
+    def admit(self, job: Job) -> bool:
+        """A job due now, taken at once if there is room (READY_CAP in all, KEY_READY_CAP for its key). Only a
+        process that owns its schedule (the embedded store) admits: a shared one's jobs are claimed. False: the job
+        waits in the feed, for its time or for room."""
+        if job.run_at > self.clock() or self._count >= READY_CAP or self.key_full(job):
+            return False
+        job.status = Status.QUEUED
+        self.take(job)
+        return True
+
+    def key_full(self, job: Job) -> bool:
+        return self.waiting[key_of(job)] >= KEY_READY_CAP
+
     def take(self, job: Job) -> None:
         """A due job for this process's workers: from now on its freshest state is here."""
         self.held[job.id] = job

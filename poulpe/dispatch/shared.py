@@ -33,6 +33,8 @@ CLAIM_MAX = 500  # jobs leased in one claim at most
 
 
 class SharedFeed:
+    owns_schedule = False  # every job is claimed from the shared schedule, a due one too: none goes straight to ready
+
     def __init__(
         self, ready: Ready, store: SharedSchedule, events: Events, *, lease: float, clock: Callable[[], float]
     ) -> None:

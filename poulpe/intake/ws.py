@@ -44,7 +44,7 @@ class _Session:
 
     def watch(self, job_id: str) -> None:
         if job_id not in self.mine:
-            fut = self.manager.waiters.subscribe(job_id)
+            fut = self.manager.events.final(job_id)
             self.mine[job_id] = fut
             fut.add_done_callback(self._on_final)
 
@@ -55,7 +55,7 @@ class _Session:
 
     def forget(self) -> None:
         for job_id, fut in self.mine.items():
-            self.manager.waiters.unsubscribe(job_id, fut)
+            self.manager.events.forget(job_id, fut)
         self.mine.clear()
 
     async def send_forever(self) -> None:
