@@ -13,7 +13,7 @@ NAME, TITLE = "bursts", "Bursts and windows: what a unique window costs at intak
 UNIQUE = ',"unique":{"for":600}'
 CONNECTIONS = 64
 RATIO_TARGET = 0.90
-ROUNDS = 3  # each kind in turn, so that a busy moment of the machine falls on both
+ROUNDS = 4  # each kind in turn, so that a busy moment of the machine falls on both; even, so each goes first twice
 
 
 async def one_run(ctx: Context, label: str, extra: str, start: int) -> wrk.WrkRun:
@@ -38,11 +38,12 @@ async def measure(ctx: Context) -> Result:
         " params of its own (a counter: no two are the same job), delayed 10 days (nothing runs), for"
         f" {ctx.pick(8, 2)} s after a warm-up, to a fresh poulpe on an empty SQLite file; with `{UNIQUE[1:]}`"
         f" appended to every job (each takes a window of its own: the default key, a hash of method, name and"
-        f" params), and without. {ROUNDS} rounds of each, in turn; the figures are the sums over the rounds.",
+        f" params), and without. {ROUNDS} rounds of each, in turn, the side that goes first swapping every round;"
+        " the figures are the sums over the rounds.",
     )
     totals = {False: [0, 0.0, 0.0], True: [0, 0.0, 0.0]}  # requests, seconds, CPU seconds
     for round_ in range(ROUNDS):
-        for unique in (False, True):
+        for unique in (False, True) if round_ % 2 == 0 else (True, False):  # who goes first swaps every round
             ctx.log(f"round {round_ + 1}, {'with' if unique else 'without'} unique windows")
             run = await one_run(ctx, f"bursts-{round_}-{int(unique)}", UNIQUE if unique else "", round_ * 10**10)
             if run.non_2xx or run.socket_errors:

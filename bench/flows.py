@@ -1,9 +1,11 @@
 """Bulk actions and batches at scale (SPEC 10.3, 10.4), measured on the embedded store:
 
 1. 100,000 dead jobs (a batch of 10,000 at a time, each calling a closed port, --max_retry 0), then with the
-   deployment paused (so what is measured is the action, not the 100,000 jobs it queues running again): intake
-   alone for a few seconds, then intake while `POST /actions {"action": "retry"}` retries all of them. The ratio
-   of the two rates, and how long the action took.
+   deployment paused (so what is measured is the action, not the 100,000 jobs it queues running again; with
+   --run_retried they run, and intake's jobs too, each calling the closed port and dead again at once): intake
+   alone for a few seconds, then intake while `POST /actions {"action": "retry"}` retries all of them, then intake
+   alone again for a few seconds (on the store the intake during the action filled). The ratio of the rate during
+   the action to the first rate alone (and to the second), and how long the action took.
 2. Batches of 10,000 jobs to a fast target, each with an on_complete: how long after its last job ended (the
    batch's `finished_at`) its on_complete started.
 
@@ -69,7 +71,7 @@ async def intake(session: aiohttp.ClientSession, url: str, stop: asyncio.Event, 
     return sent / (time.monotonic() - began)
 
 
-async def bulk_retry(dead: int) -> dict[str, Any]:
+async def bulk_retry(dead: int, *, paused: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_poulpe(Path(tmp), "--max_retry", "0", "--workers", "32")
         try:
@@ -82,7 +84,8 @@ async def bulk_retry(dead: int) -> dict[str, Any]:
                         assert resp.status == 202, await resp.text()
                     await until_done(session, url, f"dead-{b}")
                 made = time.monotonic() - began
-                await session.post(f"{url}/pause")
+                if paused:
+                    await session.post(f"{url}/pause")
                 stop = asyncio.Event()
                 asyncio.get_running_loop().call_later(5.0, stop.set)
                 alone = await intake(session, url, stop)
@@ -101,17 +104,23 @@ async def bulk_retry(dead: int) -> dict[str, Any]:
                 took = time.monotonic() - began
                 stop.set()
                 during = await measuring
+                stop = asyncio.Event()  # alone again, on the store the intake during the action filled
+                asyncio.get_running_loop().call_later(5.0, stop.set)
+                after = await intake(session, url, stop)
         finally:
             proc.kill()
     return {
         "dead_jobs": dead,
+        "paused": paused,
         "made_dead_s": round(made, 1),
         "matched": started["matched"],
         "retried": state["done"] - state["errors"],
         "action_s": round(took, 1),
         "intake_alone_per_s": round(alone),
         "intake_during_per_s": round(during),
+        "intake_after_per_s": round(after),
         "ratio": round(during / alone, 3),
+        "ratio_to_after": round(during / after, 3),
     }
 
 
@@ -143,12 +152,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dead", type=int, default=100_000)
     parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--run_retried", action="store_true", help="do not pause: the retried jobs (and intake's) run")
     args = parser.parse_args()
     target_port = free_port()
     target = subprocess.Popen([sys.executable, "-m", "bench.target", "--port", str(target_port)])
     try:
         out = {
-            "bulk_retry": asyncio.run(bulk_retry(args.dead)),
+            "bulk_retry": asyncio.run(bulk_retry(args.dead, paused=not args.run_retried)),
             "batch_end": asyncio.run(batch_lag(args.batches, target_port)),
         }
     finally:

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from bench import api
 from bench.clients import start_target
 from bench.context import Context, finish_client
-from bench.procs import Proc, free_port
+from bench.procs import Proc, cpu_seconds, free_port
 from bench.results import Result, at_least
 
 NAME, TITLE = "redis", "Redis store: poulpe processes beside arq"
@@ -61,18 +61,30 @@ async def wait_redis(url: str) -> aioredis.Redis:
 
 
 async def redis_counts(admin: aioredis.Redis) -> dict[str, int]:
-    """Redis's own counters: commands (a script's EVALSHA is one) and socket reads (one per request or pipeline
-    a client sends: its round trips)."""
+    """Redis's own counters: commands (a script's EVALSHA is one, and so is each command the script calls) and
+    socket reads (one per request or pipeline a client sends: its round trips); then the calls of each command."""
     stats = await admin.info("stats")
-    return {"commands": int(stats["total_commands_processed"]), "reads": int(stats["total_reads_processed"])}
+    counts = {"commands": int(stats["total_commands_processed"]), "reads": int(stats["total_reads_processed"])}
+    for name, figures in (await admin.info("commandstats")).items():
+        counts[name.removeprefix("cmdstat_")] = int(figures["calls"])
+    return counts
 
 
 def per_job(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
-    return {name: (after[name] - before[name]) / n for name in before}
+    return {name: (after[name] - before.get(name, 0)) / n for name in after}
 
 
-async def poulpe_run(ctx: Context, redis_url: str, target: str, processes: int, n: int, notes: list[str]) -> float:
-    """Jobs/s from the first submit (batches of 1,000, round-robin over the processes) to the last final."""
+def commands_note(trips: dict[str, float]) -> str:
+    """The commands a job cost, most called first (those called at least once per 20 jobs)."""
+    named = sorted(((v, k) for k, v in trips.items() if k not in ("commands", "reads") and v >= 0.05), reverse=True)
+    return ", ".join(f"{k} {v:.2f}" for v, k in named)
+
+
+async def poulpe_run(
+    ctx: Context, redis_url: str, target: str, processes: int, n: int, notes: list[str]
+) -> tuple[float, float]:
+    """Jobs/s from the first submit (batches of 1,000, round-robin over the processes) to the last final, and the
+    processes' CPU seconds over that time."""
     procs = [
         ctx.procs.poulpe(f"poulpe-{processes}-{i}", "--redis", redis_url, "--max_retry", "0", workers=WORKERS).start()
         for i in range(processes)
@@ -82,17 +94,19 @@ async def poulpe_run(ctx: Context, redis_url: str, target: str, processes: int, 
     job = {"method": "GET", "name": f"{target}/job"}
     async with api.session() as session:
         clients = [api.PoulpeClient(proc.url, session) for proc in procs]
+        cpu = sum(cpu_seconds(proc.pid) for proc in procs)
         start = time.monotonic()
         for i, first in enumerate(range(0, n, 1000)):
             await clients[i % processes].submit([job] * min(1000, n - first))
         end = await clients[0].wait_finished(n, within=ctx.pick(300, 60), interval=0.05)
+        cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu
         failed = int((await clients[0].get("/sys_info"))["today"]["failed"])
         clients[0].report_errors(notes, f"poulpe x{processes}")
     for proc in procs:
         proc.stop()
     if failed:
         notes.append(f"poulpe x{processes}: {failed} jobs failed.")
-    return n / (end - start)
+    return n / (end - start), cpu
 
 
 async def arq_run(ctx: Context, redis_url: str, target: str, processes: int, poll: float, n: int) -> float:
@@ -142,26 +156,35 @@ async def measure(ctx: Context) -> Result:
         for processes in (1, 3):
             await admin.flushall()
             ctx.log(f"poulpe x{processes}")
-            before = await redis_counts(admin)
-            mine = await poulpe_run(ctx, redis_url, target.url, processes, n, result.notes)
+            before, redis_cpu = await redis_counts(admin), cpu_seconds(redis_proc.pid)
+            mine, poulpe_cpu = await poulpe_run(ctx, redis_url, target.url, processes, n, result.notes)
             trips = per_job(before, await redis_counts(admin), n)
+            redis_cpu = cpu_seconds(redis_proc.pid) - redis_cpu
             result.raw[f"poulpe_{processes}"] = mine
             result.raw[f"poulpe_{processes}_redis_per_job"] = trips
             result.notes.append(
                 f"poulpe x{processes}: {trips['reads']:.2f} Redis round trips per job (requests and pipelines Redis"
-                f" read, start-up, /sys_info polls and pub/sub included), {trips['commands']:.2f} commands."
+                f" read, start-up, /sys_info polls and pub/sub included), {trips['commands']:.2f} commands"
+                f" ({commands_note(trips)}); CPU per job: redis-server {redis_cpu / n * 1e6:.0f} µs, poulpe"
+                f" {poulpe_cpu / n * 1e6:.0f} µs."
             )
+            result.raw[f"poulpe_{processes}_cpu_us_per_job"] = {
+                "redis": redis_cpu / n * 1e6,
+                "poulpe": poulpe_cpu / n * 1e6,
+            }
             for poll in ARQ_POLLS:
                 await admin.flushall()
                 ctx.log(f"arq x{processes} poll_delay {poll}")
-                before = await redis_counts(admin)
+                before, redis_cpu = await redis_counts(admin), cpu_seconds(redis_proc.pid)
                 peer = await arq_run(ctx, redis_url, target.url, processes, poll, n)
                 peer_trips = per_job(before, await redis_counts(admin), n)
+                redis_cpu = cpu_seconds(redis_proc.pid) - redis_cpu
                 result.raw[f"arq_{processes}_{poll}"] = peer
                 result.raw[f"arq_{processes}_{poll}_redis_per_job"] = peer_trips
                 result.notes.append(
                     f"arq x{processes} poll_delay {poll}: {peer_trips['reads']:.2f} Redis round trips per job,"
-                    f" {peer_trips['commands']:.2f} commands."
+                    f" {peer_trips['commands']:.2f} commands ({commands_note(peer_trips)}); redis-server's CPU per"
+                    f" job {redis_cpu / n * 1e6:.0f} µs."
                 )
                 main = poll == ARQ_POLLS[-1]
                 result.add(

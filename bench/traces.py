@@ -1,8 +1,9 @@
 """Tracing's cost end to end: HTTP-call jobs/s with tracing off, with tracing on (exporting every attempt's span
 to a local OTLP/HTTP collector), and the previous release (a `git archive` of main before tracing came in, or of
 --previous), in the same run, rounds interleaved so that the machine's drift hits the three alike. The CPU each
-case costs per job (poulpe's event loop thread, its other threads: the SQLite writer and, tracing on, the span
-exporter; the collector) is read from /proc: on a busy machine it moves far less than jobs/s.
+case costs per job (poulpe's event loop thread; its other threads: the SQLite writer and, tracing on, the thread
+that hands spans on; its child processes: tracing on, the span export process; the collector) is read from /proc:
+on a busy machine it moves far less than jobs/s.
 
     python -m bench.traces [--jobs 5000] [--rounds 3] [--workers 64] [--previous REVISION]
 
@@ -47,9 +48,10 @@ def poulpe_proc(procs: Procs, name: str, python_path: Path | None, *flags: str, 
     return procs._add(Proc(name, args, home / "poulpe.log", port=port))
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(main thread, other threads) CPU seconds of a process so far, from /proc (utime + stime of each task)."""
-    main = others = 0.0
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """(main thread, other threads, child processes) CPU seconds of a process so far, from /proc (utime + stime of
+    each task; the children: tracing on, the span export process)."""
+    main = others = children = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
@@ -58,13 +60,30 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
                 main += used
             else:
                 others += used
-    return main, others
+            for child in (task / "children").read_text().split():
+                children += sum(cpu_seconds(int(child)))
+    return main, others, children
+
+
+async def settled(pid: int, *, quiet_s: float = 0.3, within_s: float = 10.0) -> None:
+    """Once poulpe has answered, until it and its children use no more CPU for `quiet_s`: the start-up's last work
+    (tracing on: the span export process importing OpenTelemetry's SDK, a few hundred ms of CPU) is not measured."""
+    deadline = time.monotonic() + within_s
+    last = sum(cpu_seconds(pid))
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet_s)
+        now = sum(cpu_seconds(pid))
+        if now == last:
+            return
+        last = now
 
 
 async def jobs_per_second(proc: Proc, collector: Proc, target_url: str, n: int) -> tuple[float, list[float]]:
-    """Jobs/s, and the CPU µs per job of poulpe's main thread, of its other threads and of the collector."""
+    """Jobs/s, and the CPU µs per job of poulpe's main thread, of its other threads, of its child processes and of
+    the collector."""
     proc.start()
     await asyncio.to_thread(proc.wait_http, "/health")
+    await settled(proc.pid)
     job = {"method": "GET", "name": f"{target_url}/job"}
     try:
         async with api.session() as session:
@@ -147,12 +166,12 @@ async def main(argv: list[str] | None = None) -> None:
     print(f"  tracing off / previous release ({args.previous}): {median['off'] / median['previous']:.0%}", end="")
     print(" of medians, per round", ", ".join(f"{off_previous:.0%}" for _, off_previous in per_round))
     print(f"  spans the collector received: {spans:,} (of {args.jobs * args.rounds:,} attempts traced)")
-    print("CPU per job, medians (µs): poulpe's main thread + its other threads, the collector")
+    print("CPU per job, medians (µs): poulpe's main thread + its other threads + its span export process, collector")
     total = {}
     for case, values in cpu.items():
-        main, others, coll = (statistics.median(v[i] for v in values) for i in range(3))
-        total[case] = main + others + coll
-        print(f"  {case:>8}: {main:,.0f} + {others:,.0f}, collector {coll:,.0f}")
+        main, others, children, coll = (statistics.median(v[i] for v in values) for i in range(4))
+        total[case] = main + others + children + coll
+        print(f"  {case:>8}: {main:,.0f} + {others:,.0f} + {children:,.0f}, collector {coll:,.0f}")
     print(f"  jobs per CPU second, tracing on / off: {total['off'] / total['on']:.0%}")
     print(f"  jobs per CPU second, tracing off / previous release: {total['previous'] / total['off']:.0%}")
     start_load, end_load = (", ".join(f"{x:.1f}" for x in loads) for loads in (load_at_start, os.getloadavg()))

@@ -1,10 +1,11 @@
 """Bulk actions (SPEC 10.4): retry, cancel, delete or run now every job a filter matches, in the background.
 
 The matched ids are found once and stored with the action, in order. A runner acts on them a chunk at a time (the
-chunk's writes share commits), stores how far it got, and rests between chunks three times as long as the chunk
-took, so intake keeps three quarters of the loop or more while an action runs. Each job it acts on is marked with
-the action's id in the same write as the change (`Job.acted_by`), so an action cut by a restart resumes from its
-last stored chunk and skips the jobs of that chunk it already did: each job is acted on once.
+chunk's writes share commits), stores how far it got, and between chunks yields to intake and workers
+(action_pace.py: full speed while no job is submitted and the jobs it queued are taken, a tenth of the time under
+steady intake). Each job it acts on is marked with the action's id in the same write as the change
+(`Job.acted_by`), so an action cut by a restart resumes from its last stored chunk and skips the jobs of that chunk
+it already did: each job is acted on once.
 An unfinished action is held by its runner; when the hold runs out (its process stopped), another process takes it.
 """
 
@@ -21,6 +22,7 @@ from typing import Protocol
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
 
+from poulpe.action_pace import Pace, Signals
 from poulpe.action_record import Action, Kind, Progress
 from poulpe.errors import PoulpeError, Unavailable
 from poulpe.job import Job, Status
@@ -31,8 +33,6 @@ from poulpe.validate import new_id
 log = logging.getLogger("poulpe.jobs")
 CHUNK = 200
 AT_ONCE = 32  # jobs of a chunk acted on at once: their writes share commits, within a Redis client's connections
-PAUSE = 0.005  # between chunks: intake and workers go first
-REST = 3.0  # and after a chunk, this many times the chunk's own time: an action takes at most a quarter of the loop
 SWEEP = 2.0  # how often a process sharing the store looks for actions left by a process that stopped
 IMPLIED = {"retry": Status.DEAD, "delete": Status.DEAD}  # the dead-letter retry and delete act on dead jobs
 
@@ -67,8 +67,10 @@ class Actions:
         hold: float,
         clock: Callable[[], float],
         registry: CollectorRegistry | None = None,
+        signals: Signals | None = None,
     ) -> None:
         self.store = store
+        self.signals = signals or Signals(room=CHUNK)  # the load an action yields to (action_pace.py)
         self.acted = Counter(
             "poulpe_action_jobs", "Jobs handled by bulk actions here", ["action", "outcome"], registry=registry
         )
@@ -128,6 +130,7 @@ class Actions:
         ids = await self.store.action_ids(action_id)
         progress = Progress(action.done, action.errors, None, action.last_error)
         room = asyncio.Semaphore(AT_ONCE)
+        pace = Pace(self.signals, longest=self.hold / 2)
         while progress.finished_at is None:
             chunk, began = ids[progress.done : progress.done + CHUNK], time.monotonic()
             try:
@@ -144,7 +147,8 @@ class Actions:
             if progress.done >= len(ids):
                 progress.finished_at = self.clock()
             await self.store.action_progress(action_id, progress, self.clock() + self.hold)
-            await asyncio.sleep(max(PAUSE, REST * (time.monotonic() - began)))
+            if progress.finished_at is None:
+                await pace.rest(time.monotonic() - began)
         log.info("action %s %s done=%d errors=%d", action_id, action.action, progress.done, progress.errors)
 
     async def _act(self, action: Action, job_id: str, room: asyncio.Semaphore) -> str | None:

@@ -3,17 +3,20 @@
 `TokenAuth` (pure ASGI: no cost when no token is set) finds the request's token among those in force and answers 401
 without one. `guard` wraps every route with its rule from the one table of scopes, so a route nobody gave a scope
 cannot be served: 403 for a scope the token lacks, or a route of the whole deployment asked by a tenant's token.
-A token with a tenant or quotas sees the manager through `Scoped` (poulpe/tenants.py). On an open WebSocket each
-message checks the token is still in force: one removed from the file closes the socket (4401) at its next message.
+A token with a tenant or quotas sees the manager through `Scoped` (poulpe/tenants.py): one view per token, kept
+until the tokens are reloaded. On an open WebSocket each message checks the token is still in force: one removed
+from the file closes the socket (4401) at its next message.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from poulpe.quotas import Buckets
 from poulpe.responses import json_response
 from poulpe.scopes import PUBLIC_PATHS, Rule, allowed, rule_of
 from poulpe.tenants import Scoped
@@ -88,10 +91,18 @@ class Guard:
             return
         if principal.tenant is not None or principal.rate is not None or principal.max_pending is not None:
             state = scope["state"] = dict(scope["state"])  # this request's own: the view never reaches another
-            state["manager"] = Scoped(state["manager"], principal, state["buckets"])
+            state["manager"] = self._view(principal, state["manager"], state["buckets"])
         if scope["type"] == "websocket":
             receive = self._still_valid(principal, receive, send)
         await self.app(scope, receive, send)
+
+    def _view(self, principal: Principal, manager: Any, buckets: Buckets) -> Scoped:
+        """The manager as this token sees it. A view holds nothing of one request: one serves all of its token's."""
+        views = self.tokens.views
+        view = views.get(principal.digest)
+        if not isinstance(view, Scoped) or view.principal is not principal or not view.over(manager, buckets):
+            view = views[principal.digest] = Scoped(manager, principal, buckets)
+        return view
 
     def _still_valid(self, principal: Principal, receive: Receive, send: Send) -> Receive:
         async def checked() -> Message:

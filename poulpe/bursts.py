@@ -53,8 +53,7 @@ def unique_key(method: str, name: str, params: Any) -> str:
     """The default unique key: `h:` and the first 32 hex digits of the SHA-256 of the JSON array
     `[method, name, params]`, encoded compactly with object keys sorted (the method in upper case, the name as
     given, params once decoded: whitespace and key order do not count, a string and an object do)."""
-    digest = hashlib.sha256(_hash_encoder.encode([method, name, params])).hexdigest()
-    return "h:" + digest[:32]
+    return "h:" + hashlib.sha256(_hash_encoder.encode([method, name, params])).digest()[:16].hex()
 
 
 def parse_moment(value: float | str, field: str) -> float:

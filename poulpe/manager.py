@@ -18,7 +18,8 @@ from typing import Any
 
 import msgspec
 
-from poulpe.actions import Actions
+from poulpe.action_pace import Intake, Signals
+from poulpe.actions import CHUNK, Actions
 from poulpe.batch_record import Batch
 from poulpe.batches import BatchTeller
 from poulpe.chains import Chains
@@ -103,8 +104,10 @@ class JobManager(Queries):
             store, self.submit, limits, clock=clock, registry=self.metrics.registry
         )  # batches' ends (SPEC 10.3)
         self.finish.batch_job_ended = self.batch_teller.poke
+        self.intake = Intake()  # submissions here: bulk actions yield to them (action_pace.py)
+        load = Signals(self.intake, lambda: 0 if self.ready.limits.paused_all else len(self.ready), CHUNK)
         self.actions = Actions(
-            store, self, hold=lease, clock=clock, registry=self.metrics.registry
+            store, self, hold=lease, clock=clock, registry=self.metrics.registry, signals=load
         )  # bulk actions (SPEC 10.4)
         self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
         self.deadlines = attempt.deadlines = Deadlines(
@@ -157,6 +160,10 @@ class JobManager(Queries):
     # --- intake ----------------------------------------------------------------------------------------------
     async def submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         """Store the jobs, then schedule them. Returns (job, duplicate) for each; a duplicate is never run twice."""
+        with self.intake.one(len(jobs)):
+            return await self._submit(jobs)
+
+    async def _submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the job was not accepted")
         for job in jobs:
@@ -176,6 +183,10 @@ class JobManager(Queries):
     async def submit_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
         """Store a batch and its jobs, all or none, then schedule them (SPEC 10.3). None when stored; nothing
         stored and the known batch when its id is known, or the first job id already known."""
+        with self.intake.one(len(jobs)):
+            return await self._submit_batch(batch, jobs)
+
+    async def _submit_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the batch was not accepted")
         for job in jobs:

@@ -12,7 +12,7 @@ live under `tenant:<name>/`, so tenants take turns for the workers (SPEC 10.1) a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from poulpe.chain_refs import descendants
@@ -30,7 +30,7 @@ TODAY_SCAN = 10_000
 class Scoped:
     """Wraps a JobManager for one request; what it does not override is the manager's own."""
 
-    __slots__ = ("_manager", "buckets", "prefix", "principal", "tenant")
+    __slots__ = ("_manager", "buckets", "home", "prefix", "principal", "quotas", "tenant")
 
     def __init__(self, manager: Any, principal: Principal, buckets: Buckets) -> None:
         self._manager = manager
@@ -38,9 +38,15 @@ class Scoped:
         self.buckets = buckets
         self.tenant = principal.tenant
         self.prefix = f"{principal.tenant}:" if principal.tenant else ""
+        self.home = f"tenant:{principal.tenant}"  # its jobs' default key
+        self.quotas = principal.rate is not None or principal.max_pending is not None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
+
+    def over(self, manager: Any, buckets: Buckets) -> bool:
+        """Whether this view wraps these (one view serves every request of its token: poulpe/token_file.py)."""
+        return self._manager is manager and self.buckets is buckets
 
     @property
     def controls(self) -> Any:
@@ -52,10 +58,18 @@ class Scoped:
         return job_id if job_id.startswith(self.prefix) else self.prefix + job_id
 
     # --- submissions -----------------------------------------------------------------------------------------
-    async def submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
+    def submit(self, jobs: Sequence[Job]) -> Awaitable[list[tuple[Job, bool]]]:
+        """The manager's submit, awaited as it is, after the tenant's ids and keys are claimed (a plain function:
+        every submission of a tenant's token comes through here, and a coroutine of its own costs each one)."""
         if self.tenant:
             for job in jobs:
                 self._claim(job)
+        if self.quotas:
+            return self._submit_within_quotas(jobs)
+        submitted: Awaitable[list[tuple[Job, bool]]] = self._manager.submit(jobs)
+        return submitted
+
+    async def _submit_within_quotas(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         await self._within_quotas(len(jobs))
         result: list[tuple[Job, bool]] = await self._manager.submit(jobs)
         return result
@@ -65,11 +79,12 @@ class Scoped:
         if len(job.id) > _MAX:
             raise BadRequest(f"id must be at most {_MAX - len(self.prefix)} characters for tenant {self.tenant}", "id")
         assert self.tenant is not None
-        job.key = own_key(self.tenant, job.key)
-        for child in descendants([*(job.then or ()), *(job.on_failure or ())]):  # a chain's children (SPEC 10.3)
-            if isinstance(child.get("id"), str):
-                child["id"] = self.own(child["id"])
-            child["key"] = own_key(self.tenant, child.get("key") if isinstance(child.get("key"), str) else None)
+        job.key = self.home if job.key is None else own_key(self.tenant, job.key)
+        if job.then or job.on_failure:
+            for child in descendants([*(job.then or ()), *(job.on_failure or ())]):  # a chain's children (SPEC 10.3)
+                if isinstance(child.get("id"), str):
+                    child["id"] = self.own(child["id"])
+                child["key"] = own_key(self.tenant, child.get("key") if isinstance(child.get("key"), str) else None)
         if len(job.key) > _MAX:
             raise BadRequest(
                 f"key must be at most {_MAX - len(self.tenant) - 8} characters for tenant {self.tenant}", "key"

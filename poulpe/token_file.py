@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 from poulpe.hangup import off_hangup, on_hangup
 from poulpe.tokens import Principal, TokensError, TokenTable, admin_token, read
@@ -27,6 +28,9 @@ class Tokens:
             self.table = read(path, admin)  # TokensError: poulpe does not start
         elif admin:
             self.table = TokenTable([admin_token(admin)])
+        # what the routes keep per token in force, by digest (auth.py: the manager as that token sees it); a reload
+        # empties it with the table
+        self.views: dict[str, Any] = {}
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -45,6 +49,7 @@ class Tokens:
             log.error("tokens: new file refused, the tokens in force stay: %s", exc)
             return False
         self.table = table
+        self.views = {}
         log.info("tokens: %d tokens from %s", len(table), self.path)
         return True
 

@@ -1,12 +1,13 @@
 """One OpenTelemetry span per attempt, exported over OTLP/HTTP by OpenTelemetry's own SDK (SPEC 10.6).
 
-Imported only when tracing is on (--otlp_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT). The span is built once the
-attempt has ended, in one call with its start and end times and all its attributes, and handed to the SDK's batch
-processor, whose thread encodes and sends it. The ids are drawn and the `traceparent` passed on written when the
-attempt begins. Measured (bench/traces.py, docs/BENCHMARKS.md): a span started and ended through the SDK's Tracer
-(its sampler, its bounded attributes, its locks) costs the event loop about 34 µs of CPU; begun and built this
-way, about 8 µs. The sampling is the SDK's default (parent-based, always on): a parent not sampled gives no span.
-A collector that is down costs dropped spans (the SDK's bounded queue), never a job.
+Imported only when tracing is on (--otlp_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT). The attempt's ids are drawn by
+the SDK's id generator and the `traceparent` passed on written from them when the attempt begins; once it has
+ended, its ids, times and attributes go as one tuple to poulpe's span export process (span_pipe.py), where the
+SDK builds the span and its batch processor and OTLP exporter encode and send it (span_export.py), away from the
+GIL of this process's event loop. Measured (bench/traces.py, docs/BENCHMARKS.md): a span started and ended through
+the SDK's Tracer costs the event loop about 34 µs of CPU; begun and handed on this way, a few. The sampling is the
+SDK's default (parent-based, always on): a parent not sampled gives no span. A collector that is down costs
+dropped spans (the SDK's bounded queue), never a job.
 """
 
 from __future__ import annotations
@@ -15,62 +16,41 @@ import logging
 import time
 from typing import NamedTuple
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from poulpe import tracing
 from poulpe.job import Job
 from poulpe.runners import Outcome
+from poulpe.span_pipe import SpanPipe
 
 log = logging.getLogger(__name__)
-SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-UNSET = Status(StatusCode.UNSET)
-
-
-class _Resource(Resource):
-    """poulpe's resource, hashed once: the OTLP encoder groups spans by resource, hashing it (a JSON dump of its
-    attributes) for every span it encodes."""
-
-    _hash: int | None = None
-
-    def __hash__(self) -> int:
-        if self._hash is None:
-            self._hash = super().__hash__()
-        return self._hash
+SAMPLED = 0x01
 
 
 class Begun(NamedTuple):
-    """An attempt's span as it begins: its ids and its parent (the job's context), its start."""
+    """An attempt's span as it begins: its ids, its parent's span id (0: none), its flags, its start."""
 
     start_ns: int
-    context: SpanContext
-    parent: SpanContext | None
+    trace_id: int
+    span_id: int
+    parent_id: int
+    flags: int
 
 
 class AttemptSpans:
-    """A job attempt's span: begun (ids drawn, context passed on) before the runner runs, built and exported when
-    the outcome is decided; a QUEUE job's attempt is built when its worker reports (or its lease ends)."""
+    """A job attempt's span: begun (ids drawn, context passed on) before the runner runs, exported when the outcome
+    is decided; a QUEUE job's attempt is exported when its worker reports (or its lease ends)."""
 
     def __init__(self, endpoint: str, *, node: str, version: str) -> None:
-        base = Resource.create({"service.name": "poulpe", "service.version": version, "service.instance.id": node})
-        self.resource = _Resource(base.attributes, base.schema_url)
         self.ids = RandomIdGenerator()
-        self.scope = InstrumentationScope("poulpe", version)
-        # the SDK's defaults, or the OTEL_BSP_* variables (queue size, batch size, schedule delay)
-        self.processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+        self.pipe = SpanPipe(endpoint, node=node, version=version)
         log.info("tracing on: spans go to %s", endpoint)
 
     def begin(self, job: Job) -> Begun:
         """Draw the attempt's span id under the job's trace; what the runner passes on is its context."""
         begun = self._begun(job, time.time_ns())
-        ctx = begun.context
         # W3C traceparent, version 00, written from the ids (no propagator, no context attach)
-        traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+        traceparent = f"00-{begun.trace_id:032x}-{begun.span_id:016x}-{begun.flags:02x}"
         tracing.set_attempt((traceparent, job.tracestate))
         return begun
 
@@ -89,22 +69,19 @@ class AttemptSpans:
         self._export(job, self._begun(job, int(attempt.started_at * 1e9)), int(end * 1e9), outcome)
 
     def close(self) -> None:
-        """Send what is left (bounded by the SDK's export timeout), then stop the export thread."""
-        self.processor.shutdown()  # type: ignore[no-untyped-call]
+        """Send what is left (bounded by the SDK's export timeout), then stop the export process."""
+        self.pipe.close()
 
     def _begun(self, job: Job, start_ns: int) -> Begun:
         span_id = self.ids.generate_span_id()
         if job.traceparent is None:
-            return Begun(start_ns, SpanContext(self.ids.generate_trace_id(), span_id, False, SAMPLED), None)
+            return Begun(start_ns, self.ids.generate_trace_id(), span_id, 0, SAMPLED)
         # checked at intake (tracing.valid_traceparent): the propagator's parse is not needed
         _, trace_id, parent_id, flags = job.traceparent.split("-")
-        trace_flags = TraceFlags(int(flags, 16) & TraceFlags.SAMPLED)
-        state = TraceState.from_header([job.tracestate]) if job.tracestate else None
-        parent = SpanContext(int(trace_id, 16), int(parent_id, 16), True, trace_flags, state)
-        return Begun(start_ns, SpanContext(parent.trace_id, span_id, False, trace_flags, state), parent)
+        return Begun(start_ns, int(trace_id, 16), span_id, int(parent_id, 16), int(flags, 16) & SAMPLED)
 
     def _export(self, job: Job, begun: Begun, end_ns: int, outcome: Outcome | None) -> None:
-        if not begun.context.trace_flags.sampled:  # the parent-based sampler's decision: the caller did not sample
+        if not begun.flags & SAMPLED:  # the parent-based sampler's decision: the caller did not sample
             return
         attributes: dict[str, str | int] = {
             "poulpe.job.id": job.id,
@@ -114,17 +91,18 @@ class AttemptSpans:
         }
         if job.key is not None:
             attributes["poulpe.key"] = job.key
-        failed = outcome is not None and not outcome.ok
-        span = ReadableSpan(
-            f"poulpe {job.method}",
-            begun.context,
-            begun.parent,
-            self.resource,
-            attributes,
-            kind=SpanKind.CONSUMER,
-            status=Status(StatusCode.ERROR, (outcome and outcome.error) or "failed") if failed else UNSET,
-            start_time=begun.start_ns,
-            end_time=end_ns,
-            instrumentation_scope=self.scope,
+        error = None if outcome is None or outcome.ok else outcome.error or "failed"
+        self.pipe.send(
+            (
+                begun.trace_id,
+                begun.span_id,
+                begun.parent_id,
+                begun.flags,
+                job.tracestate,
+                f"poulpe {job.method}",
+                begun.start_ns,
+                end_ns,
+                attributes,
+                error,
+            )
         )
-        self.processor.on_end(span)

@@ -24,12 +24,14 @@ LAYERS: list[tuple[str, set[str]]] = [
         | {"flag_parser", "scopes", "tokens", "bursts"},
     ),
     # parts with one job each that know no manager; dispatch.order is the one ordering rule, which the stores follow
-    # tracing: trace context the runners pass on; tracing_otel: attempt spans (tracing on); history: the charts
+    # tracing: trace context the runners pass on; tracing_otel: attempt spans (tracing on), span_pipe and
+    # span_export: their hand-off to the span export process and that process; history: the charts
     (
         "parts",
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
-        | {"chain_refs", "labels", "batch_record", "action_record", "job_in"}
-        | {"tracing", "tracing_otel", "history", "hangup", "quotas", "token_file", "cron_options", "aborts"},
+        | {"chain_refs", "labels", "batch_record", "action_record", "action_pace", "job_in"}
+        | {"tracing", "tracing_otel", "span_pipe", "span_export", "history", "hangup", "quotas", "token_file"}
+        | {"cron_options", "aborts"},
     ),
     (
         "engine",

@@ -182,8 +182,9 @@ class SharedFeed:
     def _on_message(self, channel: str, payload: str) -> None:
         if channel == "work":
             self._wake.set()
-        elif channel == "done":
-            self.events.emit(FinishedElsewhere(payload))
+        elif channel == "done":  # one message for the jobs a write ended
+            for job_id in payload.split(" "):
+                self.events.emit(FinishedElsewhere(job_id))
         elif channel == "cancel":  # a cancel asked on another process, for a job running here
             job = self.ready.held.get(payload)
             if job is not None and job.status is Status.RUNNING:

@@ -39,22 +39,43 @@ if ARGV[6] == '1' then
   end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', B..'lease', '-inf', now, 'LIMIT', 0, 1000)) do back(id) end
--- due jobs to their key's ready set (1,000 a call: a claim stays short; the next one goes on)
+-- due jobs to their key's ready set (1,000 a call: a claim stays short; the next one goes on), a few commands for
+-- each key and priority among them rather than for each job
 local moved = redis.call('ZRANGEBYSCORE', B..'due', '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
-for i = 1, #moved, 2 do
-  local id, at = moved[i], moved[i + 1]
-  redis.call('ZREM', B..'due', id)
-  local meta = redis.call('HGET', B..'jmeta', id)
-  if meta then
-    local p, seq, key = split_meta(meta)
-    if redis.call('ZADD', B..'rq:'..p..':'..key, at, seq..'|'..id) == 1 then
-      redis.call('HINCRBY', B..'kready', key, 1)
+if #moved > 0 then
+  local ids = {}
+  for i = 1, #moved, 2 do ids[#ids + 1] = moved[i] end
+  redis.call('ZREM', B..'due', unpack(ids))
+  local metas = redis.call('HMGET', B..'jmeta', unpack(ids))
+  local groups, order, prios = {}, {}, {}
+  for j, id in ipairs(ids) do
+    local meta = metas[j]
+    if meta then
+      local p, seq, key = split_meta(meta)
+      local rq = B..'rq:'..p..':'..key
+      local g = groups[rq]
+      if g == nil then  -- first seen in due order: keys new to a priority get their turns in that order
+        g = {p = p, key = key, members = {}}
+        groups[rq] = g
+        order[#order + 1] = rq
+        prios[p] = true
+      end
+      g.members[#g.members + 1] = moved[2 * j]
+      g.members[#g.members + 1] = seq..'|'..id
     end
-    if redis.call('ZSCORE', B..'rk:'..p, key) == false then
-      redis.call('ZADD', B..'rk:'..p, redis.call('INCR', B..'turn'), key)
-    end
-    redis.call('ZADD', B..'prios', -tonumber(p), p)
   end
+  for _, rq in ipairs(order) do
+    local g = groups[rq]
+    local added = 0
+    for s = 1, #g.members, 1000 do
+      added = added + redis.call('ZADD', rq, unpack(g.members, s, math.min(s + 999, #g.members)))
+    end
+    if added > 0 then redis.call('HINCRBY', B..'kready', g.key, added) end
+    if redis.call('ZSCORE', B..'rk:'..g.p, g.key) == false then
+      redis.call('ZADD', B..'rk:'..g.p, redis.call('INCR', B..'turn'), g.key)
+    end
+  end
+  for p in pairs(prios) do redis.call('ZADD', B..'prios', -tonumber(p), p) end
 end
 local seen = {}
 local function read_limits(key)
@@ -78,6 +99,58 @@ local function limits_of(key)  -- read once per claim
   return l[1], l[2], l[3], l[4]
 end
 local records, passed, tries, next_token = {}, {}, {}, nil
+-- leases the jobs `ids` (just taken from `key`'s ready set, in order) to this process; false if none was left
+local function take(ids, key, tokens, period)
+  local names = {}
+  for i, id in ipairs(ids) do names[i] = B..'job:'..id end
+  local found = redis.call('MGET', unpack(names))
+  local got, leases, owners = {}, {}, {}
+  for i, id in ipairs(ids) do
+    if found[i] then
+      got[#got + 1] = id
+      leases[#leases + 1] = until_
+      leases[#leases + 1] = id
+      owners[#owners + 1] = id
+      owners[#owners + 1] = token
+    end
+  end
+  if #got == 0 then return false end
+  redis.call('ZADD', B..'lease', unpack(leases))
+  redis.call('HSET', B..'owner', unpack(owners))
+  local counted = redis.call('HMGET', B..'tries', unpack(got))
+  local now_tries = {}
+  local j = 0
+  for i, id in ipairs(ids) do
+    if found[i] then
+      j = j + 1
+      local began = counted[j]
+      if not began then  -- a job stored before `tries` existed: its record has the count
+        local ok, job = pcall(cjson.decode, found[i])
+        began = ok and type(job) == 'table' and tonumber(job['attempts']) or 0
+      end
+      records[#records + 1] = found[i]
+      tries[#tries + 1] = tonumber(began) + 1
+      now_tries[#now_tries + 1] = id
+      now_tries[#now_tries + 1] = tries[#tries]
+    end
+  end
+  redis.call('HSET', B..'tries', unpack(now_tries))
+  if key ~= '' then
+    local keyed, started = {}, {}
+    for _, id in ipairs(got) do
+      keyed[#keyed + 1] = id
+      keyed[#keyed + 1] = key
+      started[#started + 1] = now
+      started[#started + 1] = id
+    end
+    redis.call('HINCRBY', B..'krun', key, #got)
+    redis.call('HSET', B..'jkey', unpack(keyed))
+    if tokens then redis.call('HSET', B..'kb', key, string.format('%.9f:%.6f', tokens - 1, now)) end
+    redis.call('ZADD', B..'ks:'..key, unpack(started))
+    redis.call('ZREMRANGEBYSCORE', B..'ks:'..key, '-inf', now - math.max(period or 1.0, 1.0))
+  end
+  return true
+end
 local paused_all = redis.call('HGET', B..'flags', 'paused') == '1'
 if n > 0 and not paused_all then
   for _, p in ipairs(redis.call('ZRANGE', B..'prios', 0, -1)) do
@@ -94,13 +167,14 @@ if n > 0 and not paused_all then
       for _, key in ipairs(keys) do
         if #records >= n then break end
         redis.call('ZADD', rk, redis.call('INCR', B..'turn'), key)  -- its turn is used, taken or passed over
-        local why, tokens = nil, nil
+        local why, tokens, running = nil, nil, 0
         local par, rate, period, paused = nil, nil, 1.0, false
         if key ~= '' then
           par, rate, period, paused = limits_of(key)
+          if par and par > 0 and not paused then running = tonumber(redis.call('HGET', B..'krun', key) or '0') end
           if paused then
             why = 'paused'
-          elseif par and par > 0 and tonumber(redis.call('HGET', B..'krun', key) or '0') >= par then
+          elseif par and par > 0 and running >= par then
             why = 'parallelism'
             redis.call('HSET', B..'kfull', key, '1')
           elseif rate and rate > 0 then
@@ -119,39 +193,33 @@ if n > 0 and not paused_all then
           end
         end
         local rq = B..'rq:'..p..':'..key
+        local want, got = 1, 0
         if why then
           passed[#passed + 1] = key
           passed[#passed + 1] = why
         else
-          local popped = redis.call('ZPOPMIN', rq)
-          if popped[1] then
-            local member = popped[1]
-            local id = string.sub(member, string.find(member, '|', 1, true) + 1)
-            if redis.call('HINCRBY', B..'kready', key, -1) <= 0 then redis.call('HDEL', B..'kready', key) end
-            local record = redis.call('GET', B..'job:'..id)
-            if record then
-              redis.call('ZADD', B..'lease', until_, id)
-              redis.call('HSET', B..'owner', id, token)
-              records[#records + 1] = record
-              took = true
-              local began = redis.call('HGET', B..'tries', id)
-              if not began then  -- a job stored before `tries` existed: its record has the count
-                local ok, job = pcall(cjson.decode, record)
-                began = ok and type(job) == 'table' and tonumber(job['attempts']) or 0
-              end
-              tries[#tries + 1] = tonumber(began) + 1
-              redis.call('HSET', B..'tries', id, tries[#tries])
-              if key ~= '' then
-                redis.call('HINCRBY', B..'krun', key, 1)
-                redis.call('HSET', B..'jkey', id, key)
-                if tokens then redis.call('HSET', B..'kb', key, string.format('%.9f:%.6f', tokens - 1, now)) end
-                redis.call('ZADD', B..'ks:'..key, now, id)
-                redis.call('ZREMRANGEBYSCORE', B..'ks:'..key, '-inf', now - math.max(period or 1.0, 1.0))
-              end
+          -- the only key left at this priority takes every turn until it is held or empty: take those jobs at once
+          if #keys == 1 and not tokens then
+            want = math.min(n - #records, 1000)
+            if par and par > 0 then want = math.min(want, par - running) end
+          end
+          local popped = redis.call('ZPOPMIN', rq, want)
+          got = #popped / 2
+          if got > 0 then
+            local ids = {}
+            for i = 1, #popped, 2 do
+              local member = popped[i]
+              ids[#ids + 1] = string.sub(member, string.find(member, '|', 1, true) + 1)
             end
+            if redis.call('HINCRBY', B..'kready', key, -got) <= 0 then redis.call('HDEL', B..'kready', key) end
+            if take(ids, key, tokens, period) then took = true end
           end
         end
-        if redis.call('ZCARD', rq) == 0 then redis.call('ZREM', rk, key) end
+        if why or got == want then
+          if redis.call('ZCARD', rq) == 0 then redis.call('ZREM', rk, key) end
+        else
+          redis.call('ZREM', rk, key)  -- fewer than asked: its ready set is empty
+        end
       end
       if not took then
         idle = idle + 1

@@ -1,10 +1,9 @@
-"""The Redis store's link to Redis (redis.py builds the store's operations on it): the clients, sentinel included,
-the Lua scripts, the write pipeline and pub/sub.
+"""The Redis store's link to Redis (redis.py builds the store's operations on it): the clients, sentinel included, the
+Lua scripts, the write pipeline (its saves folded by redis_saves_fold.py) and pub/sub.
 
 Writes go through one pipeline at a time (`_flush_forever`): what is issued while a round trip is under way leaves
-together in the next one, in issue order. That is Redis's group commit: a busy process pays one round trip for
-many writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py, redis_claim.py), loaded once and
-called by sha.
+together in the next one, in issue order. That is Redis's group commit: a busy process pays one round trip for many
+writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py, redis_claim.py), called by sha.
 
 A pipeline that could not even connect stored nothing (intake answers a plain 503). One whose reply was lost may
 have been applied: it is sent again, on a new connection, once Redis answers again (`_settle`). Every write is
@@ -40,6 +39,7 @@ from poulpe.store.redis_actions import ACTION_SCRIPTS
 from poulpe.store.redis_batches import BATCH_SCRIPTS
 from poulpe.store.redis_claim import CLAIM
 from poulpe.store.redis_clients import SlotOwner, connect, is_cluster
+from poulpe.store.redis_saves_fold import SAVES, fold_saves, unfold_answers
 from poulpe.store.redis_scripts import STORE_SCRIPTS
 from poulpe.store.redis_windows import DEBOUNCE
 
@@ -50,8 +50,9 @@ _MOVED = (MovedError, TryAgainError, ClusterError, ReadOnlyError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
 _REFUSALS = (OutOfMemoryError, ReadOnlyError)
 ADD_ARGS = 10  # arguments per job of the `add` script
+SAVE_ARGS = 14  # arguments of a `save`
 REPLICA_WAIT_MS = 2000  # how long a batch waits for --redis_replicas before its new jobs are answered 503
-SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, **ACTION_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE}
+SCRIPTS = {**STORE_SCRIPTS, **BATCH_SCRIPTS, **ACTION_SCRIPTS, "claim": CLAIM, "debounce": DEBOUNCE, "saves": SAVES}
 
 
 class _NotSent(Exception):
@@ -293,17 +294,19 @@ class RedisLink:
             raise _NotSent() from exc
         pipe = once.pipeline(transaction=False)
         pipe.connection = connection  # released by the pipeline when it is done
-        for name, args, _ in ops:
+        runs = fold_saves(ops)
+        for name, args, _ in runs:
             pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
         if self.replicas:
             pipe.execute_command("WAIT", self.replicas, REPLICA_WAIT_MS)
         try:
-            results = list(await pipe.execute(raise_on_error=False))
+            answers = list(await pipe.execute(raise_on_error=False))
         except BaseException:  # cancelled mid-read too: a late reply must not reach the connection's next user
             await connection.disconnect(nowait=True)
             await self._lost_owner()
             raise
-        await self._lost_owner(results)
+        await self._lost_owner(answers)
+        results = unfold_answers(runs, answers, len(ops))
         for result in results:
             if isinstance(result, _DOWN):
                 raise result

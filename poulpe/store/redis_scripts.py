@@ -40,7 +40,7 @@ Keys under a base B:
   B u:<key>       string                           (the job holding a unique key's window)
   B d:<key>       string                           (the job waiting under a debounce key)
 Channels: B work (a job came due sooner than any process knew, or a key got room), B limits (keys' limits or
-the pause changed), B done (payload: a job id that became final),
+the pause changed), B done (payload: the ids of jobs that became final, separated by spaces),
 B cancel (payload: a running job's id to cancel after its attempt), B queued (payload: a task type that has a QUEUE
 job waiting), B xlease (payload: an external lease's end).
 
@@ -49,6 +49,8 @@ QUEUE job, or '' (nowhere: it is final).
 """
 
 from __future__ import annotations
+
+from poulpe.store.redis_queue_scripts import EXPIRED, LEASE_QUEUE
 
 # Moves a job between status indexes and counts; shared by the scripts below.
 MOVE = """
@@ -65,6 +67,36 @@ local function move(B, id, new, seq)
   redis.call('HINCRBY', B..'count', new, 1)
   redis.call('HSET', B..'stat', id, new)
   return old
+end
+-- one command for many members or fields (1,000 arguments a call, pairs kept whole)
+local function bulk(command, key, list)
+  for s = 1, #list, 1000 do redis.call(command, key, unpack(list, s, math.min(s + 999, #list))) end
+end
+-- move() for jobs new to the indexes, all of one status (list: id, seq, id, seq...): a few commands in all
+local function move_new(B, status, list)
+  local ids, stats, scored = {}, {}, {}
+  for s = 1, #list, 2 do ids[#ids + 1] = list[s] end
+  local olds = {}
+  for s = 1, #ids, 1000 do
+    for _, old in ipairs(redis.call('HMGET', B..'stat', unpack(ids, s, math.min(s + 999, #ids)))) do
+      olds[#olds + 1] = old
+    end
+  end
+  for j, id in ipairs(ids) do
+    if olds[j] then
+      move(B, id, status, list[2 * j])  -- (an index entry without its record: moved as any other)
+    else
+      stats[#stats + 1] = id
+      stats[#stats + 1] = status
+      scored[#scored + 1] = list[2 * j]
+      scored[#scored + 1] = id
+    end
+  end
+  if #stats == 0 then return end
+  bulk('ZADD', B..'all', scored)
+  bulk('ZADD', B..'st:'..status, scored)
+  redis.call('HINCRBY', B..'count', status, #stats / 2)
+  bulk('HSET', B..'stat', stats)
 end
 -- flow control: where a due job waits (its key's ready set), and the key slot a leased job holds
 local function split_meta(meta)
@@ -123,16 +155,41 @@ local soonest = earliest(B)
 local wake = false
 local kinds = {}
 local out = {}
+local names = {}
+for i = 2, #ARGV, 10 do names[#names + 1] = B..'job:'..ARGV[i] end
+local found = {}
+for s = 1, #names, 1000 do
+  for _, record in ipairs(redis.call('MGET', unpack(names, s, math.min(s + 999, #names)))) do
+    found[#found + 1] = record
+  end
+end
+-- the new jobs and their indexes are written after the loop, a command for each index rather than for each job
+local mine, records, lists, statuses, places = {}, {}, {}, {}, {}
+local function push(lists, name, a, b)
+  local list = lists[name]
+  if list == nil then
+    list = {}
+    lists[name] = list
+  end
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
 for i = 2, #ARGV, 10 do
   local id, record, status, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = B..'job:'..id
-  local known = redis.call('GET', key)
+  local known = found[(i + 8) / 10]
+  local seq = mine[id]  -- stored earlier in this call
+  if seq then
+    known = records[id]
+  elseif known then
+    seq = redis.call('ZSCORE', B..'all', id)
+  end
   local ukey, first = ARGV[i + 8], false
   if not known and ukey ~= '' then  -- the window expires with its key (PX): nothing to clean up
     local holder = redis.call('GET', B..'u:'..ukey)
-    if holder then first = redis.call('GET', B..'job:'..holder) end
+    if holder then first = records[holder] or redis.call('GET', B..'job:'..holder) end
   end
-  if known and tonumber(redis.call('ZSCORE', B..'all', id)) == tonumber(ARGV[i + 4]) then
+  if known and tonumber(seq) == tonumber(ARGV[i + 4]) then
     out[#out + 1] = 0
   elseif known then
     out[#out + 1] = known
@@ -140,14 +197,16 @@ for i = 2, #ARGV, 10 do
     out[#out + 1] = first
   else
     if ukey ~= '' then redis.call('SET', B..'u:'..ukey, id, 'PX', ARGV[i + 9]) end
-    redis.call('SET', key, record)
-    redis.call('HSET', B..'tries', id, ARGV[i + 6])
-    move(B, id, status, ARGV[i + 4])
+    records[id] = record
+    push(lists, 'records', key, record)
+    mine[id] = ARGV[i + 4]
+    push(lists, 'tries', id, ARGV[i + 6])
+    push(statuses, status, id, ARGV[i + 4])
     local place = ARGV[i + 5]
     if place ~= '' then
       local at = tonumber(run_at)
-      redis.call('ZADD', B..place, at, id)
-      if place == 'due' then redis.call('HSET', B..'jmeta', id, ARGV[i + 7]) end
+      push(places, place, run_at, id)
+      if place == 'due' then push(lists, 'jmeta', id, ARGV[i + 7]) end
       if place == 'due' and (soonest == nil or at < soonest) then
         soonest = at
         wake = true
@@ -157,6 +216,13 @@ for i = 2, #ARGV, 10 do
     end
     out[#out + 1] = 0
   end
+end
+if lists.tries then
+  for s = 1, #lists.records, 1000 do redis.call('MSET', unpack(lists.records, s, math.min(s + 999, #lists.records))) end
+  bulk('HSET', B..'tries', lists.tries)
+  for status, list in pairs(statuses) do move_new(B, status, list) end
+  bulk('HSET', B..'jmeta', lists.jmeta or {})
+  for place, list in pairs(places) do bulk('ZADD', B..place, list) end
 end
 if wake then redis.call('PUBLISH', B..'work', '') end
 for kind in pairs(kinds) do redis.call('PUBLISH', B..'queued', kind) end
@@ -171,7 +237,7 @@ ADD = MOVE + ADD_BODY
 # Returns 1 when written, 0 when the job is held by someone else (nothing written).
 # The attempt count in `tries` follows the record: up to it when an attempt begins, back to it when the job waits
 # again (its writer held it, so no other attempt began meanwhile), gone when it is final.
-_SAVE_BODY = """
+SAVE_BODY = """
 local B, id, record, status, token, place = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], ARGV[10]
 local owner = redis.call('HGET', B..'owner', id)
 if ARGV[11] == '1' then
@@ -229,7 +295,7 @@ else
 end
 return 1
 """
-SAVE = MOVE + _SAVE_BODY
+SAVE = MOVE + SAVE_BODY
 
 # ARGV: base, SAVE's 14 arguments, then ADD's groups of 10 (a final job's children, SPEC 10.3): the job's final state
 # and its children in one script, so Redis holds both or neither. Returns {0} when the job is held by someone else
@@ -237,7 +303,7 @@ SAVE = MOVE + _SAVE_BODY
 SAVE_FINAL = (
     MOVE
     + "local function save_job(ARGV)\n"
-    + _SAVE_BODY
+    + SAVE_BODY
     + "end\nlocal function add_jobs(ARGV)\n"
     + ADD_BODY
     + """end
@@ -304,51 +370,6 @@ return #ids
 # ARGV: base, id. Forgets one job; returns 1 when it existed.
 DELETE = MOVE + _FORGET + "return forget(ARGV[1], ARGV[2])\n"
 
-# ARGV: base, type, now, n, lease end, worker. Reserves up to n due QUEUE jobs of the type for the worker: out of
-# `q:<type>`, into `xlease`, owner `x:?:<type>` until the caller's follow-up `save` records the attempt (a
-# reservation whose save never came is put back by EXPIRED). Returns the records.
-LEASE_QUEUE = """
-local B, kind, now, n, until_ = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local ids = redis.call('ZRANGEBYSCORE', B..'q:'..kind, '-inf', now, 'LIMIT', 0, n)
-local records = {}
-for _, id in ipairs(ids) do
-  redis.call('ZREM', B..'q:'..kind, id)
-  local record = redis.call('GET', B..'job:'..id)
-  if record then
-    redis.call('ZADD', B..'xlease', until_, id)
-    redis.call('HSET', B..'owner', id, 'x:?:'..kind)
-    records[#records + 1] = record
-  end
-end
-return records
-"""
-
-# ARGV: base, now, limit. External leases that ended: reservations never completed go straight back to their queue;
-# the others are returned (their records), for the caller to end with `save` held by the lease's worker (only one
-# caller's save can succeed).
-EXPIRED = """
-local B, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', B..'xlease', '-inf', now, 'LIMIT', 0, limit)
-local records = {}
-for _, id in ipairs(ids) do
-  local owner = redis.call('HGET', B..'owner', id) or ''
-  if string.sub(owner, 1, 4) == 'x:?:' then
-    redis.call('ZREM', B..'xlease', id)
-    redis.call('HDEL', B..'owner', id)
-    redis.call('ZADD', B..'q:'..string.sub(owner, 5), now, id)
-    redis.call('PUBLISH', B..'queued', string.sub(owner, 5))
-  else
-    local record = redis.call('GET', B..'job:'..id)
-    if record then
-      records[#records + 1] = record
-    else
-      redis.call('ZREM', B..'xlease', id)
-    end
-  end
-end
-return records
-"""
-
 # ARGV: base, id, expected record, new record. A single-key compare-and-set: the record changes only if nobody
 # wrote it since the caller read it.
 SWAP = """
@@ -358,7 +379,7 @@ redis.call('SET', key, ARGV[4])
 return 1
 """
 
-STORE_SCRIPTS = {  # and `claim` (redis_claim.py)
+STORE_SCRIPTS = {  # and `claim` (redis_claim.py) and `saves` (redis_saves_fold.py)
     "add": ADD,
     "save": SAVE,
     "save_final": SAVE_FINAL,

@@ -188,8 +188,9 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
         return True
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        if any(job.unique is not None for job in jobs):  # unique windows: sqlite_windows.py
-            return await self.windows.unique.add(jobs, self.reader, self._write)
+        for job in jobs:
+            if job.unique is not None:  # unique windows: sqlite_windows.py
+                return await self.windows.unique.add(jobs, self.reader, self._write)
         return await self._write(Insert(jobs))  # type: ignore[no-any-return]
 
     async def save(self, job: Job) -> None:

@@ -5,8 +5,9 @@ come between the look and the take, and recorded in the job's own record."""
 from __future__ import annotations
 
 import heapq
+import math
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -41,75 +42,118 @@ class _Window(msgspec.Struct):
 _window_decoder = msgspec.json.Decoder(_Window)
 
 
-class UniqueWindows:
-    """Open unique windows by key: (the id of the job holding it, its end). Read from the `windows` table at open."""
+class Ends:
+    """When keys' entries end, soonest first: a heap of the end times and the key(s) ending at each. Nothing here is a
+    container per entry (a tuple each would be): every one lives as long as its window and would count towards the
+    garbage collector's passes, which then walk the big dicts again and again."""
 
     def __init__(self) -> None:
-        self.open: dict[str, tuple[str, float]] = {}
-        self._ends: list[tuple[float, str]] = []  # a heap: the windows that end first are forgotten first
+        self._heap: list[float] = []
+        self.first = math.inf  # the soonest end (inf: none)
+        self._keys: dict[float, str | list[str]] = {}  # the times in the heap (each once) -> the key(s) ending then
+
+    def add(self, end: float, key: str) -> None:
+        keys = self._keys.get(end)
+        if keys is None:
+            self._keys[end] = key
+            heapq.heappush(self._heap, end)
+            self.first = self._heap[0]
+        elif isinstance(keys, str):
+            self._keys[end] = [keys, key]  # a batch's jobs share their acceptance time
+        else:
+            keys.append(key)
+
+    def ended(self, now: float) -> Iterator[tuple[str, float]]:
+        """(key, end) of every entry that ended by `now`, each once; the caller drops those not renewed since."""
+        while self._heap and self._heap[0] <= now:
+            end = heapq.heappop(self._heap)
+            keys = self._keys.pop(end)
+            if isinstance(keys, str):
+                yield keys, end
+            else:
+                for key in keys:
+                    yield key, end
+        self.first = self._heap[0] if self._heap else math.inf
+
+
+class UniqueWindows:
+    """Open unique windows by key: their end (`open`) and the id of the job holding each (`holders`). Read from the
+    jobs' records at open."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, float] = {}
+        self.holders: dict[str, str] = {}
+        self._ends = Ends()  # the windows that end first are forgotten first
         self.accepting: dict[str, Job] = {}  # jobs whose insert is on its way: the holders of windows already
 
     def load(self, conn: sqlite3.Connection, now: float) -> None:
         """The windows still open, from the records of the jobs that took one."""
-        found = [_window_decoder.decode(row[0]) for row in conn.execute(f"SELECT data FROM jobs WHERE {_WINDOWED}")]
-        self.open = {
-            w.unique: (w.id, w.unique_until) for w in found if w.unique and w.unique_until and w.unique_until > now
-        }
-        self._ends = [(until, key) for key, (_, until) in self.open.items()]
-        heapq.heapify(self._ends)
+        for row in conn.execute(f"SELECT data FROM jobs WHERE {_WINDOWED}"):
+            w = _window_decoder.decode(row[0])
+            if w.unique and w.unique_until and w.unique_until > now:
+                self._open(w.unique, w.id, w.unique_until)
 
     async def add(
         self, jobs: Sequence[Job], reader: sqlite3.Connection, write: Callable[[Insert], Awaitable[Any]]
     ) -> list[tuple[Job, bool]]:
         """Store the jobs whose window is free (`write`); answer the others with the job holding their window."""
-        held, took = self.take(jobs, reader)
-        rest = [job for job in jobs if job.id not in held] if held else list(jobs)
+        held = self.take(jobs, reader)
+        rest = [job for job in jobs if job.id not in held] if held else jobs
         try:
             stored: list[tuple[Job, bool]] = await write(Insert(rest)) if rest else []
         except BaseException:
-            self.settle(took, set())
+            self.settle(rest, None)
             raise
-        self.settle(took, {job.id for job, known in stored if not known})
+        self.settle(rest, [known for _, known in stored])
         if not held:
             return stored
         answers = iter(stored)
         return [(held[job.id], True) if job.id in held else next(answers) for job in jobs]
 
-    def take(self, jobs: Sequence[Job], reader: sqlite3.Connection) -> tuple[dict[str, Job], list[Job]]:
-        """Decide, in order, which new jobs take their window: the held ones by id (with the job holding their
-        window), and the jobs that took one (to `settle` once their insert is answered)."""
-        held: dict[str, Job] = {}
-        took: list[Job] = []
+    def take(self, jobs: Sequence[Job], reader: sqlite3.Connection) -> dict[str, Job] | None:
+        """Decide, in order, which new jobs take their window (to `settle` once their insert is answered); the
+        others by id, with the job holding their window (None: every job took its window, or had none)."""
+        held: dict[str, Job] | None = None
+        open_, holders, ends = self.open, self.holders, self._ends
         for job in jobs:
-            if job.unique is None:
+            key, now = job.unique, job.created_at
+            if key is None:
                 continue
-            self._forget_ended(job.created_at)
-            holder = self.open.get(job.unique)
-            if holder is not None and holder[0] != job.id and holder[1] > job.created_at:
-                first = self.accepting.get(holder[0]) or _job(reader, holder[0])
+            if ends.first <= now:
+                self._forget_ended(now)
+            end = open_.get(key)
+            if end is not None and end > now and holders[key] != job.id:
+                first = self.accepting.get(holders[key]) or _job(reader, holders[key])
                 if first is not None:
+                    held = held or {}
                     held[job.id] = first
                     continue
-            until = job.unique_until or job.created_at
-            self.open[job.unique] = (job.id, until)
-            heapq.heappush(self._ends, (until, job.unique))
+            end = job.unique_until or now
+            open_[key], holders[key] = end, job.id
+            ends.add(end, key)
             self.accepting[job.id] = job
-            took.append(job)
-        return held, took
+        return held
 
-    def settle(self, took: list[Job], stored: set[str]) -> None:
-        """Their insert was answered: the windows of the jobs `stored` stay, the others go (the write failed, or
-        the id was known already: the answer is that job, which took no window)."""
-        for job in took:
+    def settle(self, jobs: Sequence[Job], known: Sequence[bool] | None) -> None:
+        """The insert of the jobs that took their window was answered: a window stays with its job once stored, and
+        goes when its job was not (`known`: the id was known already, and the answer is that job, which took no
+        window; None: the write failed)."""
+        for i, job in enumerate(jobs):
+            if job.unique is None:
+                continue
             self.accepting.pop(job.id, None)
-            if job.id not in stored and job.unique is not None and self.open.get(job.unique, ("",))[0] == job.id:
-                del self.open[job.unique]
+            if (known is None or known[i]) and self.holders.get(job.unique) == job.id:
+                del self.open[job.unique], self.holders[job.unique]
+
+    def _open(self, key: str, job_id: str, end: float) -> None:
+        self.open[key] = end
+        self.holders[key] = job_id
+        self._ends.add(end, key)
 
     def _forget_ended(self, now: float) -> None:
-        while self._ends and self._ends[0][0] <= now:
-            until, key = heapq.heappop(self._ends)
-            if self.open.get(key, ("", 0.0))[1] == until:
-                del self.open[key]
+        for key, end in self._ends.ended(now):
+            if self.open.get(key) == end:
+                del self.open[key], self.holders[key]
 
 
 def _job(conn: sqlite3.Connection, job_id: str) -> Job | None:

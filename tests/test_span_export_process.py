@@ -1,0 +1,153 @@
+"""Attempt spans leave poulpe's process for its span export process: none lost on a normal stop, a dead export
+process replaced, and the export process never outlives poulpe's stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from poulpe.job import Job, Method, Status
+from poulpe.runners import Outcome
+from poulpe.tracing_otel import AttemptSpans
+from tests.otlp_collector import Collector
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    with Collector() as running:
+        yield running
+
+
+def attempt(spans: AttemptSpans, job_id: str, ok: bool = True) -> None:
+    """One attempt of an HTTP job, begun and ended as the workers do."""
+    job = Job(id=job_id, method=Method.GET, name="http://127.0.0.1:9/", traceparent=TRACEPARENT, attempts=1)
+    begun = spans.begin(job)
+    job.status = Status.SUCCEEDED if ok else Status.DEAD
+    spans.end(begun, job, Outcome(ok=ok, error=None if ok else "HTTP 500"))
+
+
+def wait_until(condition: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.05)
+
+
+def ignored_signals(pid: int) -> set[int]:
+    """The signals a process ignores, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return {n for n in range(1, 64) if mask & (1 << (n - 1))}
+    return set()
+
+
+def test_every_span_ended_before_a_normal_stop_reaches_the_collector(collector: Collector) -> None:
+    # the SDK's default schedule (a batch every 5 s): only the stop sends these
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    for n in range(1500):
+        attempt(spans, f"job-{n}", ok=n % 3 != 0)
+    export = spans.pipe.pid
+    spans.close()
+    received = collector.spans
+    assert len(received) == 1500
+    assert {s.attributes["poulpe.job.id"] for s in received} == {f"job-{n}" for n in range(1500)}
+    failed = next(s for s in received if s.attributes["poulpe.job.id"] == "job-0")
+    assert failed.status_code == 2 and failed.attributes["poulpe.outcome"] == "failed"
+    assert failed.resource["service.instance.id"] == "node-1"
+    assert export is not None and not os.path.exists(f"/proc/{export}")  # the export process has ended
+
+
+def test_an_export_process_that_dies_is_replaced(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    try:
+        attempt(spans, "before")
+        collector.wait_for("before")
+        first = spans.pipe.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: spans.pipe.pid != first)  # replaced even with no span to send
+        attempt(spans, "after")
+        collector.wait_for("after")
+        assert spans.pipe.restarts == 1
+    finally:
+        spans.close()
+
+
+def test_spans_ended_while_the_export_process_is_dead_still_arrive(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    try:
+        first = spans.pipe.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        attempt(spans, "meanwhile")  # likely handed on before the pipe sees the death: written to the next one
+        collector.wait_for("meanwhile")
+    finally:
+        spans.close()
+
+
+def test_the_export_process_ignores_a_signal_to_poulpes_process_group(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in a terminal reaches the whole group: the export process waits for poulpe's stop to send the rest."""
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    export = spans.pipe.pid
+    assert export is not None
+    wait_until(lambda: ignored_signals(export) >= {signal.SIGINT, signal.SIGTERM})  # once it has started
+    os.kill(export, signal.SIGINT)
+    os.kill(export, signal.SIGTERM)
+    attempt(spans, "after-signal")
+    spans.close()
+    assert [s.attributes["poulpe.job.id"] for s in collector.spans] == ["after-signal"]
+
+
+def test_the_export_process_sends_what_it_has_and_ends_when_poulpe_is_killed(collector: Collector) -> None:
+    code = (
+        "import sys, time;"
+        "from tests.test_span_export_process import attempt;"
+        "from poulpe.tracing_otel import AttemptSpans;"
+        f"spans = AttemptSpans('{collector.url}/v1/traces', node='n', version='1');"
+        "attempt(spans, 'killed');"
+        "print(spans.pipe.pid, flush=True);"
+        "time.sleep(60)"
+    )
+    poulpe = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert poulpe.stdout is not None
+        export = int(poulpe.stdout.readline())
+        time.sleep(1.0)  # the span is handed on (every 0.2 s)
+    finally:
+        poulpe.kill()
+        poulpe.wait()
+        poulpe.stdout.close()  # type: ignore[union-attr]
+    collector.wait_for("killed")  # the SDK's 5 s schedule not waited for: the export process's input ended
+    wait_until(lambda: not Path(f"/proc/{export}").exists() or "Z" in Path(f"/proc/{export}/stat").read_text())
+
+
+def test_a_stop_is_bounded_when_the_export_process_reads_no_more(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("poulpe.span_pipe.STOP_WAIT", 1.0)
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    export = spans.pipe.pid
+    assert export is not None
+    os.kill(export, signal.SIGSTOP)  # alive, reading nothing: the pipe fills and the write blocks
+    for n in range(3000):
+        attempt(spans, f"job-{n}")
+    started = time.monotonic()
+    spans.close()
+    assert time.monotonic() - started < 15
+    assert not Path(f"/proc/{export}").exists() or "Z" in Path(f"/proc/{export}/stat").read_text()
