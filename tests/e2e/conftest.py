@@ -1,9 +1,11 @@
 """Fixtures for the end-to-end tests: a module that defines `proc` (its own poulpe) gets a `client` for it; the Kafka
-tests share one broker of each kind (noida-db and Tansu) and take fresh topics and a fresh group per test."""
+tests share one broker of each kind (noida-db and Tansu) and take fresh topics and a fresh group per test, and a test
+that stops its broker starts its own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,3 +35,13 @@ async def topics(broker: Broker) -> Topics:
     fresh = Topics.fresh()
     await create_topics(broker.servers, fresh)
     return fresh
+
+
+@pytest.fixture
+def own_noida(tmp_path: Path) -> Iterator[Broker]:
+    """A noida-db broker of the test's own, since the test stops it. Only noida-db: Tansu keeps everything in memory,
+    so a restarted Tansu has no topics, messages or committed offsets, and the story of a broker that comes back
+    cannot be told on it."""
+    server = Broker("noida", tmp_path / "own-noida").start()
+    yield server
+    server.stop()

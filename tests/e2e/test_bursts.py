@@ -171,6 +171,12 @@ def one(served: Serve) -> ServedPoulpe:
     return served("--workers", "4")
 
 
+@pytest.fixture(scope="module")
+def plain(module_served: Serve) -> ServedPoulpe:
+    """One poulpe for the bad-input cases: they only need a running poulpe."""
+    return module_served()
+
+
 def test_a_job_held_by_a_paused_key_ends_dead_at_its_deadline(one: ServedPoulpe, fresh_target: Target) -> None:
     with one.client() as client:
         deadline_of_a_paused_key_ends_the_job([client], [one.home / "dead"], fresh_target)
@@ -214,9 +220,9 @@ def test_retries_stop_once_their_wall_clock_budget_is_spent(one: ServedPoulpe, f
     ],
 )
 def test_bad_windows_are_refused_naming_the_field(
-    one: ServedPoulpe, target: Target, job: dict[str, Any], field: str
+    plain: ServedPoulpe, target: Target, job: dict[str, Any], field: str
 ) -> None:
-    with one.client() as client:
+    with plain.client() as client:
         answer = submit(client, method="GET", name=target.url("/echo"), **job)
     assert answer.status_code == 400, answer.text
     assert answer.json()["field"] == field, answer.text

@@ -29,6 +29,7 @@ def kafka_flags(broker: Broker, topics: Topics) -> list[str]:
 async def test_500_jobs_from_the_topic_each_run_once_and_answer_on_the_response_topic(
     broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target, exec_dir: Path
 ) -> None:
+    # a subprocess: served in the test's process, poulpe's 500 jobs and the test's reading share one interpreter
     poulpe(*kafka_flags(broker, topics), "--exec_dir", str(exec_dir), "--workers", "16")
     http_jobs = [
         {"id": f"h{n}", "method": "POST", "name": fresh_target.url("/sum"), "params": {"a": n, "b": 1}}
@@ -86,9 +87,9 @@ async def test_malformed_messages_each_answer_an_error_and_the_consumer_goes_on(
 
 
 async def test_a_message_without_id_gets_the_same_id_on_every_delivery(
-    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe], fresh_target: Target
 ) -> None:
-    poulpe(*kafka_flags(broker, topics))
+    served(*kafka_flags(broker, topics))
     await produce(broker.servers, topics.jobs, [{"method": "GET", "name": fresh_target.url("/echo")}])
     async with Responses(broker.servers, topics.results) as responses:
         await responses.read_until(lambda r: len(r.results()) == 1)
@@ -98,9 +99,9 @@ async def test_a_message_without_id_gets_the_same_id_on_every_delivery(
 
 
 async def test_kafka_state_shows_in_health_and_sys_info(
-    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe]
+    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe]
 ) -> None:
-    proc = poulpe(*kafka_flags(broker, topics))
+    proc = served(*kafka_flags(broker, topics))
     async with proc.async_client() as client:
         health = (await client.get("/health")).json()
         for _ in range(100):  # the consumer connects in the background: poulpe never waits for a broker to start
@@ -130,6 +131,7 @@ async def test_a_job_sent_twice_runs_once_and_answers_each_time(
 
 
 async def test_the_sasl_password_shows_nowhere(broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe]) -> None:
+    # a subprocess: its log is everything the process writes, aiokafka's own output included
     password = "kafka-Secret-91c3"
     proc = poulpe(
         *kafka_flags(broker, topics),
@@ -150,7 +152,7 @@ async def test_a_records_traceparent_header_is_continued_by_its_jobs_call(
     broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], target: Target
 ) -> None:
     trace_id, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
-    with Collector() as collector:
+    with Collector() as collector:  # a subprocess: OpenTelemetry's tracer provider is set once per process
         poulpe(*kafka_flags(broker, topics), "--otlp_endpoint", collector.url, env={"OTEL_BSP_SCHEDULE_DELAY": "100"})
         producer = AIOKafkaProducer(bootstrap_servers=broker.servers, acks="all")
         await producer.start()

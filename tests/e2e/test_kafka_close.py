@@ -92,14 +92,6 @@ async def test_a_result_and_an_error_sent_at_once_share_one_producer_which_stop_
     assert left_open(made) == []
 
 
-@pytest.fixture
-def own_noida(tmp_path: Path) -> Iterator[Broker]:
-    """A broker of the test's own, since the test stops it."""
-    server = Broker("noida", tmp_path / "own-noida").start()
-    yield server
-    server.stop()
-
-
 async def test_a_stop_while_a_result_waits_for_an_absent_broker_closes_the_producer_and_keeps_the_result(
     own_noida: Broker, tmp_path: Path, made: list[Client]
 ) -> None:
@@ -172,8 +164,9 @@ async def test_a_client_being_closed_when_its_task_is_cancelled_is_closed_all_th
 
 
 async def test_stopping_poulpe_while_the_broker_is_away_closes_every_kafka_client_it_made(
-    own_noida: Broker, tmp_path: Path, fresh_target: Target, made: list[Client]
+    own_noida: Broker, tmp_path: Path, fresh_target: Target, made: list[Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(kafka, "PROBE_S", 1.0)  # the consumer finds the broker gone in a second or two, not 5 to 15
     topics = Topics.fresh()
     await create_topics(own_noida.servers, topics)
     args = ["--data", str(tmp_path / "poulpe.db"), "--dead", str(tmp_path / "dead")]
@@ -184,9 +177,9 @@ async def test_stopping_poulpe_while_the_broker_is_away_closes_every_kafka_clien
         async with Responses(own_noida.servers, topics.results) as responses:
             await responses.read_until(lambda r: "one" in r.results())
         own_noida.stop(graceful=True)
-        kafka = service.state()["reports"]["kafka"]
+        report = service.state()["reports"]["kafka"]
         for _ in range(300):  # the consumer finds the broker gone within its probe (poulpe/intake/kafka.py)
-            if kafka()["consumer"]["state"] == "down":
+            if report()["consumer"]["state"] == "down":
                 break
             await asyncio.sleep(0.1)
         else:

@@ -1,10 +1,12 @@
-"""Kafka intake when things go wrong: poulpe killed mid-stream, the broker gone for a while, too much to do."""
+"""Kafka intake when things go wrong: poulpe killed mid-stream, the broker gone for a while, too much to do.
+
+poulpe is served in the test's process unless the test kills or signals it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from aiokafka.errors import KafkaError
 from tests.kafka_broker import KINDS, Broker
 from tests.kafka_client import Responses, Topics, create_topics, produce
 from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
@@ -65,10 +68,10 @@ async def _produce_slowly(servers: str, topic: str, jobs: list[dict[str, object]
 
 
 async def test_the_consumer_pauses_above_max_pending_and_resumes(
-    broker: Broker, topics: Topics, poulpe: Callable[..., Poulpe], fresh_target: Target
+    broker: Broker, topics: Topics, served: Callable[..., ServedPoulpe], fresh_target: Target
 ) -> None:
     flags = topics.flags(broker.servers, broker.session_timeout_ms)
-    proc = poulpe(*flags, "--workers", "2", "--max_pending", "5")
+    proc = served(*flags, "--workers", "2", "--max_pending", "5")
     jobs = slow_jobs(fresh_target, "p", 30, ms=100)
     await produce(broker.servers, topics.jobs, jobs)
     seen_pending, paused = [], False
@@ -85,24 +88,14 @@ async def test_the_consumer_pauses_above_max_pending_and_resumes(
     assert "kafka consumer paused" in proc.log()
 
 
-@pytest.fixture
-def own_noida(tmp_path: Path) -> Iterator[Broker]:
-    """A noida-db broker of the test's own, since the test stops it. Only noida-db: Tansu keeps everything in memory,
-    so a restarted Tansu has no topics, messages or committed offsets, and the story of a broker that comes back
-    cannot be told on it."""
-    server = Broker("noida", tmp_path / "own-noida").start()
-    yield server
-    server.stop()
-
-
 async def test_broker_away_for_10_s_poulpe_serves_http_and_resumes_consuming(
-    own_noida: Broker, poulpe: Callable[..., Poulpe], fresh_target: Target
+    own_noida: Broker, served: Callable[..., ServedPoulpe], fresh_target: Target
 ) -> None:
     broker = own_noida
     topics = Topics.fresh()
     await create_topics(broker.servers, topics)
     flags = topics.flags(broker.servers, broker.session_timeout_ms)
-    proc = poulpe(*flags)
+    proc = served(*flags)
     await produce(broker.servers, topics.jobs, slow_jobs(fresh_target, "before", 5))
     async with Responses(broker.servers, topics.results) as responses:
         await responses.read_until(lambda r: len(r.results()) >= 5)
@@ -152,11 +145,11 @@ async def test_sigterm_stops_consuming_first_and_running_jobs_still_answer_on_th
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_poulpe_starts_without_a_broker_and_consumes_once_one_answers(
-    kind: str, poulpe: Callable[..., Poulpe], fresh_target: Target, tmp_path: Path
+    kind: str, served: Callable[..., ServedPoulpe], fresh_target: Target, tmp_path: Path
 ) -> None:
     broker = Broker(kind, tmp_path / f"late-{kind}")  # not started yet
     topics = Topics.fresh()
-    proc = poulpe(*topics.flags(broker.servers, broker.session_timeout_ms))
+    proc = served(*topics.flags(broker.servers, broker.session_timeout_ms))
     async with proc.async_client() as client:
         assert (await client.get("/health")).status_code == 200
         answer = await client.post("/task_in_queue", json={"method": "GET", "name": fresh_target.url(), "wait": 5})
@@ -177,12 +170,12 @@ async def test_poulpe_starts_without_a_broker_and_consumes_once_one_answers(
 
 
 async def test_delayed_jobs_fill_max_pending_until_they_run_then_the_consumer_goes_on(
-    broker: Broker, poulpe: Callable[..., Poulpe], fresh_target: Target
+    broker: Broker, served: Callable[..., ServedPoulpe], fresh_target: Target
 ) -> None:
     topics = Topics.fresh()
     await create_topics(broker.servers, topics, partitions=1)  # one partition: messages are read in produce order
-    proc = poulpe(*topics.flags(broker.servers, broker.session_timeout_ms), "--max_pending", "2")
-    later = [{**job, "delay": 6} for job in slow_jobs(fresh_target, "later", 2)]
+    proc = served(*topics.flags(broker.servers, broker.session_timeout_ms), "--max_pending", "2")
+    later = [{**job, "delay": 3} for job in slow_jobs(fresh_target, "later", 2)]
     await produce(broker.servers, topics.jobs, later)
     await produce(broker.servers, topics.jobs, slow_jobs(fresh_target, "next", 1))
     async with Responses(broker.servers, topics.results) as responses:

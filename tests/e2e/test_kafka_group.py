@@ -5,8 +5,6 @@ message still ends as one job that ran and a result on the response topic."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,16 +14,8 @@ from tests.kafka_broker import Broker
 from tests.kafka_client import Responses, Topics, create_topics, produce
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
+from tests.started import Started
 from tests.target import Target
-
-
-@pytest.fixture
-def tansu(tmp_path: Path) -> Iterator[Broker]:
-    """Tansu: a dead member leaves its group after the session timeout (noida-db keeps it as leader, see
-    tests/kafka_broker.py), which is what a rebalance after kill -9 needs."""
-    broker = Broker("tansu", tmp_path / "tansu").start()
-    yield broker
-    broker.stop()
 
 
 def kafka_state(proc: Poulpe) -> dict[str, object]:
@@ -34,14 +24,19 @@ def kafka_state(proc: Poulpe) -> dict[str, object]:
     return state
 
 
+# Tansu only: a dead member leaves its group after the session timeout (noida-db keeps it as leader, see
+# tests/kafka_broker.py), which is what a rebalance after kill -9 needs. The broker is the one the Kafka tests share:
+# the test kills a poulpe, never the broker, and its topics and group are its own.
+@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
 async def test_three_processes_in_one_group_share_the_topic_and_survive_one_killed_midway(
-    tansu: Broker, poulpe: Callable[..., Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+    broker: Broker, poulpe: Started[Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
+    tansu = broker
     topics = Topics.fresh()
     await create_topics(tansu.servers, topics, partitions=6)
     flags = [*topics.flags(tansu.servers, tansu.session_timeout_ms), "--redis", redis_server.url]
     flags += ["--redis_prefix", redis_prefix, "--workers", "4", "--lease", "2"]
-    procs = [poulpe(*flags, home=f"p{n}") for n in range(3)]
+    procs = poulpe.many(*flags, homes=["p0", "p1", "p2"])
     eventually(lambda: all(kafka_state(p)["consumer"] == {"state": "connected"} for p in procs), timeout=30)
     await asyncio.sleep(2 * tansu.session_timeout_ms / 1000)  # the group settles with its three members
     jobs = [{"id": f"g{n}", "method": "GET", "name": fresh_target.url("/slow", ms=30)} for n in range(600)]

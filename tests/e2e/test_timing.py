@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -16,10 +16,10 @@ from tests.target import Target
 SOON_AFTER = 1.5  # generous: the spec promises milliseconds when a worker is free
 
 
-@pytest.fixture
-def client(served: Callable[..., ServedPoulpe]) -> Iterator[httpx.Client]:
-    with served("--workers", "2").client() as client:
-        yield client
+@pytest.fixture(scope="module")
+def proc(module_served: Callable[..., ServedPoulpe]) -> ServedPoulpe:
+    """One poulpe for the module: each test waits for its own jobs, which have ids of their own."""
+    return module_served("--workers", "2")
 
 
 def test_a_delayed_job_waits_for_its_time_then_runs_soon(client: httpx.Client, fresh_target: Target) -> None:

@@ -25,10 +25,10 @@ def client(four_workers: ServedPoulpe) -> Iterator[httpx.Client]:
 
 
 def run_slow_batch(client: httpx.Client, target: Target, key: str, cc: str | None) -> list[dict[str, Any]]:
-    """8 jobs of 400 ms on the slow route, sent as one batch so that they are all due at once; their results."""
+    """8 jobs of 250 ms on the slow route, sent as one batch so that they are all due at once; their results."""
     extra = {} if cc is None else {"cc": cc}
     jobs = [
-        {"id": f"{key}-{n}", "method": "GET", "name": target.url("/slow", ms=400, key=key), **extra} for n in range(8)
+        {"id": f"{key}-{n}", "method": "GET", "name": target.url("/slow", ms=250, key=key), **extra} for n in range(8)
     ]
     answer = client.post("/task_in_queue", json=jobs)
     assert answer.status_code == 202, answer.text
@@ -67,7 +67,7 @@ def test_without_cc_every_worker_takes_jobs(client: httpx.Client, fresh_target: 
 
 def test_a_busy_cc_group_does_not_hold_other_jobs(client: httpx.Client, fresh_target: Target) -> None:
     slow = [
-        {"id": f"busy-{n}", "method": "GET", "name": fresh_target.url("/slow", ms=500, key="busy"), "cc": "0"}
+        {"id": f"busy-{n}", "method": "GET", "name": fresh_target.url("/slow", ms=300, key="busy"), "cc": "0"}
         for n in range(6)
     ]
     assert client.post("/task_in_queue", json=slow).status_code == 202
