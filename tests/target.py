@@ -52,6 +52,7 @@ class Target:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
+        self._gates: dict[str, asyncio.Event] = {}  # /hold waits on them; only the target's loop touches them
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> Target:
@@ -117,6 +118,19 @@ class Target:
             self._flaky.clear()
             self._inflight.clear()
             self._max.clear()
+        if self._loop is not None:  # done before the test goes on: a gate it makes is never cleared under it
+            asyncio.run_coroutine_threadsafe(self._close_gates(), self._loop).result(10)
+
+    def open(self, gate: str) -> None:
+        """Let every call held on `/hold?gate=<gate>` answer, and the ones that come later answer at once."""
+        assert self._loop is not None, "not started"
+        self._loop.call_soon_threadsafe(lambda: self._gate(gate).set())
+
+    async def _close_gates(self) -> None:
+        self._gates.clear()
+
+    def _gate(self, name: str) -> asyncio.Event:
+        return self._gates.setdefault(name, asyncio.Event())
 
     # --- the server ----------------------------------------------------------------------------------------
     def _app(self) -> web.Application:
@@ -129,6 +143,7 @@ class Target:
         app.router.add_route("*", "/redirect", self._redirect)
         app.router.add_route("*", "/big", self._big)
         app.router.add_route("*", "/never", self._never)
+        app.router.add_route("*", "/hold", self._hold)
         return app
 
     @web.middleware
@@ -222,3 +237,12 @@ class Target:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), 3600)
         return web.Response(status=504, text="never")
+
+    async def _hold(self, request: web.Request) -> web.Response:
+        """Answer `?status=` (200) once the test opens `?gate=` (`open`), or after `?ms=` (60 s) whatever comes first:
+        an attempt that lasts exactly as long as the test needs it to."""
+        gate = self._gate(request.query["gate"])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gate.wait(), int(request.query.get("ms", "60000")) / 1000)
+        status = int(request.query.get("status", "200"))
+        return web.Response(status=status, text=f"status {status}")

@@ -15,6 +15,7 @@ from tests.e2e.helpers import eventually, result
 from tests.poulpe_process import Poulpe, poulpe_command
 from tests.redis_server import RedisServer
 from tests.serving import ServedPoulpe
+from tests.started import Started
 from tests.target import Target
 
 
@@ -40,6 +41,11 @@ def follow(client: httpx.Client, action_id: str, timeout: float = 60) -> list[di
             seen.append(answer.json())
         time.sleep(0.01)
     return seen
+
+
+# Jobs of the actions cut by a kill: eight chunks of 200 (poulpe/actions.py), so the kill lands well after the first
+# chunk and well before the last one, however fast the action goes
+CUT = 1500
 
 
 def calls(target: Target, prefix: str) -> Counter[str]:
@@ -74,40 +80,40 @@ def test_a_retry_on_a_label_runs_each_of_its_dead_jobs_once_more(
 def test_a_retry_cut_by_kill_resumes_without_acting_twice(poulpe: Callable[..., Poulpe], fresh_target: Target) -> None:
     p = poulpe("--max_retry", "0", "--workers", "16")
     with p.client() as client:
-        pay = dead_jobs(client, fresh_target, "cut", 1500, {"team": "pay"})
+        pay = dead_jobs(client, fresh_target, "cut", CUT, {"team": "pay"})
         assert client.post("/pause").status_code == 200  # retried jobs wait: no attempt is cut by the kill
         started = client.post("/actions", json={"action": "retry", "filter": {"label": ["team:pay"]}}).json()
-        eventually(lambda: 200 <= client.get(f"/actions/{started['id']}").json()["done"] < 1300, every=0.002)
+        eventually(lambda: 200 <= client.get(f"/actions/{started['id']}").json()["done"] < CUT - 200, every=0.002)
     p.kill()
     p.start()
     with p.client() as client:
         final = follow(client, started["id"])[-1]
-        assert (final["done"], final["errors"]) == (1500, 0)  # resumed: the jobs done before the kill were skipped
-        assert client.get("/jobs", params={"label": "team:pay", "status": "queued"}).json()["total"] == 1500
+        assert (final["done"], final["errors"]) == (CUT, 0)  # resumed: the jobs done before the kill were skipped
+        assert client.get("/jobs", params={"label": "team:pay", "status": "queued"}).json()["total"] == CUT
         client.post("/resume")
-        eventually(lambda: sum(calls(fresh_target, "cut").values()) == 3000, timeout=60)
+        eventually(lambda: sum(calls(fresh_target, "cut").values()) == 2 * CUT, timeout=60)
         time.sleep(0.3)
     assert set(calls(fresh_target, "cut").values()) == {2}
-    assert len(pay) == 1500
+    assert len(pay) == CUT
 
 
 def test_three_processes_on_redis_resume_an_action_a_killed_one_held(
-    poulpe: Callable[..., Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+    poulpe: Started[Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     flags = ("--redis", redis_server.url, "--redis_prefix", redis_prefix, "--max_retry", "0", "--lease", "2")
-    procs = [poulpe(*flags, home=f"p{n}") for n in range(3)]
+    procs = poulpe.many(*flags, homes=["p0", "p1", "p2"])
     with procs[0].client() as client:
-        dead_jobs(client, fresh_target, "red", 1500, {"team": "pay"})
+        dead_jobs(client, fresh_target, "red", CUT, {"team": "pay"})
         client.post("/pause")
         started = client.post("/actions", json={"action": "retry", "filter": {"label": ["team:pay"]}}).json()
-        assert started["matched"] == 1500
-        eventually(lambda: 200 <= client.get(f"/actions/{started['id']}").json()["done"] < 1300, every=0.002)
+        assert started["matched"] == CUT
+        eventually(lambda: 200 <= client.get(f"/actions/{started['id']}").json()["done"] < CUT - 200, every=0.002)
     procs[0].kill()
     with procs[1].client() as client:
         final = follow(client, started["id"])[-1]
-        assert (final["done"], final["errors"]) == (1500, 0)
+        assert (final["done"], final["errors"]) == (CUT, 0)
         client.post("/resume")
-        eventually(lambda: sum(calls(fresh_target, "red").values()) == 3000, timeout=60)
+        eventually(lambda: sum(calls(fresh_target, "red").values()) == 2 * CUT, timeout=60)
         time.sleep(0.3)
     assert set(calls(fresh_target, "red").values()) == {2}
 

@@ -125,11 +125,12 @@ def test_a_killed_process_leaves_one_lease_lost_alert_from_the_survivor(
     flags = ("--redis", redis_server.url, "--redis_prefix", redis_prefix, "--lease", "2", "--alert_url", hook)
     a = poulpe(*flags, "--workers", "1", home="a")
     with a.client() as client:
-        # long enough to be still running once b is up (a start takes a few seconds on a busy machine)
-        job = accepted(client, method="GET", name=fresh_target.url("/slow", ms=5000))
+        # held at the target until a is killed, so still running once b is up however slowly it starts
+        job = accepted(client, method="GET", name=fresh_target.url("/hold", gate="lease"))
         eventually(lambda: state(client, job["id"])["status"] == "running")
     b = poulpe(*flags, "--workers", "1", home="b")
     a.kill()
+    fresh_target.open("lease")  # the attempt b makes once the lease ran out answers at once
     with b.client() as client:
         done = result(client, job["id"])
     assert done["status"] == "succeeded" and done["attempts"] == 2

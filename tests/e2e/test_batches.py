@@ -14,6 +14,7 @@ from tests.e2e.helpers import eventually, result, state
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
 from tests.serving import ServedPoulpe
+from tests.started import Started
 from tests.target import Target
 
 
@@ -112,10 +113,10 @@ def test_a_batch_is_told_once_across_a_kill(poulpe: Callable[..., Poulpe], fresh
 
 
 def test_three_processes_on_redis_tell_a_batch_once(
-    poulpe: Callable[..., Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+    poulpe: Started[Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     flags = ("--redis", redis_server.url, "--redis_prefix", redis_prefix, "--workers", "8", "--max_retry", "0")
-    procs = [poulpe(*flags, home=f"p{n}") for n in range(3)]
+    procs = poulpe.many(*flags, homes=["p0", "p1", "p2"])
     with procs[0].client() as client:
         assert client.post("/batches", json=batch_of(fresh_target, "shared")).status_code == 202
     with procs[1].client() as client:
@@ -125,11 +126,11 @@ def test_three_processes_on_redis_tell_a_batch_once(
 
 
 def test_a_batch_is_told_once_when_redis_processes_are_killed(
-    poulpe: Callable[..., Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+    poulpe: Started[Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     flags = ("--redis", redis_server.url, "--redis_prefix", redis_prefix, "--workers", "4", "--max_retry", "0",
              "--lease", "2")  # fmt: skip
-    procs = [poulpe(*flags, home=f"p{n}") for n in range(3)]
+    procs = poulpe.many(*flags, homes=["p0", "p1", "p2"])
     body = batch_of(fresh_target, "shared-kill")
     body["jobs"] = [{**job, "name": job["name"].replace("/echo", "/slow?ms=20")} for job in body["jobs"]]
     with procs[0].client() as client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
 from tests.serving import ServedPoulpe
 from tests.smtp_server import SmtpServer
+from tests.started import Started
 from tests.target import Target
 from tests.tokens_file import bearer, write_tokens
 
@@ -132,11 +134,14 @@ def test_children_are_made_once_however_often_poulpe_is_killed(
             result(client, ids[0])
         p.kill()
         p.start()
-    with p.client() as client:
-        for job_id in parents:
+    with p.client() as client, ThreadPoolExecutor(8) as pool:
+
+        def check(job_id: str) -> None:
             result(client, job_id)
             assert result(client, f"{job_id}.then.0")["status"] == "succeeded"
             assert state(client, job_id)["children"] == [f"{job_id}.then.0"]
+
+        list(pool.map(check, parents))  # the parents side by side
         total = client.get("/sys_info").json()["counts"]
     assert sum(total.values()) == 2 * len(parents)  # no child twice, none missing
     ran = {call.job_id for call in fresh_target.calls}
@@ -144,36 +149,39 @@ def test_children_are_made_once_however_often_poulpe_is_killed(
 
 
 def test_three_processes_on_redis_make_each_child_once(
-    poulpe: Callable[..., Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+    poulpe: Started[Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     flags = ("--redis", redis_server.url, "--redis_prefix", redis_prefix, "--workers", "4", "--max_retry", "0")
-    procs = [poulpe(*flags, home=f"p{n}") for n in range(3)]
+    procs = poulpe.many(*flags, homes=["p0", "p1", "p2"])
     ids = [f"r-{n}" for n in range(60)]
     with procs[0].client() as client:
         for n, job_id in enumerate(ids):
             target = fresh_target.url("/echo" if n % 2 else "/status/500")
             child = {"method": "POST", "name": fresh_target.url("/echo"), "params": "$parent"}
             accepted(client, id=job_id, method="POST", name=target, then=child, on_failure=child)
-    with procs[2].client() as client:
-        for n, job_id in enumerate(ids):
+    with procs[2].client() as client, ThreadPoolExecutor(8) as pool:
+
+        def check(n: int, job_id: str) -> None:
             child_id = f"{job_id}.then.0" if n % 2 else f"{job_id}.fail.0"
             result(client, job_id)
             done = result(client, child_id)
             assert done["status"] == "succeeded" and done["parent"] == job_id
             assert json.loads(fresh_target.calls_for(child_id)[0].body)["id"] == job_id
             assert state(client, job_id)["children"] == [child_id]
+
+        list(pool.map(check, range(len(ids)), ids))  # the parents side by side
     seen = fresh_target.count_by_job_id()
     children = [f"{job_id}.{branch}.0" for job_id in ids for branch in ("then", "fail")]
     assert sorted(seen[child] for child in children) == [0] * len(ids) + [1] * len(ids)  # one of each, once
 
 
 def test_children_on_redis_are_made_once_when_processes_are_killed(
-    poulpe: Callable[..., Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
+    poulpe: Started[Poulpe], redis_server: RedisServer, redis_prefix: str, fresh_target: Target
 ) -> None:
     """kill -9 of the process running the parents, right after the first ends, round after round: the others take
     its jobs back after their lease, and each child exists once and runs."""
     flags = ("--redis", redis_server.url, "--redis_prefix", redis_prefix, "--workers", "4", "--lease", "2")
-    procs = [poulpe(*flags, home=f"p{n}") for n in range(3)]
+    procs = poulpe.many(*flags, homes=["p0", "p1", "p2"])
     parents: list[str] = []
     for round_ in range(4):
         victim = procs[round_ % 3]
@@ -186,11 +194,14 @@ def test_children_on_redis_are_made_once_when_processes_are_killed(
             result(client, ids[0])
         victim.kill()
         victim.start()
-    with procs[0].client() as client:
-        for job_id in parents:
+    with procs[0].client() as client, ThreadPoolExecutor(8) as pool:
+
+        def check(job_id: str) -> None:
             result(client, job_id)
             assert result(client, f"{job_id}.then.0")["parent"] == job_id
             assert state(client, job_id)["children"] == [f"{job_id}.then.0"]
+
+        list(pool.map(check, parents))  # the parents side by side
         total = client.get("/sys_info").json()["counts"]
     assert sum(total.values()) == 2 * len(parents)
     assert {f"{job_id}.then.0" for job_id in parents} <= {call.job_id for call in fresh_target.calls}

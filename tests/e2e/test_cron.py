@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.poulpe_process import Poulpe, free_port, poulpe_command
+from tests.serving import ServedPoulpe
 from tests.target import Target
 
 
@@ -26,7 +27,7 @@ def fires(target: Target, key: str) -> int:
 
 
 def test_a_per_second_line_fires_the_target_about_once_a_second(
-    poulpe: Callable[..., Poulpe], fresh_target: Target, exec_dir: Path, tmp_path: Path
+    served: Callable[..., ServedPoulpe], fresh_target: Target, exec_dir: Path, tmp_path: Path
 ) -> None:
     cron = tmp_path / "cron_task"
     cron.write_text(
@@ -35,7 +36,7 @@ def test_a_per_second_line_fires_the_target_about_once_a_second(
         "// an EXEC line every second too\n"
         "* * * * * * *  add  EXEC  12 34\n"
     )
-    p = poulpe("--cron", str(cron), "--exec_dir", str(exec_dir))
+    p = served("--cron", str(cron), "--exec_dir", str(exec_dir))  # no process boundary in this story
     time.sleep(4.2)
     assert 3 <= fires(fresh_target, "tick") <= 6
     ids = {call.job_id for call in fresh_target.calls if call.query.get("key") == "tick"}

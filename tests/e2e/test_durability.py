@@ -78,7 +78,7 @@ async def test_every_acknowledged_job_survives_kill_9(poulpe: Callable[..., Poul
 
 def test_sigterm_drains_then_nothing_is_lost(poulpe: Callable[..., Poulpe], fresh_target: Target) -> None:
     proc = poulpe("--workers", "4", "--grace", "5")
-    slow = fresh_target.url("/slow", ms=2500, key="drain")
+    slow = fresh_target.url("/hold", gate="drain")  # attempts that run until the test has submitted during the drain
     with proc.client() as client:
         for n in range(6):  # four run, two wait for a worker
             accepted(client, id=f"drain-{n}", method="GET", name=slow)
@@ -117,6 +117,7 @@ def test_sigterm_drains_then_nothing_is_lost(poulpe: Callable[..., Poulpe], fres
             taken.append(job_id)
             time.sleep(0.01)
     assert refused == 1
+    fresh_target.open("drain")  # the four running attempts end during the drain
 
     code = proc.proc.wait(5 + 10)
     drained_in = time.monotonic() - signalled

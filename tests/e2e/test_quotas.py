@@ -16,6 +16,7 @@ from tests.e2e.test_redis_shared import on_redis
 from tests.poulpe_process import Poulpe
 from tests.redis_server import RedisServer
 from tests.serving import ServedPoulpe
+from tests.started import Started
 from tests.target import Target
 from tests.tokens_file import bearer, write_tokens
 
@@ -84,11 +85,11 @@ def one(served: Callable[..., ServedPoulpe], tmp_path: Path) -> tuple[list[str],
 
 @pytest.fixture
 def three(
-    poulpe: Callable[..., Poulpe], tmp_path: Path, redis_server: RedisServer, redis_prefix: str
+    poulpe: Started[Poulpe], tmp_path: Path, redis_server: RedisServer, redis_prefix: str
 ) -> tuple[list[str], dict[str, str]]:
     tokens = write_tokens(tmp_path / "tokens.toml", **QUOTAS)
     flags = on_redis(redis_server, redis_prefix, "--tokens", str(tmp_path / "tokens.toml"))
-    return [poulpe(*flags, home=f"p{n}").url for n in range(3)], tokens
+    return [p.url for p in poulpe.many(*flags, homes=["p0", "p1", "p2"])], tokens
 
 
 def test_max_pending_holds_a_tenants_unfinished_jobs(one: tuple[list[str], dict[str, str]]) -> None:

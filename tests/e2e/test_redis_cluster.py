@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -18,18 +17,29 @@ from tests.e2e.test_keys import put_key
 from tests.e2e.test_redis_failover import Stream
 from tests.poulpe_process import Poulpe
 from tests.redis_cluster import LocalCluster
+from tests.started import Started
 from tests.target import Target
 
-Start = Callable[..., Poulpe]
+Start = Started[Poulpe]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    started = LocalCluster(tmp_path / "cluster").start()
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One cluster for the module's tests: a test that kills a node starts it again (it rejoins as a replica)."""
+    started = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
     try:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def cluster(shared_cluster: LocalCluster) -> LocalCluster:
+    """The module's cluster, ok and empty: each test counts the keys it made."""
+    shared_cluster.wait_ok()
+    for primary in shared_cluster.primaries():
+        primary.client().flushall()
+    return shared_cluster
 
 
 def counts(proc: Poulpe) -> dict[str, int]:
@@ -42,7 +52,7 @@ def test_two_processes_with_six_partitions_spread_two_thousand_jobs_over_every_s
     poulpe: Start, cluster: LocalCluster, fresh_target: Target
 ) -> None:
     flags = ("--redis", cluster.url, "--partitions", "6", "--workers", "16")
-    procs = [poulpe(*flags, home=f"p{n}") for n in range(2)]
+    procs = poulpe.many(*flags, homes=["p0", "p1"])
     ids = [f"cl-{n}" for n in range(2000)]
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(p.client()) for p in procs]
@@ -77,8 +87,10 @@ def test_a_primary_killed_mid_stream_loses_no_acknowledged_job_with_redis_replic
         victim.start()  # back: it rejoins as the new primary's replica, so jobs are acknowledged again
         stream.grows(200)
         stream.stopped.set()
-    with proc.client() as client:
-        finals = {job_id: result(client, job_id)["status"] for job_id in stream.acked}
+    with proc.client(timeout=60) as client, ThreadPoolExecutor(16) as pool:  # the long-polls side by side
+        finals = dict(
+            zip(stream.acked, pool.map(lambda job_id: result(client, job_id)["status"], stream.acked), strict=True)
+        )
     assert set(finals.values()) == {"succeeded"}, "every acknowledged job ran to the end, poulpe never restarted"
     ran = fresh_target.count_by_job_id()
     assert all(ran[job_id] >= 1 for job_id in stream.acked)
@@ -90,7 +102,7 @@ def test_with_partitions_a_keys_parallelism_and_the_pause_hold_across_every_part
     poulpe: Start, cluster: LocalCluster, fresh_target: Target
 ) -> None:
     flags = ("--redis", cluster.url, "--partitions", "6", "--workers", "8")
-    a, b = (poulpe(*flags, home=f"p{n}") for n in range(2))
+    a, b = poulpe.many(*flags, homes=["p0", "p1"])
     with a.client() as on_a, b.client() as on_b:
         put_key(on_a, "pair", parallelism=2)
         job = {"method": "GET", "name": fresh_target.url("/slow", ms=200, key="pair"), "key": "pair"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -105,11 +106,10 @@ def test_two_processes_fire_each_cron_time_once(
     cron = tmp_path / "cron_task"
     cron.write_text(f"* * * * * * *  {fresh_target.url('/echo', key='tick')}  GET\n")
     flags = on_redis(redis_server, redis_prefix, "--cron", str(cron))
-    poulpe(*flags, home="a")
-    poulpe(*flags, home="b")
-    time.sleep(4.5)
+    poulpe.many(*flags, homes=["a", "b"])
+    eventually(lambda: len([call for call in fresh_target.calls if call.query.get("key") == "tick"]) >= 3)
+    time.sleep(0.5)  # the other process's run of a fire, had it made one, would have come by now
     ticks = [call for call in fresh_target.calls if call.query.get("key") == "tick"]
-    assert len(ticks) >= 3
     per_fire = fresh_target.count_by_job_id()
     assert all(per_fire[call.job_id] == 1 for call in ticks), per_fire
 
@@ -221,13 +221,18 @@ def test_a_drained_process_gives_back_the_jobs_it_held_ready_at_once(
 ) -> None:
     a = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "1"), home="a")
     with a.client() as on_a:
-        # the first is slow enough that a still holds the second ready however slowly b starts on a loaded machine;
-        # the second's own length does not matter
-        ids = [accepted(on_a, method="GET", name=fresh_target.url("/slow", ms=ms))["id"] for ms in (8000, 200)]
+        # the first runs until a got SIGTERM, so a still holds the second ready however slowly b starts on a loaded
+        # machine; the second's own length does not matter
+        urls = [fresh_target.url("/hold", gate="drain"), fresh_target.url("/slow", ms=200)]
+        ids = [accepted(on_a, method="GET", name=url)["id"] for url in urls]
         eventually(lambda: counts(a)["running"] == 1)  # one running, one held ready by a
         assert state(on_a, ids[0])["status"] == "running"
         b = poulpe(*on_redis(redis_server, redis_prefix, "--workers", "2"), home="b")
-        assert a.terminate() == 0  # SIGTERM: a finishes its attempt, and gives the other job back, not after --lease
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGTERM)  # a finishes its attempt, and gives the other job back, not after --lease
+        time.sleep(0.2)  # the drain has begun with the attempt still running
+        fresh_target.open("drain")
+        assert a.proc.wait(30) == 0
     with b.client() as on_b:
         done = [result(on_b, job_id, timeout=30) for job_id in ids]
     assert [job["status"] for job in done] == ["succeeded", "succeeded"]
@@ -239,14 +244,16 @@ def test_a_cancel_asked_on_one_process_reaches_the_process_running_the_job(
 ) -> None:
     b = poulpe(*on_redis(redis_server, redis_prefix), home="b")
     with b.client() as on_b:
-        job = {"method": "GET", "name": fresh_target.url("/slow", ms=10000), "timeout": 6, "retry": {"max": 3}}
+        # the attempt runs until a has started and asked (6 s at most), then fails: a retry would follow
+        failing = fresh_target.url("/hold", gate="cancel", status=500)
+        job = {"method": "GET", "name": failing, "timeout": 6, "retry": {"max": 3}}
         job_id = accepted(on_b, **job)["id"]
         eventually(lambda: state(on_b, job_id)["status"] == "running")
-        # the attempt runs 6 s: long enough for a to start and ask, however loaded the machine
         a = poulpe(*on_redis(redis_server, redis_prefix), home="a")
         with a.client() as on_a:
             answer = on_a.delete(f"/jobs/{job_id}")
             assert answer.status_code == 409 and "after this attempt" in answer.json()["error"]
+            fresh_target.open("cancel")
             ended = result(on_a, job_id, timeout=20)
     assert ended["status"] == "cancelled" and ended["attempts"] == 1  # not retried: the cancel reached b
     assert ran_on(ended, b)
