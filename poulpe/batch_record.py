@@ -24,6 +24,7 @@ class Batch(msgspec.Struct, kw_only=True):
     on_complete: dict[str, Any] | None = None  # a job object, `"$batch"` as its params filled in at completion
     callback: str | None = None
     labels: dict[str, str] | None = None
+    key: str | None = None  # the callback job's key: a tenant's batch tells its end under the tenant's key
 
     def state(self) -> dict[str, Any]:
         """GET /batches/{id}; also what `"$batch"` becomes and what the callback receives."""
@@ -47,13 +48,15 @@ class Extras(msgspec.Struct, omit_defaults=True):
     on_complete: dict[str, Any] | None = None
     callback: str | None = None
     labels: dict[str, str] | None = None
+    key: str | None = None
 
 
 def extras(batch: Batch) -> bytes:
-    return msgspec.json.encode(Extras(batch.on_complete, batch.callback, batch.labels))
+    return msgspec.json.encode(Extras(batch.on_complete, batch.callback, batch.labels, batch.key))
 
 
 def with_extras(batch: Batch, data: bytes | str) -> Batch:
     found = msgspec.json.decode(data, type=Extras)
-    batch.on_complete, batch.callback, batch.labels = found.on_complete, found.callback, found.labels
+    batch.on_complete, batch.callback = found.on_complete, found.callback
+    batch.labels, batch.key = found.labels, found.key
     return batch

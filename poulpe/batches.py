@@ -126,7 +126,8 @@ def completion_jobs(batch: Batch, limits: Limits, now: float) -> list[Job]:
     if batch.on_complete is not None:
         wanted.append(_filled(batch.on_complete, state, batch.id))
     if batch.callback is not None:
-        wanted.append({"id": f"{batch.id}.callback", "method": "POST", "name": batch.callback, "params": state})
+        callback = {"id": f"{batch.id}.callback", "method": "POST", "name": batch.callback, "params": state}
+        wanted.append({**callback, "key": batch.key} if batch.key else callback)
     for obj in wanted:
         try:
             jobs.append(job_from_object(obj, limits, now=now).job)

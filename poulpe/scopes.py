@@ -51,10 +51,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/keys/{key}"): ADMIN,
     ("POST", "/pause"): OPERATOR,
     ("POST", "/resume"): OPERATOR,
-    # chains, batches, labels and bulk actions (SPEC 10.3, 10.4): batches and actions are not scoped to a tenant yet,
-    # so a tenant's token is refused them (403)
-    ("POST", "/batches"): Rule("submit", whole=True),
-    ("GET", "/batches/{id}"): Rule("jobs", whole=True),
+    # chains, batches, labels and bulk actions (SPEC 10.3, 10.4): a tenant's batch lives in its namespace, as its jobs
+    # do (poulpe/tenants.py); a bulk action is the deployment's operator's tool, so a tenant's token gets 403
+    ("POST", "/batches"): SUBMIT,
+    ("GET", "/batches/{id}"): JOBS,
     ("POST", "/actions"): OPERATOR,
     ("GET", "/actions/{id}"): OPERATOR_READ,
     # the operator's view and the dashboard (its page and assets hold no data)

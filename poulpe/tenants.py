@@ -7,6 +7,7 @@ does not exist, and answers 404 exactly as an unknown id. Ids cannot collide acr
 check of its own: every read, action, long-poll and WebSocket push goes through an id of the namespace, and every
 listing and count is asked for the prefix. A tenant's job without a `key` gets `tenant:<name>`, and its own keys
 live under `tenant:<name>/`, so tenants take turns for the workers (SPEC 10.1) and never share a key's limits.
+A batch (SPEC 10.3) is the tenant's as its jobs are: its id in the namespace, its jobs and completion the tenant's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from poulpe.batch_record import Batch
 from poulpe.chain_refs import descendants
 from poulpe.errors import BadRequest
 from poulpe.job import WAITING, Job, Status
@@ -24,6 +26,7 @@ from poulpe.tokens import Principal
 
 UNFINISHED = (*sorted(WAITING), Status.RUNNING)
 _MAX = 128  # the longest id or key (SPEC 2.1, 10.1)
+_BATCH_MAX = 100  # the longest batch id (poulpe/batches.py): room for `.complete` and `.callback`
 TODAY_SCAN = 10_000
 
 
@@ -82,9 +85,7 @@ class Scoped:
         job.key = self.home if job.key is None else own_key(self.tenant, job.key)
         if job.then or job.on_failure:
             for child in descendants([*(job.then or ()), *(job.on_failure or ())]):  # a chain's children (SPEC 10.3)
-                if isinstance(child.get("id"), str):
-                    child["id"] = self.own(child["id"])
-                child["key"] = own_key(self.tenant, child.get("key") if isinstance(child.get("key"), str) else None)
+                self._claim_object(child)
         if len(job.key) > _MAX:
             raise BadRequest(
                 f"key must be at most {_MAX - len(self.tenant) - 8} characters for tenant {self.tenant}", "key"
@@ -93,6 +94,50 @@ class Scoped:
             job.unique = self.prefix + job.unique
         if job.debounce is not None:
             job.debounce = self.prefix + job.debounce
+
+    def _claim_object(self, obj: dict[str, Any]) -> None:
+        """A job object submitted later (a chain's child, a batch's on_complete): its given id and its key."""
+        assert self.tenant is not None
+        if isinstance(obj.get("id"), str):
+            obj["id"] = self.own(obj["id"])
+        obj["key"] = own_key(self.tenant, obj.get("key") if isinstance(obj.get("key"), str) else None)
+
+    def submit_batch(self, batch: Batch, jobs: Sequence[Job]) -> Awaitable[Batch | str | None]:
+        """POST /batches (SPEC 10.3): the batch and its jobs claimed as single submissions are, then the quotas (a
+        batch of n takes n from `rate`, and its n jobs count against `max_pending`)."""
+        if self.tenant:
+            self._claim_batch(batch, jobs)
+        if self.quotas:
+            return self._batch_within_quotas(batch, jobs)
+        submitted: Awaitable[Batch | str | None] = self._manager.submit_batch(batch, jobs)
+        return submitted
+
+    async def _batch_within_quotas(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
+        await self._within_quotas(len(jobs))
+        known: Batch | str | None = await self._manager.submit_batch(batch, jobs)
+        return known
+
+    def _claim_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
+        batch.id = self.own(batch.id)
+        if len(batch.id) > _BATCH_MAX:
+            raise BadRequest(
+                f"id must be at most {_BATCH_MAX - len(self.prefix)} characters for tenant {self.tenant}", "id"
+            )
+        for i, job in enumerate(jobs):
+            try:
+                self._claim(job)
+            except BadRequest as exc:
+                raise BadRequest(exc.message, f"jobs[{i}].{exc.field}") from None
+            job.batch = batch.id
+        batch.key = self.home  # the callback's job; on_complete's key is its own, in the tenant's space
+        if batch.on_complete is not None:
+            for obj in descendants([batch.on_complete]):
+                self._claim_object(obj)
+            if len(batch.on_complete.get("id") or "") > _MAX:
+                raise BadRequest(
+                    f"id must be at most {_MAX - len(self.prefix)} characters for tenant {self.tenant}",
+                    "on_complete.id",
+                )
 
     async def _within_quotas(self, n: int) -> None:
         principal = self.principal
@@ -125,6 +170,10 @@ class Scoped:
     async def run_now(self, job_id: str) -> Job:
         job: Job = await self._manager.run_now(self.own(job_id))
         return job
+
+    async def get_batch(self, batch_id: str) -> Batch | None:
+        batch: Batch | None = await self._manager.get_batch(self.own(batch_id))
+        return batch
 
     async def retry_dead(self, job_id: str) -> Job:
         job: Job = await self._manager.retry_dead(self.own(job_id))

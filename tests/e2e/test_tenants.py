@@ -44,7 +44,8 @@ def two_teams(
 
 
 def _b_jobs(proc: ServedPoulpe, token: str, target: Target) -> dict[str, str]:
-    """B's jobs: one succeeded, one dead, one scheduled for later; their ids, short and full."""
+    """B's jobs: one succeeded, one dead, one scheduled for later, and a batch of one more; their ids, short and
+    full."""
     with httpx.Client(base_url=proc.url, headers=bearer(token), timeout=30) as b:
         jobs = [
             {"id": "same", "method": "GET", "name": target.url("/echo", mark=MARK), "meta": {"m": MARK}},
@@ -56,13 +57,16 @@ def _b_jobs(proc: ServedPoulpe, token: str, target: Target) -> dict[str, str]:
         assert b.get("/task_resp/b:same").json()["status"] == "succeeded"
         assert b.get("/task_resp/dies").json()["status"] == "dead"  # the short form reads the same job
         eventually(lambda: b.get("/dead").json()["total"] == 1)
-    return {"same": "b:same", "dies": "b:dies", "later": "b:later"}
+        batch = {"id": "bq7", "labels": {"m": MARK}, "jobs": [{**jobs[2], "id": "in-bat"}]}
+        assert b.post("/batches", json=batch).json() == {"id": "b:bq7", "total": 1}
+    return {"same": "b:same", "dies": "b:dies", "later": "b:later", "bq7": "b:bq7", "in-bat": "b:in-bat"}
 
 
 def test_tenants_cannot_see_each_other(two_teams: tuple[ServedPoulpe, dict[str, str]], fresh_target: Target) -> None:
     proc, tokens = two_teams
     b_ids = _b_jobs(proc, tokens["b"], fresh_target)
-    values = [*b_ids.values(), "dies", "later", "tenant:b", "tenant:b/x", "resize"]  # "same" is also A's own
+    # B's ids, short and full, and its names ("same" is also A's own)
+    values = [*b_ids.values(), "dies", "later", "bq7", "in-bat", "tenant:b", "tenant:b/x", "resize"]
     with httpx.Client(base_url=proc.url, headers=bearer(tokens["a"]), timeout=30) as a:
         # A's own job with the same id as B's: its own, not B's, and not a duplicate
         mine = a.post("/task_in_queue", json={"id": "same", "method": "QUEUE", "name": "resize", "delay": 3600})
@@ -116,10 +120,11 @@ def test_tenants_cannot_see_each_other(two_teams: tuple[ServedPoulpe, dict[str, 
         assert b.get("/jobs/later").json()["status"] == "scheduled"
         assert b.get("/dead/dies").status_code == 200
         assert b.get("/sys_info").json()["today"] == {"succeeded": 1, "failed": 1}
-        assert b.get("/jobs").json()["total"] == 3
+        assert b.get("/jobs").json()["total"] == 4
+        assert b.get("/batches/bq7").json()["labels"] == {"m": MARK}
     with httpx.Client(base_url=proc.url, headers=bearer(tokens["operator"]), timeout=30) as operator:
         everything = operator.get("/jobs").json()["total"]  # a token without a tenant sees the whole deployment
-        assert everything == listed["total"] + 3
+        assert everything == listed["total"] + 4
 
 
 def test_a_tenants_jobs_share_the_workers_by_its_key(
