@@ -22,13 +22,9 @@ from tests.target import Target
 Start = Started[Poulpe]
 
 
-@pytest.fixture(scope="module")
-def trio(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Poulpe]]:
-    """Three processes on one Redis namespace, shared by the module's stories: each uses keys of its own, and leaves
-    the namespace running (not paused) and its keys idle; a story that kills one restarts it."""
-    started = Started(Poulpe, tmp_path_factory.mktemp("keys-redis"))
-    yield started.many(*on_redis(redis_server, "keys-redis:", "--workers", "8"), homes=["p0", "p1", "p2"])
-    started.stop_all()
+@pytest.fixture
+def trio(poulpe: Start, redis_server: RedisServer, redis_prefix: str) -> list[Poulpe]:
+    return poulpe.many(*on_redis(redis_server, redis_prefix, "--workers", "8"), homes=["p0", "p1", "p2"])
 
 
 @contextlib.contextmanager
@@ -96,7 +92,6 @@ def test_a_big_backlog_on_one_key_does_not_delay_another_key_across_processes(
             waited = done["started_at"] - done["created_at"]
             assert waited < 1.0, f"B's job {n} waited {waited:.2f}s behind A's backlog"
         assert c.get("/keys/A").json()["waiting"] > 1000
-        put_key(a, "A", paused=True)  # the rest of the backlog waits: the next stories have the workers to themselves
 
 
 def test_pauses_hold_jobs_on_every_process_and_survive_a_restart(trio: list[Poulpe], fresh_target: Target) -> None:
@@ -142,13 +137,12 @@ def test_a_higher_priority_job_goes_before_waiting_ones_across_processes(
 ) -> None:
     procs = poulpe.many(*on_redis(redis_server, redis_prefix, "--workers", "1"), homes=["w0", "w1", "w2"])
     with clients(procs) as (a, b, c):
-        # six busy jobs held at the target until the low and urgent jobs are in: each process runs one and holds one
-        # ready (docs/redis.md), so none has room when they arrive, however the claims fell
-        busy = spread([a, b, c], [{"method": "GET", "name": fresh_target.url("/hold", gate="busy")}] * 6)
+        # six busy jobs of 6 s: each process runs one and holds one ready (docs/redis.md), so none has room when
+        # the low and urgent jobs arrive, however the claims fell
+        busy = spread([a, b, c], [{"method": "GET", "name": fresh_target.url("/slow", ms=6000)}] * 6)
         eventually(lambda: sum(state(a, job_id)["status"] == "running" for job_id in busy) == 3, timeout=30)
         low = batch(b, [{"method": "GET", "name": fresh_target.url("/slow", ms=1000)} for _ in range(20)])
         urgent = accepted(c, method="GET", name=fresh_target.url("/echo"), priority=10)["id"]
-        fresh_target.open("busy")
         first = result(a, urgent)["started_at"]
         # a low job that has not started by now cannot start before the urgent one: no need to wait for them all
         started = [state(a, job_id)["started_at"] for job_id in low]
