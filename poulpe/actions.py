@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -49,7 +49,7 @@ class Acts(Protocol):
 
     async def get(self, job_id: str) -> Job | None: ...
 
-    async def retry_dead(self, job_id: str, mark: str | None = None) -> Job: ...
+    async def retry_dead_many(self, job_ids: Sequence[str], mark: str) -> list[str]: ...
 
     async def cancel(self, job_id: str, mark: str | None = None) -> Job: ...
 
@@ -134,7 +134,10 @@ class Actions:
         while progress.finished_at is None:
             chunk, began = ids[progress.done : progress.done + CHUNK], time.monotonic()
             try:
-                failed = [why for why in await asyncio.gather(*(self._act(action, i, room) for i in chunk)) if why]
+                if action.action == "retry":  # the chunk at once: one read, one run of writes (dead_retry.py)
+                    failed = await self.acts.retry_dead_many(chunk, action.id)
+                else:
+                    failed = [why for why in await asyncio.gather(*(self._act(action, i, room) for i in chunk)) if why]
             except Unavailable as exc:  # the chunk again once the store answers: its jobs done already are skipped
                 log.warning("action %s waits for the store: %s", action_id, exc.message)
                 await asyncio.sleep(1.0)
@@ -163,9 +166,7 @@ class Actions:
         if action.id in (job.acted_by or ()):
             return None
         try:
-            if action.action == "retry":
-                await self.acts.retry_dead(job_id, mark=action.id)
-            elif action.action == "cancel":
+            if action.action == "cancel":
                 await self.acts.cancel(job_id, mark=action.id)
             elif action.action == "run_now":
                 await self.acts.run_now(job_id, mark=action.id)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from poulpe.deadletter import DeadLetters
@@ -95,6 +95,21 @@ class DeadJobs:
         except OSError as exc:
             self.unremoved.add(job_id)
             log.warning("the dead letter of job %s could not be removed (ignored, removed later): %s", job_id, exc)
+            self._arm()
+
+    async def letters_gone(self, job_ids: Sequence[str]) -> None:
+        """`letter_gone` for many jobs at once (a bulk retry's chunk)."""
+        for job_id in job_ids:
+            self.owed.pop(job_id, None)
+            self.held.pop(job_id, None)
+        try:
+            failed = await self.letters.remove_many(job_ids)
+        except OSError as exc:
+            failed = dict.fromkeys(job_ids, exc)
+        for job_id, why in failed.items():
+            self.unremoved.add(job_id)
+            log.warning("the dead letter of job %s could not be removed (ignored, removed later): %s", job_id, why)
+        if failed:
             self._arm()
 
     # --- what the routes ask ---------------------------------------------------------------------------------

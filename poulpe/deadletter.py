@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import re
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,27 @@ class DeadLetters:
                 path.unlink(missing_ok=True)
                 found = True
             return found
+
+        return await asyncio.to_thread(remove)
+
+    async def remove_many(self, job_ids: Sequence[str]) -> dict[str, OSError]:
+        """`remove` for many jobs in one hand-off to a thread (a bulk retry's chunk): the days are listed once.
+        Answers the error of each letter that could not be removed."""
+
+        def remove() -> dict[str, OSError]:
+            failed: dict[str, OSError] = {}
+            days = self._days()
+            for job_id in job_ids:
+                if not _ID.fullmatch(job_id):
+                    continue
+                for day in days:
+                    try:
+                        (self.root / day / f"{job_id}.json").unlink()
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        failed[job_id] = exc
+            return failed
 
         return await asyncio.to_thread(remove)
 

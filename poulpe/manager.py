@@ -24,6 +24,7 @@ from poulpe.batch_record import Batch
 from poulpe.batches import BatchTeller
 from poulpe.chains import Chains
 from poulpe.checks import Limits as JobLimits
+from poulpe.dead_retry import DeadRetry
 from poulpe.deadjobs import DeadJobs
 from poulpe.deadletter import DeadLetters
 from poulpe.deadlines import Deadlines
@@ -104,6 +105,7 @@ class JobManager(Queries):
             store, self.submit, limits, clock=clock, registry=self.metrics.registry
         )  # batches' ends (SPEC 10.3)
         self.finish.batch_job_ended = self.batch_teller.poke
+        self.dead_retry = DeadRetry(store, self.dead_jobs, self._schedule, clock)
         self.intake = Intake()  # submissions here: bulk actions yield to them (action_pace.py)
         load = Signals(self.intake, lambda: 0 if self.ready.limits.paused_all else len(self.ready), CHUNK)
         self.actions = Actions(
@@ -213,6 +215,11 @@ class JobManager(Queries):
         if not (self.feed.owns_schedule and self.ready.admit(job)):
             self.feed.schedule(job)
 
+    def _schedule(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._enqueue(job)
+        self._tell_queued(jobs)
+
     def _tell_queued(self, jobs: list[Job]) -> None:
         """External workers waiting for QUEUE jobs hear of the new ones (external.py)."""
         queued = [job for job in jobs if job.method is Method.QUEUE]
@@ -321,22 +328,13 @@ class JobManager(Queries):
         it). The job is stored and scheduled first; its letter goes after, now or later (deadjobs.py)."""
         if not self.accepting:
             raise Unavailable("poulpe is shutting down")
-        job = await self.dead_jobs.find(job_id)
-        if job is None:
-            current = await self.store.get(job_id)
-            if current is not None and not current.final:
-                raise Conflict(f"job {job_id} is {current.status} already")
-            raise NotFound(f"no dead job with id {job_id}")
-        job.status, job.failures, job.run_at = Status.QUEUED, 0, self.clock()
-        job.finished_at, job.error, job.result = None, None, None
-        job.deadline = job.first_started_at = None  # fresh attempts: a fresh retry budget, and no start deadline
-        job.mark(mark)  # a bulk action's (SPEC 10.4), in the same write
-        await self.store.save(job)
-        log.info("job %s queued again from the dead letters attempt=%d", job.id, job.attempts)
-        self._enqueue(job)
-        self._tell_queued([job])
-        await self.dead_jobs.letter_gone(job_id)
-        return job
+        return await self.dead_retry.one(job_id, mark)
+
+    async def retry_dead_many(self, job_ids: Sequence[str], mark: str) -> list[str]:
+        """A bulk retry's chunk (dead_retry.py): why each job not retried was not."""
+        if not self.accepting:
+            raise Unavailable("poulpe is shutting down")
+        return await self.dead_retry.many(job_ids, mark)
 
     async def sys_info(self, cap: int = 1000) -> dict[str, Any]:
         running = [job.id for job in self.workers.running if job is not None]

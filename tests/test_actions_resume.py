@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from poulpe.actions import CHUNK, Actions
@@ -29,13 +30,22 @@ class Counting:
     async def get(self, job_id: str) -> Job | None:
         return await self.manager.get(job_id)
 
-    async def retry_dead(self, job_id: str, mark: str | None = None) -> Job:
-        job = await self.manager.retry_dead(job_id, mark)
-        self.retried[job_id] += 1
-        if self.stop_after is not None and sum(self.retried.values()) == self.stop_after:
-            for task in self.running:  # the process stops here: after this write, before the chunk's end
+    async def retry_dead_many(self, job_ids: Sequence[str], mark: str) -> list[str]:
+        cut = self.stop_after is not None and sum(self.retried.values()) + len(job_ids) >= self.stop_after
+        if cut:  # the process stops after writing part of the chunk, before the rest and before its progress
+            assert self.stop_after is not None
+            job_ids = job_ids[: self.stop_after - sum(self.retried.values())]
+        before = await self.marks(job_ids, mark)
+        failed = await self.manager.retry_dead_many(job_ids, mark)
+        self.retried.update((await self.marks(job_ids, mark)) - before)  # each time a job was marked again
+        if cut:
+            for task in self.running:
                 task.cancel()
-        return job
+            await asyncio.sleep(0)  # the kill: the runner stops here
+        return failed
+
+    async def marks(self, job_ids: Sequence[str], mark: str) -> Counter[str]:
+        return Counter({job.id: (job.acted_by or []).count(mark) for job in await self.manager.store.get_many(job_ids)})
 
     async def cancel(self, job_id: str, mark: str | None = None) -> Job:
         return await self.manager.cancel(job_id, mark)

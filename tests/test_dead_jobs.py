@@ -123,3 +123,42 @@ async def test_an_owed_letter_is_tried_again_with_backoff_and_nothing_runs_once_
     finally:
         await manager.stop(1)
         await store.close()
+
+
+async def test_a_bulk_retry_chunk_retries_its_dead_jobs_at_once_and_their_letters_go_now_or_later(
+    tmp_path: Path, mounts: Mounts
+) -> None:
+    source = tmp_path / "dead-source"
+    source.mkdir()
+    store = SqliteStore(tmp_path / "jobs.db")
+    await store.open()
+    manager = JobManager(store, {Method.GET: Refused()}, DeadLetters(source), workers=1)
+    await manager.start()
+    try:
+        await manager.controls.pause_all(True)  # the retried jobs only wait: what is told is the retry
+        now = time.time()
+        dead = [Job(id=f"d{n}", method=Method.GET, name="http://127.0.0.1:9/x", status=Status.DEAD, seq=n + 1,
+                    created_at=now, finished_at=now) for n in range(6)]  # fmt: skip
+        await store.add([*dead, Job(id="alive", method=Method.GET, name="http://127.0.0.1:9/x", created_at=now)])
+        for job in dead:
+            await manager.dead_jobs.letters.write(job)
+        await store.delete("d5")  # forgotten by the store (--result_ttl): its letter is all there is
+
+        failed = await manager.retry_dead_many(["d0", "d1", "alive", "d5"], "act-1")
+        assert failed == ["job alive is queued already"]
+        retried = {job.id: job for job in await store.get_many(["d0", "d1", "d5"])}
+        assert all(job.status is Status.QUEUED and job.acted_by == ["act-1"] for job in retried.values())
+        assert sorted(path.stem for path in source.glob("*/*.json")) == ["d2", "d3", "d4"]
+        assert await manager.retry_dead_many(["d0", "d1"], "act-1") == []  # done before a restart: skipped
+        assert (await store.get("d0")).acted_by == ["act-1"]  # type: ignore[union-attr]
+
+        mounts.read_only(source, tmp_path / "dead")  # the letters' directory refuses removals now
+        manager.dead_jobs.letters.root = tmp_path / "dead"
+        assert await manager.retry_dead_many(["d2", "d3"], "act-1") == []
+        assert manager.dead_jobs.unremoved == {"d2", "d3"}  # retried all the same; the letters go later
+        assert all(job.status is Status.QUEUED for job in await store.get_many(["d2", "d3"]))
+        listed, total = await manager.dead_jobs.page(page=1, size=50)
+        assert [item["id"] for item in listed] == ["d4"] and total == 1
+    finally:
+        await manager.stop(1)
+        await store.close()

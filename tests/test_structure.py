@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "engine",
         {"dispatch", "workers", "outcome", "deadjobs", "queries", "manager", "validate", "external"}
-        | {"alerts", "deadlines", "debounce", "chains", "batches", "actions"},
+        | {"alerts", "deadlines", "debounce", "chains", "batches", "actions", "dead_retry"},
     ),
     (
         "intakes and routes",
