@@ -1,11 +1,16 @@
 """Bulk actions and batches at scale (SPEC 10.3, 10.4), measured on the embedded store:
 
-1. 100,000 dead jobs (a batch of 10,000 at a time, each calling a closed port, --max_retry 0), then with the
-   deployment paused (so what is measured is the action, not the 100,000 jobs it queues running again; with
-   --run_retried they run, and intake's jobs too, each calling the closed port and dead again at once): intake
-   alone for a few seconds, then intake while `POST /actions {"action": "retry"}` retries all of them, then intake
-   alone again for a few seconds (on the store the intake during the action filled). The ratio of the rate during
-   the action to the first rate alone (and to the second), and how long the action took.
+1. A bulk retry of 100,000 dead jobs beside intake, as an A/B from one starting state. The dead jobs are made
+   once (batches of 10,000, each job calling a closed port, --max_retry 0), the deployment paused (so what is
+   measured is the action, not the 100,000 jobs it queues running again; with --run_retried they run, and
+   intake's jobs too, each calling the closed port and dead again at once), and poulpe stopped; its SQLite files
+   and dead letters are copied twice. B: a fresh poulpe on the first copy, intake (32 clients, one job per
+   request) from the moment `POST /actions {"action": "retry"}` is sent until the action is finished. A: a fresh
+   poulpe on the second copy, the same intake alone for as long as B lasted. The ratio B/A compares intake on the
+   same store growing by about the same number of rows over the same time (SQLite intake slows as the store
+   grows: intake alone on the dead jobs' store only, or on the store B filled, is not the same condition). Notes
+   kept beside it: A's first 5 s alone (the former "alone before") and 5 s alone after the action in B.
+   A runs after B, so a machine whose load changes between them moves the ratio: run it on a quiet machine.
 2. Batches of 10,000 jobs to a fast target, each with an on_complete: how long after its last job ended (the
    batch's `finished_at`) its on_complete started.
 
@@ -17,18 +22,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
 from bench.procs import free_port, poulpe_command
 
 CLOSED = "http://127.0.0.1:9/"  # refused at once: a job that dies in a millisecond
+FLAGS = ("--max_retry", "0", "--workers", "32")
+FIRST = 5.0  # seconds: intake alone at the start of A (the store holding only the dead jobs)
+AFTER = 5.0  # seconds: intake alone after the action in B (the store the intake during it filled)
+METHOD = (
+    "A/B from one starting state (the dead jobs made once, poulpe stopped, its SQLite files and dead letters"
+    " copied twice): B = intake while the retry action runs, A = intake alone for as long, same clients;"
+    " ratio = B/A"
+)
 
 
 def start_poulpe(home: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -55,8 +69,17 @@ async def until_done(session: aiohttp.ClientSession, url: str, batch_id: str) ->
         await asyncio.sleep(0.2)
 
 
-async def intake(session: aiohttp.ClientSession, url: str, stop: asyncio.Event, clients: int = 32) -> float:
-    """Single-job submissions per second until `stop` is set."""
+class Rate(NamedTuple):
+    sent: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.sent / self.seconds
+
+
+async def intake(session: aiohttp.ClientSession, url: str, stop: asyncio.Event, clients: int = 32) -> Rate:
+    """Single-job submissions accepted until `stop` is set."""
     sent = 0
 
     async def client() -> None:
@@ -68,59 +91,125 @@ async def intake(session: aiohttp.ClientSession, url: str, stop: asyncio.Event, 
 
     began = time.monotonic()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return sent / (time.monotonic() - began)
+    return Rate(sent, time.monotonic() - began)
+
+
+async def intake_for(session: aiohttp.ClientSession, url: str, seconds: float) -> Rate:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, stop.set)
+    return await intake(session, url, stop)
+
+
+def stop_poulpe(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a clean stop: whole files to copy), SIGKILL after 60 s."""
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def make_dead(home: Path, dead: int, *, paused: bool) -> float:
+    """`dead` dead jobs labelled team:pay, the deployment paused (or not), poulpe stopped: the starting state."""
+    proc, url = start_poulpe(home, *FLAGS)
+    try:
+        async with aiohttp.ClientSession() as session:
+            began = time.monotonic()
+            for b in range(dead // 10_000):
+                jobs = [{"id": f"d{b}-{i}", "method": "GET", "name": CLOSED, "labels": {"team": "pay"}}
+                        for i in range(10_000)]  # fmt: skip
+                async with session.post(f"{url}/batches", json={"id": f"dead-{b}", "jobs": jobs}) as resp:
+                    assert resp.status == 202, await resp.text()
+                await until_done(session, url, f"dead-{b}")
+            made = time.monotonic() - began
+            if paused:
+                async with session.post(f"{url}/pause") as resp:
+                    assert resp.status < 300, await resp.text()
+    finally:
+        stop_poulpe(proc)
+    return made
+
+
+def copy_state(made: Path, to: Path) -> Path:
+    """A copy of the starting state: the SQLite files and the dead letters."""
+    to.mkdir()
+    for path in made.glob("p.db*"):
+        shutil.copy2(path, to / path.name)
+    shutil.copytree(made / "dead", to / "dead")
+    return to
+
+
+async def with_action(home: Path) -> dict[str, Any]:
+    """B: intake while the retry action runs, from the moment it is posted until it is finished; then intake
+    alone for AFTER seconds more, on the store the intake during the action filled (a note)."""
+    proc, url = start_poulpe(home, *FLAGS)
+    try:
+        async with aiohttp.ClientSession() as session:
+            stop = asyncio.Event()
+            measuring = asyncio.create_task(intake(session, url, stop))
+            began = time.monotonic()
+            body = {"action": "retry", "filter": {"label": ["team:pay"]}}
+            async with session.post(f"{url}/actions", json=body) as resp:
+                started = await resp.json()
+            while True:
+                async with session.get(f"{url}/actions/{started['id']}") as resp:
+                    state = await resp.json()
+                if state["finished"]:
+                    break
+                await asyncio.sleep(0.2)
+            took = time.monotonic() - began
+            stop.set()
+            during = await measuring
+            after = await intake_for(session, url, AFTER)
+    finally:
+        stop_poulpe(proc)
+    return {"matched": started["matched"], "retried": state["done"] - state["errors"], "took": took,
+            "during": during, "after": after}  # fmt: skip
+
+
+async def alone(home: Path, seconds: float) -> tuple[Rate, Rate]:
+    """A: intake alone for `seconds` (B's time), the same clients: the first FIRST seconds (the former "alone
+    before" figure, on the dead jobs' store only) and the rest, counted apart."""
+    proc, url = start_poulpe(home, *FLAGS)
+    try:
+        async with aiohttp.ClientSession() as session:
+            first = await intake_for(session, url, min(FIRST, seconds))
+            rest = await intake_for(session, url, max(seconds - first.seconds, 0.0))
+    finally:
+        stop_poulpe(proc)
+    return first, rest
 
 
 async def bulk_retry(dead: int, *, paused: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_poulpe(Path(tmp), "--max_retry", "0", "--workers", "32")
-        try:
-            async with aiohttp.ClientSession() as session:
-                began = time.monotonic()
-                for b in range(dead // 10_000):
-                    jobs = [{"id": f"d{b}-{i}", "method": "GET", "name": CLOSED, "labels": {"team": "pay"}}
-                            for i in range(10_000)]  # fmt: skip
-                    async with session.post(f"{url}/batches", json={"id": f"dead-{b}", "jobs": jobs}) as resp:
-                        assert resp.status == 202, await resp.text()
-                    await until_done(session, url, f"dead-{b}")
-                made = time.monotonic() - began
-                if paused:
-                    await session.post(f"{url}/pause")
-                stop = asyncio.Event()
-                asyncio.get_running_loop().call_later(5.0, stop.set)
-                alone = await intake(session, url, stop)
-                stop = asyncio.Event()
-                measuring = asyncio.create_task(intake(session, url, stop))
-                began = time.monotonic()
-                body = {"action": "retry", "filter": {"label": ["team:pay"]}}
-                async with session.post(f"{url}/actions", json=body) as resp:
-                    started = await resp.json()
-                while True:
-                    async with session.get(f"{url}/actions/{started['id']}") as resp:
-                        state = await resp.json()
-                    if state["finished"]:
-                        break
-                    await asyncio.sleep(0.2)
-                took = time.monotonic() - began
-                stop.set()
-                during = await measuring
-                stop = asyncio.Event()  # alone again, on the store the intake during the action filled
-                asyncio.get_running_loop().call_later(5.0, stop.set)
-                after = await intake(session, url, stop)
-        finally:
-            proc.kill()
+        root = Path(tmp)
+        (root / "made").mkdir()
+        made = await make_dead(root / "made", dead, paused=paused)
+        b = await with_action(copy_state(root / "made", root / "b"))
+        first, rest = await alone(copy_state(root / "made", root / "a"), b["during"].seconds)
+    whole = Rate(first.sent + rest.sent, first.seconds + rest.seconds)
+    during: Rate = b["during"]
     return {
+        "method": METHOD,
         "dead_jobs": dead,
         "paused": paused,
         "made_dead_s": round(made, 1),
-        "matched": started["matched"],
-        "retried": state["done"] - state["errors"],
-        "action_s": round(took, 1),
-        "intake_alone_per_s": round(alone),
-        "intake_during_per_s": round(during),
-        "intake_after_per_s": round(after),
-        "ratio": round(during / alone, 3),
-        "ratio_to_after": round(during / after, 3),
+        "matched": b["matched"],
+        "retried": b["retried"],
+        "action_s": round(b["took"], 1),
+        "intake_during_per_s": round(during.per_s),
+        "intake_alone_same_time_per_s": round(whole.per_s),
+        "ratio": round(during.per_s / whole.per_s, 3),
+        "jobs_submitted_during": during.sent,
+        "jobs_submitted_alone": whole.sent,
+        "notes": {
+            "intake_alone_first_s": FIRST,
+            "intake_alone_first_per_s": round(first.per_s),
+            "ratio_to_alone_first": round(during.per_s / first.per_s, 3),
+            "intake_after_per_s": round(b["after"].per_s),
+            "ratio_to_after": round(during.per_s / b["after"].per_s, 3),
+        },
     }
 
 
@@ -159,7 +248,7 @@ def main() -> None:
     try:
         out = {
             "bulk_retry": asyncio.run(bulk_retry(args.dead, paused=not args.run_retried)),
-            "batch_end": asyncio.run(batch_lag(args.batches, target_port)),
+            "batch_end": asyncio.run(batch_lag(args.batches, target_port)) if args.batches else None,
         }
     finally:
         target.kill()
