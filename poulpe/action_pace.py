@@ -5,9 +5,14 @@ are being submitted or while the jobs it queued have not been taken by workers y
 job was submitted, it waits in short steps until intake has been quiet for `QUIET`: no job submitted, none under
 way (a submission waiting for its commit is intake at work too), and the loop on time (a step that wakes late means
 the loop, or the machine, had other work: requests not yet read are not counted anywhere else). Two bounds keep it
-moving whatever the load: under steady intake it still takes `SHARE` of the time (it rests at most
-(1 - SHARE) / SHARE times the chunk's own time, so it finishes), and a backlog that does not drain (keys held back)
-holds a chunk at most `DRAIN_WAIT` seconds.
+moving whatever the load: under steady intake it still holds the event loop `SHARE` of the time (a chunk and its
+rest last at most its own time / SHARE, so it finishes), and a backlog that does not drain (keys held back) holds a
+chunk at most `DRAIN_WAIT` seconds.
+
+A chunk's own time is the time its steps held the event loop (`Held`), not the time from its start to its end: most
+of that it waits for the store's commit (shared with intake's writes of the same moment, one fsync for both) or a
+thread, and intake runs meanwhile. Counting the waits too made the action rest nine times a commit's latency after
+each chunk, which on a busy machine is most of a second for a few milliseconds of work.
 
 The signals are cheap counts: the submissions to this process (`Intake`, kept by JobManager.submit), and the due
 jobs waiting for a worker here (0 while the deployment is paused: then nothing drains and nothing runs, by the
@@ -19,16 +24,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any, Generic, TypeVar, cast
 
-SHARE = 0.1  # of the time, an action's least under steady intake: intake keeps nine tenths of the loop
+SHARE = 0.1  # of the loop's time, an action's least under steady intake: intake keeps nine tenths of it
 QUIET = 0.05  # intake this long without a submission (none under way, the loop on time) is idle
 STEP = 0.01  # a step of the wait
 LATE = 0.005  # a step that wakes this much late: the loop or the machine is busy
 DRAIN_WAIT = 2.0  # the longest a chunk waits for the ready backlog to drain
 PAUSE = 0.005  # the least rest between chunks: what was woken meanwhile goes first
+T = TypeVar("T")
 
 
 def _none() -> int:
@@ -82,22 +89,24 @@ class Pace:
         self.sleep = sleep
         self._seen = signals.intake.submitted  # submissions counted from the action's start
 
-    def step(self, took: float, waited: float, quiet: float, backlog: int) -> float:
-        """How long to wait next after a chunk that took `took` seconds, having waited `waited` since it ended;
-        `quiet`: how long intake has been quiet (the chunk's time when no job was submitted during it); `backlog`:
-        due jobs waiting for a worker. 0: go on with the next chunk."""
-        left = took * (1 - SHARE) / SHARE - waited if quiet < QUIET else 0.0
+    def step(self, took: float, waited: float, quiet: float, backlog: int, own: float | None = None) -> float:
+        """How long to wait next after a chunk that took `took` seconds, of which `own` (all of it when not told)
+        held the event loop, having waited `waited` since it ended; `quiet`: how long intake has been quiet (the
+        chunk's time when no job was submitted during it); `backlog`: due jobs waiting for a worker. 0: go on with
+        the next chunk."""
+        own = took if own is None else own
+        left = own / SHARE - took - waited if quiet < QUIET else 0.0
         if backlog > self.signals.room:
             left = max(left, DRAIN_WAIT - waited)
         left = min(left, self.longest - waited)
         return min(STEP, left) if left > PAUSE else 0.0  # the last few ms go with the pause every chunk ends with
 
-    async def rest(self, took: float) -> float:
+    async def rest(self, took: float, own: float | None = None) -> float:
         """Wait after a chunk as `step` says; the time waited."""
         began = self.clock()
         waited = 0.0
         quiet = 0.0 if self._busy() else max(took, QUIET)
-        while (wait := self.step(took, waited, quiet, self.signals.backlog())) > 0:
+        while (wait := self.step(took, waited, quiet, self.signals.backlog(), own)) > 0:
             await self.sleep(wait)
             now = self.clock() - began
             slept, waited = now - waited, now
@@ -110,3 +119,33 @@ class Pace:
         intake = self.signals.intake
         arrived, self._seen = intake.submitted != self._seen, intake.submitted
         return arrived or intake.in_flight > 0
+
+
+class Held(Generic[T]):
+    """Awaits a coroutine and adds up the time its steps held the event loop (the code between two of its awaits):
+    a chunk's own work, apart from the time it waits for the store's commit or a thread, while intake runs."""
+
+    def __init__(self, coro: Coroutine[Any, Any, T], clock: Callable[[], float] = time.perf_counter) -> None:
+        self.coro = coro
+        self.clock = clock
+        self.seconds = 0.0
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            began = self.clock()
+            try:
+                waiting = self.coro.send(sent) if thrown is None else self.coro.throw(thrown)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            finally:
+                self.seconds += self.clock() - began
+            sent, thrown = None, None
+            try:
+                sent = yield waiting  # the future the coroutine waits on, to the task that runs it
+            except GeneratorExit:
+                self.coro.close()
+                raise
+            except BaseException as exc:  # a cancellation, thrown into the coroutine where it waits
+                thrown = exc

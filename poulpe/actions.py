@@ -2,7 +2,7 @@
 
 The matched ids are found once and stored with the action, in order. A runner acts on them a chunk at a time (the
 chunk's writes share commits), stores how far it got, and between chunks yields to intake and workers
-(action_pace.py: full speed while no job is submitted and the jobs it queued are taken, a tenth of the time under
+(action_pace.py: full speed while no job is submitted and the jobs it queued are taken, a tenth of the loop under
 steady intake). Each job it acts on is marked with the action's id in the same write as the change
 (`Job.acted_by`), so an action cut by a restart resumes from its last stored chunk and skips the jobs of that chunk
 it already did: each job is acted on once.
@@ -22,7 +22,7 @@ from typing import Protocol
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
 
-from poulpe.action_pace import Pace, Signals
+from poulpe.action_pace import Held, Pace, Signals
 from poulpe.action_record import Action, Kind, Progress
 from poulpe.errors import PoulpeError, Unavailable
 from poulpe.job import Job, Status
@@ -133,11 +133,9 @@ class Actions:
         pace = Pace(self.signals, longest=self.hold / 2)
         while progress.finished_at is None:
             chunk, began = ids[progress.done : progress.done + CHUNK], time.monotonic()
+            acting = Held(self._chunk(action, chunk, room))  # the time it holds the loop paces it (action_pace.py)
             try:
-                if action.action == "retry":  # the chunk at once: one read, one run of writes (dead_retry.py)
-                    failed = await self.acts.retry_dead_many(chunk, action.id)
-                else:
-                    failed = [why for why in await asyncio.gather(*(self._act(action, i, room) for i in chunk)) if why]
+                failed = await acting
             except Unavailable as exc:  # the chunk again once the store answers: its jobs done already are skipped
                 log.warning("action %s waits for the store: %s", action_id, exc.message)
                 await asyncio.sleep(1.0)
@@ -151,8 +149,14 @@ class Actions:
                 progress.finished_at = self.clock()
             await self.store.action_progress(action_id, progress, self.clock() + self.hold)
             if progress.finished_at is None:
-                await pace.rest(time.monotonic() - began)
+                await pace.rest(time.monotonic() - began, acting.seconds)
         log.info("action %s %s done=%d errors=%d", action_id, action.action, progress.done, progress.errors)
+
+    async def _chunk(self, action: Action, chunk: list[str], room: asyncio.Semaphore) -> list[str]:
+        """Act on a chunk: why each job not acted on was not."""
+        if action.action == "retry":  # the chunk at once: one read, one run of writes (dead_retry.py)
+            return await self.acts.retry_dead_many(chunk, action.id)
+        return [why for why in await asyncio.gather(*(self._act(action, i, room) for i in chunk)) if why]
 
     async def _act(self, action: Action, job_id: str, room: asyncio.Semaphore) -> str | None:
         async with room:

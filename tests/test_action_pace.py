@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pytest import approx
 
-from poulpe.action_pace import DRAIN_WAIT, PAUSE, QUIET, SHARE, STEP, Intake, Pace, Signals
+from poulpe.action_pace import DRAIN_WAIT, PAUSE, QUIET, SHARE, STEP, Held, Intake, Pace, Signals
 from poulpe.batch_record import Batch
 from poulpe.deadletter import DeadLetters
 from poulpe.job import Job, Method
@@ -78,6 +78,59 @@ async def test_under_steady_intake_an_action_takes_its_share_of_the_time_and_no_
     share = 10 * 0.1 / (story.now - began)
     assert SHARE * 0.95 <= share <= SHARE * 1.05  # the action still finishes, in about ten times its own time
     assert max(story.waits) <= STEP  # it waits in short steps, so it sees intake stop
+
+
+async def test_under_steady_intake_the_time_a_chunk_waits_for_the_store_counts_as_its_rest() -> None:
+    story = Story(during=lambda t: 5000.0)
+    pace = story.pace()
+    began = story.now
+    for _ in range(10):
+        story.chunk(0.1)  # 0.1 s from start to end, of which 0.02 s of its own work on the loop; the rest: commits
+        await pace.rest(0.1, own=0.02)
+    share = 10 * 0.02 / (story.now - began)
+    assert SHARE * 0.95 <= share <= SHARE * 1.05  # the loop is the action's a tenth of the time, no more
+    assert story.now - began <= 10 * (0.02 / SHARE + PAUSE) + 1e-9  # not nine times the whole 0.1 s each chunk
+    story.chunk(0.3)
+    assert await pace.rest(0.3, own=0.02) == approx(PAUSE)  # a chunk that waited long enough rests no more
+
+
+async def test_the_time_a_chunk_holds_the_loop_is_counted_apart_from_its_waits() -> None:
+    now = [0.0]
+    stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def chunk() -> int:
+        now[0] += 0.002  # its own work
+        await asyncio.sleep(0)
+        now[0] += 0.003
+        await stored  # the commit: intake runs meanwhile
+        now[0] += 0.001
+        return 7
+
+    async def intake() -> None:
+        await asyncio.sleep(0)
+        now[0] += 1.0
+        stored.set_result(None)
+
+    acting = Held(chunk(), clock=lambda: now[0])
+    assert await asyncio.gather(acting, intake()) == [7, None]
+    assert acting.seconds == approx(0.006)
+
+    cleaned = []
+
+    async def cut() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append(True)
+
+    async def run_cut() -> None:
+        await Held(cut())
+
+    task = asyncio.ensure_future(run_cut())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and cleaned == [True]  # a stop reaches the chunk where it waits
 
 
 async def test_an_action_goes_on_once_intake_has_been_quiet_a_while() -> None:
