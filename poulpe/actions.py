@@ -22,7 +22,7 @@ from typing import Protocol
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
 
-from poulpe.action_pace import Held, Pace, Signals
+from poulpe.action_pace import ALL_THREADS, Held, Pace, Signals
 from poulpe.action_record import Action, Kind, Progress
 from poulpe.errors import PoulpeError, Unavailable
 from poulpe.job import Job, Status
@@ -149,7 +149,7 @@ class Actions:
                 progress.finished_at = self.clock()
             await self.store.action_progress(action_id, progress, self.clock() + self.hold)
             if progress.finished_at is None:
-                await pace.rest(time.monotonic() - began, acting.seconds)
+                await pace.rest(time.monotonic() - began, acting.seconds * ALL_THREADS)
         log.info("action %s %s done=%d errors=%d", action_id, action.action, progress.done, progress.errors)
 
     async def _chunk(self, action: Action, chunk: list[str], room: asyncio.Semaphore) -> list[str]:
