@@ -42,39 +42,42 @@ class _Window(msgspec.Struct):
 _window_decoder = msgspec.json.Decoder(_Window)
 
 
+_TICKS = 10  # per second: the entries ending within one tenth of a second share a place in `Ends`
+
+
 class Ends:
-    """When keys' entries end, soonest first, by the whole second: a heap of those seconds and the keys ending in each
-    (a busy intake opens thousands of windows a second: one heap entry for all of them, not one each). Nothing here
+    """When keys' entries end, soonest first, by the tenth of a second: a heap of those ticks and the keys ending in
+    each (a busy intake opens hundreds of windows a tick: one heap entry for all of them, not one each). Nothing here
     is a container per entry (a tuple each would be): every one lives as long as its window and would count towards
     the garbage collector's passes, which then walk the big dicts again and again."""
 
     def __init__(self) -> None:
         self._heap: list[int] = []
-        self.first: float = math.inf  # the soonest second an entry ends by (inf: none)
-        self._keys: dict[int, str | list[str]] = {}  # the seconds in the heap (each once) -> the key(s) ending then
+        self.first: float = math.inf  # the time by which the soonest entry ends, to the tick (inf: none)
+        self._keys: dict[int, str | list[str]] = {}  # the ticks in the heap (each once) -> the key(s) ending then
 
     def add(self, end: float, key: str) -> None:
-        second = math.ceil(end)
-        keys = self._keys.get(second)
+        tick = math.ceil(end * _TICKS)
+        keys = self._keys.get(tick)
         if keys is None:
-            self._keys[second] = key
-            heapq.heappush(self._heap, second)
-            self.first = self._heap[0]
+            self._keys[tick] = key
+            heapq.heappush(self._heap, tick)
+            self.first = self._heap[0] / _TICKS
         elif isinstance(keys, str):
-            self._keys[second] = [keys, key]
+            self._keys[tick] = [keys, key]
         else:
             keys.append(key)
 
     def ended(self, now: float) -> Iterator[str]:
-        """The key of every entry that ended by `now` (some up to a second later), each once; the caller drops those
-        whose window it still holds as ended, not renewed since."""
-        while self._heap and self._heap[0] <= now:
+        """The key of every entry that ended by `now` (up to a tick late), each once; the caller drops those whose
+        window it holds as ended, not renewed since."""
+        while self._heap and self._heap[0] <= now * _TICKS:
             keys = self._keys.pop(heapq.heappop(self._heap))
             if isinstance(keys, str):
                 yield keys
             else:
                 yield from keys
-        self.first = self._heap[0] if self._heap else math.inf
+        self.first = self._heap[0] / _TICKS if self._heap else math.inf
 
 
 class UniqueWindows:
