@@ -54,16 +54,29 @@ class Builder:
         self._states: dict[str, TraceState] = {}
 
     def span(self, record: tuple[object, ...]) -> ReadableSpan:
-        trace_id, span_id, parent_id, flags, state, name, start_ns, end_ns, attributes, error = record
-        assert isinstance(trace_id, int) and isinstance(span_id, int) and isinstance(parent_id, int)
-        assert isinstance(flags, int) and isinstance(name, str) and isinstance(attributes, dict)
+        traceparent, parent, state, method, start_ns, end_ns, job_id, attempt, outcome, status, key, error = record
+        assert isinstance(traceparent, str) and isinstance(job_id, str) and isinstance(attempt, int)
+        # the attempt's traceparent is poulpe's own (version 00); the job's was checked at intake
+        trace_id, span_id, flags = int(traceparent[3:35], 16), int(traceparent[36:52], 16), int(traceparent[53:55], 16)
         trace_state = self._state(state) if isinstance(state, str) and state else None
         trace_flags = FLAGS[flags]
-        parent = SpanContext(trace_id, parent_id, True, trace_flags, trace_state) if parent_id else None
+        parent_context = (
+            SpanContext(trace_id, int(parent[36:52], 16), True, trace_flags, trace_state)
+            if isinstance(parent, str)
+            else None
+        )
+        attributes: dict[str, str | int] = {
+            "poulpe.job.id": job_id,
+            "poulpe.attempt": attempt,
+            "poulpe.outcome": str(outcome),
+            "poulpe.status": str(status),
+        }
+        if isinstance(key, str):
+            attributes["poulpe.key"] = key
         return ReadableSpan(
-            name,
+            f"poulpe {method}",
             SpanContext(trace_id, span_id, False, trace_flags, trace_state),
-            parent,
+            parent_context,
             self.resource,
             attributes,
             kind=SpanKind.CONSUMER,
