@@ -14,8 +14,10 @@ that last export short.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import marshal
+import os
 import signal
 import sys
 from typing import BinaryIO
@@ -107,10 +109,18 @@ def run(source: BinaryIO, builder: Builder, processor: SpanProcessor) -> int:
     return read
 
 
+def _yield_to_poulpe() -> None:
+    """Linux's SCHED_BATCH: the same share of CPU as before, but waking on a batch of spans, this process does not
+    preempt the one running on its core (poulpe's event loop, the target of its calls): it takes its turn."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or refused: the normal policy stays
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def main(argv: list[str]) -> None:
     endpoint, node, version = argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _yield_to_poulpe()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
     try:

@@ -143,6 +143,21 @@ def test_the_export_process_ignores_a_signal_to_poulpes_process_group(
     assert [s.attributes["poulpe.job.id"] for s in collector.spans] == ["after-signal"]
 
 
+def test_the_export_process_takes_its_turn_on_the_cpu_instead_of_preempting_poulpe(collector: Collector) -> None:
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    export = spans.pipe.pid
+    assert export is not None
+    try:
+        wait_until(lambda: os.sched_getscheduler(export) == os.SCHED_BATCH)  # once it has started
+        attempt(spans, "batch")
+        collector.wait_for("batch")
+        threads = list(Path(f"/proc/{export}/task").iterdir())
+        assert len(threads) > 1  # the SDK's export thread as well
+        assert all(os.sched_getscheduler(int(thread.name)) == os.SCHED_BATCH for thread in threads)
+    finally:
+        spans.close()
+
+
 def test_the_export_process_sends_what_it_has_and_ends_when_poulpe_is_killed(collector: Collector) -> None:
     code = (
         "import sys, time;"
