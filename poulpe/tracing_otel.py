@@ -6,7 +6,7 @@ once it has ended, that `traceparent`, the job's and the attempt's times and fie
 and ints to poulpe's span export process (span_pipe.py), where the ids are parsed, the SDK builds the span and its
 batch processor and OTLP exporter encode and send it (span_export.py), away from the GIL of this process's event
 loop. Measured (bench/traces.py, docs/BENCHMARKS.md): a span started and ended through the SDK's Tracer costs the
-event loop about 34 µs of CPU; begun and handed on this way, about 1. The sampling is the SDK's default
+event loop about 34 µs of CPU; begun and handed on this way, about 1.5. The sampling is the SDK's default
 (parent-based, always on): a parent not sampled gives no span. A collector that is down costs dropped spans (the
 SDK's bounded queue), never a job.
 """
