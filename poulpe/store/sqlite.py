@@ -126,7 +126,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
             self._reader = None
 
     def _submit(self, op: Op, *, wait: bool = True) -> asyncio.Future[Any] | None:
-        if self._writer is None or (not self._pending and not self._writer.is_alive()):  # once per iteration
+        if self._writer is None or self._writer.down:
             raise StoreUnavailable(self._open_fault or "the store is closed")
         loop = asyncio.get_running_loop()
         fut = loop.create_future() if wait else None
@@ -198,7 +198,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
         await self._write(Update(job))
 
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
-        if self._writer is None or not self._writer.is_alive():  # before any is issued: none is written twice
+        if self._writer is None or self._writer.down:  # before any is issued: none is written twice
             raise StoreUnavailable(self._open_fault or "the store is closed")
         self._soon.drop(*(job.id for job in jobs))
         try:
@@ -209,7 +209,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
 
     def save_soon(self, job: Job) -> None:
         """Written after SOON_DELAY unless a `save` of the job comes first: that one replaces it (sqlite_writer.py)."""
-        if self._writer is None or not self._writer.is_alive():
+        if self._writer is None or self._writer.down:
             raise StoreUnavailable(self._open_fault or "the store is closed")
         self._soon.add(job)
 
