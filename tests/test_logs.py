@@ -74,3 +74,17 @@ async def test_lines_still_owed_are_written_when_logging_shuts_down(stream: Coun
     logging.getLogger("poulpe.jobs").info("the last line before exit")
     logging.getLogger().handlers[0].flush()  # what logging.shutdown does at exit
     assert stream.getvalue().endswith("poulpe.jobs: the last line before exit\n")
+
+
+def test_a_record_holds_what_logging_s_own_record_holds(stream: CountingStream) -> None:
+    args = ("a1", "succeeded", 1)
+    made = logging.getLogRecordFactory()("poulpe.jobs", logging.INFO, "(unknown file)", 0, "job %s %s %d", args, None)
+    reference = logging.LogRecord("poulpe.jobs", logging.INFO, "(unknown file)", 0, "job %s %s %d", args, None)
+    assert isinstance(made, logs.Record)
+    times = {"created", "msecs", "relativeCreated"}
+    assert {k: v for k, v in vars(made).items() if k not in times} == {
+        k: v for k, v in vars(reference).items() if k not in times
+    } | {"taskName": None}
+    assert made.getMessage() == "job a1 succeeded 1"
+    one_mapping = logging.getLogRecordFactory()("x", logging.INFO, "(unknown file)", 0, "%(a)s", ({"a": 1},), None)
+    assert one_mapping.getMessage() == "1"
