@@ -248,9 +248,12 @@ def _drop(headers: dict[str, str], lower_names: Iterable[str]) -> None:
 
 
 async def _outcome(resp: aiohttp.ClientResponse, start: float) -> Outcome:
-    body, truncated = await _read_capped(resp)
-    if truncated:
-        resp.close()  # drop the connection instead of downloading the rest
+    body = await resp.content.read(BODY_CAP)
+    # the whole body in one read, the usual case: no copy, no second read, no coroutine of its own
+    if body and not resp.content.at_eof():
+        body, truncated = await _read_rest(resp, body)
+        if truncated:
+            resp.close()  # drop the connection instead of downloading the rest
     headers: dict[str, str] = {}
     spelled: dict[str, str] = {}  # a repeated header keeps its first spelling; its values are joined
     for name, value in resp.headers.items():
@@ -268,11 +271,9 @@ async def _outcome(resp: aiohttp.ClientResponse, start: float) -> Outcome:
     return Outcome(ok=False, result=result, error=f"HTTP {resp.status}", retry_after=retry_after)
 
 
-async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """The first BODY_CAP bytes, and whether more was left unread (`.read()` would buffer it all)."""
-    first = await resp.content.read(BODY_CAP)
-    if not first or resp.content.at_eof():  # the whole body in one read, the usual case: no copy, no second read
-        return first, False
+async def _read_rest(resp: aiohttp.ClientResponse, first: bytes) -> tuple[bytes, bool]:
+    """The body up to BODY_CAP bytes after a `first` read that did not reach its end, and whether more was left
+    unread (`.read()` would buffer it all)."""
     data = bytearray(first)
     while len(data) < BODY_CAP:
         chunk = await resp.content.read(BODY_CAP - len(data))
