@@ -64,7 +64,7 @@ class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisAct
     def _add_args(jobs: Sequence[Job]) -> list[Any]:
         args: list[Any] = []
         for job in jobs:  # ADD's groups of 10
-            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), str(job.seq), _place(job)]
+            args += [job.id, encode_job(job).decode(), job.status.value, repr(job.run_at), str(job.seq), _place(job)]
             args += [str(job.attempts), meta_of(job)]
             args += unique_args(job)
         return args
@@ -81,7 +81,7 @@ class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisAct
         finished = repr(job.finished_at) if job.finished_at is not None else ""
         return [
             job.id,
-            encode_job(job),
+            encode_job(job).decode(),  # text: Redis reads no MessagePack `bin`
             job.status.value,
             repr(job.run_at),
             str(job.seq),

@@ -8,6 +8,8 @@ import enum
 import msgspec
 import pytest
 
+from poulpe.job import Job, Method, Status
+from poulpe.store.redis import RedisStore
 from poulpe.store.redis_args import ARGS, packed
 from poulpe.store.redis_link import SCRIPTS
 from tests.redis_server import RedisServer
@@ -48,3 +50,14 @@ def test_what_redis_py_would_refuse_is_refused(wrong: object) -> None:
 def test_text_goes_as_msgpack_str_not_bin() -> None:
     """Redis's cmsgpack reads no `bin`: bytes go as text."""
     assert msgspec.msgpack.decode(packed("{p}:", [b"abc"]), type=list[str]) == ["{p}:", "abc"]
+
+
+def test_the_stores_own_writes_are_text_already() -> None:
+    """Adds and saves, the calls of every job, go without a conversion per argument."""
+    store = RedisStore("redis://127.0.0.1:1/0")
+    job = Job(id="j1", method=Method.GET, name="http://127.0.0.1/x", seq=12, run_at=1.5, created_at=1.0, key="k")
+    job.begin_attempt(0, "node", 2.0)
+    job.end_attempt(True, None, 3.0)
+    job.status, job.finished_at = Status.SUCCEEDED, 3.0
+    args = [*store._add_args([job]), *store._save_args(job)]
+    assert {type(a) for a in args} == {str}
