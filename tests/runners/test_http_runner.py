@@ -143,6 +143,16 @@ async def test_job_headers_may_replace_user_agent_but_not_what_poulpe_owns(runne
     assert call.body == '{"a":1}'
 
 
+async def test_the_jobs_trace_context_replaces_one_its_headers_gave(runner: HttpRunner, target: Target) -> None:
+    context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"TraceParent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "old=1"}
+    job = make_job(target.url("/echo"), headers=headers, traceparent=context, tracestate="vendor=abc")
+    await runner.run(job, 1, 5)
+    [call] = target.calls
+    assert call.headers.getall("traceparent") == [context]
+    assert call.headers.getall("tracestate") == ["vendor=abc"]
+
+
 def verify(signature: str, body: bytes, key: bytes, tolerance: float = 300) -> bool:
     """What a target does (SPEC 4): recompute the HMAC of "<t>.<body>" and check that t is recent."""
     fields = dict(part.split("=", 1) for part in signature.split(","))
@@ -175,6 +185,17 @@ async def test_timeout_bounds_the_attempt(runner: HttpRunner, target: Target) ->
     outcome = await runner.run(make_job(target.url("/never")), 1, 0.3)
     assert time.monotonic() - started < 2
     assert (outcome.ok, outcome.final, outcome.error) == (False, False, "timed out after 0.3s")
+
+
+async def test_a_shutdown_during_an_attempt_is_not_taken_for_its_timeout(runner: HttpRunner, target: Target) -> None:
+    attempt = asyncio.create_task(runner.run(make_job(target.url("/never")), 1, 0.2))
+    await asyncio.sleep(0.1)
+    attempt.cancel()  # the shutdown's cancellation, before the attempt's time is up
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+    # and the worker's task is left as it was: no cancellation is owed to its next step
+    assert (await runner.run(make_job(target.url("/never")), 1, 0.1)).error == "timed out after 0.1s"
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
 async def test_timeout_covers_every_redirect_hop(runner: HttpRunner, target: Target) -> None:
