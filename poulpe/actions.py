@@ -2,7 +2,7 @@
 
 The matched ids are found once and stored with the action, in order. A runner acts on them a chunk at a time (the
 chunk's writes share commits), stores how far it got, and between chunks yields to intake and workers
-(action_pace.py: full speed while no job is submitted and the jobs it queued are taken, a tenth of the loop under
+(action_pace.py: full speed while no job is submitted and the jobs it queued are taken, 7 % of the work under
 steady intake). Each job it acts on is marked with the action's id in the same write as the change
 (`Job.acted_by`), so an action cut by a restart resumes from its last stored chunk and skips the jobs of that chunk
 it already did: each job is acted on once.
