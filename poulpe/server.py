@@ -9,8 +9,9 @@ collection every 700 net allocations, so under load it runs in the middle of req
 still in flight (64 connections, or a batch of 1,000 jobs being validated) are seen by every young collection,
 survive into the older generations, die there, and their count triggers full collections of the whole heap. A young
 generation of YOUNG_GC objects lets them die first; what start-up built (modules, the app, the recovered schedule) is
-frozen out of every collection once poulpe serves. Measured on POST /task_in_queue: a fifth to a quarter of the
-event loop's CPU per job went to the collector (bench/notes.md, "Third pass: intake").
+frozen out of every collection once poulpe serves. Measured on POST /task_in_queue: about a sixth of the event
+loop's CPU went to the collector with one job per request, a third with batches of 1,000 (bench/notes.md, "Third
+pass: intake").
 """
 
 from __future__ import annotations
