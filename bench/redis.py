@@ -62,11 +62,16 @@ async def wait_redis(url: str) -> aioredis.Redis:
 
 async def redis_counts(admin: aioredis.Redis) -> dict[str, int]:
     """Redis's own counters: commands (a script's EVALSHA is one, and so is each command the script calls) and
-    socket reads (one per request or pipeline a client sends: its round trips); then the calls of each command."""
+    socket reads (one per request or pipeline a client sends: its round trips); then the calls of each command, and
+    the µs Redis spent in scripts (EVALSHA's `usec`, the commands they call included; wall time, so a loaded machine
+    inflates it)."""
     stats = await admin.info("stats")
     counts = {"commands": int(stats["total_commands_processed"]), "reads": int(stats["total_reads_processed"])}
+    counts["script_usec"] = 0
     for name, figures in (await admin.info("commandstats")).items():
         counts[name.removeprefix("cmdstat_")] = int(figures["calls"])
+        if name in ("cmdstat_evalsha", "cmdstat_eval"):
+            counts["script_usec"] += int(figures["usec"])
     return counts
 
 
@@ -76,7 +81,8 @@ def per_job(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, 
 
 def commands_note(trips: dict[str, float]) -> str:
     """The commands a job cost, most called first (those called at least once per 20 jobs)."""
-    named = sorted(((v, k) for k, v in trips.items() if k not in ("commands", "reads") and v >= 0.05), reverse=True)
+    skip = ("commands", "reads", "script_usec")
+    named = sorted(((v, k) for k, v in trips.items() if k not in skip and v >= 0.05), reverse=True)
     return ", ".join(f"{k} {v:.2f}" for v, k in named)
 
 
@@ -165,8 +171,8 @@ async def measure(ctx: Context) -> Result:
             result.notes.append(
                 f"poulpe x{processes}: {trips['reads']:.2f} Redis round trips per job (requests and pipelines Redis"
                 f" read, start-up, /sys_info polls and pub/sub included), {trips['commands']:.2f} commands"
-                f" ({commands_note(trips)}); CPU per job: redis-server {redis_cpu / n * 1e6:.0f} µs, poulpe"
-                f" {poulpe_cpu / n * 1e6:.0f} µs."
+                f" ({commands_note(trips)}); CPU per job: redis-server {redis_cpu / n * 1e6:.0f} µs (scripts' usec"
+                f" by Redis's clock {trips['script_usec']:.0f} µs), poulpe {poulpe_cpu / n * 1e6:.0f} µs."
             )
             result.raw[f"poulpe_{processes}_cpu_us_per_job"] = {
                 "redis": redis_cpu / n * 1e6,

@@ -24,7 +24,7 @@ Window = Annotated[float, msgspec.Meta(ge=0, le=MAX_WINDOW)]
 _hash_encoder = msgspec.json.Encoder(order="sorted")
 
 
-class DebounceIn(msgspec.Struct, forbid_unknown_fields=True):
+class DebounceIn(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Submissions with this key replace the job waiting under it (method, name, params, headers, meta) and move
     its time to now + `delay`, never past its first submission + `max_wait`. Once it started, a new job is made."""
 
@@ -36,7 +36,7 @@ class DebounceIn(msgspec.Struct, forbid_unknown_fields=True):
     ] = None
 
 
-class UniqueIn(msgspec.Struct, forbid_unknown_fields=True):
+class UniqueIn(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """For `for` seconds after a job is accepted, a job with the same unique key is not made: the answer is the
     first job with `duplicate: true`."""
 
@@ -53,7 +53,7 @@ def unique_key(method: str, name: str, params: Any) -> str:
     """The default unique key: `h:` and the first 32 hex digits of the SHA-256 of the JSON array
     `[method, name, params]`, encoded compactly with object keys sorted (the method in upper case, the name as
     given, params once decoded: whitespace and key order do not count, a string and an object do)."""
-    return "h:" + hashlib.sha256(_hash_encoder.encode([method, name, params])).digest()[:16].hex()
+    return "h:" + hashlib.sha256(_hash_encoder.encode([method, name, params])).hexdigest()[:32]
 
 
 def parse_moment(value: float | str, field: str) -> float:

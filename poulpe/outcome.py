@@ -340,13 +340,14 @@ class Attempt:
         job.begin_attempt(worker, self.node, self.clock())
         self.finish.began(job)
         # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.
-        log.debug(
-            "job %s running attempt=%d worker=%d late_ms=%.1f",
-            job.id,
-            job.attempts,
-            worker,
-            (job.started_at or 0) * 1000 - job.run_at * 1000,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # its arguments are not even worked out at info
+            log.debug(
+                "job %s running attempt=%d worker=%d late_ms=%.1f",
+                job.id,
+                job.attempts,
+                worker,
+                (job.started_at or 0) * 1000 - job.run_at * 1000,
+            )
         runner = self.runners.get(job.method)
         spans = self.spans
         span = spans.begin(job) if spans is not None else None

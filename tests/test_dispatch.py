@@ -138,3 +138,16 @@ async def test_a_paused_key_holds_its_jobs_while_others_run_and_the_deployment_p
     ready.limits.paused_all = True
     ready.take(job("later", key="T", seq=3))
     assert await take(ready) is None
+
+
+async def test_jobs_taken_out_of_their_order_still_start_in_rank_order_and_can_be_taken_back() -> None:
+    seqs = [5, 6, 2, 7, 1, 8, 3, 9, 4, 10]  # runs in order broken by late comers (a retry, a job due earlier)
+    ready = ready_with(*(job(f"j{seq}", seq=seq) for seq in seqs))
+    assert ready.discard("j3") is not None and ready.discard("j8") is not None and ready.discard("nope") is None
+    ready.take(job("j0", seq=0))
+    started = []
+    for _ in range(len(seqs) - 1):
+        started.append(await take(ready))
+        ready.ended(0)
+    assert started == ["j0", "j1", "j2", "j4", "j5", "j6", "j7", "j9", "j10"]
+    assert ready.stop() == []

@@ -80,6 +80,7 @@ class HttpRunner:
         self.pool_size = pool_size
         self._key = signing_key.reveal().encode() if signing_key else None
         self._session: aiohttp.ClientSession | None = None
+        self._user_agent = f"poulpe/{version}"
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: a ClientSession belongs to the loop it was made in.
@@ -108,14 +109,25 @@ class HttpRunner:
         except ValueError as exc:  # our own sentences: intake validation lets none of these through
             return Outcome(ok=False, final=True, error=str(exc))
         headers = self._headers(job, attempt, body)
+        # asyncio.timeout's own steps, with one timer handle and nothing else per attempt (it made a Timeout object,
+        # a reschedule and a state machine each time): the task is cancelled when the attempt's time is up, and
+        # that cancellation alone becomes the timeout; any other (a shutdown) goes on.
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        expiry = _Expiry(task)
+        handle = loop.call_at(loop.time() + timeout, expiry.fire)
         try:
-            async with asyncio.timeout(timeout):
-                return await self._follow(job.method, url, body, headers, start)
-        except TimeoutError:
-            return Outcome(ok=False, error=f"timed out after {timeout:g}s")
+            return await self._follow(job.method, url, body, headers, start)
+        except asyncio.CancelledError:
+            if expiry.fired and task.uncancel() <= expiry.cancelling:
+                return Outcome(ok=False, error=f"timed out after {timeout:g}s")
+            raise
+        finally:
+            handle.cancel()
 
     def _headers(self, job: Job, attempt: int, body: bytes) -> dict[str, str]:
-        headers = {"User-Agent": f"poulpe/{self.version}"}
+        headers = {"User-Agent": self._user_agent}
         if body:
             headers["Content-Type"] = "application/json"
         for name, value in (job.headers or {}).items():
@@ -167,6 +179,21 @@ class HttpRunner:
                 _drop(headers, _ORIGIN_BOUND)
             url = target
         return Outcome(ok=False, error=f"too many redirects (more than {MAX_REDIRECTS})")
+
+
+class _Expiry:
+    """An attempt's time limit: cancels its task once, and remembers that it did."""
+
+    __slots__ = ("cancelling", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()  # cancellations asked before the attempt began are not its timeout
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -222,9 +249,12 @@ def _drop(headers: dict[str, str], lower_names: Iterable[str]) -> None:
 
 
 async def _outcome(resp: aiohttp.ClientResponse, start: float) -> Outcome:
-    body, truncated = await _read_capped(resp)
-    if truncated:
-        resp.close()  # drop the connection instead of downloading the rest
+    body = await resp.content.read(BODY_CAP)
+    # the whole body in one read, the usual case: no copy, no second read, no coroutine of its own
+    if body and not resp.content.at_eof():
+        body, truncated = await _read_rest(resp, body)
+        if truncated:
+            resp.close()  # drop the connection instead of downloading the rest
     headers: dict[str, str] = {}
     spelled: dict[str, str] = {}  # a repeated header keeps its first spelling; its values are joined
     for name, value in resp.headers.items():
@@ -242,11 +272,9 @@ async def _outcome(resp: aiohttp.ClientResponse, start: float) -> Outcome:
     return Outcome(ok=False, result=result, error=f"HTTP {resp.status}", retry_after=retry_after)
 
 
-async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """The first BODY_CAP bytes, and whether more was left unread (`.read()` would buffer it all)."""
-    first = await resp.content.read(BODY_CAP)
-    if not first or resp.content.at_eof():  # the whole body in one read, the usual case: no copy, no second read
-        return first, False
+async def _read_rest(resp: aiohttp.ClientResponse, first: bytes) -> tuple[bytes, bool]:
+    """The body up to BODY_CAP bytes after a `first` read that did not reach its end, and whether more was left
+    unread (`.read()` would buffer it all)."""
     data = bytearray(first)
     while len(data) < BODY_CAP:
         chunk = await resp.content.read(BODY_CAP - len(data))

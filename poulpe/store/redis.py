@@ -20,23 +20,23 @@ from typing import Any, Unpack
 import msgspec
 
 from poulpe.dispatch.order import in_order
-from poulpe.errors import NotHeld
+from poulpe.errors import NotHeld, StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
 from poulpe.store import redis_windows
 from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
 from poulpe.store.redis_batches import RedisBatches, added
+from poulpe.store.redis_claim import count_unrecorded
 from poulpe.store.redis_link import RedisLink
-from poulpe.store.redis_windows import unique_args
+from poulpe.store.redis_windows import meta_of, unique_args
 
 log = logging.getLogger(__name__)
 _limits_decoder = msgspec.json.Decoder(KeyLimits)
 _STATUSES = tuple(s.value for s in Status)
 _WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, Status.RUNNING.value)
 _CHUNK = 500
+_DAYS: dict[int, str] = {}  # day number since the epoch -> its text
 PATIENCE_S = 5.0  # how long a write whose reply was lost is sent again before its outcome is reported unknown
-_STOPPED = "interrupted: the poulpe process running it stopped"
-_UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
 
 
 class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisActions too
@@ -64,8 +64,8 @@ class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisAct
     def _add_args(jobs: Sequence[Job]) -> list[Any]:
         args: list[Any] = []
         for job in jobs:  # ADD's groups of 10
-            args += [job.id, encode_job(job), job.status.value, repr(job.run_at), job.seq, _place(job), job.attempts]
-            args.append(_meta(job))
+            args += [job.id, encode_job(job).decode(), job.status.value, repr(job.run_at), str(job.seq), _place(job)]
+            args += [str(job.attempts), meta_of(job)]
             args += unique_args(job)
         return args
 
@@ -77,29 +77,44 @@ class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisAct
     def _save_args(self, job: Job, *, token: str | None = None, held: bool = False) -> list[Any]:
         day = ""
         if job.finished_at is not None and job.status in (Status.SUCCEEDED, Status.DEAD):
-            column = "succeeded" if job.status is Status.SUCCEEDED else "failed"
-            day = f"{time.strftime('%Y-%m-%d', time.gmtime(job.finished_at))}:{column}"
+            day = _day(job.finished_at) + (":succeeded" if job.status is Status.SUCCEEDED else ":failed")
         finished = repr(job.finished_at) if job.finished_at is not None else ""
         return [
             job.id,
-            encode_job(job),
+            encode_job(job).decode(),  # text: Redis reads no MessagePack `bin`
             job.status.value,
             repr(job.run_at),
-            job.seq,
+            str(job.seq),
             token or self.owner,
             finished,
             day,
             _place(job),
             "1" if held else "0",
             repr(job.lease_until) if job.status is Status.RUNNING and job.lease_until is not None else "",
-            job.attempts,
-            _meta(job),
+            str(job.attempts),
+            meta_of(job),
             job.batch or "",
         ]
 
     async def save(self, job: Job) -> None:
         if not await self._script("save", self._save_args(job)):
             raise NotHeld(f"job {job.id} is held by another poulpe process")
+
+    async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        """The saves go in the write pipeline together, awaited in turn: no task per job (Store.save_many's)."""
+        try:
+            waits = [self._call("save", self._save_args(job)) for job in jobs]
+        except StoreUnavailable as exc:  # closed: nothing was issued
+            return [exc] * len(jobs)
+        out: list[BaseException | None] = []
+        for job, wait in zip(jobs, waits, strict=True):
+            try:
+                saved = await wait  # type: ignore[misc]
+            except Exception as exc:
+                out.append(exc)
+                continue
+            out.append(None if saved else NotHeld(f"job {job.id} is held by another poulpe process"))
+        return out
 
     def save_soon(self, job: Job) -> None:
         self._call("save", self._save_args(job), wait=False)
@@ -196,7 +211,7 @@ class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisAct
         records, due, lease_end, token, passed, tries = await self._direct("claim", args)
         jobs = [decode_job(r) for r in records]  # in the order the rule took them
         for job, attempt in zip(jobs, tries, strict=True):
-            _count_unrecorded(job, int(attempt) - 1, now)
+            count_unrecorded(job, int(attempt) - 1, now)
         held = {_text(passed[i]): _text(passed[i + 1]) for i in range(0, len(passed), 2)}
         return Claimed(
             jobs,
@@ -364,35 +379,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _day(at: float) -> str:
+    """The UTC day of a time, YYYY-MM-DD (the day's totals it counts in), made once per day."""
+    day = int(at // 86400)
+    text = _DAYS.get(day)
+    if text is None:
+        text = _DAYS[day] = time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+    return text
+
+
 def _place(job: Job) -> str:
     """The waiting set a job belongs to: `due` (poulpe's workers), `q:<type>` (external workers), or none."""
     if job.status in FINAL:
         return ""
     return "q:" + job.name if job.method is Method.QUEUE else "due"
-
-
-def _count_unrecorded(job: Job, began: int, now: float) -> None:
-    """Count attempts a process may have begun on a claim without its `running` mark reaching Redis (it died first).
-
-    `began` is the highest attempt number that may have begun (the claims counted it). Those attempts are closed as
-    interrupted, so the claiming process runs the next number, never a repeated one. A job the dead process held
-    ready without starting it is counted too: from Redis, the two look the same.
-    """
-    if job.attempts >= began:
-        return
-    if job.status is Status.RUNNING:
-        job.end_attempt(False, _STOPPED, now)
-    job.attempts = began - 1
-    job.begin_attempt(None, None, now)
-    job.end_attempt(False, _UNRECORDED, now)
-    job.status = Status.QUEUED
-    log.info("job %s: attempt %d may have begun on a process that stopped; it runs again", job.id, began)
-
-
-def _meta(job: Job) -> str:
-    """Where a waiting job of poulpe's own goes once due: its priority, acceptance order (fixed width, so members
-    of a key's ready set sort by it) and key."""
-    return redis_windows.meta_of(job)
 
 
 def _external(holder: str, attempt: int) -> str:

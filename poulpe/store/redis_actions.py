@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from poulpe.action_record import Action, Progress, decode_ids, encode_ids
 from poulpe.job import Job, Status
+from poulpe.store.redis_args import ARGS
 
 # ARGV: base, now, held until. Unfinished actions nobody holds, now held by the caller.
 OPEN_ACTIONS = """
@@ -22,7 +23,7 @@ local ids = redis.call('ZRANGEBYSCORE', ARGV[1]..'actions_open', '-inf', ARGV[2]
 for _, id in ipairs(ids) do redis.call('ZADD', ARGV[1]..'actions_open', ARGV[3], id) end
 return ids
 """
-ACTION_SCRIPTS = {"open_actions": OPEN_ACTIONS}
+ACTION_SCRIPTS = {"open_actions": ARGS + OPEN_ACTIONS}
 _CHUNK = 500
 
 

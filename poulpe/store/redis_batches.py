@@ -11,6 +11,7 @@ from poulpe.batch_record import Batch, extras, with_extras
 from poulpe.errors import NotHeld
 from poulpe.job import Job, decode_job
 from poulpe.store.redis_actions import RedisActions
+from poulpe.store.redis_args import ARGS
 from poulpe.store.redis_scripts import ADD_BODY, MOVE
 
 # ARGV: base, batch id, extras JSON, total, created_at, then ADD's groups of 10 (the jobs). Returns {0} when stored,
@@ -45,9 +46,9 @@ return ids
 
 BATCH_SCRIPTS = {
     "add_batch": ADD_BATCH,
-    "owed_batches": OWED,
-    "get_batch": "return redis.call('HGETALL', ARGV[1]..'batch:'..ARGV[2])",
-    "batch_announced": "return redis.call('ZREM', ARGV[1]..'batches_done', ARGV[2])",
+    "owed_batches": ARGS + OWED,
+    "get_batch": ARGS + "return redis.call('HGETALL', ARGV[1]..'batch:'..ARGV[2])",
+    "batch_announced": ARGS + "return redis.call('ZREM', ARGV[1]..'batches_done', ARGV[2])",
 }
 _NUMBERS = ("total", "pending", "succeeded", "dead", "cancelled")
 

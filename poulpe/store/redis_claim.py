@@ -1,11 +1,19 @@
-"""The claim script of the Redis store: the dispatch rule (SPEC 10.1) applied in Redis, across every process.
+"""The claim script of the Redis store: the dispatch rule (SPEC 10.1) applied in Redis, across every process; and how
+a claimed job's attempts that may have begun unrecorded are closed.
 
 The keys it reads and writes are listed in redis_scripts.py, with the scripts they share (`MOVE`).
 """
 
 from __future__ import annotations
 
+import logging
+
+from poulpe.job import Job, Status
 from poulpe.store.redis_scripts import MOVE
+
+log = logging.getLogger("poulpe.store.redis")
+_STOPPED = "interrupted: the poulpe process running it stopped"
+_UNRECORDED = "interrupted: the poulpe process that claimed it stopped (this attempt may not have begun)"
 
 # ARGV: base, now, n, lease end, token, recheck ('1' after a claim whose answer was lost), default parallelism,
 # default rate, default period (0: none), then the ids this process holds. Takes back leases that ran out (their
@@ -233,3 +241,21 @@ local lease = redis.call('ZRANGE', B..'lease', 0, 0, 'WITHSCORES')
 return {records, due[2] or '', lease[2] or '', next_token and string.format('%.6f', next_token) or '', passed, tries}
 """
 )
+
+
+def count_unrecorded(job: Job, began: int, now: float) -> None:
+    """Count attempts a process may have begun on a claim without its `running` mark reaching Redis (it died first).
+
+    `began` is the highest attempt number that may have begun (the claims counted it). Those attempts are closed as
+    interrupted, so the claiming process runs the next number, never a repeated one. A job the dead process held
+    ready without starting it is counted too: from Redis, the two look the same.
+    """
+    if job.attempts >= began:
+        return
+    if job.status is Status.RUNNING:
+        job.end_attempt(False, _STOPPED, now)
+    job.attempts = began - 1
+    job.begin_attempt(None, None, now)
+    job.end_attempt(False, _UNRECORDED, now)
+    job.status = Status.QUEUED
+    log.info("job %s: attempt %d may have begun on a process that stopped; it runs again", job.id, began)

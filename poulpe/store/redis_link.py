@@ -2,8 +2,8 @@
 Lua scripts, the write pipeline (its saves folded by redis_saves_fold.py) and pub/sub.
 
 Writes go through one pipeline at a time (`_flush_forever`): what is issued while a round trip is under way leaves
-together in the next one, in issue order. That is Redis's group commit: a busy process pays one round trip for many
-writes, not one per step. Multi-key steps are Lua scripts (redis_scripts.py, redis_claim.py), called by sha.
+together in the next one, in issue order: Redis's group commit (a busy process pays one round trip for many writes).
+Multi-key steps are Lua scripts (redis_scripts.py, redis_claim.py), called by sha, arguments packed by redis_args.py.
 
 A pipeline that could not even connect stored nothing (intake answers a plain 503). One whose reply was lost may
 have been applied: it is sent again, on a new connection, once Redis answers again (`_settle`). Every write is
@@ -36,6 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from poulpe.errors import OutcomeUnknown, StoreUnavailable
 from poulpe.store.redis_actions import ACTION_SCRIPTS
+from poulpe.store.redis_args import packed
 from poulpe.store.redis_batches import BATCH_SCRIPTS
 from poulpe.store.redis_claim import CLAIM
 from poulpe.store.redis_clients import SlotOwner, connect, is_cluster
@@ -296,7 +297,7 @@ class RedisLink:
         pipe.connection = connection  # released by the pipeline when it is done
         runs = fold_saves(ops)
         for name, args, _ in runs:
-            pipe.evalsha(self._sha[name], 1, self._due, self.base, *args)
+            pipe.evalsha(self._sha[name], 1, self._due, packed(self.base, args))
         if self.replicas:
             pipe.execute_command("WAIT", self.replicas, REPLICA_WAIT_MS)
         try:
@@ -332,10 +333,10 @@ class RedisLink:
         async with self._reachable():
             once = await self._writer()
             try:
-                return await once.evalsha(self._sha[name], 1, self._due, self.base, *args)
+                return await once.evalsha(self._sha[name], 1, self._due, packed(self.base, args))
             except NoScriptError:
                 await self._load_scripts()
-                return await once.evalsha(self._sha[name], 1, self._due, self.base, *args)
+                return await once.evalsha(self._sha[name], 1, self._due, packed(self.base, args))
             except (*_DOWN, *_MOVED):
                 if self._owner is None:
                     raise
@@ -392,8 +393,7 @@ class RedisLink:
 
 
 def _unknown(name: str, args: list[Any]) -> StoreUnavailable:
-    """What a write whose reply was lost tells its caller: for `add` (and `debounce`), the ids it may have stored
-    (SPEC 2.3)."""
+    """What a write whose reply was lost tells its caller: for `add` and `debounce`, the ids it may have stored."""
     message = "the job store (redis) went away before confirming the write; its outcome is unknown"
     if name == "debounce":  # args: key, expected id, expected record, mode, then the id it stores
         return OutcomeUnknown(message, [args[4]])

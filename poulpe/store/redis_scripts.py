@@ -50,10 +50,14 @@ QUEUE job, or '' (nowhere: it is final).
 
 from __future__ import annotations
 
+from poulpe.store.redis_args import ARGS
 from poulpe.store.redis_queue_scripts import EXPIRED, LEASE_QUEUE
 
-# Moves a job between status indexes and counts; shared by the scripts below.
-MOVE = """
+# Moves a job between status indexes and counts; shared by the scripts below. It starts with ARGS, so every script
+# built on it unpacks its arguments (the others get ARGS in STORE_SCRIPTS).
+MOVE = (
+    ARGS
+    + """
 local function move(B, id, new, seq)
   local old = redis.call('HGET', B..'stat', id)
   if old == new then return old end
@@ -144,6 +148,7 @@ local function earliest(B)
   return nil
 end
 """
+)
 
 # ARGV: base, then groups of 10: id, record, status, run_at, seq, place, attempts, meta ("<priority>|<seq>|<key>"),
 # unique key ('' for none), unique window in ms. Returns, per job, 0 when stored by this submission, or the stored
@@ -383,10 +388,10 @@ STORE_SCRIPTS = {  # and `claim` (redis_claim.py) and `saves` (redis_saves_fold.
     "add": ADD,
     "save": SAVE,
     "save_final": SAVE_FINAL,
-    "renew": RENEW,
+    "renew": ARGS + RENEW,
     "purge": PURGE,
     "delete": DELETE,
-    "lease_queue": LEASE_QUEUE,
-    "expired": EXPIRED,
-    "swap": SWAP,
+    "lease_queue": ARGS + LEASE_QUEUE,
+    "expired": ARGS + EXPIRED,
+    "swap": ARGS + SWAP,
 }

@@ -17,8 +17,8 @@ KEEP_S = 86400.0  # a debounce window's key lives this long after its job's run 
 def unique_args(job: Job) -> list[Any]:
     """The unique key and the window in whole milliseconds (at least 1), or '' and 0 for a job without one."""
     if job.unique is None or job.unique_until is None:
-        return ["", 0]
-    return [job.unique, max(1, round((job.unique_until - job.created_at) * 1000))]
+        return ["", "0"]
+    return [job.unique, str(max(1, round((job.unique_until - job.created_at) * 1000)))]
 
 
 # ARGV: base, debounce key, expected id ('' for none), expected record, mode ('new' or 'replace'), then the job: id,

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, Unpack
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
-from poulpe.store import sqlite_flows
+from poulpe.store import sqlite_flows, sqlite_writer
 from poulpe.store import sqlite_keys as keys
 from poulpe.store import sqlite_windows as windows
 from poulpe.store.base import JobQuery, Page, Pending, Store, id_range, matching_page
@@ -126,7 +126,7 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
             self._reader = None
 
     def _submit(self, op: Op, *, wait: bool = True) -> asyncio.Future[Any] | None:
-        if self._writer is None or (not self._pending and not self._writer.is_alive()):  # once per iteration
+        if self._writer is None or self._writer.down:
             raise StoreUnavailable(self._open_fault or "the store is closed")
         loop = asyncio.get_running_loop()
         fut = loop.create_future() if wait else None
@@ -198,15 +198,18 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
         await self._write(Update(job))
 
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
-        if self._writer is None or not self._writer.is_alive():  # before any is issued: none is written twice
+        if self._writer is None or self._writer.down:  # before any is issued: none is written twice
             raise StoreUnavailable(self._open_fault or "the store is closed")
         self._soon.drop(*(job.id for job in jobs))
-        waits = [self._submit(Update(job)) for job in jobs]  # futures, not coroutines: no task each
-        return await asyncio.gather(*waits, return_exceptions=True)  # type: ignore[arg-type]
+        try:
+            await self._write(sqlite_writer.Updates(jobs))  # one op, one future: a batch commits or fails whole
+        except Exception as exc:  # each job's answer, as its own `save` would have raised it
+            return [exc] * len(jobs)
+        return [None] * len(jobs)
 
     def save_soon(self, job: Job) -> None:
         """Written after SOON_DELAY unless a `save` of the job comes first: that one replaces it (sqlite_writer.py)."""
-        if self._writer is None or not self._writer.is_alive():
+        if self._writer is None or self._writer.down:
             raise StoreUnavailable(self._open_fault or "the store is closed")
         self._soon.add(job)
 

@@ -42,38 +42,42 @@ class _Window(msgspec.Struct):
 _window_decoder = msgspec.json.Decoder(_Window)
 
 
+_TICKS = 10  # per second: the entries ending within one tenth of a second share a place in `Ends`
+
+
 class Ends:
-    """When keys' entries end, soonest first: a heap of the end times and the key(s) ending at each. Nothing here is a
-    container per entry (a tuple each would be): every one lives as long as its window and would count towards the
-    garbage collector's passes, which then walk the big dicts again and again."""
+    """When keys' entries end, soonest first, by the tenth of a second: a heap of those ticks and the keys ending in
+    each (a busy intake opens hundreds of windows a tick: one heap entry for all of them, not one each). Nothing here
+    is a container per entry (a tuple each would be): every one lives as long as its window and would count towards
+    the garbage collector's passes, which then walk the big dicts again and again."""
 
     def __init__(self) -> None:
-        self._heap: list[float] = []
-        self.first = math.inf  # the soonest end (inf: none)
-        self._keys: dict[float, str | list[str]] = {}  # the times in the heap (each once) -> the key(s) ending then
+        self._heap: list[int] = []
+        self.first: float = math.inf  # the time by which the soonest entry ends, to the tick (inf: none)
+        self._keys: dict[int, str | list[str]] = {}  # the ticks in the heap (each once) -> the key(s) ending then
 
     def add(self, end: float, key: str) -> None:
-        keys = self._keys.get(end)
+        tick = math.ceil(end * _TICKS)
+        keys = self._keys.get(tick)
         if keys is None:
-            self._keys[end] = key
-            heapq.heappush(self._heap, end)
-            self.first = self._heap[0]
+            self._keys[tick] = key
+            heapq.heappush(self._heap, tick)
+            self.first = self._heap[0] / _TICKS
         elif isinstance(keys, str):
-            self._keys[end] = [keys, key]  # a batch's jobs share their acceptance time
+            self._keys[tick] = [keys, key]
         else:
             keys.append(key)
 
-    def ended(self, now: float) -> Iterator[tuple[str, float]]:
-        """(key, end) of every entry that ended by `now`, each once; the caller drops those not renewed since."""
-        while self._heap and self._heap[0] <= now:
-            end = heapq.heappop(self._heap)
-            keys = self._keys.pop(end)
+    def ended(self, now: float) -> Iterator[str]:
+        """The key of every entry that ended by `now` (up to a tick late), each once; the caller drops those whose
+        window it holds as ended, not renewed since."""
+        while self._heap and self._heap[0] <= now * _TICKS:
+            keys = self._keys.pop(heapq.heappop(self._heap))
             if isinstance(keys, str):
-                yield keys, end
+                yield keys
             else:
-                for key in keys:
-                    yield key, end
-        self.first = self._heap[0] if self._heap else math.inf
+                yield from keys
+        self.first = self._heap[0] / _TICKS if self._heap else math.inf
 
 
 class UniqueWindows:
@@ -98,14 +102,14 @@ class UniqueWindows:
     ) -> list[tuple[Job, bool]]:
         """Store the jobs whose window is free (`write`); answer the others with the job holding their window."""
         held = self.take(jobs, reader)
-        rest = [job for job in jobs if job.id not in held] if held else jobs
+        rest = jobs if held is None else [job for job in jobs if job.id not in held]
         try:
             stored: list[tuple[Job, bool]] = await write(Insert(rest)) if rest else []
         except BaseException:
             self.settle(rest, None)
             raise
-        self.settle(rest, [known for _, known in stored])
-        if not held:
+        self.settle(rest, stored)
+        if held is None:
             return stored
         answers = iter(stored)
         return [(held[job.id], True) if job.id in held else next(answers) for job in jobs]
@@ -134,16 +138,18 @@ class UniqueWindows:
             self.accepting[job.id] = job
         return held
 
-    def settle(self, jobs: Sequence[Job], known: Sequence[bool] | None) -> None:
-        """The insert of the jobs that took their window was answered: a window stays with its job once stored, and
-        goes when its job was not (`known`: the id was known already, and the answer is that job, which took no
-        window; None: the write failed)."""
+    def settle(self, jobs: Sequence[Job], stored: Sequence[tuple[Job, bool]] | None) -> None:
+        """The insert of the jobs that took their window was answered (`stored`, None: the write failed): a window
+        stays with its job once stored, and goes when its job was not, or when its id was known already (the answer
+        is that job, which took no window)."""
+        accepting, holders = self.accepting, self.holders
         for i, job in enumerate(jobs):
-            if job.unique is None:
+            key = job.unique
+            if key is None:
                 continue
-            self.accepting.pop(job.id, None)
-            if (known is None or known[i]) and self.holders.get(job.unique) == job.id:
-                del self.open[job.unique], self.holders[job.unique]
+            accepting.pop(job.id, None)
+            if (stored is None or stored[i][1]) and holders.get(key) == job.id:
+                del self.open[key], holders[key]
 
     def _open(self, key: str, job_id: str, end: float) -> None:
         self.open[key] = end
@@ -151,8 +157,9 @@ class UniqueWindows:
         self._ends.add(end, key)
 
     def _forget_ended(self, now: float) -> None:
-        for key, end in self._ends.ended(now):
-            if self.open.get(key) == end:
+        for key in self._ends.ended(now):
+            end = self.open.get(key)
+            if end is not None and end <= now:  # not renewed since: a renewed window ends later
                 del self.open[key], self.holders[key]
 
 

@@ -114,6 +114,16 @@ class Update:
             self.day_column = (_utc_day(int(job.finished_at // 86400)), column)
 
 
+class Updates:
+    """Several jobs' new states that share one answer (the outcomes decided in one loop iteration): one future for
+    the group instead of one per job. Folded with the updates around it into the same statement."""
+
+    __slots__ = ("updates",)
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.updates = [Update(job) for job in jobs]
+
+
 class Final:
     """A final job's state and its children (SPEC 10.3): one op, so the writer applies both in one transaction.
     Answers (child, duplicate) for each child."""
@@ -128,7 +138,16 @@ class Final:
         return insert_run(conn, [self.insert])[0]
 
 
-Op = Insert | Update | Callable[[sqlite3.Connection], Any]
+Op = Insert | Update | Updates | Callable[[sqlite3.Connection], Any]
+
+
+def _kind(op: Op) -> type | None:
+    """Which ops fold into one statement together: inserts with inserts, updates (single or grouped) with updates."""
+    if isinstance(op, Insert):
+        return Insert
+    if isinstance(op, Update | Updates):
+        return Update
+    return None
 
 
 def insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tuple[Job, bool]]]:
@@ -166,29 +185,59 @@ def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
 
 
 class Soon:
-    """States to write SOON_DELAY from now, unless a newer write of the same job comes first (`drop`)."""
+    """States to write SOON_DELAY (up to a quarter more) after each was marked, unless a newer write of the same job
+    comes first (`drop`).
+
+    While marks wait, a tick every quarter of SOON_DELAY writes those marked five ticks ago or earlier: each mark
+    waits its own delay (an attempt that begins just before a tick still has its whole delay to end, and its
+    outcome to replace the mark), with no clock read per mark."""
+
+    STEPS = 4
 
     def __init__(self, write: Callable[[Job], object]) -> None:
         self.write = write
-        self._jobs: dict[str, tuple[Job, Status, int]] = {}  # id -> (job, its status and attempts when marked)
+        # id -> (job, its status and attempts when marked, the tick it was marked in); in the order marked
+        self._jobs: dict[str, tuple[Job, Status, int, int]] = {}
+        self._ticks = 0
+        self._ticking = False
 
     def add(self, job: Job) -> None:
-        if not self._jobs:
-            asyncio.get_running_loop().call_later(SOON_DELAY, self.flush)
-        self._jobs[job.id] = (job, job.status, job.attempts)
+        self._jobs.pop(job.id, None)  # marked again: it goes last, with its new tick
+        self._jobs[job.id] = (job, job.status, job.attempts, self._ticks)
+        if not self._ticking:
+            self._ticking = True
+            asyncio.get_running_loop().call_later(SOON_DELAY / self.STEPS, self._tick)
 
     def drop(self, *job_ids: str) -> None:
         for job_id in job_ids:
             self._jobs.pop(job_id, None)
 
+    def _tick(self) -> None:
+        self._ticks += 1
+        due = self._ticks - self.STEPS - 1
+        while self._jobs:
+            job_id, (job, status, attempts, tick) = next(iter(self._jobs.items()))
+            if tick > due:
+                break
+            del self._jobs[job_id]
+            self._write_if_current(job, status, attempts)
+        if self._jobs:
+            asyncio.get_running_loop().call_later(SOON_DELAY / self.STEPS, self._tick)
+        else:
+            self._ticking = False
+
     def flush(self) -> None:
-        """Write the states still waiting. A job whose status or attempt moved on since is left out: whoever moved
-        it saves it (and a final state must not be written here, before its dead letter or its day's count)."""
+        """Write every state still waiting (the store closes)."""
         jobs, self._jobs = self._jobs, {}
-        for job, status, attempts in jobs.values():
-            if job.status is status and job.attempts == attempts:
-                with contextlib.suppress(StoreUnavailable):  # closed meanwhile: recovery runs the job again
-                    self.write(job)
+        for job, status, attempts, _ in jobs.values():
+            self._write_if_current(job, status, attempts)
+
+    def _write_if_current(self, job: Job, status: Status, attempts: int) -> None:
+        """A job whose status or attempt moved on since it was marked is left out: whoever moved it saves it (and a
+        final state must not be written here, before its dead letter or its day's count)."""
+        if job.status is status and job.attempts == attempts:
+            with contextlib.suppress(StoreUnavailable):  # closed meanwhile: recovery runs the job again
+                self.write(job)
 
 
 class Writer(threading.Thread):
@@ -199,12 +248,19 @@ class Writer(threading.Thread):
         self.conn = connect(path)
         self.loop = loop
         self.fault: str | None = None  # why the last batch failed (a full disk), None once a batch commits again
+        self.down = False  # its loop ended (stopped, or an error): cheaper to ask than Thread.is_alive, a lock each
         self.batches = 0  # transactions committed (each one fsync), and the job rows they wrote: what a job costs
         self.rows = 0
         # Each item: the writes of one event-loop iteration, in the order issued; None stops the thread.
         self.ops: queue.SimpleQueue[list[tuple[Op, asyncio.Future[Any] | None]] | None] = queue.SimpleQueue()
 
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.down = True
+
+    def _loop(self) -> None:
         stopping = False
         while not stopping:
             first = self.ops.get()
@@ -229,7 +285,7 @@ class Writer(threading.Thread):
     def _apply(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
         ops = [op for op, _ in batch]
         self.batches += 1
-        self.rows += sum(len(op.rows) if isinstance(op, Insert) else 1 for op in ops if isinstance(op, Insert | Update))
+        self.rows += sum(_rows(op) for op in ops)
         results: list[Any] = []
         inserts = [op for op in ops if isinstance(op, Insert)]
         if len(inserts) == len(ops) and sum(len(op.rows) for op in inserts) <= ROWS_PER_STATEMENT:
@@ -246,10 +302,10 @@ class Writer(threading.Thread):
             self.conn.execute("BEGIN IMMEDIATE")
             start = 0
             while start < len(ops):
-                kind = type(ops[start])
+                kind = _kind(ops[start])
                 end = start + 1
-                if kind in (Insert, Update):
-                    while end < len(ops) and type(ops[end]) is kind:
+                if kind is not None:
+                    while end < len(ops) and _kind(ops[end]) is kind:
                         end += 1
                 results.extend(self._run(ops[start:end]))
                 start = end
@@ -277,10 +333,30 @@ class Writer(threading.Thread):
         first = run[0]
         if isinstance(first, Insert):
             return insert_run(self.conn, run)  # type: ignore[arg-type]
-        if isinstance(first, Update):
-            return update_run(self.conn, run)  # type: ignore[arg-type]
+        if isinstance(first, Update | Updates):
+            update_run(self.conn, _flat(run))
+            return [None] * len(run)  # one answer per op: an Updates group has one future
         assert callable(first)
         return [first(self.conn)]
+
+
+def _flat(run: list[Op]) -> list[Update]:
+    updates: list[Update] = []
+    for op in run:
+        if isinstance(op, Updates):
+            updates.extend(op.updates)
+        elif isinstance(op, Update):
+            updates.append(op)
+    return updates
+
+
+def _rows(op: Op) -> int:
+    """The job rows an op writes (Writer.rows)."""
+    if isinstance(op, Insert):
+        return len(op.rows)
+    if isinstance(op, Updates):
+        return len(op.updates)
+    return 1 if isinstance(op, Update) else 0
 
 
 def _settle(futures: list[asyncio.Future[Any] | None], results: list[Any]) -> None:

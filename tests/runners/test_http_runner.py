@@ -187,6 +187,17 @@ async def test_timeout_bounds_the_attempt(runner: HttpRunner, target: Target) ->
     assert (outcome.ok, outcome.final, outcome.error) == (False, False, "timed out after 0.3s")
 
 
+async def test_a_shutdown_during_an_attempt_is_not_taken_for_its_timeout(runner: HttpRunner, target: Target) -> None:
+    attempt = asyncio.create_task(runner.run(make_job(target.url("/never")), 1, 0.2))
+    await asyncio.sleep(0.1)
+    attempt.cancel()  # the shutdown's cancellation, before the attempt's time is up
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+    # and the worker's task is left as it was: no cancellation is owed to its next step
+    assert (await runner.run(make_job(target.url("/never")), 1, 0.1)).error == "timed out after 0.1s"
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
 async def test_timeout_covers_every_redirect_hop(runner: HttpRunner, target: Target) -> None:
     url = target.url("/redirect", n=1, to=target.url("/slow", ms=2000))
     outcome = await runner.run(make_job(url), 1, 0.5)

@@ -36,3 +36,17 @@ async def test_open_unique_windows_leave_the_garbage_collector_nothing_to_walk(t
     finally:
         gc.enable()
         await store.close()
+
+
+async def test_the_windows_a_busy_moment_opens_share_one_place_among_the_ends(tmp_path: Path) -> None:
+    # A busy intake opens thousands of windows a second, each ending at its own instant: kept by the tenth of a
+    # second, they cost one heap entry together, not one each, and they still end (test_windows_contract.py).
+    store = SqliteStore(tmp_path / "jobs.db")
+    await store.open()
+    try:
+        for n in range(1, 501):  # one at a time, as single-job requests come, each accepted at its own instant
+            await store.add([windowed(f"j{n}", n, f"key-{n}", 600)])
+        assert len(store.windows.unique.open) == 500
+        assert len(store.windows.unique._ends._heap) <= 20, "a heap entry per window"
+    finally:
+        await store.close()

@@ -70,3 +70,37 @@ async def test_a_mark_whose_job_moved_on_is_not_written_over_the_newer_state(sto
     await store.open()
     stored = await store.get("moved")
     assert stored is not None and stored.status is Status.QUEUED
+
+
+async def test_an_attempt_that_begins_just_before_an_earlier_mark_is_written_still_gets_its_whole_delay(
+    store: SqliteStore,
+) -> None:
+    jobs = [job for job, _ in await store.add([make("long-one", 1), make("short-one", 2)])]
+    long, short = jobs
+    long.begin_attempt(0)
+    store.save_soon(long)
+    await asyncio.sleep(sqlite.SOON_DELAY * 0.8)
+    short.begin_attempt(1)  # begins shortly before the long attempt's mark is due
+    store.save_soon(short)
+    await asyncio.sleep(sqlite.SOON_DELAY * 0.2 + 0.05)  # the long attempt's mark is written now, not this one's
+    short.end_attempt(True, None, time.time())
+    short.status, short.finished_at = Status.SUCCEEDED, time.time()
+    await store.save(short)  # within its own delay: the outcome replaces its mark
+    await asyncio.sleep(sqlite.SOON_DELAY + 0.2)
+    assert rows_written(store) == 2 + 1 + 1  # two inserts, the long attempt's mark, the short one's outcome
+    assert [p.status for p in await store.pending()] == [Status.RUNNING]
+
+
+async def test_outcomes_saved_together_share_one_answer_and_one_commit(store: SqliteStore) -> None:
+    jobs = [job for job, _ in await store.add([make(f"together-{n}", n) for n in range(50)])]
+    assert store._writer is not None
+    batches = store._writer.batches
+    for job in jobs:
+        job.begin_attempt(0)
+        job.end_attempt(True, None, time.time())
+        job.status, job.finished_at = Status.SUCCEEDED, time.time()
+    assert await store.save_many(jobs) == [None] * 50
+    assert store._writer.batches == batches + 1
+    assert rows_written(store) == 100
+    stored = await store.get_many([job.id for job in jobs])
+    assert {job.status for job in stored} == {Status.SUCCEEDED}
