@@ -184,8 +184,12 @@ def test_catchup_on_redis_replays_only_what_no_process_fired(
     time.sleep(0.5)
     fires = fire_times(fresh_target, "shared")
     assert len(fires) == len(set(fires)), "a fire ran twice"
-    assert fires == list(range(fires[0], fires[-1] + 1)), "a missed fire was not replayed"
-    assert len([t for t in fires if t > stopped]) >= 3
+    # Every second from the first fire on, once: fired by a process, or replayed by the start that found it missed.
+    # Their arrival order is not checked: the replayed fires and the first new ones run on several workers at once,
+    # so on a busy machine a new fire's call may reach the target before an older replayed one's (one worker keeps
+    # them in order: test_catchup_replays_each_fire_missed_while_down_once_oldest_first).
+    assert sorted(fires) == list(range(min(fires), max(fires) + 1)), "a missed fire was not replayed"
+    assert len([t for t in fires if stopped < t < restarted - 0.5]) >= 2, "no fire was missed while both were down"
 
 
 def test_overlap_replace_on_redis_stops_the_fire_whichever_process_runs_it(
