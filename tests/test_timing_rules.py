@@ -189,3 +189,42 @@ async def test_a_job_held_by_a_paused_key_ends_dead_at_its_deadline_and_not_befo
     dead = await reached(manager, "held", lambda j: j.final)
     assert (dead.status, dead.error, dead.finished_at) == (Status.DEAD, DEADLINE_PASSED, NOON + 3600)
     assert "held" not in runner.started, "a job past its deadline ran"
+
+
+def debounced(job_id: str, now: float, n: int) -> Job:
+    """A submission under the debounce key `hook`: a minute's delay, at most five minutes after the first."""
+    return job(
+        job_id,
+        "/hook",
+        debounce="hook",
+        created_at=now,
+        run_at=now + 60,
+        debounce_until=now + 300,
+        status=Status.SCHEDULED,
+        meta={"n": n},
+    )
+
+
+async def test_debounced_submissions_make_one_job_that_runs_a_delay_after_the_last_or_at_max_wait(
+    manager: JobManager, clock: Clock, runner: Answers
+) -> None:
+    [(first, replaced)] = await manager.submit([debounced("d0", clock(), 0)])
+    assert not replaced and first.run_at == NOON + 60
+    for n in range(1, 6):  # one every 50 s: each comes within the minute, so the job waits on
+        clock.advance(50)
+        due_now(manager)
+        [(waiting, replaced)] = await manager.submit([debounced(f"d{n}", clock(), n)])
+        assert replaced and waiting.id == "d0" and waiting.meta == {"n": n}
+        # a minute after this submission, never past five minutes after the first
+        assert waiting.run_at == min(clock() + 60, NOON + 300)
+        await quiet_for_a_moment()
+        assert "d0" not in runner.started, "the job ran while submissions still came"
+    clock.advance(49)
+    due_now(manager)
+    await quiet_for_a_moment()
+    assert "d0" not in runner.started, "the job ran before five minutes"
+    clock.advance(1)  # five minutes after the first submission, though the last came 50 s ago
+    due_now(manager)
+    done = await reached(manager, "d0", lambda j: j.final)
+    assert done.status is Status.SUCCEEDED and done.meta == {"n": 5} and runner.started == {"d0": [NOON + 300]}
+    assert [await manager.get(f"d{n}") for n in range(1, 6)] == [None] * 5, "a replacing submission made a job"
