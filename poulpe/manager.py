@@ -4,7 +4,7 @@ from the ready structure (dispatch/ready.py), the finish step (outcome.py) store
 react to goes through the event bus (dispatch/events.py).
 
 intake → validate → submit → store → ready (a job due now, embedded store; any other waits in dispatch/local.py
-or shared.py first) → workers → runner → finish → store → events (long-polls and `wait`, callbacks, Kafka results).
+or shared.py first) → a worker's attempt → runner → finish → store → events (long-polls, `wait`, callbacks, Kafka).
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from poulpe.errors import BadRequest, Conflict, NotFound, Unavailable
 from poulpe.job import DEFAULT_RETRY, FINAL, WAITING, Job, Method, RetryPolicy, Status
 from poulpe.keys import KeyLimits
 from poulpe.metrics import Metrics
-from poulpe.outcome import Finish
+from poulpe.outcome import Attempt, Finish
 from poulpe.queries import Queries
 from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
-from poulpe.workers import Attempt, Workers
+from poulpe.workers import Workers
 
 log = logging.getLogger("poulpe.jobs")
 
@@ -109,11 +109,13 @@ class JobManager(Queries):
         self.actions = Actions(
             store, self, hold=lease, clock=clock, registry=self.metrics.registry, signals=load
         )  # bulk actions (SPEC 10.4)
-        self.attempt = attempt = Attempt(runners, self.finish, node=node, job_timeout=job_timeout, clock=clock)
+        self.attempt = attempt = Attempt(
+            self.ready, runners, self.finish, node=node, job_timeout=job_timeout, clock=clock
+        )
         self.deadlines = attempt.deadlines = Deadlines(
             store, self.ready, self.dead_jobs, self.events, self.metrics, clock=clock
         )
-        self.workers = Workers(self.ready, attempt.run)
+        self.workers = Workers(self.ready, attempt)
         self.debouncer = Debouncer(store, self.ready, self._enqueue, clock=clock)
         self.accepting = False
         self.draining = asyncio.Event()  # set once: WebSocket sessions and other long-lived intakes close on it

@@ -1,8 +1,11 @@
-"""The finish step: an attempt's outcome becomes the job's next state, is stored, then told.
+"""One attempt of a job, from the ready structure to its told outcome: the worker's `Attempt` pulls the job, runs
+its runner under its timeout, and hands the outcome to the finish step, which makes it the job's next state, stores
+it, then tells it. The pool of worker tasks (workers.py) only starts and drains them: it never holds a job.
 
-One path for poulpe's own workers and for external workers' reports: decide by the retry policy, write the dead
-letter (before the job is marked dead, so a crash in between re-runs the job rather than losing its letter), store,
-then schedule a retry or publish `JobFinal` (long-polls and `wait` have it first, then callbacks and Kafka results).
+The finish step is one path for poulpe's own workers and for external workers' reports: decide by the retry policy,
+write the dead letter (before the job is marked dead, so a crash in between re-runs the job rather than losing its
+letter), store, then schedule a retry or publish `JobFinal` (long-polls and `wait` have it first, then callbacks and
+Kafka results).
 """
 
 from __future__ import annotations
@@ -10,20 +13,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
+from poulpe.alerts import Alerts
 from poulpe.chains import Chains
 from poulpe.deadjobs import DeadJobs
+from poulpe.deadlines import Deadlines
 from poulpe.dispatch.events import Events, JobFinal
 from poulpe.dispatch.ready import Ready
 from poulpe.errors import NotHeld, Unavailable
-from poulpe.job import INTERRUPTED, Job, RetryPolicy, Status
+from poulpe.job import INTERRUPTED, Job, Method, RetryPolicy, Status
 from poulpe.metrics import Metrics
-from poulpe.runners import Outcome
+from poulpe.runners import Outcome, Runner
 from poulpe.store.base import Store
+from poulpe.tracing import Spans
 
 log = logging.getLogger("poulpe.jobs")
+workers_log = logging.getLogger("poulpe.workers")
 
 
 def _settle(group: asyncio.Future[None]) -> None:
@@ -272,3 +279,95 @@ class Finish:
             if job.batch is not None:
                 self.batch_job_ended()
         return True
+
+
+class Attempt:
+    """Attempts on this process's workers: each worker (`work(n)`) pulls its next job from the ready structure,
+    marks the attempt running, runs its runner under its timeout, and hands the outcome to the finish step, which
+    stores both the attempt's start and its end: the store has one writer of attempts."""
+
+    def __init__(
+        self,
+        ready: Ready,
+        runners: Mapping[Method, Runner],
+        finish: Finish,
+        *,
+        node: str,
+        job_timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.ready = ready
+        self.runners = runners
+        self.finish = finish
+        self.node = node
+        self.job_timeout = job_timeout
+        self.clock = clock
+        self.running: list[Job | None] = [None] * ready.workers  # the job each worker runs, by number
+        self.spans: Spans | None = None  # tracing on (--otlp_endpoint): one span per attempt
+        # per worker, the records of its last two outcomes: see `run`
+        self._records: dict[int, tuple[asyncio.Future[None] | None, asyncio.Future[None] | None]] = {}
+        self.alerts: Alerts | None = None  # `late` at the start, `slow` while it runs (alerts.py)
+        self.deadlines: Deadlines | None = None  # a job past its start deadline ends dead here, unstarted
+
+    async def work(self, worker: int) -> None:
+        """Worker `worker`: one attempt after another, asking for work when it is free, until the ready structure
+        stops. Nothing calls a worker back."""
+        while True:
+            job = await self.ready.next(worker)
+            if job is None:
+                return
+            self.running[worker] = job
+            try:
+                await self.run(job, worker)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                workers_log.exception("worker %d failed on job %s", worker, job.id)
+            finally:
+                self.running[worker] = None
+                self.ready.ended(worker)
+
+    async def run(self, job: Job, worker: int) -> None:
+        # A worker runs ahead of the store by one outcome at most: it begins an attempt once its outcome before last
+        # is recorded. So a kill -9 finds at most two attempts per worker whose outcome is not stored (the one
+        # running, the last one decided), and only those run again after a restart (docs/design.md, "Order").
+        before_last, last = self._records.get(worker, (None, None))
+        if before_last is not None and not before_last.done():
+            await before_last
+        if job.deadline is not None and self.deadlines is not None and self.deadlines.passed(job):
+            await self.deadlines.end(job)
+            return
+        job.begin_attempt(worker, self.node, self.clock())
+        self.finish.began(job)
+        # The start is logged at debug: at info, one line per attempt (its end) keeps logging off the hot path.
+        log.debug(
+            "job %s running attempt=%d worker=%d late_ms=%.1f",
+            job.id,
+            job.attempts,
+            worker,
+            (job.started_at or 0) * 1000 - job.run_at * 1000,
+        )
+        runner = self.runners.get(job.method)
+        spans = self.spans
+        span = spans.begin(job) if spans is not None else None
+        slow = self.alerts.attempt_began(job) if self.alerts is not None else None
+        try:
+            if runner is None:
+                outcome = Outcome(ok=False, final=True, error=f"{job.method} jobs cannot run on this poulpe")
+            else:
+                outcome = await runner.run(job, job.attempts, job.timeout or self.job_timeout)
+        except asyncio.CancelledError:
+            if slow is not None:
+                slow.cancel()
+            if spans is not None:
+                spans.end(span, job, None)
+            await self.finish.put_back(job)
+            raise
+        except Exception as exc:
+            log.exception("runner for %s failed on job %s", job.method, job.id)
+            outcome = Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
+        if slow is not None:
+            slow.cancel()
+        self._records[worker] = (last, self.finish.attempt_ended(job, outcome))
+        if spans is not None:
+            spans.end(span, job, outcome)

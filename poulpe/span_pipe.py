@@ -22,9 +22,10 @@ from typing import IO
 
 log = logging.getLogger(__name__)
 
-# (trace id, span id, parent span id or 0, trace flags, tracestate or None, name, start ns, end ns, attributes,
-# error description or None when the status is unset)
-Record = tuple[int, int, int, int, str | None, str, int, int, dict[str, str | int], str | None]
+# (the attempt's traceparent, the job's traceparent or None, tracestate or None, the job's method, start ns, end ns,
+# job id, attempt, outcome, the job's status, key or None, error description or None when the status is unset): only
+# strings and ints, which the event loop has at hand; the export process parses the ids and builds the attributes
+Record = tuple[str, str | None, str | None, str, int, int, str, int, str, str, str | None, str | None]
 
 SEND_EVERY = 0.2  # seconds between writes when fewer than BATCH spans wait
 BATCH = 512

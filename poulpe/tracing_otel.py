@@ -1,22 +1,21 @@
 """One OpenTelemetry span per attempt, exported over OTLP/HTTP by OpenTelemetry's own SDK (SPEC 10.6).
 
-Imported only when tracing is on (--otlp_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT). The attempt's ids are drawn by
-the SDK's id generator and the `traceparent` passed on written from them when the attempt begins; once it has
-ended, its ids, times and attributes go as one tuple to poulpe's span export process (span_pipe.py), where the
-SDK builds the span and its batch processor and OTLP exporter encode and send it (span_export.py), away from the
-GIL of this process's event loop. Measured (bench/traces.py, docs/BENCHMARKS.md): a span started and ended through
-the SDK's Tracer costs the event loop about 34 µs of CPU; begun and handed on this way, a few. The sampling is the
-SDK's default (parent-based, always on): a parent not sampled gives no span. A collector that is down costs
-dropped spans (the SDK's bounded queue), never a job.
+Imported only when tracing is on (--otlp_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT). The attempt's span id is drawn
+(as the SDK's RandomIdGenerator draws it) and the `traceparent` passed on written with it when the attempt begins;
+once it has ended, that `traceparent`, the job's and the attempt's times and fields go as one flat tuple of strings
+and ints to poulpe's span export process (span_pipe.py), where the ids are parsed, the SDK builds the span and its
+batch processor and OTLP exporter encode and send it (span_export.py), away from the GIL of this process's event
+loop. Measured (bench/traces.py, docs/BENCHMARKS.md): a span started and ended through the SDK's Tracer costs the
+event loop about 34 µs of CPU; begun and handed on this way, about 1.5. The sampling is the SDK's default
+(parent-based, always on): a parent not sampled gives no span. A collector that is down costs dropped spans (the
+SDK's bounded queue), never a job.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
-from typing import NamedTuple
-
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from poulpe import tracing
 from poulpe.job import Job
@@ -24,17 +23,20 @@ from poulpe.runners import Outcome
 from poulpe.span_pipe import SpanPipe
 
 log = logging.getLogger(__name__)
-SAMPLED = 0x01
+SAMPLED_DIGITS = frozenset("13579bdf")  # a traceparent's last hex digit with the sampled flag (0x01) set
 
 
-class Begun(NamedTuple):
-    """An attempt's span as it begins: its ids, its parent's span id (0: none), its flags, its start."""
+# An attempt's span as it begins: its start (ns) and the `traceparent` it passes on (its trace id, its span id, its
+# flags), which is what the export process reads the ids from. A plain tuple: made once per attempt.
+Begun = tuple[int, str]
 
-    start_ns: int
-    trace_id: int
-    span_id: int
-    parent_id: int
-    flags: int
+
+def _new_id(bits: int) -> str:
+    """A random non-zero id in hex, as OpenTelemetry's RandomIdGenerator draws it (a zero id is invalid)."""
+    n = 0
+    while not n:
+        n = random.getrandbits(bits)
+    return n.to_bytes(bits // 8, "big").hex()
 
 
 class AttemptSpans:
@@ -42,16 +44,13 @@ class AttemptSpans:
     is decided; a QUEUE job's attempt is exported when its worker reports (or its lease ends)."""
 
     def __init__(self, endpoint: str, *, node: str, version: str) -> None:
-        self.ids = RandomIdGenerator()
         self.pipe = SpanPipe(endpoint, node=node, version=version)
         log.info("tracing on: spans go to %s", endpoint)
 
     def begin(self, job: Job) -> Begun:
         """Draw the attempt's span id under the job's trace; what the runner passes on is its context."""
         begun = self._begun(job, time.time_ns())
-        # W3C traceparent, version 00, written from the ids (no propagator, no context attach)
-        traceparent = f"00-{begun.trace_id:032x}-{begun.span_id:016x}-{begun.flags:02x}"
-        tracing.set_attempt((traceparent, job.tracestate))
+        tracing.set_attempt((begun[1], job.tracestate))
         return begun
 
     def end(self, span: Begun, job: Job, outcome: Outcome | None) -> None:
@@ -72,37 +71,32 @@ class AttemptSpans:
         """Send what is left (bounded by the SDK's export timeout), then stop the export process."""
         self.pipe.close()
 
-    def _begun(self, job: Job, start_ns: int) -> Begun:
-        span_id = self.ids.generate_span_id()
-        if job.traceparent is None:
-            return Begun(start_ns, self.ids.generate_trace_id(), span_id, 0, SAMPLED)
-        # checked at intake (tracing.valid_traceparent): the propagator's parse is not needed
-        _, trace_id, parent_id, flags = job.traceparent.split("-")
-        return Begun(start_ns, int(trace_id, 16), span_id, int(parent_id, 16), int(flags, 16) & SAMPLED)
+    @staticmethod
+    def _begun(job: Job, start_ns: int) -> Begun:
+        """W3C traceparent, version 00, written from the ids (no propagator, no context attach): the job's trace
+        id and flags (checked at intake, tracing.valid_traceparent), else a new trace, sampled."""
+        parent = job.traceparent
+        if parent is None:
+            return start_ns, f"00-{_new_id(128)}-{_new_id(64)}-01"
+        flags = "-01" if parent[-1] in SAMPLED_DIGITS else "-00"
+        return start_ns, f"00-{parent[3:36]}{_new_id(64)}{flags}"
 
     def _export(self, job: Job, begun: Begun, end_ns: int, outcome: Outcome | None) -> None:
-        if not begun.flags & SAMPLED:  # the parent-based sampler's decision: the caller did not sample
+        if begun[1][-1] != "1":  # the parent-based sampler's decision: the caller did not sample
             return
-        attributes: dict[str, str | int] = {
-            "poulpe.job.id": job.id,
-            "poulpe.attempt": job.attempts,
-            "poulpe.outcome": "interrupted" if outcome is None else "succeeded" if outcome.ok else "failed",
-            "poulpe.status": str(job.status),
-        }
-        if job.key is not None:
-            attributes["poulpe.key"] = job.key
-        error = None if outcome is None or outcome.ok else outcome.error or "failed"
         self.pipe.send(
             (
-                begun.trace_id,
-                begun.span_id,
-                begun.parent_id,
-                begun.flags,
+                begun[1],
+                job.traceparent,
                 job.tracestate,
-                f"poulpe {job.method}",
-                begun.start_ns,
+                str(job.method),
+                begun[0],
                 end_ns,
-                attributes,
-                error,
+                job.id,
+                job.attempts,
+                "interrupted" if outcome is None else "succeeded" if outcome.ok else "failed",
+                str(job.status),
+                job.key,
+                None if outcome is None or outcome.ok else outcome.error or "failed",
             )
         )

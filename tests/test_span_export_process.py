@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from poulpe import tracing
 from poulpe.job import Job, Method, Status
 from poulpe.runners import Outcome
 from poulpe.tracing_otel import AttemptSpans
@@ -67,6 +68,34 @@ def test_every_span_ended_before_a_normal_stop_reaches_the_collector(collector: 
     assert export is not None and not os.path.exists(f"/proc/{export}")  # the export process has ended
 
 
+def test_an_attempt_passes_on_its_own_span_under_the_jobs_trace_with_the_sampled_flag_only(
+    collector: Collector,
+) -> None:
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    trace_id, parent_id = TRACEPARENT[3:35], TRACEPARENT[36:52]
+    try:
+        for flags, passed in (("01", "01"), ("03", "01"), ("02", "00"), ("00", "00")):
+            job = Job(id=f"job-{flags}", method=Method.GET, name="http://127.0.0.1:9/", attempts=1)
+            job.traceparent = f"00-{trace_id}-{parent_id}-{flags}"
+            begun = spans.begin(job)
+            version, trace, span, sent_flags = tracing.outgoing(job)[0].split("-")  # type: ignore[index]
+            assert (version, trace, sent_flags) == ("00", trace_id, passed)
+            assert span != parent_id and len(span) == 16 and int(span, 16)
+            spans.end(begun, job, Outcome(ok=True))
+            assert tracing.outgoing(job) == (job.traceparent, None)  # the attempt's context is over
+        root = Job(id="root", method=Method.GET, name="http://127.0.0.1:9/", attempts=1)
+        begun = spans.begin(root)
+        version, trace, span, flags = tracing.outgoing(root)[0].split("-")  # type: ignore[index]
+        spans.end(begun, root, Outcome(ok=True))
+        assert (version, len(trace), len(span), flags) == ("00", 32, 16, "01") and int(trace, 16) and int(span, 16)
+        collector.wait_for("job-03")
+        [span_03] = collector.spans_of_job("job-03")
+        assert (span_03.trace_id, span_03.parent_span_id) == (trace_id, parent_id)
+        assert collector.spans_of_job("job-02") == []  # not sampled by the caller
+    finally:
+        spans.close()
+
+
 def test_an_export_process_that_dies_is_replaced(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
@@ -112,6 +141,21 @@ def test_the_export_process_ignores_a_signal_to_poulpes_process_group(
     attempt(spans, "after-signal")
     spans.close()
     assert [s.attributes["poulpe.job.id"] for s in collector.spans] == ["after-signal"]
+
+
+def test_the_export_process_takes_its_turn_on_the_cpu_instead_of_preempting_poulpe(collector: Collector) -> None:
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    export = spans.pipe.pid
+    assert export is not None
+    try:
+        wait_until(lambda: os.sched_getscheduler(export) == os.SCHED_BATCH)  # once it has started
+        attempt(spans, "batch")
+        collector.wait_for("batch")
+        threads = list(Path(f"/proc/{export}/task").iterdir())
+        assert len(threads) > 1  # the SDK's export thread as well
+        assert all(os.sched_getscheduler(int(thread.name)) == os.SCHED_BATCH for thread in threads)
+    finally:
+        spans.close()
 
 
 def test_the_export_process_sends_what_it_has_and_ends_when_poulpe_is_killed(collector: Collector) -> None:

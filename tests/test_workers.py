@@ -1,15 +1,30 @@
 """Routing by `cc`: a job runs only on the workers it names, others run on the first free worker.
 
 Workers pull from the ready structure (poulpe/dispatch/ready.py): a due job is `take`n into it and a free worker
-gets it from there."""
+gets it from there (`Attempt.work`, poulpe/outcome.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 from poulpe.dispatch.ready import Ready
 from poulpe.job import Job, Method
+from poulpe.outcome import Attempt, Finish
 from poulpe.workers import Workers
+
+
+class Story(Attempt):
+    """The real worker loop (pull, run, free the worker) around the story's own attempt."""
+
+    def __init__(self, ready: Ready, run: Callable[[Job, int], Awaitable[None]]) -> None:
+        super().__init__(ready, {}, cast(Finish, None), node="test", job_timeout=1.0, clock=time.time)
+        self.story = run
+
+    async def run(self, job: Job, worker: int) -> None:
+        await self.story(job, worker)
 
 
 def job(job_id: str, cc: tuple[int, ...] = (), seq: int = 0) -> Job:
@@ -25,7 +40,7 @@ async def test_cc_jobs_run_only_on_the_named_workers_and_others_take_the_first_f
         await release.wait()
 
     ready = Ready(4)
-    workers = Workers(ready, run)
+    workers = Workers(ready, Story(ready, run))
     workers.start()
     await asyncio.sleep(0)
     ready.take(job("only-3", cc=(3,), seq=1))
@@ -51,7 +66,7 @@ async def test_a_freed_worker_takes_the_earliest_job_it_may_run() -> None:
             await gate.wait()
 
     ready = Ready(1)
-    workers = Workers(ready, run)
+    workers = Workers(ready, Story(ready, run))
     workers.start()
     await asyncio.sleep(0)
     ready.take(job("blocker", seq=1))
@@ -76,7 +91,7 @@ async def test_stop_gives_running_jobs_their_grace_then_cancels() -> None:
             raise
 
     ready = Ready(2)
-    workers = Workers(ready, run)
+    workers = Workers(ready, Story(ready, run))
     workers.start()
     await asyncio.sleep(0)
     ready.take(job("slow"))

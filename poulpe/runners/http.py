@@ -128,7 +128,8 @@ class HttpRunner:
         headers["Poulpe-Attempt"] = str(attempt)
         trace = outgoing(job)
         if trace is not None:  # the attempt's W3C trace context (SPEC 10.6) replaces one the job's headers gave
-            _drop(headers, {"traceparent", "tracestate"})
+            if job.headers:
+                _drop(headers, {"traceparent", "tracestate"})
             headers["traceparent"] = trace[0]
             if trace[1]:
                 headers["tracestate"] = trace[1]

@@ -143,6 +143,16 @@ async def test_job_headers_may_replace_user_agent_but_not_what_poulpe_owns(runne
     assert call.body == '{"a":1}'
 
 
+async def test_the_jobs_trace_context_replaces_one_its_headers_gave(runner: HttpRunner, target: Target) -> None:
+    context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"TraceParent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "old=1"}
+    job = make_job(target.url("/echo"), headers=headers, traceparent=context, tracestate="vendor=abc")
+    await runner.run(job, 1, 5)
+    [call] = target.calls
+    assert call.headers.getall("traceparent") == [context]
+    assert call.headers.getall("tracestate") == ["vendor=abc"]
+
+
 def verify(signature: str, body: bytes, key: bytes, tolerance: float = 300) -> bool:
     """What a target does (SPEC 4): recompute the HMAC of "<t>.<body>" and check that t is recent."""
     fields = dict(part.split("=", 1) for part in signature.split(","))
