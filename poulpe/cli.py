@@ -18,7 +18,7 @@ def serve(settings: Settings) -> None:
     # The store's writer thread gives up the GIL at each fsync and must take it back from a busy event loop; at
     # the default 5 ms switch interval that wait, not the disk, bounds group-commit throughput (docs/design.md).
     sys.setswitchinterval(0.0005)
-    build_server(settings).run()
+    build_server(settings, tune_gc=True).run()
 
 
 def known_secrets(settings: Settings) -> list[str]:

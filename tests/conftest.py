@@ -116,23 +116,32 @@ def _shared_by_module(
     started.stop_all()
 
 
-# The longest files first, longest at the head (about a minute to ten seconds each on a busy machine): with `-n 2
-# --dist loadfile` (scripts/test.sh runs the whole suite so) each worker takes the next file when it is free, so the
-# long ones run while the other worker gets through the short ones, instead of one of them coming last.
-# test_dockerfile.py is left in its place, near the end: its pip install must not run beside the image's build.
+# The longest files first, longest at the head: with `--dist loadfile` (scripts/test.sh runs the whole suite so) each
+# worker takes the next file when it is free, so the long ones run while the others get through the short ones,
+# instead of one of them coming last. The order is the files' summed test time in a full run (`--durations=0`, summed
+# by file; docs/design.md "Tests"). test_dockerfile.py is left in its place, near the end: its pip install must not run
+# beside the image's build.
 LONGEST_FIRST = (
     "test_docker_image.py",
-    "test_exec_uvloop.py",
-    "test_redis_shared.py",
-    "test_kafka_faults.py",
-    "test_keys_redis.py",
     "test_schemathesis.py",
-    "test_redis_faults.py",
-    "test_keys.py",
-    "test_durability.py",
-    "test_dashboard.py",
+    "test_redis_shared.py",
     "test_kafka.py",
+    "test_chains.py",
+    "test_keys_redis.py",
+    "test_kafka_faults.py",
+    "test_cron_restarts.py",
+    "test_keys.py",
+    "test_actions.py",
+    "test_dashboard.py",
+    "test_redis_faults.py",
+    "test_redis_cluster.py",
+    "test_websocket.py",
+    "test_bursts.py",
+    "test_durability.py",
+    "test_batches.py",
+    "test_external_workers.py",
     "test_alerts.py",
+    "test_exec_uvloop.py",
 )
 
 

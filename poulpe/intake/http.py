@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from poulpe.errors import BadRequest, OutcomeUnknown
 from poulpe.job import WORD_OK, WORD_TIMEOUT, Job
 from poulpe.manager import JobManager
-from poulpe.responses import json_response, read_json_body
+from poulpe.responses import receive_json_body, send_json
 from poulpe.tracing import adopt, from_headers
 from poulpe.validate import Limits, Submission, parse_body
 
@@ -36,24 +36,40 @@ async def answer_after_wait(manager: JobManager, job: Job, wait: float | None) -
     return 202, {**state, "result": WORD_TIMEOUT, "output": state["result"]}
 
 
-async def task_in_queue(request: Request) -> Response:
-    manager: JobManager = request.state.manager
-    limits: Limits = request.state.limits
-    body = await read_json_body(request, request.state.settings.max_body)
-    parsed = parse_body(body, limits)
-    if "traceparent" in request.headers:  # W3C trace context: jobs without a traceparent field of their own take it
-        slots = [parsed] if isinstance(parsed, Submission) else parsed
-        adopt((s.job for s in slots if isinstance(s, Submission)), *from_headers(request.headers))
-    if isinstance(parsed, Submission):
-        [(job, was_known)] = await manager.submit([parsed.job])
-        if was_known:
-            return json_response(duplicate(job), 200)
-        status, answer = await answer_after_wait(manager, job, parsed.wait)
-        return json_response(answer, status)
-    return await _batch(manager, parsed)
+class TaskInQueue:
+    """The route as a plain ASGI app: Starlette's Route calls it straight, without the Request and Response objects
+    (and their wrapper) a function endpoint costs each request. Errors are raised as from any route: the app's
+    exception handlers answer them, the same as before."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope["state"]  # the lifespan's, or the view a token's guard gave this request (auth.py)
+        manager: JobManager = state["manager"]
+        limits: Limits = state["limits"]
+        body = await receive_json_body(scope, receive, state["settings"].max_body)
+        parsed = parse_body(body, limits)
+        if _has_traceparent(scope):  # W3C trace context: jobs without a traceparent field of their own take it
+            slots = [parsed] if isinstance(parsed, Submission) else parsed
+            adopt((s.job for s in slots if isinstance(s, Submission)), *from_headers(Headers(scope=scope)))
+        if isinstance(parsed, Submission):
+            [(job, was_known)] = await manager.submit([parsed.job])
+            if was_known:
+                await send_json(send, duplicate(job), 200)
+                return
+            status, answer = await answer_after_wait(manager, job, parsed.wait)
+            await send_json(send, answer, status)
+            return
+        status, answers = await _batch(manager, parsed)
+        await send_json(send, answers, status)
 
 
-async def _batch(manager: JobManager, slots: list[Submission | BadRequest]) -> Response:
+task_in_queue = TaskInQueue()
+
+
+def _has_traceparent(scope: Scope) -> bool:
+    return any(name == b"traceparent" for name, _ in scope["headers"])
+
+
+async def _batch(manager: JobManager, slots: list[Submission | BadRequest]) -> tuple[int, list[Any]]:
     valid = [slot for slot in slots if isinstance(slot, Submission)]
     try:
         stored = iter(await manager.submit([s.job for s in valid]) if valid else [])
@@ -77,4 +93,4 @@ async def _batch(manager: JobManager, slots: list[Submission | BadRequest]) -> R
     if waits:
         await asyncio.gather(*waits)
         answers = [a.result()[1] if isinstance(a, asyncio.Task) else a for a in answers]
-    return json_response(answers, 207 if len(valid) < len(slots) else 202)
+    return (207 if len(valid) < len(slots) else 202), answers

@@ -181,11 +181,20 @@ def test_catchup_on_redis_replays_only_what_no_process_fired(
     b.start()
     restarted = time.time()
     assert wait_for(lambda: any(t > restarted for t in fire_times(fresh_target, "shared")), 10)
+    # Every second from the first fire on: fired by a process, or replayed by the start that found it missed. The
+    # order of arrival is not checked, nor is all of it there at once: the replayed fires and the first new ones run
+    # on several workers together, so on a busy machine a new fire's call may reach the target before an older
+    # replayed one's (one worker keeps them in order: the catch-up test on SQLite above).
+    assert wait_for(lambda: every_second(fire_times(fresh_target, "shared")), 10), "a missed fire was not replayed"
     time.sleep(0.5)
     fires = fire_times(fresh_target, "shared")
     assert len(fires) == len(set(fires)), "a fire ran twice"
-    assert fires == list(range(fires[0], fires[-1] + 1)), "a missed fire was not replayed"
-    assert len([t for t in fires if t > stopped]) >= 3
+    assert len([t for t in fires if stopped < t < restarted - 0.5]) >= 2, "no fire was missed while both were down"
+
+
+def every_second(fires: list[int]) -> bool:
+    """Each second from the first fire to the last has its fire."""
+    return set(fires) == set(range(min(fires), max(fires) + 1))
 
 
 def test_overlap_replace_on_redis_stops_the_fire_whichever_process_runs_it(
