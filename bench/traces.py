@@ -5,7 +5,7 @@ hits the three alike. The CPU each case costs per job (poulpe's event loop threa
 writer and, tracing on, the thread that hands spans on; its child processes: tracing on, the span export process;
 the collector) is read from /proc: on a busy machine it moves far less than jobs/s.
 
-    python -m bench.traces [--jobs 5000] [--rounds 3] [--workers 64] [--previous REVISION]
+    python -m bench.traces [--jobs 20000] [--rounds 5] [--workers 64] [--previous REVISION]
 
 The collector is the test suite's (tests/otlp_collector.py: it decodes every span with opentelemetry-proto), in a
 process of its own on the same cores as poulpe, as a collector on the same host would be.
@@ -115,8 +115,8 @@ def extract(revision: str, into: Path) -> None:
 
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.traces", description=__doc__)
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument(
         "--previous", help="the git revision to compare tracing off with (default: main before tracing came in)"
