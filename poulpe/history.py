@@ -15,8 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter
-from prometheus_client.registry import Collector
+from prometheus_client import Counter, Histogram
 
 from poulpe.metrics import Metrics
 
@@ -29,7 +28,7 @@ def _total(counter: Counter) -> float:
     return sum(s.value for family in counter.collect() for s in family.samples if s.name.endswith("_total"))
 
 
-def _buckets(histogram: Collector) -> list[tuple[float, float]]:
+def _buckets(histogram: Histogram) -> list[tuple[float, float]]:
     """(upper bound, cumulative count) of each bucket, +Inf last."""
     return [
         (float(s.labels["le"]), s.value)

@@ -17,7 +17,6 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poulpe.job import Job, Method, Status
-from poulpe.loop_histogram import LoopHistogram
 from poulpe.store.base import Store, time_operations
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -49,14 +48,14 @@ class Metrics:
         )
         self.jobs_dead = Counter("poulpe_jobs_dead", "Jobs that ran out of attempts", ["method"], registry=r)
         self.attempts_failed = Counter("poulpe_attempts_failed", "Attempts that failed", ["method"], registry=r)
-        self.attempt_seconds = LoopHistogram(
+        self.attempt_seconds = Histogram(
             "poulpe_attempt_duration_seconds",
             "Duration of one attempt",
             ["method"],
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
-        self.lateness_seconds = LoopHistogram(
+        self.lateness_seconds = Histogram(
             "poulpe_job_lateness_seconds",
             "Attempt start minus the job's due time (run_at)",
             buckets=_LATENESS_BUCKETS,

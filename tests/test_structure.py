@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"checks", "outbound", "responses", "metrics", "deadletter", "store", "runners", "dispatch.order"}
         | {"chain_refs", "labels", "batch_record", "action_record", "action_pace", "job_in"}
         | {"tracing", "tracing_otel", "span_pipe", "span_export", "history", "hangup", "quotas", "token_file"}
-        | {"cron_options", "aborts", "loop_histogram"},
+        | {"cron_options", "aborts"},
     ),
     (
         "engine",
