@@ -18,13 +18,12 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from poulpe.errors import StoreUnavailable
-from poulpe.job import Job, Status, decode_job, encode_job
+from poulpe.job import Job, Method, Status, decode_job, encode_job
 from poulpe.store import sqlite_batches
 
 log = logging.getLogger(__name__)
@@ -34,6 +33,10 @@ _COLUMNS = "INSERT INTO jobs (id, seq, status, method, name, run_at, finished_at
 _UPSERT = (
     " ON CONFLICT (id) DO UPDATE SET status = excluded.status, run_at = excluded.run_at,"
     " finished_at = excluded.finished_at, seq = excluded.seq, data = excluded.data"
+)
+_DAY = (
+    "INSERT INTO days VALUES (?, ?, ?) ON CONFLICT (day) DO UPDATE"
+    " SET succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed"
 )
 Row = tuple[Any, ...]
 # How long a `save_soon` state (the `running` mark) waits before it is written. Most attempts end sooner: their
@@ -63,8 +66,12 @@ def probe(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {version}")
 
 
+_TEXT: dict[Status | Method, str] = {member: member.value for member in (*Status, *Method)}  # .value: 3x the cost
+
+
 def row_of(job: Job) -> Row:
-    return (job.id, job.seq, job.status.value, job.method.value, job.name, job.run_at, job.finished_at, encode_job(job))
+    status, method = _TEXT[job.status], _TEXT[job.method]
+    return (job.id, job.seq, status, method, job.name, job.run_at, job.finished_at, encode_job(job))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -177,10 +184,13 @@ def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
     _execute_rows(conn, [update.row for update in updates], upsert=True)  # a repeated id: the last row wins
     if before is not None:  # the counters of batches (SPEC 10.3) move in the same transaction
         sqlite_batches.count(conn, updates, before)
-    days = Counter(update.day_column for update in updates if update.day_column is not None)
-    for (day, column), count in days.items():
-        conn.execute("INSERT INTO days VALUES (?, 0, 0) ON CONFLICT (day) DO NOTHING", (day,))
-        conn.execute(f"UPDATE days SET {column} = {column} + ? WHERE day = ?", (count, day))
+    days: dict[str, list[int]] = {}
+    for update in updates:
+        if update.day_column is not None:
+            day, column = update.day_column
+            days.setdefault(day, [0, 0])[column == "failed"] += 1
+    for day, (succeeded, failed) in days.items():  # one statement a day: the thread takes the GIL back once
+        conn.execute(_DAY, (day, succeeded, failed))
     return [None] * len(updates)
 
 
@@ -269,11 +279,8 @@ class Writer(threading.Thread):
                 stopping = True
             else:
                 batch.extend(first)
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self.ops.get_nowait()
-                except queue.Empty:
-                    break
+            while len(batch) < MAX_BATCH and not self.ops.empty():  # one reader: not empty, get_nowait succeeds
+                item = self.ops.get_nowait()
                 if item is None:
                     stopping = True
                     break
