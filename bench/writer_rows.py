@@ -60,7 +60,7 @@ def _state(job: Job) -> bytes:
     return msgspec.json.encode({**{name: getattr(job, name) for name in fields}, "history": job.history})
 
 
-def _writer(form: str, conn: Any) -> Callable[[list[Job]], None]:
+def _writer(form: str, conn: Any) -> Callable[[list[Job]], object]:
     if form == "update":
         sql = "UPDATE jobs SET status = ?, finished_at = ?, data = ? WHERE id = ?"
         return lambda jobs: conn.executemany(sql, [(r[2], r[6], r[7], r[0]) for r in (Update(j).row for j in jobs)])
