@@ -37,7 +37,7 @@ _DAYS: dict[int, str] = {}  # day number since the epoch -> its text
 PATIENCE_S = 5.0  # how long a write whose reply was lost is sent again before its outcome is reported unknown
 
 
-class RedisStore(RedisLink, RedisReads, RedisBatches, Store):  # RedisBatches holds RedisActions too
+class RedisStore(RedisReads, RedisBatches, Store):  # RedisReads holds RedisLink, RedisBatches RedisActions
     kind = "redis"
     shared = True
 
@@ -69,8 +69,9 @@ class RedisStore(RedisLink, RedisReads, RedisBatches, Store):  # RedisBatches ho
 
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        known = await self._script("add", self._add_args(jobs))
-        return added(jobs, known)
+        with self._timed("add"):
+            known = await self._script("add", self._add_args(jobs))
+            return added(jobs, known)
 
     def _save_args(self, job: Job, *, token: str | None = None, held: bool = False) -> list[Any]:
         day = ""
@@ -95,91 +96,102 @@ class RedisStore(RedisLink, RedisReads, RedisBatches, Store):  # RedisBatches ho
         ]
 
     async def save(self, job: Job) -> None:
-        if not await self._script("save", self._save_args(job)):
-            raise NotHeld(f"job {job.id} is held by another poulpe process")
+        with self._timed("save"):
+            if not await self._script("save", self._save_args(job)):
+                raise NotHeld(f"job {job.id} is held by another poulpe process")
 
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
         """The saves go in the write pipeline together, awaited in turn: no task per job (Store.save_many's)."""
-        try:
-            waits = [self._call("save", self._save_args(job)) for job in jobs]
-        except StoreUnavailable as exc:  # closed: nothing was issued
-            return [exc] * len(jobs)
-        out: list[BaseException | None] = []
-        for job, wait in zip(jobs, waits, strict=True):
+        with self._timed("save_many"):
             try:
-                saved = await wait  # type: ignore[misc]
-            except Exception as exc:
-                out.append(exc)
-                continue
-            out.append(None if saved else NotHeld(f"job {job.id} is held by another poulpe process"))
-        return out
+                waits = [self._call("save", self._save_args(job)) for job in jobs]
+            except StoreUnavailable as exc:  # closed: nothing was issued
+                return [exc] * len(jobs)
+            out: list[BaseException | None] = []
+            for job, wait in zip(jobs, waits, strict=True):
+                try:
+                    saved = await wait  # type: ignore[misc]
+                except Exception as exc:
+                    out.append(exc)
+                    continue
+                out.append(None if saved else NotHeld(f"job {job.id} is held by another poulpe process"))
+            return out
 
     def save_soon(self, job: Job) -> None:
         self._call("save", self._save_args(job), wait=False)
 
     async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
-        return await redis_windows.debounce(self._script, job, replace)
+        with self._timed("debounce"):
+            return await redis_windows.debounce(self._script, job, replace)
 
     async def delete(self, job_id: str) -> bool:
-        return bool(await self._script("delete", [job_id]))
+        with self._timed("delete"):
+            return bool(await self._script("delete", [job_id]))
 
     async def purge(self, finished_before: float) -> int:
-        total = 0
-        while True:
-            purged = int(await self._script("purge", [repr(finished_before), 1000]))
-            total += purged
-            if purged < 1000:
-                return total
+        with self._timed("purge"):
+            total = 0
+            while True:
+                purged = int(await self._script("purge", [repr(finished_before), 1000]))
+                total += purged
+                if purged < 1000:
+                    return total
 
     # --- QUEUE jobs and external workers ----------------------------------------------------------------------
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
         """Reserve atomically (LEASE_QUEUE), then record each attempt with a save that makes the worker the holder."""
-        records = await self._script("lease_queue", [kind, repr(now), n, repr(until), holder])
-        jobs = in_order([decode_job(r) for r in records])
-        for job in jobs:
-            job.begin_attempt(None, holder, now)
-            job.lease_holder, job.lease_until = holder, until
-        # one pipeline for all of them; a reservation whose save fails is put back when its lease ends
-        await asyncio.gather(
-            *(self._script("save", self._save_args(job, token=_external(holder, job.attempts))) for job in jobs)
-        )
-        return jobs
+        with self._timed("lease_queue"):
+            records = await self._script("lease_queue", [kind, repr(now), n, repr(until), holder])
+            jobs = in_order([decode_job(r) for r in records])
+            for job in jobs:
+                job.begin_attempt(None, holder, now)
+                job.lease_holder, job.lease_until = holder, until
+            # one pipeline for all of them; a reservation whose save fails is put back when its lease ends
+            await asyncio.gather(
+                *(self._script("save", self._save_args(job, token=_external(holder, job.attempts))) for job in jobs)
+            )
+            return jobs
 
     async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
-        args = self._save_args(job, token=_external(holder, job.attempts), held=True)
-        if children:
-            saved, *_ = await self._script("save_final", [*args, *self._add_args(children)])
-            return bool(saved)
-        return bool(await self._script("save", args))
+        with self._timed("save_if_held"):
+            args = self._save_args(job, token=_external(holder, job.attempts), held=True)
+            if children:
+                saved, *_ = await self._script("save_final", [*args, *self._add_args(children)])
+                return bool(saved)
+            return bool(await self._script("save", args))
 
     async def expired_leases(self, now: float, limit: int) -> list[Job]:
-        records = await self._script("expired", [repr(now), limit])
-        return [decode_job(r) for r in records]
+        with self._timed("expired_leases"):
+            records = await self._script("expired", [repr(now), limit])
+            return [decode_job(r) for r in records]
 
     async def next_due(self, kind: str) -> float | None:
-        async with self._reachable():
-            first = await self.redis.zrange(self.base + "q:" + kind, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+        with self._timed("next_due"):
+            async with self._reachable():
+                first = await self.redis.zrange(self.base + "q:" + kind, 0, 0, withscores=True)
+            return float(first[0][1]) if first else None
 
     async def next_lease_end(self) -> float | None:
-        async with self._reachable():
-            first = await self.redis.zrange(self.base + "xlease", 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+        with self._timed("next_lease_end"):
+            async with self._reachable():
+                first = await self.redis.zrange(self.base + "xlease", 0, 0, withscores=True)
+            return float(first[0][1]) if first else None
 
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Read, change the one field, and compare-and-set: a concurrent write makes it read again."""
-        for _ in range(10):
-            async with self._reachable():
-                record = await self.redis.get(self.base + "job:" + job_id)
-            if record is None:
-                return False
-            job = decode_job(record)
-            if not job.final:
-                return False
-            job.callback_delivery = delivery
-            if await self._script("swap", [job_id, record, encode_job(job)]):
-                return True
-        return False
+        with self._timed("set_callback_delivery"):
+            for _ in range(10):
+                async with self._reachable():
+                    record = await self.redis.get(self.base + "job:" + job_id)
+                if record is None:
+                    return False
+                job = decode_job(record)
+                if not job.final:
+                    return False
+                job.callback_delivery = delivery
+                if await self._script("swap", [job_id, record, encode_job(job)]):
+                    return True
+            return False
 
     # --- claiming (shared by every process on this namespace) -------------------------------------------------
     async def claim(
@@ -257,24 +269,27 @@ class RedisStore(RedisLink, RedisReads, RedisBatches, Store):  # RedisBatches ho
 
     # --- keys and the deployment-wide pause (a hash each; a change is published on `limits`) ---------------------
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
-        async with self._reachable():
-            own = await self.redis.hgetall(self.base + "keys")
-            paused = await self.redis.hget(self.base + "flags", "paused")
-        limits = {_text(k): _limits_decoder.decode(v) for k, v in own.items()}
-        return limits, paused in (b"1", "1")
+        with self._timed("controls"):
+            async with self._reachable():
+                own = await self.redis.hgetall(self.base + "keys")
+                paused = await self.redis.hget(self.base + "flags", "paused")
+            limits = {_text(k): _limits_decoder.decode(v) for k, v in own.items()}
+            return limits, paused in (b"1", "1")
 
     async def set_key(self, key: str, limits: KeyLimits | None) -> None:
-        async with self._reachable():
-            if limits is None or limits.empty:
-                await self.redis.hdel(self.base + "keys", key)
-            else:
-                await self.redis.hset(self.base + "keys", key, msgspec.json.encode(limits))
-            await self.redis.publish(self.base + "limits", key)
+        with self._timed("set_key"):
+            async with self._reachable():
+                if limits is None or limits.empty:
+                    await self.redis.hdel(self.base + "keys", key)
+                else:
+                    await self.redis.hset(self.base + "keys", key, msgspec.json.encode(limits))
+                await self.redis.publish(self.base + "limits", key)
 
     async def set_paused(self, paused: bool) -> None:
-        async with self._reachable():
-            await self.redis.hset(self.base + "flags", "paused", "1" if paused else "0")
-            await self.redis.publish(self.base + "limits", "")
+        with self._timed("set_paused"):
+            async with self._reachable():
+                await self.redis.hset(self.base + "flags", "paused", "1" if paused else "0")
+                await self.redis.publish(self.base + "limits", "")
 
 
 def _text(value: Any) -> str:

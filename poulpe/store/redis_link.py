@@ -44,6 +44,7 @@ from poulpe.store.redis_listen import RedisListen
 from poulpe.store.redis_saves_fold import SAVES, fold_saves, unfold_answers
 from poulpe.store.redis_scripts import STORE_SCRIPTS
 from poulpe.store.redis_windows import DEBOUNCE
+from poulpe.store.timing import Timed
 
 log = logging.getLogger("poulpe.store.redis")
 # a cluster node that no longer serves the namespace's slot: nothing was applied, ask who serves it now
@@ -67,7 +68,7 @@ def namespace(prefix: str) -> str:
     return "{" + prefix.rstrip(":") + "}:"
 
 
-class RedisLink(RedisListen):
+class RedisLink(RedisListen, Timed):
     def __init__(
         self, url: str, *, prefix: str, patience: float, password: str | None = None, replicas: int = 0
     ) -> None:
@@ -167,17 +168,18 @@ class RedisLink(RedisListen):
 
     async def ping(self) -> bool:
         """True when Redis answers and, after a refused write, takes a small write again (/health)."""
-        try:
-            async with self._reachable():
-                if not await self.redis.ping():
-                    return False
-                if self._write_fault is not None:
-                    await self.redis.set(self.base + "probe", "1", ex=60)
-                    self._write_fault = None
-                return True
-        except (StoreUnavailable, RedisError) as exc:
-            self._refused(exc)
-            return False
+        with self._timed("ping"):
+            try:
+                async with self._reachable():
+                    if not await self.redis.ping():
+                        return False
+                    if self._write_fault is not None:
+                        await self.redis.set(self.base + "probe", "1", ex=60)
+                        self._write_fault = None
+                    return True
+            except (StoreUnavailable, RedisError) as exc:
+                self._refused(exc)
+                return False
 
     def write_fault(self) -> str | None:
         return self._write_fault

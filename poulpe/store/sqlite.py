@@ -171,40 +171,44 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
     async def ping(self) -> bool:
         """True when the store reads and takes writes. After a failed write (a full disk), a small write is tried
         each time, so /health turns 200 as soon as writes pass again, without waiting for a job to write."""
-        try:
-            self.reader.execute("SELECT 1").fetchone()
-        except (sqlite3.Error, StoreUnavailable):
-            return False
-        if self._writer is None or not self._writer.is_alive():
-            return False
-        if self._writer.fault is None:
+        with self._timed("ping"):
+            try:
+                self.reader.execute("SELECT 1").fetchone()
+            except (sqlite3.Error, StoreUnavailable):
+                return False
+            if self._writer is None or not self._writer.is_alive():
+                return False
+            if self._writer.fault is None:
+                return True
+            try:
+                async with asyncio.timeout(5):
+                    await self._write(probe)
+            except (StoreUnavailable, TimeoutError):
+                return False
             return True
-        try:
-            async with asyncio.timeout(5):
-                await self._write(probe)
-        except (StoreUnavailable, TimeoutError):
-            return False
-        return True
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        for job in jobs:
-            if job.unique is not None:  # unique windows: sqlite_windows.py
-                return await self.windows.unique.add(jobs, self.reader, self._write)
-        return await self._write(Insert(jobs))  # type: ignore[no-any-return]
+        with self._timed("add"):
+            for job in jobs:
+                if job.unique is not None:  # unique windows: sqlite_windows.py
+                    return await self.windows.unique.add(jobs, self.reader, self._write)
+            return await self._write(Insert(jobs))  # type: ignore[no-any-return]
 
     async def save(self, job: Job) -> None:
-        self._soon.drop(job.id)  # this write carries the newer state
-        await self._write(Update(job))
+        with self._timed("save"):
+            self._soon.drop(job.id)  # this write carries the newer state
+            await self._write(Update(job))
 
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
-        if self._writer is None or self._writer.down:  # before any is issued: none is written twice
-            raise StoreUnavailable(self._open_fault or "the store is closed")
-        self._soon.drop(*(job.id for job in jobs))
-        try:
-            await self._write(sqlite_writer.Updates(jobs))  # one op, one future: a batch commits or fails whole
-        except Exception as exc:  # each job's answer, as its own `save` would have raised it
-            return [exc] * len(jobs)
-        return [None] * len(jobs)
+        with self._timed("save_many"):
+            if self._writer is None or self._writer.down:  # before any is issued: none is written twice
+                raise StoreUnavailable(self._open_fault or "the store is closed")
+            self._soon.drop(*(job.id for job in jobs))
+            try:
+                await self._write(sqlite_writer.Updates(jobs))  # one op, one future: a batch commits or fails whole
+            except Exception as exc:  # each job's answer, as its own `save` would have raised it
+                return [exc] * len(jobs)
+            return [None] * len(jobs)
 
     def save_soon(self, job: Job) -> None:
         """Written after SOON_DELAY unless a `save` of the job comes first: that one replaces it (sqlite_writer.py)."""
@@ -213,80 +217,95 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
         self._soon.add(job)
 
     async def delete(self, job_id: str) -> bool:
-        def remove(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
+        with self._timed("delete"):
 
-        self._soon.drop(job_id)
-        return bool(await self._write(remove))
+            def remove(conn: sqlite3.Connection) -> bool:
+                return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
+
+            self._soon.drop(job_id)
+            return bool(await self._write(remove))
 
     async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
-        return await self.windows.debounce.submit(job, replace, self.reader, self._write)
+        with self._timed("debounce"):
+            return await self.windows.debounce.submit(job, replace, self.reader, self._write)
 
     async def purge(self, finished_before: float) -> int:
-        final = tuple(s.value for s in FINAL)
+        with self._timed("purge"):
+            final = tuple(s.value for s in FINAL)
 
-        def remove(conn: sqlite3.Connection) -> int:
-            marks = ",".join("?" * len(final))
-            return conn.execute(
-                f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({marks})", (finished_before, *final)
-            ).rowcount
+            def remove(conn: sqlite3.Connection) -> int:
+                marks = ",".join("?" * len(final))
+                return conn.execute(
+                    f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({marks})", (finished_before, *final)
+                ).rowcount
 
-        return int(await self._write(remove))
+            return int(await self._write(remove))
 
     # --- QUEUE leases: each one callable run by the writer thread, so no other write comes between its read and
     # its write. The partial index jobs_queue holds only waiting QUEUE jobs, so other jobs pay nothing for it;
     # running QUEUE jobs (the leased ones) are found through the status index.
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
-        def take(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                "SELECT data FROM jobs WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying')"
-                " AND name = ? AND run_at <= ? ORDER BY run_at, seq LIMIT ?",
-                (kind, now, n),
-            ).fetchall()
-            jobs = [decode_job(row[0]) for row in rows]
-            for job in jobs:
-                job.begin_attempt(None, holder, now)
-                job.lease_holder, job.lease_until = holder, until
-            if jobs:
-                update_run(conn, [Update(job) for job in jobs])
-            return jobs
+        with self._timed("lease_queue"):
 
-        taken: list[Job] = await self._write(take)
-        return taken
+            def take(conn: sqlite3.Connection) -> list[Job]:
+                rows = conn.execute(
+                    "SELECT data FROM jobs WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying')"
+                    " AND name = ? AND run_at <= ? ORDER BY run_at, seq LIMIT ?",
+                    (kind, now, n),
+                ).fetchall()
+                jobs = [decode_job(row[0]) for row in rows]
+                for job in jobs:
+                    job.begin_attempt(None, holder, now)
+                    job.lease_holder, job.lease_until = holder, until
+                if jobs:
+                    update_run(conn, [Update(job) for job in jobs])
+                return jobs
+
+            taken: list[Job] = await self._write(take)
+            return taken
 
     async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
-        self._soon.drop(job.id)
-        final = Final(job, children)
+        with self._timed("save_if_held"):
+            self._soon.drop(job.id)
+            final = Final(job, children)
 
-        def swap(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job.id,)).fetchone()
-            if row is None:
-                return False
-            stored = decode_job(row[0])
-            if stored.status is not Status.RUNNING or stored.lease_holder != holder or stored.attempts != job.attempts:
-                return False
-            final(conn)  # with the children of a final job (SPEC 10.3), if it has any
-            return True
+            def swap(conn: sqlite3.Connection) -> bool:
+                row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job.id,)).fetchone()
+                if row is None:
+                    return False
+                stored = decode_job(row[0])
+                if (
+                    stored.status is not Status.RUNNING
+                    or stored.lease_holder != holder
+                    or stored.attempts != job.attempts
+                ):
+                    return False
+                final(conn)  # with the children of a final job (SPEC 10.3), if it has any
+                return True
 
-        held: bool = await self._write(swap)
-        return held
+            held: bool = await self._write(swap)
+            return held
 
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
-        def mark(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                return False
-            job = decode_job(row[0])
-            if not job.final:
-                return False
-            job.callback_delivery = delivery
-            conn.execute("UPDATE jobs SET data = ? WHERE id = ?", (encode_job(job), job_id))
-            return True
+        with self._timed("set_callback_delivery"):
 
-        return bool(await self._write(mark))
+            def mark(conn: sqlite3.Connection) -> bool:
+                row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    return False
+                job = decode_job(row[0])
+                if not job.final:
+                    return False
+                job.callback_delivery = delivery
+                conn.execute("UPDATE jobs SET data = ? WHERE id = ?", (encode_job(job), job_id))
+                return True
+
+            return bool(await self._write(mark))
 
     async def set_key(self, key: str, limits: KeyLimits | None) -> None:
-        await self._write(keys.write_key(key, limits))
+        with self._timed("set_key"):
+            await self._write(keys.write_key(key, limits))
 
     async def set_paused(self, paused: bool) -> None:
-        await self._write(keys.write_paused(paused))
+        with self._timed("set_paused"):
+            await self._write(keys.write_paused(paused))
