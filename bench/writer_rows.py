@@ -33,7 +33,8 @@ import msgspec
 
 from poulpe.job import Job, Method, Status
 from poulpe.store.sqlite import SCHEMA
-from poulpe.store.sqlite_writer import Insert, Update, connect, insert_run, update_run
+from poulpe.store.sqlite_files import connect
+from poulpe.store.sqlite_writer import Insert, Update, insert_run, update_run
 from poulpe.validate import new_id
 
 RESULT = {"status_code": 200, "headers": {"Content-Type": "text/plain", "Content-Length": "2"}, "body": "ok"}
