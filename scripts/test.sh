@@ -28,8 +28,8 @@ unset PYTHONDONTWRITEBYTECODE
 
 # The whole suite (no test path given, as CI runs it) goes on six workers, a file per worker at a time (module
 # fixtures start once); a run of named tests stays in one process. `-n 0` after it runs the suite in one process.
-# Six on two cores: most of a test's time is spent waiting (on servers it started, timers, subprocesses); on a clean
-# clone two workers took about 8 minutes, four 4.2 to 4.5, six 3.8 (docs/design.md "Tests").
+# Six on two cores: on a clean clone two workers took about 8 minutes, four 4.2 to 4.5, six 3.8; with six the run is
+# bound by CPU, not by waits (docs/design.md "Tests").
 args=(-n 6 --dist loadfile)
 for arg in "$@"; do
   [[ -e ${arg%%::*} ]] && args=()
