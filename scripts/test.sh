@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
   openssl  # the mail tests make a TLS certificate with `openssl req`
   redis-server  # the Redis store's tests start their own redis-server
   redis-cli:redis-tools  # the Redis Cluster tests join their 6 nodes with `redis-cli --cluster create`
+  strace  # the EXEC-under-uvloop test counts the runner's closes of its output pipes with strace
   chromium  # the dashboard tests drive Debian's headless Chromium with Playwright (never a downloaded browser)
 )
 
