@@ -133,7 +133,6 @@ LONGEST_FIRST = (
     "test_dockerfile.py",
     "test_cron_restarts.py",
     "test_kafka.py",
-    "test_exec_uvloop.py",
     "test_redis_cluster.py",
     "test_bursts.py",
     "test_websocket.py",
