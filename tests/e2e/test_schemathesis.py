@@ -7,19 +7,22 @@ schema), or accept a request the document says is malformed; and poulpe must sti
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
+from schemathesis.pytest import _test_builder  # no public way to defer the building (see _build_when_run)
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
@@ -119,6 +122,44 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     assert "Traceback" not in log and "unexpected error" not in log, log[-5000:]
 
 
+@pytest.fixture(scope="module")
+def connection() -> Iterator[requests.Session]:
+    """One keep-alive connection for every request: a new one per request, and the proxy settings read from the
+    environment for each, cost more CPU than the requests themselves (poulpe is on loopback, never behind a proxy)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        yield session
+
+
+def _build_when_run(**how: Any) -> Callable[..., None]:
+    """The test of one operation, built by schemathesis when it first runs instead of when pytest collects it.
+
+    Building computes every operation's coverage cases and examples (about 3 s of CPU); each pytest-xdist worker
+    collects the whole suite, and all but one never run these tests. The test built is the very one schemathesis
+    builds at collection (same phases, settings, seed and cases): only the moment changes."""
+    build = _EAGER_BUILD
+    built: list[Callable[..., None]] = []
+
+    def run(**fixtures: Any) -> None:
+        if not built:
+            built.append(build(**how))
+            run.__dict__.update(built[0].__dict__)  # schemathesis reads its marks here when it reports an error
+        built[0](**fixtures)
+
+    test = how["test_func"]
+    signature = inspect.signature(test)
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[parameter for parameter in signature.parameters.values() if parameter.name != "case"]
+    )
+    run.__name__, run.__doc__, run.__module__ = test.__name__, test.__doc__, test.__module__
+    run.pytestmark = getattr(test, "pytestmark", [])  # type: ignore[attr-defined]
+    return run
+
+
+_EAGER_BUILD = _test_builder.build_operation_test
+_test_builder.build_operation_test = _build_when_run  # schemathesis's collector looks it up at each collection
+
+
 # The document is poulpe's own: `fuzzed` checks that /openapi.json serves exactly this one. It is loaded at import
 # time because schemathesis's fixture-based loader (`schemathesis.pytest.from_fixture`) fails under pytest 9.2
 # ('Function' object has no attribute '_nodeid'); this way also gives one pytest test per operation.
@@ -168,11 +209,13 @@ def _prepare(case: schemathesis.Case) -> None:
 @schema.parametrize()
 @pytest.mark.timeout(max(120, EXAMPLES))  # one operation, POULPE_FUZZ_EXAMPLES requests and the shrinking after
 @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-def test_poulpe_answers_as_its_document_says(case: schemathesis.Case, fuzzed: Poulpe) -> None:
+def test_poulpe_answers_as_its_document_says(
+    case: schemathesis.Case, fuzzed: Poulpe, connection: requests.Session
+) -> None:
     _prepare(case)
     mode = case.meta.generation.mode.value if case.meta is not None else "explicit"
     STATS[mode] += 1
-    response = case.call_and_validate(base_url=fuzzed.url, checks=CHECKS)
+    response = case.call_and_validate(base_url=fuzzed.url, session=connection, checks=CHECKS)
     ANSWERS[response.status_code] += 1
 
 
