@@ -2,14 +2,13 @@
 
 Every request to the app goes through Starlette's stack: ServerErrorMiddleware, ErrorCounter, TokenAuth,
 ExceptionMiddleware, the router and the route's Guard, each a coroutine of its own, three of them wrapping `send`,
-and ExceptionMiddleware building a Request. For the intake route, whose own work is a few tens of microseconds, that
-stack was about a quarter of the event loop's CPU per request (bench/notes.md, "Intake: one layer"). `PoulpeApp`
-answers POST /task_in_queue with `HotRoute`, which does what each of those layers does for it, in their order:
-the same scope entries, the same token check and 401, the same route guard, the same exception handlers (and their
-answers counted the same way: ErrorCounter counts the handlers' answers and the 401, not the 500 of an unexpected
-error, which ServerErrorMiddleware sends from outside it), the exception raised again after a 500. Every other
-request, and one to the same path that the stack would route differently (another method, a root path), takes the
-whole stack as before.
+and ExceptionMiddleware building a Request. For the intake route that stack cost about 5 µs of the event loop's CPU
+per request (bench/notes.md, "Intake: the writer's cache, one layer"). `PoulpeApp` answers POST /task_in_queue
+with `HotRoute`, which does what each of those layers does for it, in their order: the same scope entries, the same
+token check and 401, the same route guard, the same exception handlers (and their answers counted the same way:
+ErrorCounter counts the handlers' answers and the 401, not the 500 of an unexpected error, which
+ServerErrorMiddleware sends from outside it), the exception raised again after a 500. Every other request, and one
+to the same path that the stack could route differently (another method, a root path), takes the whole stack.
 """
 
 from __future__ import annotations
