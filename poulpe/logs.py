@@ -13,6 +13,8 @@ from typing import Any, TextIO
 from poulpe.log_filters import FloodGuard, Redactor
 
 _UNKNOWN = "(unknown file)"  # what logging records as a line's file once it no longer looks the caller up
+_PROBE = logging.LogRecord("poulpe", logging.INFO, _UNKNOWN, 0, "", None, None)
+_LOGGING_STARTED = _PROBE.created - _PROBE.relativeCreated / 1000  # logging's start, read from its public fields
 
 
 class Record(logging.LogRecord):
@@ -51,7 +53,7 @@ class Record(logging.LogRecord):
         self.lineno, self.funcName = lineno, func  # type: ignore[assignment]
         self.created = created
         self.msecs = int((created - int(created)) * 1000) + 0.0
-        self.relativeCreated = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+        self.relativeCreated = (created - _LOGGING_STARTED) * 1000
         self.thread = self.threadName = self.processName = self.process = None
         self.taskName = None
 

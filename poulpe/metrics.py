@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poulpe.job import Job, Method, Status
-from poulpe.store.base import Store, time_operations
+from poulpe.store.base import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _METHODS = [m.value for m in Method]
@@ -140,19 +140,9 @@ class Metrics:
 
     # --- store timing ----------------------------------------------------------------------------------------
     def time_store(self, store: Store) -> None:
-        """Time every async method of the store's contract, on this store object (any backend): the store tells
-        each operation's name and duration (store/base.py, `time_operations`); no job passes through metrics."""
-        series: dict[str, tuple[Histogram, Counter]] = {}
-
-        def observe(op: str, seconds: float, failed: bool) -> None:
-            if op not in series:
-                series[op] = (self.store_seconds.labels(op), self.store_errors.labels(op))
-            histogram, errors = series[op]
-            if failed:
-                errors.inc()
-            histogram.observe(seconds)
-
-        time_operations(store, observe)
+        """Meter every operation of the store's contract, on this store object (any backend): each operation times
+        itself and tells its duration and its failure (store/timing.py); no job passes through metrics."""
+        store.time_operations(lambda op: (self.store_seconds.labels(op).observe, self.store_errors.labels(op).inc))
 
 
 class _ReadValue(Collector):

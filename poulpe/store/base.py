@@ -1,19 +1,18 @@
-"""The storage contract every backend meets; tests/store/test_contract.py runs it against each one."""
+"""The storage contract every backend meets; tests/store/test_contract.py runs it against each one. Each operation
+times itself (store/timing.py): tests/store/test_timing.py checks that every backend's do."""
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import functools
-import inspect
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol, TypedDict, Unpack
 
 from poulpe.action_record import Action, Progress
 from poulpe.batch_record import Batch
 from poulpe.job import CallbackDelivery, Job, Status
 from poulpe.keys import KeyLimits
+from poulpe.store.timing import Timed
 
 
 class JobQuery(TypedDict, total=False):
@@ -101,7 +100,7 @@ class SharedSchedule(Protocol):
     async def save(self, job: Job) -> None: ...
 
 
-class Store(abc.ABC):
+class Store(Timed, abc.ABC):
     """Durable job records.
 
     Guarantees: `add` returns only once the new jobs are durable (the intake acknowledges after it); an id is
@@ -141,7 +140,8 @@ class Store(abc.ABC):
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
         """`save` each job, together (one commit where the backend groups them); for each, None once stored or
         the error its `save` raised."""
-        return await asyncio.gather(*(self.save(job) for job in jobs), return_exceptions=True)
+        with self._timed("save_many"):
+            return await asyncio.gather(*(self.save(job) for job in jobs), return_exceptions=True)
 
     @abc.abstractmethod
     async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
@@ -194,13 +194,14 @@ class Store(abc.ABC):
     async def deadlines(self) -> list[tuple[float, int, str]]:
         """(deadline, seq, id) of every job still waiting for its first attempt with a `deadline` (SPEC 10.2): what a
         restart watches again. This reads every waiting job; a backend may answer from an index instead."""
-        ids = [p.id for p in await self.pending() if p.status is not Status.RUNNING]
-        found = []
-        for start in range(0, len(ids), 500):
-            for job in await self.get_many(ids[start : start + 500]):
-                if job.deadline is not None and job.attempts == 0 and not job.final:
-                    found.append((job.deadline, job.seq, job.id))
-        return found
+        with self._timed("deadlines"):
+            ids = [p.id for p in await self.pending() if p.status is not Status.RUNNING]
+            found = []
+            for start in range(0, len(ids), 500):
+                for job in await self.get_many(ids[start : start + 500]):
+                    if job.deadline is not None and job.attempts == 0 and not job.final:
+                        found.append((job.deadline, job.seq, job.id))
+            return found
 
     @abc.abstractmethod
     async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
@@ -305,33 +306,3 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set_paused(self, paused: bool) -> None:
         """Pause or resume the whole deployment."""
-
-
-# Store methods that are not timed: open/close happen once, and the rest is not an operation on jobs.
-_UNTIMED = frozenset({"open", "close"})
-
-
-def time_operations(store: Store, observe: Callable[[str, float, bool], None]) -> None:
-    """Time every async method of the contract on this store object (any backend): after each call,
-    `observe(method name, seconds, whether it raised)`. The observer gets numbers, never the jobs."""
-    for name, member in inspect.getmembers(Store):
-        if name.startswith("_") or name in _UNTIMED or not inspect.iscoroutinefunction(member):
-            continue
-        setattr(store, name, _timed(name, getattr(store, name), observe))
-
-
-def _timed(
-    op: str, call: Callable[..., Awaitable[Any]], observe: Callable[[str, float, bool], None]
-) -> Callable[..., Awaitable[Any]]:
-    @functools.wraps(call)
-    async def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        failed = True
-        try:
-            answer = await call(*args, **kwargs)
-            failed = False
-            return answer
-        finally:
-            observe(op, time.perf_counter() - started, failed)
-
-    return timed

@@ -1,7 +1,7 @@
 """The Redis store: every job and index in Redis, so several poulpe processes share one workload.
 
 Writes leave through one pipeline (Redis's group commit), sent again when a reply is lost; multi-key steps are
-Lua scripts (redis_link.py, redis_scripts.py).
+Lua scripts (redis_link.py, redis_scripts.py). Reads: redis_reads.py.
 
 Claiming is shared: a due job sits in the namespace's `due` set until one process claims it with a lease, which
 it renews while it holds the job. A lease that runs out means its process died: the next claim, by any process,
@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Unpack
+from typing import Any
 
 import msgspec
 
@@ -24,22 +24,20 @@ from poulpe.errors import NotHeld, StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Method, Status, decode_job, encode_job
 from poulpe.keys import KeyLimits
 from poulpe.store import redis_windows
-from poulpe.store.base import Claimed, JobQuery, Page, Pending, Store
+from poulpe.store.base import Claimed, Store
 from poulpe.store.redis_batches import RedisBatches, added
 from poulpe.store.redis_claim import count_unrecorded
 from poulpe.store.redis_link import RedisLink
+from poulpe.store.redis_reads import RedisReads
 from poulpe.store.redis_windows import meta_of, unique_args
 
 log = logging.getLogger(__name__)
 _limits_decoder = msgspec.json.Decoder(KeyLimits)
-_STATUSES = tuple(s.value for s in Status)
-_WAITING = (Status.SCHEDULED.value, Status.QUEUED.value, Status.RETRYING.value, Status.RUNNING.value)
-_CHUNK = 500
 _DAYS: dict[int, str] = {}  # day number since the epoch -> its text
 PATIENCE_S = 5.0  # how long a write whose reply was lost is sent again before its outcome is reported unknown
 
 
-class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisActions too
+class RedisStore(RedisReads, RedisBatches, Store):  # RedisReads holds RedisLink, RedisBatches RedisActions
     kind = "redis"
     shared = True
 
@@ -71,8 +69,9 @@ class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisAct
 
     # --- writes ----------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        known = await self._script("add", self._add_args(jobs))
-        return added(jobs, known)
+        with self._timed("add"):
+            known = await self._script("add", self._add_args(jobs))
+            return added(jobs, known)
 
     def _save_args(self, job: Job, *, token: str | None = None, held: bool = False) -> list[Any]:
         day = ""
@@ -97,91 +96,102 @@ class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisAct
         ]
 
     async def save(self, job: Job) -> None:
-        if not await self._script("save", self._save_args(job)):
-            raise NotHeld(f"job {job.id} is held by another poulpe process")
+        with self._timed("save"):
+            if not await self._script("save", self._save_args(job)):
+                raise NotHeld(f"job {job.id} is held by another poulpe process")
 
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
         """The saves go in the write pipeline together, awaited in turn: no task per job (Store.save_many's)."""
-        try:
-            waits = [self._call("save", self._save_args(job)) for job in jobs]
-        except StoreUnavailable as exc:  # closed: nothing was issued
-            return [exc] * len(jobs)
-        out: list[BaseException | None] = []
-        for job, wait in zip(jobs, waits, strict=True):
+        with self._timed("save_many"):
             try:
-                saved = await wait  # type: ignore[misc]
-            except Exception as exc:
-                out.append(exc)
-                continue
-            out.append(None if saved else NotHeld(f"job {job.id} is held by another poulpe process"))
-        return out
+                waits = [self._call("save", self._save_args(job)) for job in jobs]
+            except StoreUnavailable as exc:  # closed: nothing was issued
+                return [exc] * len(jobs)
+            out: list[BaseException | None] = []
+            for job, wait in zip(jobs, waits, strict=True):
+                try:
+                    saved = await wait  # type: ignore[misc]
+                except Exception as exc:
+                    out.append(exc)
+                    continue
+                out.append(None if saved else NotHeld(f"job {job.id} is held by another poulpe process"))
+            return out
 
     def save_soon(self, job: Job) -> None:
         self._call("save", self._save_args(job), wait=False)
 
     async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
-        return await redis_windows.debounce(self._script, job, replace)
+        with self._timed("debounce"):
+            return await redis_windows.debounce(self._script, job, replace)
 
     async def delete(self, job_id: str) -> bool:
-        return bool(await self._script("delete", [job_id]))
+        with self._timed("delete"):
+            return bool(await self._script("delete", [job_id]))
 
     async def purge(self, finished_before: float) -> int:
-        total = 0
-        while True:
-            purged = int(await self._script("purge", [repr(finished_before), 1000]))
-            total += purged
-            if purged < 1000:
-                return total
+        with self._timed("purge"):
+            total = 0
+            while True:
+                purged = int(await self._script("purge", [repr(finished_before), 1000]))
+                total += purged
+                if purged < 1000:
+                    return total
 
     # --- QUEUE jobs and external workers ----------------------------------------------------------------------
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
         """Reserve atomically (LEASE_QUEUE), then record each attempt with a save that makes the worker the holder."""
-        records = await self._script("lease_queue", [kind, repr(now), n, repr(until), holder])
-        jobs = in_order([decode_job(r) for r in records])
-        for job in jobs:
-            job.begin_attempt(None, holder, now)
-            job.lease_holder, job.lease_until = holder, until
-        # one pipeline for all of them; a reservation whose save fails is put back when its lease ends
-        await asyncio.gather(
-            *(self._script("save", self._save_args(job, token=_external(holder, job.attempts))) for job in jobs)
-        )
-        return jobs
+        with self._timed("lease_queue"):
+            records = await self._script("lease_queue", [kind, repr(now), n, repr(until), holder])
+            jobs = in_order([decode_job(r) for r in records])
+            for job in jobs:
+                job.begin_attempt(None, holder, now)
+                job.lease_holder, job.lease_until = holder, until
+            # one pipeline for all of them; a reservation whose save fails is put back when its lease ends
+            await asyncio.gather(
+                *(self._script("save", self._save_args(job, token=_external(holder, job.attempts))) for job in jobs)
+            )
+            return jobs
 
     async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
-        args = self._save_args(job, token=_external(holder, job.attempts), held=True)
-        if children:
-            saved, *_ = await self._script("save_final", [*args, *self._add_args(children)])
-            return bool(saved)
-        return bool(await self._script("save", args))
+        with self._timed("save_if_held"):
+            args = self._save_args(job, token=_external(holder, job.attempts), held=True)
+            if children:
+                saved, *_ = await self._script("save_final", [*args, *self._add_args(children)])
+                return bool(saved)
+            return bool(await self._script("save", args))
 
     async def expired_leases(self, now: float, limit: int) -> list[Job]:
-        records = await self._script("expired", [repr(now), limit])
-        return [decode_job(r) for r in records]
+        with self._timed("expired_leases"):
+            records = await self._script("expired", [repr(now), limit])
+            return [decode_job(r) for r in records]
 
     async def next_due(self, kind: str) -> float | None:
-        async with self._reachable():
-            first = await self.redis.zrange(self.base + "q:" + kind, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+        with self._timed("next_due"):
+            async with self._reachable():
+                first = await self.redis.zrange(self.base + "q:" + kind, 0, 0, withscores=True)
+            return float(first[0][1]) if first else None
 
     async def next_lease_end(self) -> float | None:
-        async with self._reachable():
-            first = await self.redis.zrange(self.base + "xlease", 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+        with self._timed("next_lease_end"):
+            async with self._reachable():
+                first = await self.redis.zrange(self.base + "xlease", 0, 0, withscores=True)
+            return float(first[0][1]) if first else None
 
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
         """Read, change the one field, and compare-and-set: a concurrent write makes it read again."""
-        for _ in range(10):
-            async with self._reachable():
-                record = await self.redis.get(self.base + "job:" + job_id)
-            if record is None:
-                return False
-            job = decode_job(record)
-            if not job.final:
-                return False
-            job.callback_delivery = delivery
-            if await self._script("swap", [job_id, record, encode_job(job)]):
-                return True
-        return False
+        with self._timed("set_callback_delivery"):
+            for _ in range(10):
+                async with self._reachable():
+                    record = await self.redis.get(self.base + "job:" + job_id)
+                if record is None:
+                    return False
+                job = decode_job(record)
+                if not job.final:
+                    return False
+                job.callback_delivery = delivery
+                if await self._script("swap", [job_id, record, encode_job(job)]):
+                    return True
+            return False
 
     # --- claiming (shared by every process on this namespace) -------------------------------------------------
     async def claim(
@@ -259,120 +269,27 @@ class RedisStore(RedisLink, RedisBatches, Store):  # RedisBatches holds RedisAct
 
     # --- keys and the deployment-wide pause (a hash each; a change is published on `limits`) ---------------------
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
-        async with self._reachable():
-            own = await self.redis.hgetall(self.base + "keys")
-            paused = await self.redis.hget(self.base + "flags", "paused")
-        limits = {_text(k): _limits_decoder.decode(v) for k, v in own.items()}
-        return limits, paused in (b"1", "1")
+        with self._timed("controls"):
+            async with self._reachable():
+                own = await self.redis.hgetall(self.base + "keys")
+                paused = await self.redis.hget(self.base + "flags", "paused")
+            limits = {_text(k): _limits_decoder.decode(v) for k, v in own.items()}
+            return limits, paused in (b"1", "1")
 
     async def set_key(self, key: str, limits: KeyLimits | None) -> None:
-        async with self._reachable():
-            if limits is None or limits.empty:
-                await self.redis.hdel(self.base + "keys", key)
-            else:
-                await self.redis.hset(self.base + "keys", key, msgspec.json.encode(limits))
-            await self.redis.publish(self.base + "limits", key)
+        with self._timed("set_key"):
+            async with self._reachable():
+                if limits is None or limits.empty:
+                    await self.redis.hdel(self.base + "keys", key)
+                else:
+                    await self.redis.hset(self.base + "keys", key, msgspec.json.encode(limits))
+                await self.redis.publish(self.base + "limits", key)
 
     async def set_paused(self, paused: bool) -> None:
-        async with self._reachable():
-            await self.redis.hset(self.base + "flags", "paused", "1" if paused else "0")
-            await self.redis.publish(self.base + "limits", "")
-
-    # --- reads -----------------------------------------------------------------------------------------------
-    async def get(self, job_id: str) -> Job | None:
-        async with self._reachable():
-            record = await self.redis.get(self.base + "job:" + job_id)
-        return decode_job(record) if record is not None else None
-
-    async def get_many(self, ids: Sequence[str]) -> list[Job]:
-        out: list[Job] = []
-        for start in range(0, len(ids), _CHUNK):
-            keys = [self.base + "job:" + i for i in ids[start : start + _CHUNK]]
+        with self._timed("set_paused"):
             async with self._reachable():
-                records = await self.redis.mget(keys)
-            out.extend(decode_job(r) for r in records if r is not None)
-        return out
-
-    async def pending(self) -> list[Pending]:
-        out: list[Pending] = []
-        for status in _WAITING:
-            ids = await self._ids(self.base + "st:" + status, 0, -1, newest_first=False)
-            out.extend(Pending(j.run_at, j.seq, j.id, j.status) for j in await self.get_many(ids) if not j.final)
-        return out
-
-    async def _ids(self, key: str, start: int, stop: int, *, newest_first: bool = True) -> list[str]:
-        async with self._reachable():
-            found = await (self.redis.zrevrange if newest_first else self.redis.zrange)(key, start, stop)
-        return [_text(i) for i in found]
-
-    async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
-        status, method, name, match = query.get("status"), query.get("method"), query.get("name"), query.get("match")
-        prefix = query.get("id_prefix") or ""
-        page, size = query.get("page", 1), query.get("size", 50)
-        index = self.base + ("st:" + status.value if status else "all")
-        skip = (page - 1) * size
-        if method is None and name is None and not prefix and match is None:  # the index alone pages: one range read
-            async with self._reachable():
-                total = int(await self.redis.zcard(index))
-            jobs = await self._in_order(await self._ids(index, skip, skip + size - 1))
-            return Page(jobs, total)
-        # Filters beyond status read the index newest first in chunks and keep what matches.
-        matched: list[Job] = []
-        total, start = 0, 0
-        while True:
-            ids = await self._ids(index, start, start + _CHUNK - 1)
-            if not ids:
-                return Page(matched, total)
-            for job in await self._in_order(ids):
-                if (
-                    (method is None or job.method.value == method)
-                    and (name is None or job.name == name)
-                    and job.id.startswith(prefix)
-                    and (match is None or match(job))
-                ):
-                    if skip <= total < skip + size:
-                        matched.append(job)
-                    total += 1
-            start += _CHUNK
-
-    async def ids(self, status: Status, limit: int) -> list[str]:
-        return await self._ids(self.base + "st:" + status.value, 0, limit - 1) if limit > 0 else []
-
-    async def scored_ids(self, status: Status, limit: int) -> list[tuple[float, str]]:
-        """(acceptance order, id) of a status's newest `limit` jobs: --partitions merges them."""
-        async with self._reachable():
-            found = await self.redis.zrevrange(self.base + "st:" + status.value, 0, limit - 1, withscores=True)
-        return [(float(pair[1]), _text(pair[0])) for pair in found]
-
-    async def _in_order(self, ids: list[str]) -> list[Job]:
-        by_id = {job.id: job for job in await self.get_many(ids)}
-        return [by_id[i] for i in ids if i in by_id]
-
-    async def counts(self) -> dict[str, int]:
-        async with self._reachable():
-            found = await self.redis.hgetall(self.base + "count")
-        counted = {_text(k): int(v) for k, v in found.items()}
-        return {s: max(0, counted.get(s, 0)) for s in _STATUSES}
-
-    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        async with self._reachable():  # a scan of each status index (docs/tenants.md says what it costs)
-            for status in statuses:
-                found[status.value] = 0
-                async for _ in self.redis.zscan_iter(self.base + "st:" + status.value, match=prefix + "*", count=1000):
-                    found[status.value] += 1
-        return found
-
-    async def day_counts(self, day: str) -> dict[str, int]:
-        async with self._reachable():
-            found = await self.redis.hgetall(self.base + "day:" + day)
-        counted = {_text(k): int(v) for k, v in found.items()}
-        return {"succeeded": counted.get("succeeded", 0), "failed": counted.get("failed", 0)}
-
-    async def max_seq(self) -> int:
-        async with self._reachable():
-            top = await self.redis.zrevrange(self.base + "all", 0, 0, withscores=True)
-        return int(top[0][1]) if top else 0
+                await self.redis.hset(self.base + "flags", "paused", "1" if paused else "0")
+                await self.redis.publish(self.base + "limits", "")
 
 
 def _text(value: Any) -> str:

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from poulpe.action_record import Action, Progress, decode_ids, encode_ids
 from poulpe.job import Job, Status
 from poulpe.store.redis_args import ARGS
+from poulpe.store.timing import Timed
 
 # ARGV: base, now, held until. Unfinished actions nobody holds, now held by the caller.
 OPEN_ACTIONS = """
@@ -27,7 +28,7 @@ ACTION_SCRIPTS = {"open_actions": ARGS + OPEN_ACTIONS}
 _CHUNK = 500
 
 
-class RedisActions:
+class RedisActions(Timed):
     base: str
 
     @property
@@ -44,55 +45,61 @@ class RedisActions:
         raise NotImplementedError
 
     async def find_ids(self, status: Status | None, match: Callable[[Job], bool]) -> list[str]:
-        index = self.base + ("st:" + status.value if status else "all")
-        found: list[str] = []
-        start = 0
-        while True:
-            async with self._reachable():
-                ids = [_text(i) for i in await self.redis.zrange(index, start, start + _CHUNK - 1)]
-            if not ids:
-                return found
-            by_id = {job.id: job for job in await self.get_many(ids)}
-            found.extend(i for i in ids if i in by_id and match(by_id[i]))
-            start += _CHUNK
+        with self._timed("find_ids"):
+            index = self.base + ("st:" + status.value if status else "all")
+            found: list[str] = []
+            start = 0
+            while True:
+                async with self._reachable():
+                    ids = [_text(i) for i in await self.redis.zrange(index, start, start + _CHUNK - 1)]
+                if not ids:
+                    return found
+                by_id = {job.id: job for job in await self.get_many(ids)}
+                found.extend(i for i in ids if i in by_id and match(by_id[i]))
+                start += _CHUNK
 
     async def add_action(self, action: Action, ids: Sequence[str], hold_until: float) -> None:
-        async with self._reachable():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(self.base + "action:" + action.id, mapping={
-                "data": msgspec.json.encode(action), "ids": encode_ids(list(ids)), "progress": b"{}"})  # fmt: skip
-            pipe.zadd(self.base + "actions_open", {action.id: hold_until})
-            await pipe.execute()
+        with self._timed("add_action"):
+            async with self._reachable():
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.hset(self.base + "action:" + action.id, mapping={
+                    "data": msgspec.json.encode(action), "ids": encode_ids(list(ids)), "progress": b"{}"})  # fmt: skip
+                pipe.zadd(self.base + "actions_open", {action.id: hold_until})
+                await pipe.execute()
 
     async def get_action(self, action_id: str) -> Action | None:
-        async with self._reachable():
-            data, progress = await self.redis.hmget(self.base + "action:" + action_id, ["data", "progress"])
-        if data is None:
-            return None
-        action = msgspec.json.decode(data, type=Action)
-        moved = msgspec.json.decode(progress or b"{}", type=Progress)
-        action.done, action.errors, action.finished_at = moved.done, moved.errors, moved.finished_at
-        action.last_error = moved.last_error
-        return action
+        with self._timed("get_action"):
+            async with self._reachable():
+                data, progress = await self.redis.hmget(self.base + "action:" + action_id, ["data", "progress"])
+            if data is None:
+                return None
+            action = msgspec.json.decode(data, type=Action)
+            moved = msgspec.json.decode(progress or b"{}", type=Progress)
+            action.done, action.errors, action.finished_at = moved.done, moved.errors, moved.finished_at
+            action.last_error = moved.last_error
+            return action
 
     async def action_ids(self, action_id: str) -> list[str]:
-        async with self._reachable():
-            data = await self.redis.hget(self.base + "action:" + action_id, "ids")
-        return decode_ids(data) if data else []
+        with self._timed("action_ids"):
+            async with self._reachable():
+                data = await self.redis.hget(self.base + "action:" + action_id, "ids")
+            return decode_ids(data) if data else []
 
     async def action_progress(self, action_id: str, progress: Progress, hold_until: float) -> None:
-        async with self._reachable():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(self.base + "action:" + action_id, "progress", msgspec.json.encode(progress))
-            if progress.finished_at is None:
-                pipe.zadd(self.base + "actions_open", {action_id: hold_until})
-            else:
-                pipe.zrem(self.base + "actions_open", action_id)
-            await pipe.execute()
+        with self._timed("action_progress"):
+            async with self._reachable():
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.hset(self.base + "action:" + action_id, "progress", msgspec.json.encode(progress))
+                if progress.finished_at is None:
+                    pipe.zadd(self.base + "actions_open", {action_id: hold_until})
+                else:
+                    pipe.zrem(self.base + "actions_open", action_id)
+                await pipe.execute()
 
     async def open_actions(self, now: float, hold: float) -> list[str]:
-        ids = await self._script("open_actions", [repr(now), repr(now + hold)])
-        return [_text(i) for i in ids]
+        with self._timed("open_actions"):
+            ids = await self._script("open_actions", [repr(now), repr(now + hold)])
+            return [_text(i) for i in ids]
 
 
 def _text(value: Any) -> str:

@@ -70,43 +70,48 @@ class RedisBatches(RedisActions):
 
     async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
         """A final state and its children (SPEC 10.3) in one script (SAVE_FINAL)."""
-        saved, *known = await self._script("save_final", [*self._save_args(job), *self._add_args(children)])
-        if not saved:
-            raise NotHeld(f"job {job.id} is held by another poulpe process")
-        return added(children, known)
+        with self._timed("save_final"):
+            saved, *known = await self._script("save_final", [*self._save_args(job), *self._add_args(children)])
+            if not saved:
+                raise NotHeld(f"job {job.id} is held by another poulpe process")
+            return added(children, known)
 
     async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
-        args = [batch.id, extras(batch), batch.total, repr(batch.created_at), *self._add_args(jobs)]
-        answer = await self._script("add_batch", args)
-        if answer[0] == 1:
-            return await self.get_batch(batch.id)
-        return _text(answer[1]) if answer[0] == 2 else None
+        with self._timed("add_batch"):
+            args = [batch.id, extras(batch), batch.total, repr(batch.created_at), *self._add_args(jobs)]
+            answer = await self._script("add_batch", args)
+            if answer[0] == 1:
+                return await self.get_batch(batch.id)
+            return _text(answer[1]) if answer[0] == 2 else None
 
     async def get_batch(self, batch_id: str) -> Batch | None:
-        found = await self._script("get_batch", [batch_id])
-        if not found:
-            return None
-        fields = {_text(found[i]): found[i + 1] for i in range(0, len(found), 2)}
-        finished = fields.get("finished_at")
-        total, pending, succeeded, dead, cancelled = (int(fields.get(name, 0)) for name in _NUMBERS)
-        batch = Batch(
-            id=batch_id,
-            total=total,
-            pending=pending,
-            succeeded=succeeded,
-            dead=dead,
-            cancelled=cancelled,
-            created_at=float(fields["created_at"]),
-            finished_at=float(finished) if finished not in (None, b"", "") else None,
-        )
-        return with_extras(batch, fields["record"])
+        with self._timed("get_batch"):
+            found = await self._script("get_batch", [batch_id])
+            if not found:
+                return None
+            fields = {_text(found[i]): found[i + 1] for i in range(0, len(found), 2)}
+            finished = fields.get("finished_at")
+            total, pending, succeeded, dead, cancelled = (int(fields.get(name, 0)) for name in _NUMBERS)
+            batch = Batch(
+                id=batch_id,
+                total=total,
+                pending=pending,
+                succeeded=succeeded,
+                dead=dead,
+                cancelled=cancelled,
+                created_at=float(fields["created_at"]),
+                finished_at=float(finished) if finished not in (None, b"", "") else None,
+            )
+            return with_extras(batch, fields["record"])
 
     async def owed_batches(self, now: float, lease: float, limit: int = 20) -> list[str]:
-        ids = await self._script("owed_batches", [repr(now), repr(now + lease), limit])
-        return [_text(i) for i in ids]
+        with self._timed("owed_batches"):
+            ids = await self._script("owed_batches", [repr(now), repr(now + lease), limit])
+            return [_text(i) for i in ids]
 
     async def batch_announced(self, batch_id: str) -> None:
-        await self._script("batch_announced", [batch_id])
+        with self._timed("batch_announced"):
+            await self._script("batch_announced", [batch_id])
 
 
 def added(jobs: Sequence[Job], known: Sequence[Any]) -> list[tuple[Job, bool]]:

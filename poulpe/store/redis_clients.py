@@ -22,12 +22,13 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
+from redis.exceptions import ClusterError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("poulpe.store.redis")
 SCHEME = "redis+cluster://"
+DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError)  # Redis did not answer
 
 
 def connect(url: str, password: str | None, *, retries: int = 2, socket_timeout: float | None = 5.0) -> aioredis.Redis:

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -32,20 +32,21 @@ from redis.exceptions import (
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from poulpe.errors import OutcomeUnknown, StoreUnavailable
 from poulpe.store.redis_actions import ACTION_SCRIPTS
 from poulpe.store.redis_args import packed
 from poulpe.store.redis_batches import BATCH_SCRIPTS
 from poulpe.store.redis_claim import CLAIM
+from poulpe.store.redis_clients import DOWN as _DOWN
 from poulpe.store.redis_clients import SlotOwner, connect, is_cluster
+from poulpe.store.redis_listen import RedisListen
 from poulpe.store.redis_saves_fold import SAVES, fold_saves, unfold_answers
 from poulpe.store.redis_scripts import STORE_SCRIPTS
 from poulpe.store.redis_windows import DEBOUNCE
+from poulpe.store.timing import Timed
 
 log = logging.getLogger("poulpe.store.redis")
-_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError)
 # a cluster node that no longer serves the namespace's slot: nothing was applied, ask who serves it now
 _MOVED = (MovedError, TryAgainError, ClusterError, ReadOnlyError)
 # Redis answers but takes no write: out of memory under `noeviction`, a read-only replica, a failed RDB save
@@ -67,7 +68,7 @@ def namespace(prefix: str) -> str:
     return "{" + prefix.rstrip(":") + "}:"
 
 
-class RedisLink:
+class RedisLink(RedisListen, Timed):
     def __init__(
         self, url: str, *, prefix: str, patience: float, password: str | None = None, replicas: int = 0
     ) -> None:
@@ -167,17 +168,18 @@ class RedisLink:
 
     async def ping(self) -> bool:
         """True when Redis answers and, after a refused write, takes a small write again (/health)."""
-        try:
-            async with self._reachable():
-                if not await self.redis.ping():
-                    return False
-                if self._write_fault is not None:
-                    await self.redis.set(self.base + "probe", "1", ex=60)
-                    self._write_fault = None
-                return True
-        except (StoreUnavailable, RedisError) as exc:
-            self._refused(exc)
-            return False
+        with self._timed("ping"):
+            try:
+                async with self._reachable():
+                    if not await self.redis.ping():
+                        return False
+                    if self._write_fault is not None:
+                        await self.redis.set(self.base + "probe", "1", ex=60)
+                        self._write_fault = None
+                    return True
+            except (StoreUnavailable, RedisError) as exc:
+                self._refused(exc)
+                return False
 
     def write_fault(self) -> str | None:
         return self._write_fault
@@ -342,54 +344,6 @@ class RedisLink:
                     raise
                 await self._lost_owner()
                 raise RedisConnectionError("the namespace's primary did not answer") from None
-
-    def channels(self) -> dict[str, str]:
-        return {name: self.base + name for name in ("work", "done", "cancel", "queued", "xlease", "limits")}
-
-    # --- events ----------------------------------------------------------------------------------------------
-    async def listen(
-        self,
-        on_message: Callable[[str, str], None],
-        on_connected: Callable[[], None],
-    ) -> None:
-        """Deliver pub/sub messages as (channel name: work|done|cancel, payload) until cancelled.
-
-        Reconnects with backoff when Redis goes away; `on_connected` runs after each (re)subscription, so the caller
-        can look again at what it may have missed meanwhile.
-        """
-        names = {full.encode(): short for short, full in self.channels().items()}
-        delay = 0.05
-        # its own connection, which never times out waiting for messages and never reconnects behind our back:
-        # after a break, messages were missed, and `on_connected` must run
-        # On a cluster, any node hears every PUBLISH: it listens on the slot's primary, found again after a break.
-        owner = SlotOwner(self.url, self._due, lambda h, p: self._node_client(h, p, None)) if self._owner else None
-        client = None if owner else connect(self.url, self._password, retries=0, socket_timeout=None)
-        try:
-            while True:
-                try:
-                    if owner is not None:
-                        client = await owner.client()
-                    assert client is not None
-                    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                        await pubsub.subscribe(*names)
-                        delay = 0.05
-                        on_connected()
-                        async for message in pubsub.listen():
-                            channel = names.get(message["channel"])
-                            if channel is not None and message["type"] == "message":
-                                on_message(channel, message["data"].decode())
-                except (*_DOWN, RedisError) as exc:
-                    if not isinstance(exc, _DOWN):
-                        log.warning("redis pub/sub failed (it subscribes again): %s", exc)
-                    if owner is not None:
-                        await owner.forget()
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-        finally:
-            if owner is not None:
-                await owner.forget()
-            elif client is not None:
-                await client.aclose()
 
 
 def _unknown(name: str, args: list[Any]) -> StoreUnavailable:

@@ -55,7 +55,8 @@ class PartitionedStore(Store):
         return self._where.get(job.id) or self.of(job.id)
 
     async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
-        return await self.coordinator.debounce(job, replace)
+        with self._timed("debounce"):
+            return await self.coordinator.debounce(job, replace)
 
     async def _each(self, call: Callable[[RedisStore], Any]) -> list[Any]:
         return list(await asyncio.gather(*(call(part) for part in self.parts)))
@@ -72,36 +73,39 @@ class PartitionedStore(Store):
         await self._each(lambda p: p.close())
 
     async def ping(self) -> bool:
-        return all(await self._each(lambda p: p.ping()))
+        with self._timed("ping"):
+            return all(await self._each(lambda p: p.ping()))
 
     def write_fault(self) -> str | None:
         return next((fault for p in self.parts if (fault := p.write_fault()) is not None), None)
 
     # --- writes ------------------------------------------------------------------------------------------------
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        groups: dict[int, list[int]] = {}
-        for i, job in enumerate(jobs):
-            groups.setdefault(self.parts.index(self._for(job)), []).append(i)
-        answers = await asyncio.gather(
-            *(self.parts[p].add([jobs[i] for i in idx]) for p, idx in groups.items()), return_exceptions=True
-        )
-        failed = [a for a in answers if isinstance(a, BaseException)]
-        if failed:
-            if len(failed) == len(answers) and not any(isinstance(a, OutcomeUnknown) for a in failed):
-                raise failed[0]  # nothing was stored anywhere
-            message = "a partition of the job store (redis) failed while others stored their jobs"
-            raise OutcomeUnknown(message, [job.id for job in jobs]) from failed[0]
-        out: list[tuple[Job, bool] | None] = [None] * len(jobs)
-        for idx, answer in zip(groups.values(), answers, strict=True):
-            assert not isinstance(answer, BaseException)
-            for i, pair in zip(idx, answer, strict=True):
-                out[i] = pair
-        return [pair for pair in out if pair is not None]
+        with self._timed("add"):
+            groups: dict[int, list[int]] = {}
+            for i, job in enumerate(jobs):
+                groups.setdefault(self.parts.index(self._for(job)), []).append(i)
+            answers = await asyncio.gather(
+                *(self.parts[p].add([jobs[i] for i in idx]) for p, idx in groups.items()), return_exceptions=True
+            )
+            failed = [a for a in answers if isinstance(a, BaseException)]
+            if failed:
+                if len(failed) == len(answers) and not any(isinstance(a, OutcomeUnknown) for a in failed):
+                    raise failed[0]  # nothing was stored anywhere
+                message = "a partition of the job store (redis) failed while others stored their jobs"
+                raise OutcomeUnknown(message, [job.id for job in jobs]) from failed[0]
+            out: list[tuple[Job, bool] | None] = [None] * len(jobs)
+            for idx, answer in zip(groups.values(), answers, strict=True):
+                assert not isinstance(answer, BaseException)
+                for i, pair in zip(idx, answer, strict=True):
+                    out[i] = pair
+            return [pair for pair in out if pair is not None]
 
     async def save(self, job: Job) -> None:
-        await self._for(job).save(job)
-        if job.status is not Status.RUNNING:
-            self._where.pop(job.id, None)
+        with self._timed("save"):
+            await self._for(job).save(job)
+            if job.status is not Status.RUNNING:
+                self._where.pop(job.id, None)
 
     def save_soon(self, job: Job) -> None:
         self._for(job).save_soon(job)
@@ -109,11 +113,13 @@ class PartitionedStore(Store):
             self._where.pop(job.id, None)
 
     async def delete(self, job_id: str) -> bool:
-        part = await self._holder(job_id)
-        return part is not None and await part.delete(job_id)
+        with self._timed("delete"):
+            part = await self._holder(job_id)
+            return part is not None and await part.delete(job_id)
 
     async def purge(self, finished_before: float) -> int:
-        return sum(await self._each(lambda p: p.purge(finished_before)))
+        with self._timed("purge"):
+            return sum(await self._each(lambda p: p.purge(finished_before)))
 
     # --- reads -------------------------------------------------------------------------------------------------
     async def _holder(self, job_id: str) -> RedisStore | None:
@@ -123,130 +129,159 @@ class PartitionedStore(Store):
         return None
 
     async def get(self, job_id: str) -> Job | None:
-        for part in dict.fromkeys((self.of(job_id), self.coordinator)):
-            job = await part.get(job_id)
-            if job is not None:
-                return job
-        return None
+        with self._timed("get"):
+            for part in dict.fromkeys((self.of(job_id), self.coordinator)):
+                job = await part.get(job_id)
+                if job is not None:
+                    return job
+            return None
 
     async def get_many(self, ids: Sequence[str]) -> list[Job]:
-        groups: dict[int, list[str]] = {}
-        for job_id in ids:
-            groups.setdefault(self.parts.index(self.of(job_id)), []).append(job_id)
-        found = {job.id: job for jobs in await asyncio.gather(*(self.parts[p].get_many(g) for p, g in groups.items()))
-                 for job in jobs}  # fmt: skip
-        missing = [i for i in ids if i not in found]
-        if missing:
-            found.update((job.id, job) for job in await self.coordinator.get_many(missing))
-        return [found[i] for i in ids if i in found]
+        with self._timed("get_many"):
+            groups: dict[int, list[str]] = {}
+            for job_id in ids:
+                groups.setdefault(self.parts.index(self.of(job_id)), []).append(job_id)
+            answers = await asyncio.gather(*(self.parts[p].get_many(g) for p, g in groups.items()))
+            found = {job.id: job for jobs in answers for job in jobs}
+            missing = [i for i in ids if i not in found]
+            if missing:
+                found.update((job.id, job) for job in await self.coordinator.get_many(missing))
+            return [found[i] for i in ids if i in found]
 
     async def pending(self) -> list[Pending]:
-        return [p for found in await self._each(lambda p: p.pending()) for p in found]
+        with self._timed("pending"):
+            return [p for found in await self._each(lambda p: p.pending()) for p in found]
 
     async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
         """Newest first across partitions: each partition's first page*size, merged by acceptance order."""
-        page, size = query.get("page", 1), query.get("size", 50)
-        wide: JobQuery = {**query, "page": 1, "size": page * size}
-        pages = await self._each(lambda p: p.list_jobs(**wide))
-        merged = heapq.merge(*(p.jobs for p in pages), key=lambda job: -job.seq)
-        jobs = list(merged)[(page - 1) * size : page * size]
-        return Page(jobs, sum(p.total for p in pages))
+        with self._timed("list_jobs"):
+            page, size = query.get("page", 1), query.get("size", 50)
+            wide: JobQuery = {**query, "page": 1, "size": page * size}
+            pages = await self._each(lambda p: p.list_jobs(**wide))
+            merged = heapq.merge(*(p.jobs for p in pages), key=lambda job: -job.seq)
+            jobs = list(merged)[(page - 1) * size : page * size]
+            return Page(jobs, sum(p.total for p in pages))
 
     async def ids(self, status: Status, limit: int) -> list[str]:
-        if limit <= 0:
-            return []
-        found = await self._each(lambda p: p.scored_ids(status, limit))
-        return [i for _, i in heapq.merge(*found, key=lambda pair: -pair[0])][:limit]
+        with self._timed("ids"):
+            if limit <= 0:
+                return []
+            found = await self._each(lambda p: p.scored_ids(status, limit))
+            return [i for _, i in heapq.merge(*found, key=lambda pair: -pair[0])][:limit]
 
     async def counts(self) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for counted in await self._each(lambda p: p.counts()):
-            for status, n in counted.items():
-                total[status] = total.get(status, 0) + n
-        return total
+        with self._timed("counts"):
+            total: dict[str, int] = {}
+            for counted in await self._each(lambda p: p.counts()):
+                for status, n in counted.items():
+                    total[status] = total.get(status, 0) + n
+            return total
 
     async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
-        wanted = list(statuses)
-        total: dict[str, int] = {}
-        for counted in await self._each(lambda p: p.prefix_counts(prefix, wanted)):
-            for status, n in counted.items():
-                total[status] = total.get(status, 0) + n
-        return total
+        with self._timed("prefix_counts"):
+            wanted = list(statuses)
+            total: dict[str, int] = {}
+            for counted in await self._each(lambda p: p.prefix_counts(prefix, wanted)):
+                for status, n in counted.items():
+                    total[status] = total.get(status, 0) + n
+            return total
 
     async def day_counts(self, day: str) -> dict[str, int]:
-        total = {"succeeded": 0, "failed": 0}
-        for counted in await self._each(lambda p: p.day_counts(day)):
-            for column in total:
-                total[column] += counted[column]
-        return total
+        with self._timed("day_counts"):
+            total = {"succeeded": 0, "failed": 0}
+            for counted in await self._each(lambda p: p.day_counts(day)):
+                for column in total:
+                    total[column] += counted[column]
+            return total
 
     async def max_seq(self) -> int:
-        return int(max(await self._each(lambda p: p.max_seq())))
+        with self._timed("max_seq"):
+            return int(max(await self._each(lambda p: p.max_seq())))
 
     # --- QUEUE jobs and external workers: the coordinating partition, so their due order is one ------------------
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
-        return await self.coordinator.lease_queue(kind, n, holder, until, now)
+        with self._timed("lease_queue"):
+            return await self.coordinator.lease_queue(kind, n, holder, until, now)
 
     async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
-        return await self.coordinator.save_if_held(job, holder, children)
+        with self._timed("save_if_held"):
+            return await self.coordinator.save_if_held(job, holder, children)
 
     async def expired_leases(self, now: float, limit: int) -> list[Job]:
-        return await self.coordinator.expired_leases(now, limit)
+        with self._timed("expired_leases"):
+            return await self.coordinator.expired_leases(now, limit)
 
     async def next_lease_end(self) -> float | None:
-        return await self.coordinator.next_lease_end()
+        with self._timed("next_lease_end"):
+            return await self.coordinator.next_lease_end()
 
     async def next_due(self, kind: str) -> float | None:
-        return await self.coordinator.next_due(kind)
+        with self._timed("next_due"):
+            return await self.coordinator.next_due(kind)
 
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
-        part = await self._holder(job_id)
-        return part is not None and await part.set_callback_delivery(job_id, delivery)
+        with self._timed("set_callback_delivery"):
+            part = await self._holder(job_id)
+            return part is not None and await part.set_callback_delivery(job_id, delivery)
 
     # --- chains, batches and bulk actions (SPEC 10.3, 10.4): the coordinating partition -----------------------------
     async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
-        self._where.pop(job.id, None)
-        return await self.coordinator.save_final(job, children)
+        with self._timed("save_final"):
+            self._where.pop(job.id, None)
+            return await self.coordinator.save_final(job, children)
 
     async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
-        return await self.coordinator.add_batch(batch, jobs)
+        with self._timed("add_batch"):
+            return await self.coordinator.add_batch(batch, jobs)
 
     async def get_batch(self, batch_id: str) -> Batch | None:
-        return await self.coordinator.get_batch(batch_id)
+        with self._timed("get_batch"):
+            return await self.coordinator.get_batch(batch_id)
 
     async def owed_batches(self, now: float, lease: float, limit: int = 20) -> list[str]:
-        return await self.coordinator.owed_batches(now, lease, limit)
+        with self._timed("owed_batches"):
+            return await self.coordinator.owed_batches(now, lease, limit)
 
     async def batch_announced(self, batch_id: str) -> None:
-        await self.coordinator.batch_announced(batch_id)
+        with self._timed("batch_announced"):
+            await self.coordinator.batch_announced(batch_id)
 
     async def find_ids(self, status: Status | None, match: Callable[[Job], bool]) -> list[str]:
-        return [i for found in await self._each(lambda p: p.find_ids(status, match)) for i in found]
+        with self._timed("find_ids"):
+            return [i for found in await self._each(lambda p: p.find_ids(status, match)) for i in found]
 
     async def add_action(self, action: Action, ids: Sequence[str], hold_until: float) -> None:
-        await self.coordinator.add_action(action, ids, hold_until)
+        with self._timed("add_action"):
+            await self.coordinator.add_action(action, ids, hold_until)
 
     async def get_action(self, action_id: str) -> Action | None:
-        return await self.coordinator.get_action(action_id)
+        with self._timed("get_action"):
+            return await self.coordinator.get_action(action_id)
 
     async def action_ids(self, action_id: str) -> list[str]:
-        return await self.coordinator.action_ids(action_id)
+        with self._timed("action_ids"):
+            return await self.coordinator.action_ids(action_id)
 
     async def action_progress(self, action_id: str, progress: Progress, hold_until: float) -> None:
-        await self.coordinator.action_progress(action_id, progress, hold_until)
+        with self._timed("action_progress"):
+            await self.coordinator.action_progress(action_id, progress, hold_until)
 
     async def open_actions(self, now: float, hold: float) -> list[str]:
-        return await self.coordinator.open_actions(now, hold)
+        with self._timed("open_actions"):
+            return await self.coordinator.open_actions(now, hold)
 
     # --- keys and the pause: the coordinating partition (the pause in every partition) -----------------------------
     async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
-        return await self.coordinator.controls()
+        with self._timed("controls"):
+            return await self.coordinator.controls()
 
     async def set_key(self, key: str, limits: KeyLimits | None) -> None:
-        await self.coordinator.set_key(key, limits)
+        with self._timed("set_key"):
+            await self.coordinator.set_key(key, limits)
 
     async def set_paused(self, paused: bool) -> None:
-        await self._each(lambda p: p.set_paused(paused))
+        with self._timed("set_paused"):
+            await self._each(lambda p: p.set_paused(paused))
 
     # --- the shared schedule -------------------------------------------------------------------------------------
     async def claim(

@@ -1,6 +1,7 @@
 """The embedded store: one SQLite file, WAL, synchronous=FULL, and group commit (see sqlite_writer.py).
 
-Point reads run on the event loop's own connection (WAL readers never wait for the writer); scans run in a thread.
+Point reads run on the event loop's own connection (WAL readers never wait for the writer); scans run in a thread
+(the reads: sqlite_reads.py).
 
 Rows are appended in acceptance order, so the rowid is that order: listing newest first needs no index of its own,
 and an index on status alone (SQLite keeps the rowid in every index) serves "newest dead jobs". Fewer indexes,
@@ -13,9 +14,9 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from poulpe.errors import StoreUnavailable
 from poulpe.job import FINAL, CallbackDelivery, Job, Status, decode_job, encode_job
@@ -23,14 +24,12 @@ from poulpe.keys import KeyLimits
 from poulpe.store import sqlite_flows, sqlite_writer
 from poulpe.store import sqlite_keys as keys
 from poulpe.store import sqlite_windows as windows
-from poulpe.store.base import JobQuery, Page, Pending, Store, id_range, matching_page
+from poulpe.store.base import Store
+from poulpe.store.sqlite_reads import SqliteReads
 from poulpe.store.sqlite_writer import Final, Insert, Op, Soon, Update, Writer, connect, disk_fault, probe, update_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_STATUSES = tuple(s.value for s in Status)
-_NOT_FINAL = tuple(s.value for s in Status if s not in FINAL)
-_STATUS_OF = {s.value: s for s in Status}  # a dict lookup: Status(value) is a third of a million-job restart
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -53,7 +52,7 @@ CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class SqliteStore(sqlite_flows.SqliteFlows, Store):
+class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
     kind = "sqlite"
 
     def __init__(self, path: Path | str) -> None:
@@ -172,40 +171,44 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
     async def ping(self) -> bool:
         """True when the store reads and takes writes. After a failed write (a full disk), a small write is tried
         each time, so /health turns 200 as soon as writes pass again, without waiting for a job to write."""
-        try:
-            self.reader.execute("SELECT 1").fetchone()
-        except (sqlite3.Error, StoreUnavailable):
-            return False
-        if self._writer is None or not self._writer.is_alive():
-            return False
-        if self._writer.fault is None:
+        with self._timed("ping"):
+            try:
+                self.reader.execute("SELECT 1").fetchone()
+            except (sqlite3.Error, StoreUnavailable):
+                return False
+            if self._writer is None or not self._writer.is_alive():
+                return False
+            if self._writer.fault is None:
+                return True
+            try:
+                async with asyncio.timeout(5):
+                    await self._write(probe)
+            except (StoreUnavailable, TimeoutError):
+                return False
             return True
-        try:
-            async with asyncio.timeout(5):
-                await self._write(probe)
-        except (StoreUnavailable, TimeoutError):
-            return False
-        return True
 
     async def add(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
-        for job in jobs:
-            if job.unique is not None:  # unique windows: sqlite_windows.py
-                return await self.windows.unique.add(jobs, self.reader, self._write)
-        return await self._write(Insert(jobs))  # type: ignore[no-any-return]
+        with self._timed("add"):
+            for job in jobs:
+                if job.unique is not None:  # unique windows: sqlite_windows.py
+                    return await self.windows.unique.add(jobs, self.reader, self._write)
+            return await self._write(Insert(jobs))  # type: ignore[no-any-return]
 
     async def save(self, job: Job) -> None:
-        self._soon.drop(job.id)  # this write carries the newer state
-        await self._write(Update(job))
+        with self._timed("save"):
+            self._soon.drop(job.id)  # this write carries the newer state
+            await self._write(Update(job))
 
     async def save_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
-        if self._writer is None or self._writer.down:  # before any is issued: none is written twice
-            raise StoreUnavailable(self._open_fault or "the store is closed")
-        self._soon.drop(*(job.id for job in jobs))
-        try:
-            await self._write(sqlite_writer.Updates(jobs))  # one op, one future: a batch commits or fails whole
-        except Exception as exc:  # each job's answer, as its own `save` would have raised it
-            return [exc] * len(jobs)
-        return [None] * len(jobs)
+        with self._timed("save_many"):
+            if self._writer is None or self._writer.down:  # before any is issued: none is written twice
+                raise StoreUnavailable(self._open_fault or "the store is closed")
+            self._soon.drop(*(job.id for job in jobs))
+            try:
+                await self._write(sqlite_writer.Updates(jobs))  # one op, one future: a batch commits or fails whole
+            except Exception as exc:  # each job's answer, as its own `save` would have raised it
+                return [exc] * len(jobs)
+            return [None] * len(jobs)
 
     def save_soon(self, job: Job) -> None:
         """Written after SOON_DELAY unless a `save` of the job comes first: that one replaces it (sqlite_writer.py)."""
@@ -213,183 +216,96 @@ class SqliteStore(sqlite_flows.SqliteFlows, Store):
             raise StoreUnavailable(self._open_fault or "the store is closed")
         self._soon.add(job)
 
-    async def get(self, job_id: str) -> Job | None:
-        row = self.reader.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return decode_job(row[0]) if row else None
-
-    async def get_many(self, ids: Sequence[str]) -> list[Job]:
-        out: list[Job] = []
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            rows = self.reader.execute(f"SELECT data FROM jobs WHERE id IN ({marks})", chunk).fetchall()
-            out.extend(decode_job(r[0]) for r in rows)
-        return out
-
     async def delete(self, job_id: str) -> bool:
-        def remove(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
+        with self._timed("delete"):
 
-        self._soon.drop(job_id)
-        return bool(await self._write(remove))
+            def remove(conn: sqlite3.Connection) -> bool:
+                return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
-    async def pending(self) -> list[Pending]:
-        def scan(conn: sqlite3.Connection) -> list[Pending]:
-            marks = ",".join("?" * len(_NOT_FINAL))
-            rows = conn.execute(f"SELECT run_at, seq, id, status FROM jobs WHERE status IN ({marks})", _NOT_FINAL)
-            return [Pending(r[0], r[1], r[2], _STATUS_OF[r[3]]) for r in rows]
-
-        return await self._scan(scan)
-
-    async def deadlines(self) -> list[tuple[float, int, str]]:
-        return await self._scan(windows.deadlines)
+            self._soon.drop(job_id)
+            return bool(await self._write(remove))
 
     async def debounce(self, job: Job, replace: Callable[[Job], Job | None]) -> tuple[Job, bool]:
-        return await self.windows.debounce.submit(job, replace, self.reader, self._write)
-
-    async def list_jobs(self, **query: Unpack[JobQuery]) -> Page:
-        status, method, name, match = query.get("status"), query.get("method"), query.get("name"), query.get("match")
-        page, size = query.get("page", 1), query.get("size", 50)
-        where, args = [], []
-        for column, value in (("status", status.value if status else None), ("method", method), ("name", name)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if query.get("id_prefix"):
-            where.append("id >= ? AND id < ?")
-            args += id_range(query.get("id_prefix") or "")
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-
-        def scan(conn: sqlite3.Connection) -> Page:
-            if match is not None:
-                found = conn.execute(f"SELECT data FROM jobs {clause} ORDER BY rowid DESC", args)
-                return matching_page((decode_job(row[0]) for row in found), match, page, size)
-            total = conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT data FROM jobs {clause} ORDER BY rowid DESC LIMIT ? OFFSET ?", [*args, size, (page - 1) * size]
-            ).fetchall()
-            return Page([decode_job(r[0]) for r in rows], total)
-
-        return await self._scan(scan)
-
-    async def ids(self, status: Status, limit: int) -> list[str]:
-        # the status index holds the rowid (acceptance order): the rows are visited newest first, their blobs untouched
-        rows = self.reader.execute(
-            "SELECT id FROM jobs WHERE status = ? ORDER BY rowid DESC LIMIT ?", (status.value, limit)
-        ).fetchall()
-        return [row[0] for row in rows]
-
-    async def counts(self) -> dict[str, int]:
-        def scan(conn: sqlite3.Connection) -> dict[str, int]:
-            found = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
-            return {s: int(found.get(s, 0)) for s in _STATUSES}
-
-        return await self._scan(scan)
-
-    async def prefix_counts(self, prefix: str, statuses: Iterable[Status]) -> dict[str, int]:
-        wanted = [s.value for s in statuses]  # a range of the primary key: only the prefix's rows are visited
-        among = f"status IN ({','.join('?' * len(wanted))})"
-        query = f"SELECT status, count(*) FROM jobs WHERE id >= ? AND id < ? AND {among} GROUP BY status"
-        found = dict(self.reader.execute(query, [*id_range(prefix), *wanted]).fetchall())
-        return {s: int(found.get(s, 0)) for s in wanted}
-
-    async def day_counts(self, day: str) -> dict[str, int]:
-        row = self.reader.execute("SELECT succeeded, failed FROM days WHERE day = ?", (day,)).fetchone()
-        return {"succeeded": row[0] if row else 0, "failed": row[1] if row else 0}
+        with self._timed("debounce"):
+            return await self.windows.debounce.submit(job, replace, self.reader, self._write)
 
     async def purge(self, finished_before: float) -> int:
-        final = tuple(s.value for s in FINAL)
+        with self._timed("purge"):
+            final = tuple(s.value for s in FINAL)
 
-        def remove(conn: sqlite3.Connection) -> int:
-            marks = ",".join("?" * len(final))
-            return conn.execute(
-                f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({marks})", (finished_before, *final)
-            ).rowcount
+            def remove(conn: sqlite3.Connection) -> int:
+                marks = ",".join("?" * len(final))
+                return conn.execute(
+                    f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({marks})", (finished_before, *final)
+                ).rowcount
 
-        return int(await self._write(remove))
-
-    async def max_seq(self) -> int:
-        row = self.reader.execute("SELECT max(seq) FROM jobs").fetchone()
-        return int(row[0] or 0)
+            return int(await self._write(remove))
 
     # --- QUEUE leases: each one callable run by the writer thread, so no other write comes between its read and
     # its write. The partial index jobs_queue holds only waiting QUEUE jobs, so other jobs pay nothing for it;
     # running QUEUE jobs (the leased ones) are found through the status index.
     async def lease_queue(self, kind: str, n: int, holder: str, until: float, now: float) -> list[Job]:
-        def take(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                "SELECT data FROM jobs WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying')"
-                " AND name = ? AND run_at <= ? ORDER BY run_at, seq LIMIT ?",
-                (kind, now, n),
-            ).fetchall()
-            jobs = [decode_job(row[0]) for row in rows]
-            for job in jobs:
-                job.begin_attempt(None, holder, now)
-                job.lease_holder, job.lease_until = holder, until
-            if jobs:
-                update_run(conn, [Update(job) for job in jobs])
-            return jobs
+        with self._timed("lease_queue"):
 
-        taken: list[Job] = await self._write(take)
-        return taken
+            def take(conn: sqlite3.Connection) -> list[Job]:
+                rows = conn.execute(
+                    "SELECT data FROM jobs WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying')"
+                    " AND name = ? AND run_at <= ? ORDER BY run_at, seq LIMIT ?",
+                    (kind, now, n),
+                ).fetchall()
+                jobs = [decode_job(row[0]) for row in rows]
+                for job in jobs:
+                    job.begin_attempt(None, holder, now)
+                    job.lease_holder, job.lease_until = holder, until
+                if jobs:
+                    update_run(conn, [Update(job) for job in jobs])
+                return jobs
+
+            taken: list[Job] = await self._write(take)
+            return taken
 
     async def save_if_held(self, job: Job, holder: str, children: Sequence[Job] = ()) -> bool:
-        self._soon.drop(job.id)
-        final = Final(job, children)
+        with self._timed("save_if_held"):
+            self._soon.drop(job.id)
+            final = Final(job, children)
 
-        def swap(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job.id,)).fetchone()
-            if row is None:
-                return False
-            stored = decode_job(row[0])
-            if stored.status is not Status.RUNNING or stored.lease_holder != holder or stored.attempts != job.attempts:
-                return False
-            final(conn)  # with the children of a final job (SPEC 10.3), if it has any
-            return True
+            def swap(conn: sqlite3.Connection) -> bool:
+                row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job.id,)).fetchone()
+                if row is None:
+                    return False
+                stored = decode_job(row[0])
+                if (
+                    stored.status is not Status.RUNNING
+                    or stored.lease_holder != holder
+                    or stored.attempts != job.attempts
+                ):
+                    return False
+                final(conn)  # with the children of a final job (SPEC 10.3), if it has any
+                return True
 
-        held: bool = await self._write(swap)
-        return held
-
-    def _leased(self, conn: sqlite3.Connection) -> list[Job]:
-        rows = conn.execute("SELECT data FROM jobs WHERE method = 'QUEUE' AND status = 'running'").fetchall()
-        jobs = [decode_job(row[0]) for row in rows]
-        return sorted((job for job in jobs if job.lease_until is not None), key=lambda job: job.lease_until or 0.0)
-
-    async def expired_leases(self, now: float, limit: int) -> list[Job]:
-        leased = self._leased(self.reader)
-        return [job for job in leased if (job.lease_until or 0.0) <= now][:limit]
-
-    async def next_lease_end(self) -> float | None:
-        leased = self._leased(self.reader)
-        return leased[0].lease_until if leased else None
-
-    async def next_due(self, kind: str) -> float | None:
-        row = self.reader.execute(
-            "SELECT min(run_at) FROM jobs WHERE method = 'QUEUE' AND status IN ('scheduled', 'queued', 'retrying')"
-            " AND name = ?",
-            (kind,),
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+            held: bool = await self._write(swap)
+            return held
 
     async def set_callback_delivery(self, job_id: str, delivery: CallbackDelivery) -> bool:
-        def mark(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                return False
-            job = decode_job(row[0])
-            if not job.final:
-                return False
-            job.callback_delivery = delivery
-            conn.execute("UPDATE jobs SET data = ? WHERE id = ?", (encode_job(job), job_id))
-            return True
+        with self._timed("set_callback_delivery"):
 
-        return bool(await self._write(mark))
+            def mark(conn: sqlite3.Connection) -> bool:
+                row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    return False
+                job = decode_job(row[0])
+                if not job.final:
+                    return False
+                job.callback_delivery = delivery
+                conn.execute("UPDATE jobs SET data = ? WHERE id = ?", (encode_job(job), job_id))
+                return True
 
-    async def controls(self) -> tuple[dict[str, KeyLimits], bool]:
-        return keys.read(self.reader)
+            return bool(await self._write(mark))
 
     async def set_key(self, key: str, limits: KeyLimits | None) -> None:
-        await self._write(keys.write_key(key, limits))
+        with self._timed("set_key"):
+            await self._write(keys.write_key(key, limits))
 
     async def set_paused(self, paused: bool) -> None:
-        await self._write(keys.write_paused(paused))
+        with self._timed("set_paused"):
+            await self._write(keys.write_paused(paused))

@@ -26,27 +26,33 @@ class SqliteFlows(SqliteActions):
         raise NotImplementedError
 
     async def save_final(self, job: Job, children: Sequence[Job]) -> list[tuple[Job, bool]]:
-        self._soon.drop(job.id)  # this write carries the newer state
-        stored: list[tuple[Job, bool]] = await self._write(Final(job, children))
-        return stored
+        with self._timed("save_final"):
+            self._soon.drop(job.id)  # this write carries the newer state
+            stored: list[tuple[Job, bool]] = await self._write(Final(job, children))
+            return stored
 
     async def add_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:
-        def write(conn: sqlite3.Connection) -> Batch | str | None:
-            answer, known = add(conn, batch, [job.id for job in jobs])
-            if answer == "ok":
-                insert_run(conn, [Insert(jobs)])
-            return known  # type: ignore[no-any-return]
+        with self._timed("add_batch"):
 
-        stored: Batch | str | None = await self._write(write)
-        return stored
+            def write(conn: sqlite3.Connection) -> Batch | str | None:
+                answer, known = add(conn, batch, [job.id for job in jobs])
+                if answer == "ok":
+                    insert_run(conn, [Insert(jobs)])
+                return known  # type: ignore[no-any-return]
+
+            stored: Batch | str | None = await self._write(write)
+            return stored
 
     async def get_batch(self, batch_id: str) -> Batch | None:
-        batch: Batch | None = await self._write(lambda conn: read(conn, batch_id))
-        return batch
+        with self._timed("get_batch"):
+            batch: Batch | None = await self._write(lambda conn: read(conn, batch_id))
+            return batch
 
     async def owed_batches(self, now: float, lease: float, limit: int = 20) -> list[str]:
-        ids: list[str] = await self._write(lambda conn: owed(conn, now, lease, limit))
-        return ids
+        with self._timed("owed_batches"):
+            ids: list[str] = await self._write(lambda conn: owed(conn, now, lease, limit))
+            return ids
 
     async def batch_announced(self, batch_id: str) -> None:
-        await self._write(lambda conn: announced(conn, batch_id))
+        with self._timed("batch_announced"):
+            await self._write(lambda conn: announced(conn, batch_id))
