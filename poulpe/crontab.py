@@ -250,7 +250,9 @@ class Crontab:
 
     async def _catch_up(self) -> None:
         """At start: each `catchup=S` line's fires missed while no poulpe ran (after its stored last fire, within
-        S seconds), each once, oldest first, without jitter; then every line gets a stored state."""
+        S seconds), each once, oldest first, without jitter; then every line gets a stored state. The fires that came
+        due while this process was still starting (after the file was read, before this runs) count as missed too:
+        the line's next fire is the first one after them, so a slow start leaves no gap."""
         if self.states is None:
             return
         try:
@@ -259,13 +261,21 @@ class Crontab:
             log.warning("cron: no catch-up, the store does not answer: %s", exc.message)
             return
         self._begun.update(self.stored)
+        end = max(self.loaded_at, self.clock())
+        following = _Following(self)
         marks, jobs = [], []
         for line in self.lines:
             seen = self.stored.get(line.fingerprint, LineState()).seen
             if not line.options.catchup or seen is None or self.paused(line):
                 continue
             start = max(seen, math.ceil(self.loaded_at - line.options.catchup) - 1)  # S seconds ago included
-            missed, cut = last_fires(line, start, self.loaded_at, self.zone(line), MAX_REPLAYED)
+            missed, cut = last_fires(line, start, end, self.zone(line), MAX_REPLAYED)
+            upcoming = self.next.get(line)
+            if upcoming is not None and upcoming <= end:  # replayed here: the timer goes on from the one after
+                if (after := following(line, end)) is None:
+                    del self.next[line]
+                else:
+                    self.next[line] = after
             if cut:
                 log.warning("cron line %d: more missed fires than %d, only the last ones replayed", line.line_no, cut)
             for fire in missed:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +49,18 @@ class Worker:
 
 
 class ExternalWorkers:
-    def __init__(self, manager: JobManager, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        manager: JobManager,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.manager = manager
         self.clock = clock
+        self.sleep = sleep  # the expiry timer's wait: a test moves `clock` and this wait with it instead of waiting
         self._workers: dict[tuple[str, str], Worker] = {}
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.Task[None] | None = None
         self._expiry_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)  # leases waiting for work
@@ -248,16 +255,17 @@ class ExternalWorkers:
         if self._expiry is not None:
             self._expiry.cancel()
         self._expiry_at = at
-        delay = max(0.0, at - self.clock())
-        self._expiry = asyncio.get_running_loop().call_later(delay, self._spawn, self._expire)
+        self._expiry = self._spawn(self._expire, at)
 
-    def _spawn(self, work: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+    def _spawn(self, work: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work(*args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _expire(self) -> None:
-        self._expiry, self._expiry_at = None, None
+    async def _expire(self, at: float) -> None:
+        await self.sleep(max(0.0, at - self.clock()))
+        self._expiry, self._expiry_at = None, None  # from here on a new lease end arms a timer of its own
         try:
             while True:
                 now = self.clock()

@@ -119,29 +119,35 @@ def _shared_by_module(
 # The longest files first, longest at the head: with `--dist loadfile` (scripts/test.sh runs the whole suite so) each
 # worker takes the next file when it is free, so the long ones run while the others get through the short ones,
 # instead of one of them coming last. The order is the files' summed test time in a full run (`--durations=0`, summed
-# by file; docs/design.md "Tests"). test_dockerfile.py is left in its place, near the end: its pip install must not run
-# beside the image's build.
+# by file; docs/design.md "Tests"). test_dockerfile.py comes seventh, so on six workers it runs after the image's build
+# on the same worker, never beside it (two pip installs at once ran past its timeout): each worker gets a file, then a
+# second one at once when its first has at most two tests left, as the build's single test leaves it. Nor does it come
+# at the very end, where its minute of pip would be the run's tail.
 LONGEST_FIRST = (
     "test_docker_image.py",
     "test_schemathesis.py",
     "test_redis_shared.py",
-    "test_kafka.py",
     "test_chains.py",
     "test_keys_redis.py",
     "test_kafka_faults.py",
+    "test_dockerfile.py",
     "test_cron_restarts.py",
-    "test_keys.py",
+    "test_kafka.py",
+    "test_exec_uvloop.py",
+    "test_redis_cluster.py",
+    "test_bursts.py",
+    "test_websocket.py",
     "test_actions.py",
     "test_dashboard.py",
     "test_redis_faults.py",
-    "test_redis_cluster.py",
-    "test_websocket.py",
-    "test_bursts.py",
-    "test_durability.py",
     "test_batches.py",
-    "test_external_workers.py",
+    "test_bursts_redis.py",
+    "test_keys.py",
+    "test_durability.py",
+    "test_connections.py",
     "test_alerts.py",
-    "test_exec_uvloop.py",
+    "test_span_export_process.py",
+    "test_kafka_close.py",
 )
 
 

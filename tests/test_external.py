@@ -1,9 +1,11 @@
-"""External workers in process, on a real SQLite store: the expiry timer follows the earliest lease end, and the
-registry forgets workers not heard from."""
+"""External workers in process, on a real SQLite store: the expiry timer follows the earliest lease end (on a clock
+the test moves: tests/e2e/test_external_workers.py shows a lease running out on the real clock), and the registry
+forgets workers not heard from."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,13 +17,19 @@ from poulpe.external import ExternalWorkers
 from poulpe.job import Job, Method, RetryPolicy, Status
 from poulpe.manager import JobManager
 from poulpe.store.sqlite import SqliteStore
+from tests.clock import Clock
 
 
 @pytest.fixture
-async def manager(tmp_path: Path) -> AsyncIterator[JobManager]:
+def clock() -> Clock:
+    return Clock(time.time())
+
+
+@pytest.fixture
+async def manager(tmp_path: Path, clock: Clock) -> AsyncIterator[JobManager]:
     store = SqliteStore(tmp_path / "jobs.db")
     await store.open()
-    manager = JobManager(store, {}, DeadLetters(tmp_path / "dead"), workers=1)
+    manager = JobManager(store, {}, DeadLetters(tmp_path / "dead"), workers=1, clock=clock)
     await manager.start()
     yield manager
     await manager.stop(1)
@@ -38,19 +46,41 @@ async def status_of(manager: JobManager, job_id: str) -> Status:
     return job.status
 
 
-async def test_leases_expire_in_the_order_they_end(manager: JobManager) -> None:
-    workers = ExternalWorkers(manager)
+async def reached(manager: JobManager, job_id: str, status: Status) -> None:
+    """Once the job has `status` (what runs on the loop and in the store's thread takes real milliseconds, never
+    clock time)."""
+    deadline = time.monotonic() + 10
+    while (now := await status_of(manager, job_id)) is not status:
+        assert time.monotonic() < deadline, f"job {job_id} is still {now}, not {status}"
+        await asyncio.sleep(0.005)
+
+
+async def armed(clock: Clock) -> None:
+    """Once the expiry timer waits on the clock (it is set in a task of its own)."""
+    deadline = time.monotonic() + 10
+    while clock.sleeping != 1:
+        assert time.monotonic() < deadline, f"{clock.sleeping} timers wait on the clock, not one"
+        await asyncio.sleep(0.005)
+
+
+async def test_leases_expire_in_the_order_they_end(manager: JobManager, clock: Clock) -> None:
+    workers = ExternalWorkers(manager, clock=clock, sleep=clock.sleep)
     await workers.start()
     try:
         await manager.submit([task("long"), task("short")])
-        await workers.lease("t", "a", 1, 0.4)  # "long" (due first), ends second
-        await workers.lease("t", "b", 1, 0.1)  # "short", ends first: the timer moves earlier
-        await asyncio.sleep(0.25)
-        assert await status_of(manager, "short") is Status.RETRYING
+        await workers.lease("t", "a", 1, 600)  # "long" (due first), ends second
+        await workers.lease("t", "b", 1, 60)  # "short", ends first: the timer moves earlier
+        await armed(clock)
+        clock.advance(59)  # a second before the short lease ends: both still run
+        await asyncio.sleep(0.1)
+        assert await status_of(manager, "short") is Status.RUNNING
+        clock.advance(2)
+        await reached(manager, "short", Status.RETRYING)
         assert await status_of(manager, "long") is Status.RUNNING
-        await asyncio.sleep(0.3)
-        assert await status_of(manager, "long") is Status.RETRYING  # the timer was set again for the next end
-        assert workers.listing()[0]["jobs"] == []
+        await armed(clock)  # the timer was set again, for the next end
+        clock.advance(600 - 61 + 1)
+        await reached(manager, "long", Status.RETRYING)
+        assert [w["jobs"] for w in workers.listing()] == [[], []]
     finally:
         await workers.stop()
 
@@ -71,8 +101,8 @@ async def test_a_worker_not_heard_from_is_forgotten_unless_it_holds_jobs(
         await workers.stop()
 
 
-async def test_metrics_count_what_external_workers_end_like_any_other_job(manager: JobManager) -> None:
-    workers = ExternalWorkers(manager)
+async def test_metrics_count_what_external_workers_end_like_any_other_job(manager: JobManager, clock: Clock) -> None:
+    workers = ExternalWorkers(manager, clock=clock, sleep=clock.sleep)
     await workers.start()
 
     def sample(name: str, **labels: str) -> float:
@@ -84,9 +114,11 @@ async def test_metrics_count_what_external_workers_end_like_any_other_job(manage
         await workers.complete(done.id, "a", {"ok": True})
         (broken,) = await workers.lease("t", "a", 1, 60)
         await workers.fail(broken.id, "a", "no disk")  # retry max=1: it runs again
-        (silent,) = await workers.lease("t", "b", 1, 0.05)
+        (silent,) = await workers.lease("t", "b", 1, 60)
         assert silent.id == "silent"
-        await asyncio.sleep(0.3)  # its lease ends without a report: a failed attempt too
+        await armed(clock)
+        clock.advance(61)  # its lease ends without a report: a failed attempt too
+        await reached(manager, "silent", Status.RETRYING)
         again = await workers.lease("t", "a", 2, 60)
         assert sorted(job.id for job in again) == ["broken", "silent"]
         for job in again:

@@ -96,9 +96,9 @@ def test_an_alert_endpoint_that_is_down_delays_no_job(served: Serve, fresh_targe
     assert view["delivery"]["delivered"] == 0 and view["delivery"]["waiting"] > 0  # still being retried
 
 
-def test_an_alert_endpoint_that_never_answers_delays_no_job(poulpe: Start, fresh_target: Target) -> None:
+def test_an_alert_endpoint_that_never_answers_delays_no_job(served: Serve, fresh_target: Target) -> None:
     with socket.create_server(("127.0.0.1", 0), backlog=64) as hole:  # connections are taken, never answered
-        proc = poulpe("--workers", "4", "--alert_url", f"http://127.0.0.1:{hole.getsockname()[1]}/alerts")
+        proc = served("--workers", "4", "--alert_url", f"http://127.0.0.1:{hole.getsockname()[1]}/alerts")
         with proc.client() as client:
             jobs_run_while_alerts_fail(client, fresh_target)
         view = alerts_view(proc)

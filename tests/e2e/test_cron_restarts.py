@@ -185,7 +185,9 @@ def test_catchup_on_redis_replays_only_what_no_process_fired(
     # order of arrival is not checked, nor is all of it there at once: the replayed fires and the first new ones run
     # on several workers together, so on a busy machine a new fire's call may reach the target before an older
     # replayed one's (one worker keeps them in order: the catch-up test on SQLite above).
-    assert wait_for(lambda: every_second(fire_times(fresh_target, "shared")), 10), "a missed fire was not replayed"
+    replayed = wait_for(lambda: every_second(fire_times(fresh_target, "shared")), 10)
+    fires = fire_times(fresh_target, "shared")
+    assert replayed, f"a missed fire was not replayed: {sorted(set(fires))}, down from {stopped:.1f} to {restarted:.1f}"
     time.sleep(0.5)
     fires = fire_times(fresh_target, "shared")
     assert len(fires) == len(set(fires)), "a fire ran twice"

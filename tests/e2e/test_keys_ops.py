@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.helpers import accepted, result
 from tests.e2e.test_keys import batch
 from tests.e2e.test_ops_cli import run
-from tests.poulpe_process import Poulpe
+from tests.serving import ServedPoulpe
+from tests.started import Started
 from tests.target import Target
 
 TOKEN = "keys-s3cret"
 
 
 @pytest.fixture(scope="module")
-def proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poulpe]:
-    proc = Poulpe(tmp_path_factory.mktemp("keys-ops") / "p", "--workers", "2", token=TOKEN)
-    yield proc.start()
-    proc.stop()
+def proc(module_served: Started[ServedPoulpe]) -> ServedPoulpe:
+    """poulpe served in the test process; `poulpe keys` runs as a subprocess, as an operator runs it."""
+    return module_served("--workers", "2", token=TOKEN)
 
 
-def test_poulpe_keys_sets_shows_pauses_and_lists_keys(proc: Poulpe, fresh_target: Target) -> None:
+def test_poulpe_keys_sets_shows_pauses_and_lists_keys(proc: ServedPoulpe, fresh_target: Target) -> None:
     done = run(proc, "keys", "set", "shop/42", "--parallelism", "3", "--rate", "10", token=TOKEN)
     assert done.returncode == 0, done.stderr
     assert "parallelism  3" in done.stdout and "rate  10.0" in done.stdout
@@ -43,7 +42,7 @@ def test_poulpe_keys_sets_shows_pauses_and_lists_keys(proc: Poulpe, fresh_target
     assert run(proc, "keys", "rm", "shop/42", token=TOKEN).returncode == 0
 
 
-def test_metrics_show_the_busiest_keys_only(proc: Poulpe, fresh_target: Target) -> None:
+def test_metrics_show_the_busiest_keys_only(proc: ServedPoulpe, fresh_target: Target) -> None:
     with proc.client() as client:
         client.post("/pause")
         try:

@@ -103,6 +103,30 @@ async def test_catch_up_fires_only_what_came_after_the_stored_time_within_its_wi
     assert ids == [f"cron:{a}:{int(T0) + s}" for s in (70, 80, 90, 100)]
 
 
+async def test_fires_due_while_poulpe_was_still_starting_are_caught_up_too(manager: JobManager, tmp_path: Path) -> None:
+    cron = tmp_path / "cron_task"
+    cron.write_text("[catchup=60] * * * * * * *  http://127.0.0.1:9/a  GET\n")
+    clock = Clock(T0)
+    states = cron_states(manager.store)
+    first = Crontab(cron, manager, Limits(workers=1), tz=UTC, states=states, clock=clock)
+    first.load()
+    first.start()
+    fps = [line.fingerprint for line in first.lines]
+    await until(lambda: states.read(fps), lambda found: len(found) == 1)
+    await first.stop()
+    clock.advance(10)  # down for 10 s
+    again = Crontab(cron, manager, Limits(workers=1), tz=UTC, states=states, clock=clock)
+    again.load()  # the file is read at +10 ...
+    clock.advance(3)  # ... and the rest of the start takes 3 s on a loaded machine: +11 .. +13 came due meanwhile
+    again.start()
+    await until(manager.store.list_jobs, lambda page: page.total >= 13)
+    await asyncio.sleep(0.1)  # a fourteenth would be made by now (+14 is not due: the clock stands at +13)
+    await again.stop()
+    ids = sorted(job.id for job in (await manager.store.list_jobs()).jobs)
+    a = fps[0]
+    assert ids == sorted(f"cron:{a}:{int(T0) + s}" for s in range(1, 14)), "every second once, none lost to the start"
+
+
 async def test_a_fire_is_the_job_the_validator_makes_of_its_line(manager: JobManager, tmp_path: Path) -> None:
     cron = tmp_path / "cron_task"
     cron.write_text(
