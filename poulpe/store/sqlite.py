@@ -25,8 +25,9 @@ from poulpe.store import sqlite_flows, sqlite_writer
 from poulpe.store import sqlite_keys as keys
 from poulpe.store import sqlite_windows as windows
 from poulpe.store.base import Store
+from poulpe.store.sqlite_files import connect, disk_fault, probe
 from poulpe.store.sqlite_reads import SqliteReads
-from poulpe.store.sqlite_writer import Final, Insert, Op, Soon, Update, Writer, connect, disk_fault, probe, update_run
+from poulpe.store.sqlite_writer import Final, Insert, Op, Soon, Update, Writer, update_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,7 +118,7 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
         if self._writer is not None:
             self._soon.flush()
             self._hand_over()  # writes issued in this iteration go before the stop
-            self._writer.ops.put(None)
+            self._writer.stop()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
         if self._reader is not None:
@@ -138,7 +139,7 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
         """Writes issued during one loop iteration go to the writer together: it wakes (and takes the GIL) once."""
         pending, self._pending = self._pending, []
         if pending and self._writer is not None:
-            self._writer.ops.put(pending)
+            self._writer.hand(pending)
 
     async def _write(self, op: Op) -> Any:
         fut = self._submit(op)

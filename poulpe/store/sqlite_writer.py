@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import errno
 import functools
 import logging
 import queue
 import sqlite3
 import threading
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from poulpe.errors import StoreUnavailable
-from poulpe.job import Job, Status, decode_job, encode_job
+from poulpe.job import Job, Method, Status, decode_job, encode_job
 from poulpe.store import sqlite_batches
+from poulpe.store.sqlite_files import connect
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
@@ -34,6 +33,10 @@ _COLUMNS = "INSERT INTO jobs (id, seq, status, method, name, run_at, finished_at
 _UPSERT = (
     " ON CONFLICT (id) DO UPDATE SET status = excluded.status, run_at = excluded.run_at,"
     " finished_at = excluded.finished_at, seq = excluded.seq, data = excluded.data"
+)
+_DAY = (
+    "INSERT INTO days VALUES (?, ?, ?) ON CONFLICT (day) DO UPDATE"
+    " SET succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed"
 )
 Row = tuple[Any, ...]
 # The writer's own connection: a page cache that holds the id index (random UUID4 keys land on any of its pages,
@@ -45,32 +48,18 @@ WAL_CHECKPOINT_PAGES = 10_000
 # How long a `save_soon` state (the `running` mark) waits before it is written. Most attempts end sooner: their
 # outcome's write replaces the mark, so a job costs two row writes instead of three (docs/design.md, "Order").
 SOON_DELAY = 0.25
+# While outcomes flow, a batch of outcomes only (under LINGER_ROWS rows) waits LINGER seconds for more before it
+# commits: fuller commits cost less CPU per job (docs/design.md, "Durability").
+LINGER = 0.002
+LINGER_ROWS = 256
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
-
-
-def disk_fault(exc: BaseException) -> bool:
-    """A fault of the disk under the file (full, or failing), which may pass: not a wrong path or a foreign file."""
-    if isinstance(exc, sqlite3.Error):
-        name = getattr(exc, "sqlite_errorname", "")
-        return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
-
-
-def probe(conn: sqlite3.Connection) -> None:
-    """The smallest write that must reach the disk: the header's user_version, set to what it is."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    conn.execute(f"PRAGMA user_version = {version}")
+_TEXT: dict[Status | Method, str] = {member: member.value for member in (*Status, *Method)}  # .value: 3x the cost
 
 
 def row_of(job: Job) -> Row:
-    return (job.id, job.seq, job.status.value, job.method.value, job.name, job.run_at, job.finished_at, encode_job(job))
+    status, method = _TEXT[job.status], _TEXT[job.method]
+    return (job.id, job.seq, status, method, job.name, job.run_at, job.finished_at, encode_job(job))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -183,10 +172,13 @@ def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
     _execute_rows(conn, [update.row for update in updates], upsert=True)  # a repeated id: the last row wins
     if before is not None:  # the counters of batches (SPEC 10.3) move in the same transaction
         sqlite_batches.count(conn, updates, before)
-    days = Counter(update.day_column for update in updates if update.day_column is not None)
-    for (day, column), count in days.items():
-        conn.execute("INSERT INTO days VALUES (?, 0, 0) ON CONFLICT (day) DO NOTHING", (day,))
-        conn.execute(f"UPDATE days SET {column} = {column} + ? WHERE day = ?", (count, day))
+    days: dict[str, list[int]] = {}
+    for update in updates:
+        if update.day_column is not None:
+            day, column = update.day_column
+            days.setdefault(day, [0, 0])[column == "failed"] += 1
+    for day, (succeeded, failed) in days.items():  # one statement a day: the thread takes the GIL back once
+        conn.execute(_DAY, (day, succeeded, failed))
     return [None] * len(updates)
 
 
@@ -257,6 +249,8 @@ class Writer(threading.Thread):
         self.loop = loop
         self.fault: str | None = None  # why the last batch failed (a full disk), None once a batch commits again
         self.down = False  # its loop ended (stopped, or an error): cheaper to ask than Thread.is_alive, a lock each
+        self.lingering = False  # waiting for more outcomes (`_linger`): `wake` ends the wait
+        self.wake = threading.Event()
         self.batches = 0  # transactions committed (each one fsync), and the job rows they wrote: what a job costs
         self.rows = 0
         # Each item: the writes of one event-loop iteration, in the order issued; None stops the thread.
@@ -271,24 +265,52 @@ class Writer(threading.Thread):
     def _loop(self) -> None:
         stopping = False
         while not stopping:
+            flowing = not self.ops.empty()  # writes came while the last batch was applied
             first = self.ops.get()
-            batch: list[tuple[Op, asyncio.Future[Any] | None]] = []
-            if first is None:
-                stopping = True
-            else:
-                batch.extend(first)
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self.ops.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.extend(item)
+            batch: list[tuple[Op, asyncio.Future[Any] | None]] = [] if first is None else list(first)
+            stopping = first is None or self._drain(batch)[0]
+            if flowing and not stopping and lingers(batch):
+                stopping = self._linger(batch)
             if batch:
                 self._apply(batch)
         self.conn.close()
+
+    def hand(self, writes: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
+        """Writes of one loop iteration. While the writer waits for more outcomes, only a write that answers a
+        request wakes it (waking it for each outcome would cost a GIL hand-off each)."""
+        self.ops.put(writes)
+        if self.lingering and not lingers(writes):
+            self.wake.set()
+
+    def stop(self) -> None:
+        """The writer applies what was handed over, then stops."""
+        self.ops.put(None)
+        self.wake.set()
+
+    def _linger(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> bool:
+        """Wait up to LINGER for more outcomes, so that a commit (its fsync, the pages each commit writes again) is
+        shared by more jobs; a write that answers a request ends the wait. True when the store is closing."""
+        self.wake.clear()
+        self.lingering = True  # from here on, `hand` sets `wake` for a write that answers a request
+        try:
+            closing, answers = self._drain(batch)
+            if closing or answers or sum(_rows(op) for op, _ in batch) >= LINGER_ROWS:
+                return closing
+            self.wake.wait(LINGER)
+            return self._drain(batch)[0]
+        finally:
+            self.lingering = False
+
+    def _drain(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> tuple[bool, bool]:
+        """Moves the writes waiting into `batch`: (the store closes, one of them answers a request)."""
+        answers = False
+        while len(batch) < MAX_BATCH and not self.ops.empty():
+            item = self.ops.get_nowait()
+            if item is None:
+                return True, answers
+            batch.extend(item)
+            answers = answers or not lingers(item)
+        return False, answers
 
     def _apply(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
         ops = [op for op, _ in batch]
@@ -346,6 +368,12 @@ class Writer(threading.Thread):
             return [None] * len(run)  # one answer per op: an Updates group has one future
         assert callable(first)
         return [first(self.conn)]
+
+
+def lingers(batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> bool:
+    """Grouped saves (`Updates`: the finish step's outcomes, a bulk retry's jobs) and unawaited states (`running`
+    marks) only: every other write answers a request or a waiting caller, and is committed as soon as it comes."""
+    return all(isinstance(op, Updates) or (fut is None and isinstance(op, Update)) for op, fut in batch)
 
 
 def _flat(run: list[Op]) -> list[Update]:

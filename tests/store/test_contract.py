@@ -135,6 +135,16 @@ async def test_writes_issued_together_apply_in_order_and_count_every_finish(stor
     assert await store.day_counts("1970-01-04") == {"succeeded": 20, "failed": 0}
 
 
+async def test_outcomes_of_several_days_saved_together_count_in_each_day(store: Store) -> None:
+    jobs = [job for job, _ in await store.add([make(f"d{n}", n) for n in range(7)])]
+    for n, job in enumerate(jobs):  # days 1970-01-02 and 1970-01-03, successes and deaths mixed
+        job.status = Status.SUCCEEDED if n % 3 else Status.DEAD
+        job.finished_at = 86400.0 * (1 + n % 2) + n
+    assert await store.save_many(jobs) == [None] * 7
+    assert await store.day_counts("1970-01-02") == {"succeeded": 2, "failed": 2}
+    assert await store.day_counts("1970-01-03") == {"succeeded": 2, "failed": 1}
+
+
 async def test_cancel_and_delete(store: Store) -> None:
     [(job, _)] = await store.add([make("c", 1, status=Status.SCHEDULED, run_at=time.time() + 60)])
     job.status, job.finished_at = Status.CANCELLED, time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,3 +116,88 @@ async def test_the_writer_keeps_the_id_index_in_its_cache_and_checkpoints_seldom
     assert conn.execute("PRAGMA cache_size").fetchone()[0] == -64 * 1024
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: a commit is on disk before its answer
+
+
+def ended(jobs: list[Job]) -> list[Job]:
+    for job in jobs:
+        job.begin_attempt(0)
+        job.end_attempt(True, None, time.time())
+        job.status, job.finished_at = Status.SUCCEEDED, time.time()
+    return jobs
+
+
+async def outcomes_flowing(store: SqliteStore, jobs: list[Job]) -> tuple[asyncio.Future[object], int]:
+    """Outcomes handed over while the writer is busy with a commit, as under a steady flow of attempts: their save,
+    and the writer's commits so far, once it has finished the busy one."""
+    assert store._writer is not None
+    release = threading.Event()
+    busy = asyncio.ensure_future(store._write(lambda conn: release.wait(10)))
+    await asyncio.sleep(0.05)  # the writer is inside that commit
+    saving: asyncio.Future[object] = asyncio.ensure_future(store.save_many(jobs))
+    await asyncio.sleep(0.05)  # handed over, waiting
+    batches = store._writer.batches
+    release.set()
+    await busy
+    await asyncio.sleep(0.1)  # the writer has taken them, and waits for more
+    return saving, batches
+
+
+async def test_while_outcomes_flow_the_writer_waits_briefly_to_commit_more_of_them_at_once(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "LINGER", 1.0)  # far longer than poulpe's, so that the test's steps fit in it
+    jobs = ended([job for job, _ in await store.add([make(f"flow-{n}", n) for n in range(20)])])
+    first, batches = await outcomes_flowing(store, jobs[:10])
+    assert not first.done()  # not committed yet: the writer waits for more outcomes
+    second = await store.save_many(jobs[10:])  # they come within the wait: one commit for both
+    assert second == [None] * 10 and await first == [None] * 10
+    assert store._writer is not None and store._writer.batches == batches + 1
+    stored = await store.get_many([job.id for job in jobs])
+    assert {job.status for job in stored} == {Status.SUCCEEDED}
+
+
+async def test_an_insert_never_waits_for_more_outcomes(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite, "LINGER", 5.0)
+    jobs = ended([job for job, _ in await store.add([make(f"flow-{n}", n) for n in range(10)])])
+    waiting, _ = await outcomes_flowing(store, jobs)
+    start = time.monotonic()
+    [(_, duplicate)] = await store.add([make("new", 99)])  # its intake answers once it is committed: at once
+    assert time.monotonic() - start < 2.0 and not duplicate
+    assert await waiting == [None] * 10  # the outcomes went in the same commit
+    assert await store.get("new") is not None
+
+
+async def test_closing_the_store_ends_the_wait_and_writes_what_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "LINGER", 5.0)
+    store = SqliteStore(tmp_path / "jobs.db")
+    await store.open()
+    jobs = ended([job for job, _ in await store.add([make(f"close-{n}", n) for n in range(10)])])
+    waiting, _ = await outcomes_flowing(store, jobs)
+    start = time.monotonic()
+    await store.close()
+    assert time.monotonic() - start < 2.0
+    assert await waiting == [None] * 10
+    reopened = SqliteStore(tmp_path / "jobs.db")
+    await reopened.open()
+    assert {job.status for job in await reopened.get_many([job.id for job in jobs])} == {Status.SUCCEEDED}
+    await reopened.close()
+
+
+async def test_outcomes_on_an_idle_store_are_committed_at_once(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "LINGER", 5.0)
+    jobs = ended([job for job, _ in await store.add([make(f"idle-{n}", n) for n in range(3)])])
+    start = time.monotonic()
+    assert await store.save_many(jobs) == [None] * 3  # nothing was flowing: no wait
+    assert time.monotonic() - start < 2.0
+
+
+async def test_only_batches_of_outcomes_wait() -> None:
+    [job] = ended([make("kinds", 1)])
+    answered: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    assert sqlite.lingers([(sqlite.Updates([job]), answered), (sqlite.Update(job), None)])
+    assert not sqlite.lingers([(sqlite.Updates([job]), answered), (sqlite.Update(job), answered)])  # a save waits
+    assert not sqlite.lingers([(sqlite.Insert([make("new", 2)]), answered)])
