@@ -24,7 +24,7 @@ from typing import Any
 from poulpe.errors import StoreUnavailable
 from poulpe.job import Job, Method, Status, decode_job, encode_job
 from poulpe.store import sqlite_batches
-from poulpe.store.sqlite_files import connect
+from poulpe.store.sqlite_files import connect, for_writing
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
@@ -39,12 +39,6 @@ _DAY = (
     " SET succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed"
 )
 Row = tuple[Any, ...]
-# The writer's own connection: a page cache that holds the id index (random UUID4 keys land on any of its pages,
-# and a miss is a read from the file for each), and a checkpoint every WAL_CHECKPOINT_PAGES pages instead of
-# SQLite's 1,000: a page written by many commits is copied back to the database file once, and the checkpoint's
-# fsync of that file comes ten times less often. The WAL file grows to about 40 MB before each checkpoint.
-WRITER_CACHE_KIB = 64 * 1024
-WAL_CHECKPOINT_PAGES = 10_000
 # How long a `save_soon` state (the `running` mark) waits before it is written. Most attempts end sooner: their
 # outcome's write replaces the mark, so a job costs two row writes instead of three (docs/design.md, "Order").
 SOON_DELAY = 0.25
@@ -243,9 +237,7 @@ class Writer(threading.Thread):
 
     def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name="poulpe-sqlite-writer", daemon=True)
-        self.conn = connect(path)
-        self.conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-        self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+        self.conn = for_writing(connect(path))
         self.loop = loop
         self.fault: str | None = None  # why the last batch failed (a full disk), None once a batch commits again
         self.down = False  # its loop ended (stopped, or an error): cheaper to ask than Thread.is_alive, a lock each
