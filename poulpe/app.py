@@ -18,6 +18,7 @@ from poulpe import actions_api, api, batches_api, cron_api, keys_api, ops_api
 from poulpe.auth import TokenAuth, guard
 from poulpe.compat.routes import routes as compat_routes
 from poulpe.errors import PoulpeError
+from poulpe.intake.hot import PoulpeApp, hot_route
 from poulpe.intake.http import task_in_queue
 from poulpe.intake.ws import ws_task
 from poulpe.metrics import ErrorCounter, Metrics
@@ -87,12 +88,13 @@ def create_app(settings: Settings) -> Starlette:
         Route("/dashboard.css", ops_api.dashboard_css, methods=["GET"]),
         *compat_routes(),  # kingtask and easyTask (poulpe/compat/)
     ]
-    app = Starlette(
+    app = PoulpeApp(
         routes=guard(routes, tokens),  # each route's scope (poulpe/scopes.py)
         middleware=[Middleware(ErrorCounter, metrics=metrics), Middleware(TokenAuth, tokens=tokens)],
         exception_handlers={PoulpeError: _poulpe_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
+    hot_route(app, tokens, metrics)  # POST /task_in_queue through one layer that does what the stack does (hot.py)
     app.state.service = service
     return app
 

@@ -47,15 +47,21 @@ class TokenAuth:
         self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.tokens.table is None or scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] not in ("http", "websocket") or await admit(self.tokens, scope, receive, send):
             await self.app(scope, receive, send)
-            return
-        principal = self.tokens.find(_given(scope))
-        if principal is None:
-            await refuse(scope, receive, send, 401, "missing or wrong bearer token")
-            return
-        scope[PRINCIPAL] = principal
-        await self.app(scope, receive, send)
+
+
+async def admit(tokens: Tokens, scope: Scope, receive: Receive, send: Send) -> bool:
+    """The door of an HTTP or WebSocket request: False once refused (401 sent), else True and the request's
+    principal left in its scope when tokens are in force."""
+    if tokens.table is None or scope["path"] in PUBLIC_PATHS:
+        return True
+    principal = tokens.find(_given(scope))
+    if principal is None:
+        await refuse(scope, receive, send, 401, "missing or wrong bearer token")
+        return False
+    scope[PRINCIPAL] = principal
+    return True
 
 
 def _given(scope: Scope) -> bytes:

@@ -10,6 +10,8 @@
   newcomers from closing each other: asyncio accepts a burst of sockets before it reads any, so a connection whose
   request is already on its way looks idle for a moment.
 - Errors written before the app runs (400, 408, 431, 503) are JSON in poulpe's error shape.
+- An answer's head and body leave in one write (`Corked`): uvicorn writes each ASGI message to the socket as it
+  comes, so a small JSON answer cost two `send` system calls and two segments for the client to read.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import re
 import resource
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -97,11 +99,44 @@ def answer(status: int, error: str, headers: Iterable[tuple[bytes, bytes]] = ())
     return b"".join(head) + body
 
 
+class Corked:
+    """What a request's cycle writes, held until its answer is complete (or the loop's iteration ends, for an answer
+    given in parts), then written to the socket at once. It is all the cycle uses of the transport: write, close,
+    is_closing."""
+
+    __slots__ = ("loop", "pending", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.pending:
+            self.loop.call_soon(self.flush)  # an answer in parts: each part no later than the end of this iteration
+        self.pending.append(data)
+
+    def flush(self) -> None:
+        if self.pending:
+            data = b"".join(self.pending)
+            self.pending.clear()
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
     limits: ClassVar[Limits] = Limits(1 << 20)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._cork = Corked(transport, self.loop)  # the cycles' writes, in order (one cycle answers at a time)
         self._line_open = True  # the next bytes start a request line
         self._line_whole_feed = True  # this feed began at a request line
         self._begun_in_feed = False
@@ -181,6 +216,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._refuse(431, f"the request head is larger than {HEAD_LIMIT} bytes")
             return
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = cast(asyncio.Transport, self._cork)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -193,12 +230,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        self._cork.flush()  # the whole answer, before the next one starts or anything else is written
         super().on_response_complete()
         if self.timeout_keep_alive_task is not None:  # kept alive and nothing pipelined: idle again
             self.limits.idle.pop(self, None)  # (at the end: the order is the order of becoming idle)
             self.limits.idle[self] = self.loop.time()
 
     def handle_websocket_upgrade(self) -> None:
+        self._cork.flush()
         self.limits.idle.pop(self, None)
         self._cancel_head_timer()
         super().handle_websocket_upgrade()
@@ -231,6 +270,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if status == 431:
             logger.warning("refused a request head over %d bytes (431)", HEAD_LIMIT)
         self._refused = True
+        self._cork.flush()  # an answer written before this one leaves first
         self._cancel_head_timer()
         self.limits.idle.pop(self, None)
         if self.cycle is not None and not self.cycle.response_complete:

@@ -162,6 +162,12 @@ class _ReadValue(Collector):
         yield self.family(self.name, self.documentation)
 
 
+def count_answer(metrics: Metrics, message: Message) -> None:
+    """ErrorCounter's count of one message sent: an HTTP answer of status 400 and above."""
+    if message["type"] in _ANSWERS and message["status"] >= 400:
+        metrics.http_errors.labels(str(message["status"])).inc()
+
+
 class ErrorCounter:
     """Pure ASGI middleware: counts HTTP answers of status 400 and above (401s from the token check included), and
     the HTTP answers that refuse a WebSocket handshake."""
@@ -176,8 +182,7 @@ class ErrorCounter:
             return
 
         async def counting_send(message: Message) -> None:
-            if message["type"] in _ANSWERS and message["status"] >= 400:
-                self.metrics.http_errors.labels(str(message["status"])).inc()
+            count_answer(self.metrics, message)
             await send(message)
 
         await self.app(scope, receive, counting_send)

@@ -15,6 +15,21 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+# The writer's own connection: a page cache that holds the id index (random UUID4 keys land on any of its pages,
+# and a miss is a read from the file for each), and a checkpoint every WAL_CHECKPOINT_PAGES pages instead of
+# SQLite's 1,000: a page written by many commits is copied back to the database file once, and the checkpoint's
+# fsync of that file comes ten times less often. The WAL file grows to about 40 MB before each checkpoint.
+WRITER_CACHE_KIB = 64 * 1024
+WAL_CHECKPOINT_PAGES = 10_000
+
+
+def for_writing(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """The writer thread's connection, set for random-key inserts (above)."""
+    conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+    return conn
+
+
 def disk_fault(exc: BaseException) -> bool:
     """A fault of the disk under the file (full, or failing), which may pass: not a wrong path or a foreign file."""
     if isinstance(exc, sqlite3.Error):

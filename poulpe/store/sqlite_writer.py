@@ -24,7 +24,7 @@ from typing import Any
 from poulpe.errors import StoreUnavailable
 from poulpe.job import Job, Method, Status, decode_job, encode_job
 from poulpe.store import sqlite_batches
-from poulpe.store.sqlite_files import connect
+from poulpe.store.sqlite_files import connect, for_writing
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
@@ -237,7 +237,7 @@ class Writer(threading.Thread):
 
     def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name="poulpe-sqlite-writer", daemon=True)
-        self.conn = connect(path)
+        self.conn = for_writing(connect(path))
         self.loop = loop
         self.fault: str | None = None  # why the last batch failed (a full disk), None once a batch commits again
         self.down = False  # its loop ended (stopped, or an error): cheaper to ask than Thread.is_alive, a lock each
