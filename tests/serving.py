@@ -159,6 +159,8 @@ class ServedPoulpe:
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # as the command does, before uvicorn's Config
             logging.getLogger(name).handlers[:] = []
             logging.getLogger(name).propagate = True
+            # as in a fresh process: a level an earlier test's uvicorn.Config(log_level=...) left would hide lines
+            logging.getLogger(name).setLevel(logging.NOTSET)
         # as the command does: aiokafka logs every failed try; poulpe.kafka logs each change of connection state
         self._aiokafka_level = logging.getLogger("aiokafka").level
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
