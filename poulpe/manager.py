@@ -170,18 +170,19 @@ class JobManager(Queries):
     async def _submit(self, jobs: Sequence[Job]) -> list[tuple[Job, bool]]:
         if not self.accepting:
             raise Unavailable("poulpe is shutting down: the job was not accepted")
+        debounced = False
         for job in jobs:
             job.seq = self._number()
-        debounced = any(job.debounce is not None for job in jobs)  # SPEC 10.2, debounce.py
+            debounced = debounced or job.debounce is not None  # SPEC 10.2, debounce.py
         stored = await (self.debouncer.add(jobs) if debounced else self.store.add(jobs))
-        self.metrics.accepted([job.method.value for job, duplicate in stored if not duplicate])
-        for job, duplicate in stored:
-            if not duplicate:
-                log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
-                self._enqueue(job)
-                if job.deadline is not None:
-                    self.deadlines.watch(job)
-        self._tell_queued([job for job, duplicate in stored if not duplicate])
+        fresh = [job for job, duplicate in stored if not duplicate]
+        self.metrics.accepted([job.method.value for job in fresh])
+        for job in fresh:
+            log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
+            self._enqueue(job)
+            if job.deadline is not None:
+                self.deadlines.watch(job)
+        self._tell_queued(fresh)
         return stored
 
     async def submit_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch | str | None:

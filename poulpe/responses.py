@@ -42,7 +42,8 @@ async def receive_json_body(scope: Scope, receive: Receive, cap: int) -> bytes:
             content_type = value or b" "
         elif name == b"content-length" and not content_length:
             content_length = value or b" "
-    _check_head(content_type.decode("latin-1"), content_length.decode("latin-1"), cap)
+    if content_type != b"application/json" or not content_length.isdigit() or int(content_length) > cap:
+        _check_head(content_type.decode("latin-1"), content_length.decode("latin-1"), cap)  # the common case skips it
     chunks, size = [], 0
     while True:
         message = await receive()

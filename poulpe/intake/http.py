@@ -66,7 +66,10 @@ task_in_queue = TaskInQueue()
 
 
 def _has_traceparent(scope: Scope) -> bool:
-    return any(name == b"traceparent" for name, _ in scope["headers"])
+    for name, _ in scope["headers"]:  # noqa: SIM110 (a plain loop: half the cost of any() over a generator)
+        if name == b"traceparent":
+            return True
+    return False
 
 
 async def _batch(manager: JobManager, slots: list[Submission | BadRequest]) -> tuple[int, list[Any]]:
