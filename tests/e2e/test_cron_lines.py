@@ -77,7 +77,10 @@ def test_overlap_replace_stops_the_running_fire_for_the_next_one(served: Start, 
         assert metric(client, 'poulpe_cron_fires_total{outcome="replaced"}') >= 2
     replaced = [j for j in jobs if j["status"] == "cancelled"]
     assert len(replaced) >= 2, [(j["id"], j["status"]) for j in jobs]
-    assert all(j["error"] == REPLACED and j["finished_at"] - j["started_at"] < 1.5 for j in replaced)
+    # each was stopped before its 2.5 s nap ended (by the next second's fire: under load that fire may come late)
+    assert all(j["error"] == REPLACED and j["finished_at"] - j["started_at"] < 2.4 for j in replaced), [
+        (j["id"], j["finished_at"] - j["started_at"]) for j in replaced
+    ]
     assert not any(j["status"] == "succeeded" for j in jobs)  # none ran its 2.5 s out: each was replaced
     assert sum(j["status"] == "running" for j in jobs) <= 1
     runs = sorted((j["started_at"], j["finished_at"] or float("inf")) for j in jobs if j["started_at"])

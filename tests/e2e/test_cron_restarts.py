@@ -222,7 +222,7 @@ def test_overlap_replace_on_redis_stops_the_fire_whichever_process_runs_it(
     assert all(j["id"].startswith(f"cron:{line.fingerprint}:") for j in jobs)
     replaced = [j for j in jobs if j["status"] == "cancelled"]
     assert len(replaced) >= 3 and not [j for j in jobs if j["status"] == "succeeded"]
-    assert all(j["finished_at"] - j["started_at"] < 2.0 for j in replaced), "a replaced fire ran its 2.5 s"
+    assert all(j["finished_at"] - j["started_at"] < 2.4 for j in replaced), "a replaced fire ran its 2.5 s"
     assert len({j["history"][-1]["node"] for j in replaced}) == 2, "one process ran every fire"
     runs = sorted((j["started_at"], j["finished_at"] or float("inf")) for j in jobs if j["started_at"])
     for (_, end), (start, _) in itertools.pairwise(runs):
