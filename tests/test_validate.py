@@ -143,6 +143,24 @@ def test_generated_ids_are_uuid4_in_their_usual_form() -> None:
     assert len(seen) == 2000
 
 
+def test_a_batchs_generated_ids_are_uuid4s_given_in_ascending_order_beside_the_ids_it_gives() -> None:
+    """docs/design.md, "Ids": a batch's ids are made together and handed out sorted, so its rows fill the id index
+    in key order; the ids the submitter gives are kept as given."""
+    import uuid
+
+    body = [{"method": "GET", "name": URL} for _ in range(300)]
+    body[10]["id"], body[20]["id"] = "zz-given", "aa-given"
+    slots = parse_body(json.dumps(body).encode(), LIMITS)
+    assert isinstance(slots, list) and all(isinstance(slot, Submission) for slot in slots)
+    ids = [slot.job.id for slot in slots if isinstance(slot, Submission)]
+    assert ids[10] == "zz-given" and ids[20] == "aa-given"
+    generated = ids[:10] + ids[11:20] + ids[21:]
+    assert generated == sorted(generated) and len(set(generated)) == 298
+    for text in generated:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
 @pytest.mark.parametrize(
     ("name", "extra", "field"),
     [

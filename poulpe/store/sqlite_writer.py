@@ -25,20 +25,14 @@ from poulpe.errors import StoreUnavailable
 from poulpe.job import Job, Method, Status, decode_job, encode_job
 from poulpe.store import sqlite_batches
 from poulpe.store.sqlite_files import connect, for_writing
+from poulpe.store.sqlite_rows import ROWS_PER_STATEMENT, Row, execute_rows, in_id_order
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
-ROWS_PER_STATEMENT = 500  # 8 values a row: far below SQLite's 32,766 bound variables
-_COLUMNS = "INSERT INTO jobs (id, seq, status, method, name, run_at, finished_at, data) VALUES "
-_UPSERT = (
-    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, run_at = excluded.run_at,"
-    " finished_at = excluded.finished_at, seq = excluded.seq, data = excluded.data"
-)
 _DAY = (
     "INSERT INTO days VALUES (?, ?, ?) ON CONFLICT (day) DO UPDATE"
     " SET succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed"
 )
-Row = tuple[Any, ...]
 # How long a `save_soon` state (the `running` mark) waits before it is written. Most attempts end sooner: their
 # outcome's write replaces the mark, so a job costs two row writes instead of three (docs/design.md, "Order").
 SOON_DELAY = 0.25
@@ -59,24 +53,6 @@ def row_of(job: Job) -> Row:
 @functools.lru_cache(maxsize=4096)
 def _utc_day(day_number: int) -> str:
     return (dt.date(1970, 1, 1) + dt.timedelta(days=day_number)).isoformat()
-
-
-@functools.lru_cache(maxsize=64)
-def _statement(rows: int, upsert: bool) -> str:
-    return (
-        _COLUMNS
-        + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
-        + (_UPSERT if upsert else " ON CONFLICT (id) DO NOTHING")
-    )
-
-
-def _execute_rows(conn: sqlite3.Connection, rows: list[Row], *, upsert: bool) -> int:
-    """Write rows with as few statements as possible; how many rows changed."""
-    changed = 0
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        changed += conn.execute(_statement(len(chunk), upsert), [v for row in chunk for v in row]).rowcount
-    return changed
 
 
 class Insert:
@@ -140,8 +116,8 @@ def _kind(op: Op) -> type | None:
 
 
 def insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tuple[Job, bool]]]:
-    rows = [row for insert in inserts for row in insert.rows]
-    if _execute_rows(conn, rows, upsert=False) == len(rows):
+    rows = in_id_order([insert.rows for insert in inserts])
+    if execute_rows(conn, rows, upsert=False) == len(rows):
         return [[(job, False) for job in insert.jobs] for insert in inserts]
     # Some ids were known. A stored row carrying this job's acceptance number is the one just written.
     ids = list({row[0] for row in rows})
@@ -163,7 +139,7 @@ def insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tup
 
 def update_run(conn: sqlite3.Connection, updates: list[Update]) -> list[None]:
     before = sqlite_batches.statuses_before(conn, updates) if any(u.batch for u in updates) else None
-    _execute_rows(conn, [update.row for update in updates], upsert=True)  # a repeated id: the last row wins
+    execute_rows(conn, [update.row for update in updates], upsert=True)  # a repeated id: the last row wins
     if before is not None:  # the counters of batches (SPEC 10.3) move in the same transaction
         sqlite_batches.count(conn, updates, before)
     days: dict[str, list[int]] = {}

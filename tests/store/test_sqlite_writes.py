@@ -13,6 +13,7 @@ import pytest
 from poulpe.job import Job, Method, Status
 from poulpe.store import sqlite_writer as sqlite
 from poulpe.store.sqlite import SqliteStore
+from poulpe.store.sqlite_rows import SORTED_ROWS
 
 
 def make(job_id: str, seq: int) -> Job:
@@ -201,3 +202,29 @@ async def test_only_batches_of_outcomes_wait() -> None:
     assert sqlite.lingers([(sqlite.Updates([job]), answered), (sqlite.Update(job), None)])
     assert not sqlite.lingers([(sqlite.Updates([job]), answered), (sqlite.Update(job), answered)])  # a save waits
     assert not sqlite.lingers([(sqlite.Insert([make("new", 2)]), answered)])
+
+
+async def test_batches_committed_together_are_inserted_in_id_order_each_keeping_its_own_order(
+    store: SqliteStore,
+) -> None:
+    """Concurrent batches whose ids ascend (generated ones: validate.BatchIds) are inserted sorted by id, one
+    commit; a batch whose given ids do not ascend is stored in its own order, so the listing (newest first, by
+    the row order) shows it as accepted."""
+    size = SORTED_ROWS
+    ascending = [make(f"b-{n:04}", n) for n in range(size)]
+    given = [make(f"a-{n:04}", size + n) for n in reversed(range(size))]  # ids descend in acceptance order
+    later = [make(f"c-{n:04}", 2 * size + n) for n in range(size)]
+    await asyncio.gather(store.add(ascending), store.add(given), store.add(later))
+    listed = [job.id for job in (await store.list_jobs(size=3 * size)).jobs]
+    assert listed[size : 2 * size] == [job.id for job in reversed(given)]
+    assert listed[:size] == [job.id for job in reversed(later)]
+
+
+async def test_concurrent_batches_in_id_order_are_inserted_merged_by_id(store: SqliteStore) -> None:
+    """Their rows reach the id index in key order; each batch's own order is kept (its ids ascend)."""
+    size = SORTED_ROWS
+    evens = [make(f"k-{2 * n:05}", n) for n in range(size)]
+    odds = [make(f"k-{2 * n + 1:05}", size + n) for n in range(size)]
+    await asyncio.gather(store.add(evens), store.add(odds))
+    listed = [job.id for job in (await store.list_jobs(size=2 * size)).jobs]
+    assert listed == sorted(listed, reverse=True) and len(listed) == 2 * size
