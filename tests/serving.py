@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
 
 from poulpe.app import create_app
 from poulpe.cli import known_secrets, settings_from
@@ -33,8 +34,15 @@ from tests.poulpe_process import free_port
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """Start poulpe with these settings, yield a client for it, then drain and stop it."""
+    async with serving_app(create_app(settings)) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve an app the test built (and looks into), yield a client for it, then drain and stop it."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, lifespan="on", log_config=None)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

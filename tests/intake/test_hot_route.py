@@ -3,41 +3,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
 from poulpe.app import create_app
 from poulpe.cli import settings_from
 from poulpe.intake.hot import HotRoute, PoulpeApp
-from tests.poulpe_process import free_port
+from tests.serving import serving_app
 from tests.tokens_file import bearer, write_tokens
 
 JOB = {"method": "GET", "name": "http://127.0.0.1:9/never", "delay": 3600}
 Answer = tuple[int, list[tuple[str, str]], Any]
-
-
-@contextlib.asynccontextmanager
-async def served(app: PoulpeApp) -> AsyncIterator[httpx.AsyncClient]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), lifespan="on", log_config=None))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "poulpe stopped before it started"
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.config.port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await task
 
 
 def errors_counted(hot: HotRoute) -> dict[str, float]:
@@ -90,7 +72,7 @@ async def test_jobs_batches_and_refusals_get_the_same_answers_as_through_the_who
     flags = ["--data", str(tmp_path / "poulpe.db"), "--dead", str(tmp_path / "dead"), "--max_body", "4096"]
     app = create_app(settings_from(flags))
     assert isinstance(app, PoulpeApp)
-    async with served(app) as client:
+    async with serving_app(app) as client:
 
         def post(body: Any = None, **kwargs: Any) -> Callable[[], Any]:
             return lambda: client.post("/task_in_queue", json=body, **kwargs)
@@ -127,7 +109,7 @@ async def test_tokens_and_scopes_are_checked_the_same(tmp_path: Path) -> None:
     ]
     app = create_app(settings_from(flags))
     assert isinstance(app, PoulpeApp)
-    async with served(app) as client:
+    async with serving_app(app) as client:
         answer, counted = await both_ways(app, client, lambda: client.post("/task_in_queue", json=JOB))
         assert answer[0] == 401 and ("www-authenticate", "Bearer") in answer[1] and counted == {"401": 1}
         wrong = bearer("not-a-token")
@@ -146,7 +128,7 @@ async def test_an_unexpected_error_is_a_logged_500_not_counted_as_the_stack_does
 ) -> None:
     app = create_app(settings_from(["--data", str(tmp_path / "poulpe.db"), "--dead", str(tmp_path / "dead")]))
     assert isinstance(app, PoulpeApp)
-    async with served(app) as client:
+    async with serving_app(app) as client:
         manager = app.state.service.manager
 
         async def broken(jobs: Any) -> Any:
