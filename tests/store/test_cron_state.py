@@ -64,6 +64,17 @@ async def until(read: Callable[[], Awaitable[T]], done: Callable[[T], bool], wit
     return found
 
 
+async def started_and_stopped(cron: Path, manager: JobManager, states: CronStates, clock: Clock) -> list[str]:
+    """A first poulpe runs the file until each line has a stored time (its start), then stops: the lines' ids."""
+    first = Crontab(cron, manager, Limits(workers=1), tz=UTC, states=states, clock=clock)
+    first.load()
+    first.start()
+    fps = [line.fingerprint for line in first.lines]
+    await until(lambda: states.read(fps), lambda found: len(found) == len(fps))
+    await first.stop()
+    return fps
+
+
 @pytest.fixture
 async def manager(tmp_path: Path) -> AsyncIterator[JobManager]:
     sqlite = SqliteStore(tmp_path / "jobs.db")
@@ -84,12 +95,7 @@ async def test_catch_up_fires_only_what_came_after_the_stored_time_within_its_wi
     )
     clock = Clock(T0)
     states = cron_states(manager.store)
-    first = Crontab(cron, manager, Limits(workers=1), tz=UTC, states=states, clock=clock)
-    first.load()
-    first.start()
-    fps = [line.fingerprint for line in first.lines]
-    await until(lambda: states.read(fps), lambda found: len(found) == 2)  # its start: each line gets a stored time
-    await first.stop()
+    await started_and_stopped(cron, manager, states, clock)
     assert (await manager.store.list_jobs()).total == 0
     clock.advance(100)  # down for 100 s: fires at +10 .. +100; catchup=30 keeps +70 .. +100
     again = Crontab(cron, manager, Limits(workers=1), tz=UTC, states=states, clock=clock)
@@ -108,12 +114,7 @@ async def test_fires_due_while_poulpe_was_still_starting_are_caught_up_too(manag
     cron.write_text("[catchup=60] * * * * * * *  http://127.0.0.1:9/a  GET\n")
     clock = Clock(T0)
     states = cron_states(manager.store)
-    first = Crontab(cron, manager, Limits(workers=1), tz=UTC, states=states, clock=clock)
-    first.load()
-    first.start()
-    fps = [line.fingerprint for line in first.lines]
-    await until(lambda: states.read(fps), lambda found: len(found) == 1)
-    await first.stop()
+    fps = await started_and_stopped(cron, manager, states, clock)
     clock.advance(10)  # down for 10 s
     again = Crontab(cron, manager, Limits(workers=1), tz=UTC, states=states, clock=clock)
     again.load()  # the file is read at +10 ...
