@@ -67,8 +67,7 @@ async def one_run(ctx: Context, tree: Path, tag: str, target_url: str, n: int) -
         async with api.session() as session:
             client = api.PoulpeClient(poulpe.url, session)
             start, cpu, threads = time.monotonic(), cpu_seconds(poulpe.pid), thread_cpu(poulpe.pid)
-            for first in range(0, n, 1000):
-                await client.submit([job] * min(1000, n - first))
+            await client.submit_copies(job, n)
             end = await client.wait_finished(n, within=300)
             cpu, after = cpu_seconds(poulpe.pid) - cpu, thread_cpu(poulpe.pid)
         loop = after[str(poulpe.pid)] - threads.get(str(poulpe.pid), 0.0)

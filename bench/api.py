@@ -32,6 +32,11 @@ class PoulpeClient:
         answers: list[dict[str, Any]] = msgspec.json.decode(body)
         return answers
 
+    async def submit_copies(self, job: dict[str, Any], n: int, *, batch: int = 1000) -> None:
+        """POST n copies of one job, `batch` a request, one request after the other."""
+        for first in range(0, n, batch):
+            await self.submit([job] * min(batch, n - first))
+
     async def get(self, path: str) -> Any:
         async with self.session.get(f"{self.url}{path}") as resp:
             body = await resp.read()

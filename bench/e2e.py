@@ -24,8 +24,7 @@ async def jobs_per_second(ctx: Context, target_url: str, workers: int, n: int, n
     async with api.session() as session:
         client = api.PoulpeClient(poulpe.url, session)
         start, cpu = time.monotonic(), cpu_seconds(poulpe.pid)
-        for first in range(0, n, 1000):
-            await client.submit([job] * min(1000, n - first))
+        await client.submit_copies(job, n)
         end = await client.wait_finished(n, within=ctx.pick(300, 60))
         cpu = cpu_seconds(poulpe.pid) - cpu
         failed = int((await client.get("/sys_info"))["today"]["failed"])

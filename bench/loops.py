@@ -27,8 +27,7 @@ async def exec_jobs(ctx: Context, loop: str, n: int, notes: list[str]) -> tuple[
     async with api.session() as session:
         client = api.PoulpeClient(poulpe.url, session)
         start = time.monotonic()
-        for first in range(0, n, 1000):
-            await client.submit([{"method": "EXEC", "name": "true"}] * min(1000, n - first))
+        await client.submit_copies({"method": "EXEC", "name": "true"}, n)
         end = await client.wait_finished(n, within=ctx.pick(120, 60))
         try:
             failed = int((await client.get("/sys_info"))["today"]["failed"])

@@ -147,8 +147,7 @@ async def profiled_run(ctx: Context, target_url: str, n: int, keep: Path) -> dic
     async with api.session() as session:
         client = api.PoulpeClient(poulpe.url, session)
         start, cpu, loop_cpu = time.monotonic(), cpu_seconds(poulpe.pid), main_thread_cpu(poulpe.pid)
-        for first in range(0, n, 1000):
-            await client.submit([job] * min(1000, n - first))
+        await client.submit_copies(job, n)
         end = await client.wait_finished(n, within=ctx.pick(300, 60), interval=POLL_EVERY)
         cpu, loop_cpu = cpu_seconds(poulpe.pid) - cpu, main_thread_cpu(poulpe.pid) - loop_cpu
         # what the polls cost: 20 more on the same store, after the jobs (py-spy still sampling: they land in the
@@ -180,8 +179,7 @@ async def uvloop_run(ctx: Context, target_url: str, n: int) -> tuple[float, floa
     async with api.session() as session:
         client = api.PoulpeClient(poulpe.url, session)
         start, cpu = time.monotonic(), cpu_seconds(poulpe.pid)
-        for first in range(0, n, 1000):
-            await client.submit([job] * min(1000, n - first))
+        await client.submit_copies(job, n)
         end = await client.wait_finished(n, within=ctx.pick(300, 60), interval=POLL_EVERY)
         cpu = cpu_seconds(poulpe.pid) - cpu
     poulpe.stop()

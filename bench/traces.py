@@ -90,8 +90,7 @@ async def jobs_per_second(proc: Proc, collector: Proc, target_url: str, n: int) 
             client = api.PoulpeClient(proc.url, session)
             before = [*cpu_seconds(proc.pid), sum(cpu_seconds(collector.pid))]
             start = time.monotonic()
-            for first in range(0, n, 1000):
-                await client.submit([job] * min(1000, n - first))
+            await client.submit_copies(job, n)
             end = await client.wait_finished(n, within=300)
             await asyncio.sleep(0.5)  # the last batch of spans is sent (within the exporter's schedule delay)
             after = [*cpu_seconds(proc.pid), sum(cpu_seconds(collector.pid))]
