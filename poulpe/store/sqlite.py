@@ -31,6 +31,8 @@ from poulpe.store.sqlite_writer import Final, Insert, Op, Soon, Update, Writer, 
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Awaited writes issued in one loop iteration after which an idle writer gets them without waiting for its end.
+EARLY_HAND_OVER = 24
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -60,6 +62,7 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
         self.path = Path(path)
         self._writer: Writer | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any] | None]] = []
+        self._awaited = 0  # of the pending writes, those a caller waits for
         self._soon = Soon(lambda job: self._submit(Update(job), wait=False))  # `running` marks, written late
         self._reader: sqlite3.Connection | None = None
         self._open_fault: str | None = None
@@ -133,11 +136,21 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
         if not self._pending:
             loop.call_soon(self._hand_over)
         self._pending.append((op, fut))
+        if fut is not None:
+            self._awaited += 1
+            if self._awaited >= EARLY_HAND_OVER and self._writer.idle:
+                pending, self._pending, self._awaited = self._pending, [], 0
+                self._writer.hand_early(pending)
         return fut
 
     def _hand_over(self) -> None:
-        """Writes issued during one loop iteration go to the writer together: it wakes (and takes the GIL) once."""
-        pending, self._pending = self._pending, []
+        """Writes issued during one loop iteration go to the writer together: it wakes (and takes the GIL) once.
+
+        Only when many requests' writes come in one iteration (a burst of requests read together) and the writer is
+        idle do the first EARLY_HAND_OVER go at once: otherwise the writer would wait for the whole burst and the
+        loop, its burst handed over, for the commit, each idle in turn (bench/notes.md, "Single-job intake: the
+        commit beside the loop's work")."""
+        pending, self._pending, self._awaited = self._pending, [], 0
         if pending and self._writer is not None:
             self._writer.hand(pending)
 

@@ -40,6 +40,8 @@ SOON_DELAY = 0.25
 # commits: fuller commits cost less CPU per job (docs/design.md, "Durability").
 LINGER = 0.002
 LINGER_ROWS = 256
+# How long the event loop waits, at an early hand-over (`Writer.hand_early`), for the idle writer to take the GIL.
+TAKE_WAIT = 0.001
 
 
 _TEXT: dict[Status | Method, str] = {member: member.value for member in (*Status, *Method)}  # .value: 3x the cost
@@ -219,6 +221,8 @@ class Writer(threading.Thread):
         self.down = False  # its loop ended (stopped, or an error): cheaper to ask than Thread.is_alive, a lock each
         self.lingering = False  # waiting for more outcomes (`_linger`): `wake` ends the wait
         self.wake = threading.Event()
+        self.idle = False  # waiting for writes with none queued: an early hand-over starts a commit at once
+        self.took = threading.Event()  # set once a woken writer holds the GIL (`hand_early`)
         self.batches = 0  # transactions committed (each one fsync), and the job rows they wrote: what a job costs
         self.rows = 0
         # Each item: the writes of one event-loop iteration, in the order issued; None stops the thread.
@@ -234,7 +238,10 @@ class Writer(threading.Thread):
         stopping = False
         while not stopping:
             flowing = not self.ops.empty()  # writes came while the last batch was applied
+            self.idle = not flowing
             first = self.ops.get()
+            self.idle = False
+            self.took.set()
             batch: list[tuple[Op, asyncio.Future[Any] | None]] = [] if first is None else list(first)
             stopping = first is None or self._drain(batch)[0]
             if flowing and not stopping and lingers(batch):
@@ -249,6 +256,14 @@ class Writer(threading.Thread):
         self.ops.put(writes)
         if self.lingering and not lingers(writes):
             self.wake.set()
+
+    def hand_early(self, writes: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
+        """Writes handed over before the loop's iteration ends, to the idle writer: it commits them while the loop
+        works on the rest. A woken thread must take the GIL, which a busy loop gives up only when forced (after the
+        switch interval, 0.5 ms); the loop waits for it here, a few tens of µs, so the commit starts now."""
+        self.took.clear()
+        self.hand(writes)
+        self.took.wait(TAKE_WAIT)
 
     def stop(self) -> None:
         """The writer applies what was handed over, then stops."""

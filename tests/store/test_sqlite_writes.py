@@ -12,7 +12,7 @@ import pytest
 
 from poulpe.job import Job, Method, Status
 from poulpe.store import sqlite_writer as sqlite
-from poulpe.store.sqlite import SqliteStore
+from poulpe.store.sqlite import EARLY_HAND_OVER, SqliteStore
 from poulpe.store.sqlite_rows import SORTED_ROWS
 
 
@@ -228,3 +228,40 @@ async def test_concurrent_batches_in_id_order_are_inserted_merged_by_id(store: S
     await asyncio.gather(store.add(evens), store.add(odds))
     listed = [job.id for job in (await store.list_jobs(size=2 * size)).jobs]
     assert listed == sorted(listed, reverse=True) and len(listed) == 2 * size
+
+
+async def until_idle(store: SqliteStore) -> None:
+    """The writer has settled what it last committed and waits for more (it sets `idle` just before it waits)."""
+    assert store._writer is not None
+    for _ in range(500):
+        if store._writer.idle:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the writer never went idle")
+
+
+async def test_a_burst_of_requests_reaches_the_idle_writer_before_the_loop_has_issued_all_of_it(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixty requests read together each insert a job in one loop iteration: the idle writer gets the first ones
+    (EARLY_HAND_OVER) at once and commits them while the loop issues the rest, which go in a later commit. Each
+    answer still comes after its own commit, and the jobs keep their acceptance order."""
+    monkeypatch.setattr(sqlite, "TAKE_WAIT", 10.0)  # a loaded machine may be slow to wake the writer
+    await until_idle(store)
+    assert store._writer is not None
+    batches = store._writer.batches
+    jobs = [make(f"burst-{n:02}", n) for n in range(60)]
+    answers = await asyncio.gather(*(store.add([job]) for job in jobs))
+    assert [(stored.id, duplicate) for [(stored, duplicate)] in answers] == [(job.id, False) for job in jobs]
+    assert store._writer.batches - batches in (2, 3)  # not one commit for the whole burst
+    listed = [job.id for job in (await store.list_jobs(size=60)).jobs]
+    assert listed == [job.id for job in reversed(jobs)]
+
+
+async def test_a_few_requests_writes_of_one_iteration_still_share_one_commit(store: SqliteStore) -> None:
+    await until_idle(store)
+    assert store._writer is not None
+    batches = store._writer.batches
+    few = [make(f"few-{n}", n) for n in range(EARLY_HAND_OVER - 1)]
+    await asyncio.gather(*(store.add([job]) for job in few))
+    assert store._writer.batches == batches + 1
