@@ -32,7 +32,7 @@ from poulpe.store.sqlite_writer import Final, Insert, Op, Soon, Update, Writer, 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Awaited writes issued in one loop iteration after which an idle writer gets them without waiting for its end.
-EARLY_HAND_OVER = 24
+EARLY_HAND_OVER = 32
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
