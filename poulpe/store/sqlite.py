@@ -148,8 +148,8 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
 
         Only when many requests' writes come in one iteration (a burst of requests read together) and the writer is
         idle do the first EARLY_HAND_OVER go at once: otherwise the writer would wait for the whole burst and the
-        loop, its burst handed over, for the commit, each idle in turn (bench/notes.md, "Single-job intake: the
-        commit beside the loop's work")."""
+        loop, its burst handed over, for the commit, each idle in turn (docs/design.md, "A burst reaches an idle
+        writer early")."""
         pending, self._pending, self._awaited = self._pending, [], 0
         if pending and self._writer is not None:
             self._writer.hand(pending)
