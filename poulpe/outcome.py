@@ -153,7 +153,7 @@ class Finish:
         last = job.history[-1] if job.history else None
         seconds = last.finished_at - last.started_at if last is not None and last.finished_at is not None else None
         failed = last is not None and last.ok is False
-        self.metrics.ended(job.method.value, job.status, seconds, failed=failed)
+        self.metrics.ended(job.method, job.status, seconds, failed=failed)  # a StrEnum: its own text
 
     async def _record_many(self, jobs: list[Job]) -> None:
         """Store the decided states together (dead letters first), then schedule retries or tell of final states.

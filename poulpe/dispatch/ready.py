@@ -205,6 +205,8 @@ class Ready:
 
     def _hand_out(self) -> None:
         """Give ready jobs to idle workers, lowest number first."""
+        if not self._idle:  # the usual case while jobs wait: every worker busy
+            return
         for worker in sorted(self._idle):
             if not self._count:
                 return

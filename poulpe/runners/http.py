@@ -23,6 +23,7 @@ from poulpe.errors import BadRequest
 from poulpe.job import QUERY_METHODS, Job, Method
 from poulpe.outbound import DEFAULT_PORTS, check_url, host_allowed, signature
 from poulpe.runners import BODY_CAP, Outcome
+from poulpe.runners.time_limits import Limits as TimeLimits
 from poulpe.settings import Secret
 from poulpe.tracing import outgoing
 
@@ -33,7 +34,10 @@ _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _OWNED = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # Credentials that must not follow a redirect to another origin (curl and requests drop them too).
 _ORIGIN_BOUND = frozenset({"authorization", "cookie", "proxy-authorization"})
+# aiohttp adds `Content-Type: application/octet-stream` to a POST, PUT or PATCH that names none: poulpe's body-less
+# ones say nothing. Told only for those methods: telling it costs aiohttp a set and a header copy per request.
 _NO_DEFAULT_TYPE = ("Content-Type",)
+_TYPED_METHODS = frozenset({Method.POST, Method.PUT, Method.PATCH})
 
 
 def check(method: Method, name: str, params: Any, limits: Limits) -> None:
@@ -80,6 +84,7 @@ class HttpRunner:
         self.pool_size = pool_size
         self._key = signing_key.reveal().encode() if signing_key else None
         self._session: aiohttp.ClientSession | None = None
+        self._limits: TimeLimits | None = None  # the attempts' time limits, on the loop they run in
         self._user_agent = f"poulpe/{version}"
 
     def _client(self) -> aiohttp.ClientSession:
@@ -95,6 +100,9 @@ class HttpRunner:
         return self._session
 
     async def close(self) -> None:
+        if self._limits is not None:
+            self._limits.close()
+            self._limits = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -109,22 +117,22 @@ class HttpRunner:
         except ValueError as exc:  # our own sentences: intake validation lets none of these through
             return Outcome(ok=False, final=True, error=str(exc))
         headers = self._headers(job, attempt, body)
-        # asyncio.timeout's own steps, with one timer handle and nothing else per attempt (it made a Timeout object,
-        # a reschedule and a state machine each time): the task is cancelled when the attempt's time is up, and
-        # that cancellation alone becomes the timeout; any other (a shutdown) goes on.
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        expiry = _Expiry(task)
-        handle = loop.call_at(loop.time() + timeout, expiry.fire)
+        limit = self._limits_here().start(timeout)  # asyncio.timeout's own steps, one timer for all (time_limits.py)
         try:
             return await self._follow(job.method, url, body, headers, start)
         except asyncio.CancelledError:
-            if expiry.fired and task.uncancel() <= expiry.cancelling:
+            if limit.expired():
                 return Outcome(ok=False, error=f"timed out after {timeout:g}s")
             raise
         finally:
-            handle.cancel()
+            limit.end()
+
+    def _limits_here(self) -> TimeLimits:
+        loop = asyncio.get_running_loop()
+        limits = self._limits
+        if limits is None or limits.loop is not loop:
+            limits = self._limits = TimeLimits(loop)
+        return limits
 
     def _headers(self, job: Job, attempt: int, body: bytes) -> dict[str, str]:
         headers = {"User-Agent": self._user_agent}
@@ -164,10 +172,10 @@ class HttpRunner:
                     data=body or None,
                     headers=headers,
                     allow_redirects=False,
-                    skip_auto_headers=_NO_DEFAULT_TYPE,  # a body-less POST is not "application/octet-stream"
+                    skip_auto_headers=_NO_DEFAULT_TYPE if method in _TYPED_METHODS else None,
                 ) as resp:
-                    location = resp.headers.get("Location")
-                    if resp.status not in _REDIRECTS or not location:
+                    location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+                    if not location:
                         return await _outcome(resp, start)
                     target = url.join(URL(location))
             except (aiohttp.ClientError, OSError, ValueError) as exc:
@@ -179,21 +187,6 @@ class HttpRunner:
                 _drop(headers, _ORIGIN_BOUND)
             url = target
         return Outcome(ok=False, error=f"too many redirects (more than {MAX_REDIRECTS})")
-
-
-class _Expiry:
-    """An attempt's time limit: cancels its task once, and remembers that it did."""
-
-    __slots__ = ("cancelling", "fired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.cancelling = task.cancelling()  # cancellations asked before the attempt began are not its timeout
-        self.fired = False
-
-    def fire(self) -> None:
-        self.fired = True
-        self.task.cancel()
 
 
 @functools.lru_cache(maxsize=1024)

@@ -4,6 +4,7 @@ when that order is free to choose."""
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import sqlite3
 from collections.abc import Sequence
@@ -54,5 +55,5 @@ def execute_rows(conn: sqlite3.Connection, rows: list[Row], *, upsert: bool) -> 
     changed = 0
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
-        changed += conn.execute(_statement(len(chunk), upsert), [v for row in chunk for v in row]).rowcount
+        changed += conn.execute(_statement(len(chunk), upsert), list(itertools.chain.from_iterable(chunk))).rowcount
     return changed

@@ -104,6 +104,14 @@ async def test_post_without_params_has_no_body(runner: HttpRunner, target: Targe
     assert "Content-Type" not in body["headers"]
 
 
+@pytest.mark.parametrize("method", [Method.GET, Method.DELETE, Method.PUT, Method.PATCH])
+async def test_a_call_without_a_body_names_no_content_type(runner: HttpRunner, target: Target, method: Method) -> None:
+    body = echoed(await runner.run(make_job(target.url("/echo"), method), 1, 5))
+    assert body["method"] == method
+    assert "Content-Type" not in body["headers"]
+    assert body["headers"]["User-Agent"].startswith("poulpe/")
+
+
 async def test_a_body_that_is_not_json_fails_for_good_without_a_call(runner: HttpRunner, target: Target) -> None:
     outcome = await runner.run(make_job(target.url("/echo"), Method.POST, "{not json"), 1, 5)
     assert (outcome.ok, outcome.final) == (False, True)
