@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Awaited writes issued in one loop iteration after which an idle writer gets them without waiting for its end.
 EARLY_HAND_OVER = 32
+# The same for the job rows of awaited inserts: a batch of jobs is one write, and a few batches are a commit's work.
+EARLY_HAND_OVER_ROWS = 1000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,6 +65,7 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
         self._writer: Writer | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any] | None]] = []
         self._awaited = 0  # of the pending writes, those a caller waits for
+        self._awaited_rows = 0  # and the job rows those of them that insert jobs hold
         self._soon = Soon(lambda job: self._submit(Update(job), wait=False))  # `running` marks, written late
         self._reader: sqlite3.Connection | None = None
         self._open_fault: str | None = None
@@ -138,8 +141,10 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
         self._pending.append((op, fut))
         if fut is not None:
             self._awaited += 1
-            if self._awaited >= EARLY_HAND_OVER and self._writer.idle:
-                pending, self._pending, self._awaited = self._pending, [], 0
+            if isinstance(op, Insert):
+                self._awaited_rows += len(op.rows)
+            if (self._awaited >= EARLY_HAND_OVER or self._awaited_rows >= EARLY_HAND_OVER_ROWS) and self._writer.idle:
+                pending, self._pending, self._awaited, self._awaited_rows = self._pending, [], 0, 0
                 self._writer.hand_early(pending)
         return fut
 
@@ -147,10 +152,10 @@ class SqliteStore(SqliteReads, sqlite_flows.SqliteFlows, Store):
         """Writes issued during one loop iteration go to the writer together: it wakes (and takes the GIL) once.
 
         Only when many requests' writes come in one iteration (a burst of requests read together) and the writer is
-        idle do the first EARLY_HAND_OVER go at once: otherwise the writer would wait for the whole burst and the
-        loop, its burst handed over, for the commit, each idle in turn (docs/design.md, "A burst reaches an idle
-        writer early")."""
-        pending, self._pending, self._awaited = self._pending, [], 0
+        idle do the first EARLY_HAND_OVER go at once (or the first awaited inserts holding EARLY_HAND_OVER_ROWS jobs,
+        a few batches): otherwise the writer would wait for the whole burst and the loop, its burst handed over, for
+        the commit, each idle in turn (docs/design.md, "A burst reaches an idle writer early")."""
+        pending, self._pending, self._awaited, self._awaited_rows = self._pending, [], 0, 0
         if pending and self._writer is not None:
             self._writer.hand(pending)
 

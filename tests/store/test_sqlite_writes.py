@@ -12,7 +12,7 @@ import pytest
 
 from poulpe.job import Job, Method, Status
 from poulpe.store import sqlite_writer as sqlite
-from poulpe.store.sqlite import EARLY_HAND_OVER, SqliteStore
+from poulpe.store.sqlite import EARLY_HAND_OVER, EARLY_HAND_OVER_ROWS, SqliteStore
 from poulpe.store.sqlite_rows import SORTED_ROWS
 
 
@@ -264,4 +264,33 @@ async def test_a_few_requests_writes_of_one_iteration_still_share_one_commit(sto
     batches = store._writer.batches
     few = [make(f"few-{n}", n) for n in range(EARLY_HAND_OVER - 1)]
     await asyncio.gather(*(store.add([job]) for job in few))
+    assert store._writer.batches == batches + 1
+
+
+async def test_batches_of_jobs_read_together_reach_the_idle_writer_before_the_loop_has_issued_them_all(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four requests of a batch each arrive together: a batch is one write, far fewer than EARLY_HAND_OVER, but
+    its rows are enough work for a commit. The idle writer gets the first batch at once and commits it while the loop
+    issues the others, which go in a later commit; each answer after its commit, each batch in its own order."""
+    monkeypatch.setattr(sqlite, "TAKE_WAIT", 10.0)  # a loaded machine may be slow to wake the writer
+    await until_idle(store)
+    assert store._writer is not None
+    batches = store._writer.batches
+    size = EARLY_HAND_OVER_ROWS
+    requests = [[make(f"batch-{b}-{n:04}", b * size + n) for n in range(size)] for b in range(4)]
+    answers = await asyncio.gather(*(store.add(jobs) for jobs in requests))
+    for jobs, answer in zip(requests, answers, strict=True):
+        assert [(stored.id, duplicate) for stored, duplicate in answer] == [(job.id, False) for job in jobs]
+    assert store._writer.batches - batches in (2, 3)  # not one commit for all four
+    assert store._writer.rows >= 4 * size
+
+
+async def test_small_batches_of_one_iteration_still_share_one_commit(store: SqliteStore) -> None:
+    await until_idle(store)
+    assert store._writer is not None
+    batches = store._writer.batches
+    size = EARLY_HAND_OVER_ROWS // 4 - 1
+    requests = [[make(f"small-{b}-{n:04}", b * size + n) for n in range(size)] for b in range(4)]
+    await asyncio.gather(*(store.add(jobs) for jobs in requests))
     assert store._writer.batches == batches + 1
