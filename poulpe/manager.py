@@ -176,9 +176,11 @@ class JobManager(Queries):
             debounced = debounced or job.debounce is not None  # SPEC 10.2, debounce.py
         stored = await (self.debouncer.add(jobs) if debounced else self.store.add(jobs))
         fresh = [job for job, duplicate in stored if not duplicate]
-        self.metrics.accepted([job.method.value for job in fresh])
+        self.metrics.accepted([job.method for job in fresh])  # a StrEnum counts as its text
+        debug = log.isEnabledFor(logging.DEBUG)  # asked once per submission, not once per job of a batch
         for job in fresh:
-            log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
+            if debug:
+                log.debug("job %s %s attempt=0 run_at=%.3f", job.id, job.status, job.run_at)
             self._enqueue(job)
             if job.deadline is not None:
                 self.deadlines.watch(job)

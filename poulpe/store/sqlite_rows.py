@@ -23,20 +23,22 @@ _UPSERT = (
 )
 
 
-def in_id_order(runs: Sequence[list[Row]]) -> list[Row]:
-    """The rows of several inserts, one list. Merged by id when each insert's rows ascend by id (a batch's generated
-    ids: validate.BatchIds) and there are SORTED_ROWS of them; in the order given otherwise."""
-    rows = [row for run in runs for row in run]
-    if len(runs) > 1 and len(rows) >= SORTED_ROWS and all(map(_ascending, runs)):
-        rows.sort(key=_row_id)  # stable: of two rows with one id, the first accepted is still written first
+def in_id_order(runs: Sequence[list[Row]], ascending: Sequence[bool]) -> list[Row]:
+    """The rows of several inserts, one list. Merged by id when each insert's rows ascend by id (`ascending`, told
+    by each insert: a batch's generated ids, validate.BatchIds) and there are SORTED_ROWS of them; in the order
+    given otherwise."""
+    rows = list(itertools.chain.from_iterable(runs))
+    if len(runs) > 1 and len(rows) >= SORTED_ROWS and all(ascending):
+        rows.sort(key=_ROW_ID)  # stable: of two rows with one id, the first accepted is still written first
     return rows
 
 
-def _row_id(row: Row) -> str:
-    return row[0]  # type: ignore[no-any-return]
+_ROW_ID = operator.itemgetter(0)
 
 
-def _ascending(rows: list[Row]) -> bool:
+def ascending(rows: Sequence[Row]) -> bool:
+    """Whether the rows' ids ascend. Asked where the rows are made (the event loop), not by the writer thread, which
+    is the busier of the two under batched intake."""
     ids = [row[0] for row in rows]
     return all(map(operator.lt, ids, ids[1:]))
 

@@ -25,7 +25,7 @@ from poulpe.errors import StoreUnavailable
 from poulpe.job import Job, Method, Status, decode_job, encode_job
 from poulpe.store import sqlite_batches
 from poulpe.store.sqlite_files import connect, for_writing
-from poulpe.store.sqlite_rows import ROWS_PER_STATEMENT, Row, execute_rows, in_id_order
+from poulpe.store.sqlite_rows import ROWS_PER_STATEMENT, Row, ascending, execute_rows, in_id_order
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
@@ -60,11 +60,12 @@ def _utc_day(day_number: int) -> str:
 class Insert:
     """New jobs to store; answers (job, duplicate) for each."""
 
-    __slots__ = ("jobs", "rows")
+    __slots__ = ("ascending", "jobs", "rows")
 
     def __init__(self, jobs: Sequence[Job]) -> None:
         self.jobs = jobs
         self.rows = [row_of(job) for job in jobs]
+        self.ascending = ascending(self.rows)  # may go in merged by id with other inserts (sqlite_rows.in_id_order)
 
 
 class Update:
@@ -118,7 +119,7 @@ def _kind(op: Op) -> type | None:
 
 
 def insert_run(conn: sqlite3.Connection, inserts: list[Insert]) -> list[list[tuple[Job, bool]]]:
-    rows = in_id_order([insert.rows for insert in inserts])
+    rows = in_id_order([insert.rows for insert in inserts], [insert.ascending for insert in inserts])
     if execute_rows(conn, rows, upsert=False) == len(rows):
         return [[(job, False) for job in insert.jobs] for insert in inserts]
     # Some ids were known. A stored row carrying this job's acceptance number is the one just written.
