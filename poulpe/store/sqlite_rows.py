@@ -36,13 +36,6 @@ def in_id_order(runs: Sequence[list[Row]], ascending: Sequence[bool]) -> list[Ro
 _ROW_ID = operator.itemgetter(0)
 
 
-def ascending(rows: Sequence[Row]) -> bool:
-    """Whether the rows' ids ascend. Asked where the rows are made (the event loop), not by the writer thread, which
-    is the busier of the two under batched intake."""
-    ids = [row[0] for row in rows]
-    return all(map(operator.lt, ids, ids[1:]))
-
-
 @functools.lru_cache(maxsize=64)
 def _statement(rows: int, upsert: bool) -> str:
     return (
