@@ -15,7 +15,7 @@ import math
 from collections import deque
 from typing import Any
 
-SWEEP = 1024  # ended limits a queue may hold behind a running one before they are swept out at once
+SWEEP = 1024  # limits a queue may hold (ended ones behind a running one) before the ended are swept out at once
 
 
 class Limit:
@@ -43,12 +43,20 @@ class Limit:
         self.task.cancel()
 
 
+class _Queue(deque[Limit]):
+    """One timeout's limits, in the order their attempts began."""
+
+    # the length at which its ended limits are swept out: twice what stayed at the last sweep, so that a queue of
+    # SWEEP attempts all still running is not copied again at every start
+    sweep_at = SWEEP
+
+
 class Limits:
     """The limits of the attempts running on `loop`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._queues: dict[float, deque[Limit]] = {}  # by timeout, each in the order its attempts began
+        self._queues: dict[float, _Queue] = {}  # by timeout, each in the order its attempts began
         self._handle: asyncio.TimerHandle | None = None  # set for the earliest head
 
     def start(self, timeout: float) -> Limit:
@@ -58,11 +66,12 @@ class Limits:
         limit = Limit(task, self.loop.time() + timeout)
         queue = self._queues.get(timeout)
         if queue is None:
-            queue = self._queues[timeout] = deque()
+            queue = self._queues[timeout] = _Queue()
         while queue and queue[0].ended:
             queue.popleft()
-        if len(queue) >= SWEEP:
-            queue = self._queues[timeout] = deque(waiting for waiting in queue if not waiting.ended)
+        if len(queue) >= queue.sweep_at:
+            queue = self._queues[timeout] = _Queue(waiting for waiting in queue if not waiting.ended)
+            queue.sweep_at = max(SWEEP, 2 * len(queue))
         queue.append(limit)
         handle = self._handle
         if handle is None or limit.when < handle.when():

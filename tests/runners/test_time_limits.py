@@ -76,3 +76,28 @@ async def test_a_long_attempt_does_not_keep_every_ended_limit_behind_it() -> Non
     with pytest.raises(asyncio.CancelledError):
         await long
     limits.close()
+
+
+async def test_many_attempts_running_at_once_are_not_copied_at_every_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than SWEEP attempts of one timeout still running (a large --workers): a sweep finds nothing to drop, so
+    the next one waits until the queue has doubled instead of copying it again at each start."""
+    from poulpe.runners import time_limits
+
+    copies = 0
+    made = time_limits._Queue
+
+    class Counted(made):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: object) -> None:
+            nonlocal copies
+            copies += bool(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(time_limits, "_Queue", Counted)
+    limits = Limits(asyncio.get_running_loop())
+    running = [asyncio.create_task(attempt(limits, 30, 30)) for _ in range(SWEEP + 200)]
+    await asyncio.sleep(0)
+    assert copies == 1  # one sweep at SWEEP, none for the 200 starts after it
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    limits.close()
