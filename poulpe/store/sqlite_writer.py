@@ -68,8 +68,11 @@ class Insert:
         self.rows = [row_of(job) for job in jobs]
         # Whether the ids ascend (then the rows may be merged by id with other inserts: sqlite_rows.in_id_order),
         # asked here, on the event loop, rather than by the writer thread, the busier of the two under batched intake.
-        ids = [job.id for job in jobs]
-        self.ascending = all(map(operator.lt, ids, ids[1:]))
+        if len(jobs) < 2:  # a lone job (single-job intake, every request): nothing to compare
+            self.ascending = True
+        else:
+            ids = [job.id for job in jobs]
+            self.ascending = all(map(operator.lt, ids, ids[1:]))
 
 
 class Update:
