@@ -349,9 +349,9 @@ class Attempt:
                 (job.started_at or 0) * 1000 - job.run_at * 1000,
             )
         runner = self.runners.get(job.method)
-        spans = self.spans
-        span = spans.begin(job) if spans is not None else None
         slow = self.alerts.attempt_began(job) if self.alerts is not None else None
+        spans = self.spans
+        span = spans.begin(job) if spans is not None else None  # ended on every way out of the `try` below
         try:
             if runner is None:
                 outcome = Outcome(ok=False, final=True, error=f"{job.method} jobs cannot run on this poulpe")

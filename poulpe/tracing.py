@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -28,8 +27,10 @@ TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 TRACEPARENT_RE = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 MAX_TRACESTATE = 512  # W3C: 32 list members; longer values may be dropped
 
-# The context the running attempt passes on, set by the attempt span (tracing on) for the runner it calls.
-_attempt: ContextVar[tuple[str, str | None] | None] = ContextVar("poulpe_attempt_trace", default=None)
+# The context each running attempt passes on, by job id, set by the attempt span (tracing on) for the runner it
+# calls (a job has one attempt at a time in a process). Not a ContextVar: setting one in a worker's task cost the
+# event loop about 7 % of HTTP-call jobs/s (bench/notes.md, "Tracing on: the ContextVar"), a dict entry nothing.
+_attempts: dict[str, tuple[str, str | None]] = {}
 
 
 class Spans(Protocol):
@@ -82,14 +83,18 @@ def adopt(jobs: Iterable[Job], parent: str | None, state: str | None) -> None:
 
 def outgoing(job: Job) -> tuple[str, str | None] | None:
     """(traceparent, tracestate) the running attempt passes on, or None when the job has no trace."""
-    current = _attempt.get()
+    current = _attempts.get(job.id)
     if current is not None:
         return current
     return (job.traceparent, job.tracestate) if job.traceparent else None
 
 
-def set_attempt(context: tuple[str, str | None] | None) -> None:
-    _attempt.set(context)
+def set_attempt(job_id: str, context: tuple[str, str | None] | None) -> None:
+    """The running attempt's context (None: the attempt is over)."""
+    if context is None:
+        _attempts.pop(job_id, None)
+    else:
+        _attempts[job_id] = context
 
 
 def endpoint(flag: str | None, environ: Mapping[str, str] = os.environ) -> str | None:

@@ -50,12 +50,12 @@ class AttemptSpans:
     def begin(self, job: Job) -> Begun:
         """Draw the attempt's span id under the job's trace; what the runner passes on is its context."""
         begun = self._begun(job, time.time_ns())
-        tracing.set_attempt((begun[1], job.tracestate))
+        tracing.set_attempt(job.id, (begun[1], job.tracestate))
         return begun
 
     def end(self, span: Begun, job: Job, outcome: Outcome | None) -> None:
         """Export the span with the outcome (`succeeded`, `failed` or `interrupted`) and the job's next status."""
-        tracing.set_attempt(None)
+        tracing.set_attempt(job.id, None)
         self._export(job, span, time.time_ns(), outcome)
 
     def external(self, job: Job, outcome: Outcome) -> None:

@@ -96,6 +96,29 @@ def test_an_attempt_passes_on_its_own_span_under_the_jobs_trace_with_the_sampled
         spans.close()
 
 
+def test_attempts_running_at_once_each_pass_on_their_own_span(collector: Collector) -> None:
+    """Two workers run attempts of two jobs of one trace at the same time: each runner passes on its own attempt's
+    span, and the end of one attempt leaves the other's context in place."""
+    spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
+    try:
+        first, second = (
+            Job(id=name, method=Method.GET, name="http://127.0.0.1:9/", traceparent=TRACEPARENT, attempts=1)
+            for name in ("first", "second")
+        )
+        began_first, began_second = spans.begin(first), spans.begin(second)
+        passed_first, passed_second = tracing.outgoing(first), tracing.outgoing(second)
+        assert passed_first is not None and passed_second is not None
+        assert passed_first[0] == began_first[1] and passed_second[0] == began_second[1]
+        assert passed_first[0] != passed_second[0]
+        spans.end(began_first, first, Outcome(ok=True))
+        assert tracing.outgoing(first) == (TRACEPARENT, None)
+        assert tracing.outgoing(second) == passed_second
+        spans.end(began_second, second, Outcome(ok=True))
+        assert tracing.outgoing(second) == (TRACEPARENT, None)
+    finally:
+        spans.close()
+
+
 def test_an_export_process_that_dies_is_replaced(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     spans = AttemptSpans(f"{collector.url}/v1/traces", node="node-1", version="1.0")
