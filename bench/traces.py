@@ -7,9 +7,9 @@ the collector) is read from /proc: on a busy machine it moves far less than jobs
 
     python -m bench.traces [--jobs 20000] [--rounds 11] [--workers 64] [--previous REVISION]
 
-Eleven rounds by default: on this 2-core machine one round's tracing on / off ratio spreads from about 75 % to
-105 % (the host's other work, the export process's batches landing on poulpe's core or the other), so the median
-of five rounds still moved by several points from one run to the next; the spread of the rounds is printed with it.
+Eleven rounds by default: on the 2-core machine of docs/BENCHMARKS.md one round's tracing on / off ratio spread
+from about 70 % to 110 %, and the median of five rounds moved by several points from one run to the next (79 to
+91 % in one day's runs of the same code); the middle half of the rounds' ratios is printed with it.
 
 The collector is the test suite's (tests/otlp_collector.py: it decodes every span with opentelemetry-proto), in a
 process of its own on the same cores as poulpe, as a collector on the same host would be.
