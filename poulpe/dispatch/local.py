@@ -84,13 +84,9 @@ class LocalFeed:
     def schedule(self, job: Job) -> None:
         """A stored job that waits: ready now if it is due and there is room, parked while its key has
         KEY_READY_CAP jobs ready, else at its time."""
-        ready = self.ready
-        if job.run_at <= self.clock() and len(ready) < READY_CAP:  # due, and room: `Ready.admit`'s test, asked once
+        if job.run_at <= self.clock() and len(self.ready) < READY_CAP:  # due, and room: its key's room asked once
             job.status = Status.QUEUED
-            if ready.key_full(job):
-                heapq.heappush(self._parked.setdefault(key_of(job), []), rank(job))
-            else:
-                ready.take(job)
+            self._make_one_ready(job)
         else:
             self.timer.add(rank(job))
 
